@@ -1,0 +1,150 @@
+"""Cascade: build task graphs with plain Python calls, run them on an async dataflow engine.
+
+    import cascade as cs
+
+    @cs.task
+    def add(a, b):
+        return a + b
+
+    total = add(add(1, 2), cs.Param("n", type=int))
+    cs.run(total, params={"n": "3"})   # 6
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cascade._version import __version__
+from cascade.executors.base import Executor, TaskCall
+from cascade.graph.render import dry_run, visualize
+from cascade.plugins import hookimpl
+from cascade.runtime.bus import MessageBus
+from cascade.runtime.engine import Engine, ParamError
+from cascade.runtime.resources import ResourceError
+from cascade.runtime.subscribers import HumanReadableLogSubscriber
+from cascade.spec.policies import RetryPolicy, TaskTimeoutError
+from cascade.spec.resource import ResourceDefinition, inject, resource
+from cascade.spec.task import LazyResult, Param, Task, task, unmapped
+from cascade.testing import override_resource
+
+if TYPE_CHECKING:
+    from cascade.caching import (
+        CacheContext,
+        CachePolicy,
+        FileExistenceCache,
+        InputHashCache,
+        cache_stats,
+        clear_cache,
+    )
+
+_LAZY = {
+    "CacheContext": "cascade.caching",
+    "CachePolicy": "cascade.caching",
+    "FileExistenceCache": "cascade.caching",
+    "InputHashCache": "cascade.caching",
+    "cache_stats": "cascade.caching",
+    "clear_cache": "cascade.caching",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Caching pulls in hashlib, pickle and the store; load it only when it is used.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cascade' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+async def run_async(
+    target: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    executor: str | Executor | None = None,
+    max_concurrency: int | None = None,
+    log_level: str | None = "INFO",
+    bus: MessageBus | None = None,
+) -> Any:
+    """Run ``target`` inside a running event loop: ``await cs.run_async(...)``. Same options
+    and result as ``cs.run``."""
+    engine = Engine(
+        bus=bus, executor=executor, max_concurrency=max_concurrency, log_level=log_level
+    )
+    return await engine.run(target, params=params)
+
+
+def run(
+    target: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    executor: str | Executor | None = None,
+    max_concurrency: int | None = None,
+    log_level: str | None = "INFO",
+    bus: MessageBus | None = None,
+) -> Any:
+    """Run the graph behind ``target`` and return its result.
+
+    ``target`` is a LazyResult, a list or tuple of them (a list comes back) or a dict of them
+    (a dict comes back). ``params`` fills ``cs.Param`` inputs. A fresh engine is made for the
+    call with the given ``executor``, ``max_concurrency`` and human-readable logging at
+    ``log_level`` (``None`` for silence). The first task that raises ends the run and its
+    exception is raised here unchanged.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "cs.run() cannot be called while an event loop is running (it starts its own); "
+            "use `await cs.run_async(...)` instead"
+        )
+    return asyncio.run(
+        run_async(
+            target,
+            params,
+            executor=executor,
+            max_concurrency=max_concurrency,
+            log_level=log_level,
+            bus=bus,
+        )
+    )
+
+
+__all__ = [
+    "CacheContext",
+    "CachePolicy",
+    "Engine",
+    "Executor",
+    "FileExistenceCache",
+    "HumanReadableLogSubscriber",
+    "InputHashCache",
+    "LazyResult",
+    "MessageBus",
+    "Param",
+    "ParamError",
+    "ResourceDefinition",
+    "ResourceError",
+    "RetryPolicy",
+    "Task",
+    "TaskCall",
+    "TaskTimeoutError",
+    "__version__",
+    "cache_stats",
+    "clear_cache",
+    "dry_run",
+    "hookimpl",
+    "inject",
+    "override_resource",
+    "resource",
+    "run",
+    "run_async",
+    "task",
+    "unmapped",
+    "visualize",
+]

@@ -1,0 +1,48 @@
+"""The cache policy protocol the engine calls around a task execution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class CacheContext:
+    """What a policy may look at: the task and its resolved inputs (injected resources are not
+    inputs). ``state`` carries whatever ``lookup`` computed (a key, a path) over to ``save``."""
+
+    task: Any
+    task_id: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any = field(default=None)
+
+    @property
+    def task_name(self) -> str:
+        return str(self.task.name)
+
+
+@runtime_checkable
+class CachePolicy(Protocol):
+    """Decides whether a task's result is already known, and remembers new results.
+
+    ``lookup`` returns ``(True, value)`` on a hit, and the engine skips the task with
+    ``TaskSkipped(reason="CacheHit")``; ``(False, None)`` on a miss, after which the task runs and
+    ``save`` receives its result. Both run on the event loop and should be quick.
+    """
+
+    def lookup(self, context: CacheContext) -> tuple[bool, Any]: ...
+
+    def save(self, context: CacheContext, value: Any) -> None: ...
+
+
+def check_cache_policy(policy: Any, task_name: str) -> CachePolicy | None:
+    """Validate a user-given policy with an error naming the task."""
+    if policy is None:
+        return None
+    if not isinstance(policy, CachePolicy):
+        raise TypeError(
+            f"task '{task_name}': cache= takes a cache policy such as cs.InputHashCache() or "
+            f"cs.FileExistenceCache(path), got {policy!r}"
+        )
+    return policy

@@ -1,0 +1,168 @@
+"""The executor protocol: the one thing an executor does is run a call.
+
+The engine owns scheduling, events, resources and policies. For every task attempt it builds a
+``TaskCall`` and hands it to ``Executor.submit``, which returns an awaitable of the result:
+
+- a coroutine, which the engine runs as an ``asyncio.Task`` (and may cancel), or
+- an ``asyncio.Future``. If the executor sets ``stops_on_cancel = True``, cancelling that future
+  must stop the work (a process executor kills the worker, Dask cancels the future). Otherwise
+  the engine never cancels it and, when a run fails or is cancelled, waits for it to finish —
+  except an attempt that timed out, which is abandoned.
+
+``start()`` and ``shutdown()`` bracket each run that uses the executor. An executor with
+``requires_pickle = True`` sends functions and arguments to another process, so they must be
+picklable; it should fail with ``UnpicklableTaskError`` naming the task and the value.
+
+Executors that keep results elsewhere (``returns_references = True``) may complete with a
+reference instead of the value; the engine then hands references of the same executor straight
+back to it as arguments, and calls ``materialize`` only when it needs values (targets,
+conditions, mapping, caching, and inputs of tasks on another executor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import pickle
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+#: ``worker_setup`` entries: called in the worker with the call's ``carrier``, returning a
+#: context manager entered around the function (how tracing context reaches other processes).
+WorkerSetup = Callable[[dict[str, str]], contextlib.AbstractContextManager[Any]]
+
+
+@dataclass(slots=True, eq=False)
+class TaskCall:
+    """One attempt of one task, with its arguments resolved.
+
+    ``context`` is the ``contextvars.Context`` to run the function in (set when plugins such as
+    tracing asked for one); ``carrier`` and ``worker_setup`` carry that context to another
+    process. A remote executor may set ``start_time``/``end_time`` (wall clock, seconds) to the
+    times measured where the call ran; the engine reports them in ``TaskExecutionFinished``.
+    """
+
+    task_id: str
+    task_name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    is_async: bool
+    run_id: str = ""
+    attempt: int = 1
+    timeout: float | None = None
+    context: contextvars.Context | None = None
+    carrier: dict[str, str] = field(default_factory=dict)
+    worker_setup: list[WorkerSetup] = field(default_factory=list)
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What the engine needs from an executor. See the module docstring for the contract."""
+
+    name: ClassVar[str]
+    requires_pickle: ClassVar[bool]
+    stops_on_cancel: ClassVar[bool]
+    returns_references: ClassVar[bool]
+
+    async def start(self) -> None:
+        """Prepare for a run (start pools, connect to a cluster). Called once per run."""
+
+    async def shutdown(self) -> None:
+        """Release what ``start`` acquired. Called once per run, after its last call ended."""
+
+    def submit(self, call: TaskCall) -> Awaitable[Any]:
+        """Begin running ``call`` and return an awaitable of its result."""
+
+    async def materialize(self, values: list[Any]) -> list[Any]:
+        """Turn references this executor returned into values (identity for local ones)."""
+
+
+class UnpicklableTaskError(TypeError):
+    """A task or one of its arguments cannot be sent to another process."""
+
+
+def check_picklable(call: TaskCall, dumps: Callable[[Any], bytes] = pickle.dumps) -> None:
+    """Raise ``UnpicklableTaskError`` naming the task and the first value that cannot be
+    pickled: the function itself, a positional argument or a keyword argument."""
+    candidates: list[tuple[str, Any]] = [("the task function", call.fn)]
+    candidates += [(f"argument {i}", v) for i, v in enumerate(call.args)]
+    candidates += [(f"argument '{k}'", v) for k, v in call.kwargs.items()]
+    for label, value in candidates:
+        try:
+            dumps(value)
+        except Exception as exc:
+            raise UnpicklableTaskError(
+                f"task '{call.task_name}': {label} ({_short_repr(value)}) cannot be sent to "
+                f"another process: {type(exc).__name__}: {exc}. Use picklable values, or run "
+                "this task on a local executor."
+            ) from exc
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@contextlib.contextmanager
+def worker_context(
+    carrier: dict[str, str], worker_setup: list[WorkerSetup]
+) -> Iterator[None]:
+    """Enter every ``worker_setup`` context around a call in a worker process."""
+    with contextlib.ExitStack() as stack:
+        for setup in worker_setup:
+            stack.enter_context(setup(carrier))
+        yield
+
+
+def call_in_worker(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    carrier: dict[str, str],
+    worker_setup: list[WorkerSetup],
+) -> Any:
+    """Run a (sync or async) task function in a worker process, inside the propagated context."""
+    import asyncio
+    import inspect
+
+    with worker_context(carrier, worker_setup):
+        if inspect.iscoroutinefunction(fn):
+            return asyncio.run(fn(*args, **kwargs))
+        return fn(*args, **kwargs)
+
+
+class BaseExecutor:
+    """Defaults for the optional parts of the protocol; subclass it or implement them yourself."""
+
+    name: ClassVar[str] = "base"
+    requires_pickle: ClassVar[bool] = False
+    stops_on_cancel: ClassVar[bool] = False
+    returns_references: ClassVar[bool] = False
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    def submit(self, call: TaskCall) -> Awaitable[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def materialize(self, values: list[Any]) -> list[Any]:
+        return values
+
+
+__all__ = [
+    "BaseExecutor",
+    "Executor",
+    "TaskCall",
+    "UnpicklableTaskError",
+    "WorkerSetup",
+    "call_in_worker",
+    "check_picklable",
+    "worker_context",
+]

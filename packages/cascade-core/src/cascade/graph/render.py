@@ -1,0 +1,120 @@
+"""Text views of a graph: Graphviz DOT, Mermaid, and the dry-run plan. Iterative throughout."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+
+from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node, build_graph
+from cascade.spec.task import MISSING, LazyResult, Param
+
+
+def _graph_of(target: Any) -> Graph:
+    from cascade.runtime.engine import normalize_target
+
+    targets, _ = normalize_target(target)
+    return build_graph(targets)
+
+
+def _label(node: Node) -> str:
+    if node.kind == KIND_PARAM:
+        return node.lazy.name
+    if node.kind == KIND_MAP:
+        return f"{node.name} [map]"
+    return node.name
+
+
+def _edges(graph: Graph) -> list[tuple[int, int, bool]]:
+    """``(upstream, downstream, carries_data)`` for every edge."""
+    edges = []
+    for node in graph.nodes:
+        data = set(node.value_deps)
+        for dep in sorted(node.deps):
+            edges.append((dep, node.index, dep in data))
+    return edges
+
+
+def visualize(target: Any, format: str = "dot") -> str:
+    """The graph behind ``target`` as Graphviz DOT (``format="dot"``) or Mermaid
+    (``format="mermaid"``) text. Ordering-only edges (``.after``) are dashed."""
+    graph = _graph_of(target)
+    if format == "dot":
+        lines = ["digraph cascade {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
+        for node in graph.nodes:
+            shape = ", shape=ellipse" if node.kind == KIND_PARAM else ""
+            label = _label(node).replace('"', '\\"')
+            lines.append(f'  n{node.index} [label="{label}"{shape}];')
+        for up, down, data in _edges(graph):
+            style = "" if data else " [style=dashed]"
+            lines.append(f"  n{up} -> n{down}{style};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    if format == "mermaid":
+        lines = ["graph LR"]
+        for node in graph.nodes:
+            label = _label(node).replace('"', "#quot;")
+            if node.kind == KIND_PARAM:
+                lines.append(f'  n{node.index}(["{label}"])')
+            else:
+                lines.append(f'  n{node.index}["{label}"]')
+        for up, down, data in _edges(graph):
+            arrow = "-->" if data else "-.->"
+            lines.append(f"  n{up} {arrow} n{down}")
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown graph format {format!r}; use 'dot' or 'mermaid'")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Param):
+        return f"<param {value.param_name}>"
+    if isinstance(value, LazyResult):
+        return f"<{value.id}>"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in value.items()) + "}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def plan(target: Any) -> list[dict[str, Any]]:
+    """The order tasks would start in a sequential run, each with its inputs (literals shown
+    as values, upstream results as ``<task-id>``). Params are inputs, not steps."""
+    graph = _graph_of(target)
+    steps = []
+    for node in graph.nodes:
+        if node.kind == KIND_PARAM:
+            continue
+        lazy = node.lazy
+        inputs = [_show(v) for v in lazy.args]
+        inputs += [f"{k}={_show(v)}" for k, v in lazy.kwargs.items()]
+        extras = []
+        if lazy.condition is not MISSING:
+            extras.append(f"if {_show(lazy.condition)}")
+        if lazy.after_deps:
+            extras.append("after " + ", ".join(_show(d) for d in lazy.after_deps))
+        steps.append(
+            {
+                "task_id": lazy.id,
+                "task": node.name,
+                "map": node.kind == KIND_MAP,
+                "call": f"{node.name}{'.map' if node.kind == KIND_MAP else ''}({', '.join(inputs)})",
+                "notes": extras,
+                "depends_on": [graph.nodes[d].lazy.id for d in sorted(node.deps)],
+            }
+        )
+    return steps
+
+
+def dry_run(target: Any, stream: IO[str] | None = None) -> list[dict[str, Any]]:
+    """Print the planned execution order with literal inputs, running nothing; returns the
+    plan as data (see ``plan``)."""
+    out = stream if stream is not None else sys.stdout
+    steps = plan(target)
+    print(f"{len(steps)} task(s) would run, in this order:", file=out)
+    for number, step in enumerate(steps, 1):
+        notes = f"   [{'; '.join(step['notes'])}]" if step["notes"] else ""
+        print(f"{number:>4}. {step['call']}   -> <{step['task_id']}>{notes}", file=out)
+    return steps

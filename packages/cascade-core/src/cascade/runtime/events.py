@@ -1,0 +1,121 @@
+"""The event catalogue: every lifecycle fact the engine publishes on the bus.
+
+Events are frozen dataclasses so a subscriber can keep them, compare them and hand them across
+threads without copying. Subscribing to a base class (``Event``, ``TaskEvent``,
+``ResourceEvent``) receives every subclass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+
+def _new_event_id() -> str:
+    return uuid4().hex
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events. ``timestamp`` is wall-clock seconds (``time.time()``)."""
+
+    event_id: str = field(default_factory=_new_event_id)
+    timestamp: float = field(default_factory=time.time)
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """A run has been validated and is about to set up resources and start tasks."""
+
+    target_tasks: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    """A run ended. ``status`` is ``"Succeeded"``, ``"Failed"`` or ``"Cancelled"``."""
+
+    status: str = "Succeeded"
+    duration: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskEvent(Event):
+    """Base of everything that happens to one task node (or one mapped item of it)."""
+
+    task_id: str = ""
+    task_name: str = ""
+
+
+@dataclass(frozen=True)
+class TaskExecutionStarted(TaskEvent):
+    """One attempt of a task was handed to an executor."""
+
+    attempt: int = 1
+    executor: str = ""
+
+
+@dataclass(frozen=True)
+class TaskExecutionFinished(TaskEvent):
+    """One attempt ended. ``timestamp`` is when it ended and ``start_time`` when it began,
+    as measured where it ran (a remote worker's clock for remote executors)."""
+
+    status: str = "Succeeded"
+    duration: float = 0.0
+    result_preview: str | None = None
+    error: str | None = None
+    attempt: int = 1
+    start_time: float = 0.0
+    executor: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSkipped(TaskEvent):
+    """A task did not run: ``"CacheHit"``, ``"ConditionFalse"`` or ``"UpstreamSkipped"``."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TaskRetrying(TaskEvent):
+    """Attempt ``attempt`` failed with ``error`` and the next starts after ``delay`` seconds."""
+
+    attempt: int = 1
+    delay: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ResourceEvent(Event):
+    """Base of resource lifecycle events."""
+
+    resource_name: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceAcquired(ResourceEvent):
+    """A resource's setup (the code before ``yield``) finished."""
+
+
+@dataclass(frozen=True)
+class ResourceReleased(ResourceEvent):
+    """A resource's teardown (the code after ``yield``) finished."""
+
+
+__all__ = [
+    "Event",
+    "ResourceAcquired",
+    "ResourceEvent",
+    "ResourceReleased",
+    "RunFinished",
+    "RunStarted",
+    "TaskEvent",
+    "TaskExecutionFinished",
+    "TaskExecutionStarted",
+    "TaskRetrying",
+    "TaskSkipped",
+]

@@ -1,0 +1,132 @@
+"""Resource lifecycles: validating what a graph needs, setting providers up in dependency
+order and tearing them down in reverse, on success, failure and cancellation."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cascade.runtime.bus import MessageBus
+from cascade.runtime.events import ResourceAcquired, ResourceReleased
+from cascade.spec.resource import ResourceDefinition
+
+logger = logging.getLogger("cascade.resources")
+
+
+class ResourceError(LookupError):
+    """A resource is unknown, depends on itself, or misbehaves during setup or teardown."""
+
+
+def plan_resources(
+    providers: Mapping[str, ResourceDefinition], wanted: Iterable[tuple[str, str]]
+) -> list[str]:
+    """Every resource needed (transitively) in setup order, dependencies first.
+
+    ``wanted`` pairs a resource name with who wants it (``"task 'load'"``), so an unknown name
+    or a cycle fails with an error naming the chain, before any task runs.
+    """
+    order: list[str] = []
+    done: set[str] = set()
+    for root, requester in wanted:
+        if root in done:
+            continue
+        stack: list[tuple[str, list[str], bool]] = [(root, [requester], False)]
+        on_path: list[str] = []
+        while stack:
+            name, chain, expanded = stack.pop()
+            if expanded:
+                on_path.pop()
+                if name not in done:
+                    done.add(name)
+                    order.append(name)
+                continue
+            if name in done:
+                continue
+            if name in on_path:
+                cycle = " -> ".join([*on_path[on_path.index(name) :], name])
+                raise ResourceError(f"resources depend on each other in a cycle: {cycle}")
+            definition = providers.get(name)
+            if definition is None:
+                known = ", ".join(sorted(providers)) or "none"
+                raise ResourceError(
+                    f"{chain[-1]} needs resource '{name}', which is not registered "
+                    f"(registered: {known}); register it with engine.register(...)"
+                )
+            on_path.append(name)
+            stack.append((name, chain, True))
+            for _, dep in reversed(definition.injections):
+                stack.append((dep, [*chain, f"resource '{name}'"], False))
+    return order
+
+
+class ResourceStack:
+    """Open resources of one scope (a run, or one task execution), closed in reverse order."""
+
+    def __init__(self, bus: MessageBus, run_id: str) -> None:
+        self._bus = bus
+        self._run_id = run_id
+        self._open: list[tuple[str, Any]] = []
+        self.instances: dict[str, Any] = {}
+
+    async def enter(self, definition: ResourceDefinition, available: Mapping[str, Any]) -> Any:
+        """Run a provider's setup with its own injections taken from ``available``."""
+        kwargs = {param: available[dep] for param, dep in definition.injections}
+        generator = definition.func(**kwargs)
+        try:
+            if inspect.isasyncgen(generator):
+                value = await generator.__anext__()
+            else:
+                value = next(generator)
+        except (StopIteration, StopAsyncIteration):
+            raise ResourceError(
+                f"resource '{definition.name}' returned without yielding a value"
+            ) from None
+        self._open.append((definition.name, generator))
+        self.instances[definition.name] = value
+        if self._bus.wants(ResourceAcquired):
+            self._bus.publish(ResourceAcquired(run_id=self._run_id, resource_name=definition.name))
+        return value
+
+    async def close(self, error: BaseException | None) -> None:
+        """Tear everything down in reverse. ``error`` (the run's failure, if any) is thrown into
+        each generator so it can roll back. A teardown that fails on a successful run is raised
+        after all others ran; on a failed run it is logged, so the original error surfaces."""
+        first_failure: BaseException | None = None
+        while self._open:
+            name, generator = self._open.pop()
+            self.instances.pop(name, None)
+            try:
+                await _finish_generator(name, generator, error)
+            except Exception as exc:
+                if error is None and first_failure is None:
+                    first_failure = exc
+                else:
+                    logger.error("teardown of resource '%s' failed: %r", name, exc)
+            if self._bus.wants(ResourceReleased):
+                self._bus.publish(ResourceReleased(run_id=self._run_id, resource_name=name))
+        if first_failure is not None:
+            raise first_failure
+
+
+async def _finish_generator(name: str, generator: Any, error: BaseException | None) -> None:
+    is_async = inspect.isasyncgen(generator)
+    try:
+        if error is None or not isinstance(error, Exception):
+            # Cancellation and interrupts are not thrown in: teardown runs as on success.
+            if is_async:
+                await generator.__anext__()
+            else:
+                next(generator)
+        elif is_async:
+            await generator.athrow(error)
+        else:
+            generator.throw(error)
+    except (StopIteration, StopAsyncIteration):
+        return
+    except BaseException as exc:
+        if exc is error:
+            return  # the provider re-raised the run's error after rolling back
+        raise
+    raise ResourceError(f"resource '{name}' yielded more than once; yield exactly one value")

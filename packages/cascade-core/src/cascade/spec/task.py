@@ -1,0 +1,396 @@
+"""What users declare: tasks, the lazy results calling them returns, and graph parameters.
+
+Nothing here runs a task. A ``LazyResult`` records a call (the task, its arguments, the policies
+for this call) and the objects it references form the graph that ``cascade.graph`` walks.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
+from cascade.spec.resource import find_injections
+
+if TYPE_CHECKING:
+    from cascade.caching.policies import CachePolicy
+
+R = TypeVar("R")
+
+_ids = itertools.count(1)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+MISSING: Any = _Missing()
+
+
+def _retry_from(retries: int | RetryPolicy | None) -> RetryPolicy | None:
+    if retries is None or isinstance(retries, RetryPolicy):
+        return retries
+    return RetryPolicy(retries=retries)
+
+
+class LazyResult(Generic[R]):
+    """The not-yet-computed result of one task call: a node of the graph.
+
+    Pass it to other tasks as an argument (also inside lists, tuples and dicts) to make them
+    depend on it; the ``with_*`` methods return a copy with a policy overridden for this call.
+    """
+
+    __slots__ = (
+        "task",
+        "args",
+        "kwargs",
+        "id",
+        "retry",
+        "timeout",
+        "cache",
+        "condition",
+        "after_deps",
+        "__weakref__",
+    )
+
+    task: Task[R] | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    id: str
+    retry: RetryPolicy | None
+    timeout: float | None
+    cache: CachePolicy | None
+    condition: Any
+    after_deps: tuple[LazyResult[Any], ...]
+
+    def __init__(self, task: Task[R] | None, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+        self.id = f"{task.name if task else 'param'}-{next(_ids)}"
+        if task is not None:
+            self.retry = task.retry
+            self.timeout = task.timeout
+            self.cache = task.cache
+        else:
+            self.retry = self.timeout = self.cache = None
+        self.condition = MISSING
+        self.after_deps = ()
+
+    @property
+    def name(self) -> str:
+        """The task name this node reports in events and graphs."""
+        assert self.task is not None
+        return self.task.name
+
+    def __repr__(self) -> str:
+        return f"<LazyResult {self.id}>"
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            f"{self!r} has no truth value before the graph runs; "
+            "to branch on it use .run_if(condition)"
+        )
+
+    def __iter__(self) -> Any:
+        raise TypeError(
+            f"{self!r} cannot be iterated before the graph runs; "
+            "to fan out over it use some_task.map(it)"
+        )
+
+    def _copy(self) -> LazyResult[R]:
+        clone: LazyResult[R] = object.__new__(type(self))
+        for klass in type(self).__mro__:
+            for slot in getattr(klass, "__slots__", ()):
+                if slot != "__weakref__" and hasattr(self, slot):
+                    object.__setattr__(clone, slot, getattr(self, slot))
+        clone.id = f"{self.name}-{next(_ids)}"
+        return clone
+
+    def with_retry(
+        self,
+        retries: int = 1,
+        delay: float = 0.0,
+        backoff: float = 1.0,
+        max_delay: float | None = None,
+        jitter: float = 0.0,
+        on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    ) -> LazyResult[R]:
+        """A copy of this call that is attempted at most ``retries + 1`` times."""
+        clone = self._copy()
+        on_tuple = on if isinstance(on, tuple) else (on,)
+        clone.retry = RetryPolicy(retries, delay, backoff, max_delay, jitter, on_tuple)
+        return clone
+
+    def with_timeout(self, seconds: float | None) -> LazyResult[R]:
+        """A copy of this call whose every attempt fails with ``TaskTimeoutError`` after
+        ``seconds``."""
+        clone = self._copy()
+        clone.timeout = check_timeout(seconds)
+        return clone
+
+    def with_cache(self, policy: CachePolicy | None) -> LazyResult[R]:
+        """A copy of this call that uses ``policy`` (``None`` turns caching off)."""
+        from cascade.caching.policies import check_cache_policy
+
+        clone = self._copy()
+        clone.cache = check_cache_policy(policy, self.name)
+        return clone
+
+    def run_if(self, condition: Any) -> LazyResult[R]:
+        """A copy that runs only when ``condition`` (a value or a LazyResult) is truthy;
+        otherwise it is skipped, and so is everything that needs its result."""
+        clone = self._copy()
+        clone.condition = condition
+        return clone
+
+    def after(self, *upstream: LazyResult[Any]) -> LazyResult[R]:
+        """A copy that starts only after ``upstream`` finished, without taking their values."""
+        for item in upstream:
+            if not isinstance(item, LazyResult):
+                raise TypeError(f"{self.name}.after() takes LazyResults, got {item!r}")
+        clone = self._copy()
+        clone.after_deps = self.after_deps + tuple(upstream)
+        return clone
+
+
+class Param(LazyResult[Any]):
+    """A graph input, resolved from the ``params`` given to ``run``.
+
+    ``type`` converts the given value (``"3"`` from a command line becomes ``3`` with
+    ``type=int``); a param without a default is required.
+    """
+
+    __slots__ = ("param_name", "default", "type", "description")
+
+    def __init__(
+        self,
+        name: str,
+        default: Any = MISSING,
+        type: Callable[[Any], Any] | None = None,
+        description: str = "",
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Param needs a name, got {name!r}")
+        super().__init__(None, (), {})
+        self.id = f"param:{name}"
+        self.param_name = name
+        self.default = default
+        self.type = type
+        self.description = description
+
+    @property
+    def name(self) -> str:
+        return f"param:{self.param_name}"
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+    def __repr__(self) -> str:
+        return f"<Param {self.param_name!r}>"
+
+    def _copy(self) -> LazyResult[Any]:
+        raise TypeError(f"policies apply to task calls, not to {self!r}")
+
+    def convert(self, value: Any) -> Any:
+        """Apply ``type`` to a given value, with an error naming the param on failure."""
+        if self.type is None or value is None:
+            return value
+        if isinstance(self.type, type) and isinstance(value, self.type):
+            return value
+        try:
+            return self.type(value)
+        except Exception as exc:
+            type_name = getattr(self.type, "__name__", repr(self.type))
+            raise ValueError(
+                f"param '{self.param_name}': cannot convert {value!r} to {type_name}: {exc}"
+            ) from exc
+
+
+class unmapped:  # noqa: N801 - reads as a marker, like Prefect's
+    """Wrap an argument of ``task.map(...)`` to pass it whole to every item."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"unmapped({self.value!r})"
+
+
+class MappedLazyResult(LazyResult[list[R]]):
+    """``task.map(...)``: one call of the task per item, resolved to the list of results.
+
+    ``iterated`` holds the positional indices and keyword names that are iterated; everything
+    else is broadcast to every item.
+    """
+
+    __slots__ = ("iterated_args", "iterated_kwargs")
+
+    iterated_args: tuple[int, ...]
+    iterated_kwargs: tuple[str, ...]
+
+
+def _is_iterated(value: Any) -> bool:
+    if isinstance(value, unmapped):
+        return False
+    if isinstance(value, LazyResult):
+        return True
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
+
+
+class Task(Generic[R]):
+    """A function declared with ``@cs.task``. Calling it builds a ``LazyResult``; the plain
+    function stays available as ``.fn`` for unit tests."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        executor: str | None = None,
+        retries: int | RetryPolicy | None = None,
+        timeout: float | None = None,
+        cache: CachePolicy | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        from cascade.caching.policies import check_cache_policy
+
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", None) or repr(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        if executor is not None and not isinstance(executor, str):
+            raise TypeError(f"task '{self.name}': executor= takes a name, got {executor!r}")
+        self.executor = executor
+        self.retry = _retry_from(retries)
+        self.timeout = check_timeout(timeout)
+        self.cache = check_cache_policy(cache, self.name)
+        self.concurrency = check_concurrency(concurrency, f"task '{self.name}': concurrency")
+        self.injections = find_injections(fn)
+        self._signature_check = _SignatureCheck(fn, self.name)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> LazyResult[R]:
+        self._signature_check(args, kwargs)
+        return LazyResult(self, args, kwargs)
+
+    def map(self, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
+        """Call the task once per item of the iterated arguments (lists, tuples, ranges, or
+        LazyResults producing one). Strings, mappings and ``cs.unmapped(value)`` are passed
+        whole to every item. Iterated arguments must have equal lengths."""
+        iterated_args = tuple(i for i, a in enumerate(args) if _is_iterated(a))
+        iterated_kwargs = tuple(k for k, v in kwargs.items() if _is_iterated(v))
+        if not iterated_args and not iterated_kwargs:
+            raise TypeError(
+                f"{self.name}.map() needs at least one iterable argument to fan out over"
+            )
+
+        def plain(value: Any, iterated: bool) -> Any:
+            if isinstance(value, unmapped):
+                return value.value
+            if iterated and not isinstance(value, (LazyResult, list)):
+                return list(value)
+            return value
+
+        margs = tuple(plain(a, i in iterated_args) for i, a in enumerate(args))
+        mkwargs = {k: plain(v, k in iterated_kwargs) for k, v in kwargs.items()}
+        self._signature_check(margs, mkwargs)
+        mapped: MappedLazyResult[R] = MappedLazyResult(self, margs, mkwargs)  # type: ignore[arg-type]
+        mapped.iterated_args = iterated_args
+        mapped.iterated_kwargs = iterated_kwargs
+        return mapped
+
+
+class _SignatureCheck:
+    """Cheap build-time check that a call fits the function's signature, so a wrong argument
+    fails where it was written rather than in the middle of a run."""
+
+    __slots__ = ("max_positional", "names", "required", "name", "open_args", "open_kwargs")
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.name = name
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+            self.open_args = self.open_kwargs = True
+        else:
+            kinds = {p.kind for p in params}
+            self.open_args = inspect.Parameter.VAR_POSITIONAL in kinds
+            self.open_kwargs = inspect.Parameter.VAR_KEYWORD in kinds
+        positional = [
+            p
+            for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        self.max_positional = len(positional)
+        self.names = frozenset(p.name for p in params if p.kind is not p.POSITIONAL_ONLY)
+        self.required = tuple(
+            (i if p.kind is not p.KEYWORD_ONLY else -1, p.name)
+            for i, p in enumerate(params)
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if len(args) > self.max_positional and not self.open_args:
+            raise TypeError(
+                f"task '{self.name}' takes {self.max_positional} positional argument(s) "
+                f"but {len(args)} were given"
+            )
+        if kwargs and not self.open_kwargs:
+            for key in kwargs:
+                if key not in self.names:
+                    raise TypeError(f"task '{self.name}' got an unexpected argument '{key}'")
+        for index, pname in self.required:
+            if (index < 0 or index >= len(args)) and pname not in kwargs:
+                raise TypeError(f"task '{self.name}' is missing the argument '{pname}'")
+
+
+@overload
+def task(fn: Callable[..., R], /) -> Task[R]: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    executor: str | None = None,
+    retries: int | RetryPolicy | None = None,
+    timeout: float | None = None,
+    cache: CachePolicy | None = None,
+    concurrency: int | None = None,
+) -> Callable[[Callable[..., R]], Task[R]]: ...
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    executor: str | None = None,
+    retries: int | RetryPolicy | None = None,
+    timeout: float | None = None,
+    cache: CachePolicy | None = None,
+    concurrency: int | None = None,
+) -> Any:
+    """Declare a task. Sync functions run off the event loop (in threads by default); async
+    functions run on it. The keyword options are defaults for every call of the task; the
+    ``with_*`` methods of a ``LazyResult`` override them for one call."""
+    options = dict(
+        name=name,
+        executor=executor,
+        retries=retries,
+        timeout=timeout,
+        cache=cache,
+        concurrency=concurrency,
+    )
+    if fn is None:
+        return lambda f: Task(f, **options)  # type: ignore[arg-type]
+    return Task(fn, **options)  # type: ignore[arg-type]
