@@ -17,6 +17,12 @@ Executors that keep results elsewhere (``returns_references = True``) may comple
 reference instead of the value; the engine then hands references of the same executor straight
 back to it as arguments, and calls ``materialize`` only when it needs values (targets,
 conditions, mapping, caching, and inputs of tasks on another executor).
+
+Executors that run calls on other machines may set ``remote_resources = True``: the engine then
+does not set up the resources such a task injects; it passes their definitions in
+``call.resources`` (parameter name → resource name) and ``call.resource_providers`` (every
+definition needed, dependencies included), and the executor sets them up where the call runs
+(once per run, keyed by ``call.run_id``) and tears them down in ``shutdown``.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ class TaskCall:
     worker_setup: list[WorkerSetup] = field(default_factory=list)
     start_time: float | None = None
     end_time: float | None = None
+    resources: dict[str, str] = field(default_factory=dict)
+    resource_providers: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -67,6 +75,7 @@ class Executor(Protocol):
     requires_pickle: ClassVar[bool]
     stops_on_cancel: ClassVar[bool]
     returns_references: ClassVar[bool]
+    remote_resources: ClassVar[bool]
 
     async def start(self) -> None:
         """Prepare for a run (start pools, connect to a cluster). Called once per run."""
@@ -142,6 +151,7 @@ class BaseExecutor:
     requires_pickle: ClassVar[bool] = False
     stops_on_cancel: ClassVar[bool] = False
     returns_references: ClassVar[bool] = False
+    remote_resources: ClassVar[bool] = False
 
     async def start(self) -> None:
         return None

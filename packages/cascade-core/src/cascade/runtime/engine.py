@@ -296,12 +296,18 @@ class _Run:
         providers = self.engine._resource_providers
         wanted: list[tuple[str, str]] = []
         seen: set[int] = set()
+        remote: list[tuple[str, str]] = []
         for node in self.nodes:
             task = node.lazy.task
             if task is None or id(task) in seen:
                 continue
             seen.add(id(task))
-            wanted.extend((res, f"task '{task.name}'") for _, res in task.injections)
+            needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+            if self.executor_of_task[id(task)][1].remote_resources:
+                remote.extend(needs)
+            else:
+                wanted.extend(needs)
+        self.remote_providers = {n: providers[n] for n in plan_resources(providers, remote)}
         order = plan_resources(providers, wanted)
         task_scoped = {name for name in order if providers[name].scope == "task"}
         for name in order:
@@ -466,7 +472,7 @@ class _Run:
             or task.concurrency is not None
             or self.call_hooks
             or self.has_references
-            or (self.task_resources and task.injections)
+            or (task.injections and (self.task_resources or self.remote_providers))
         ):
             runner = self.loop.create_task(self._run_node(node))
             self.inflight.add(runner)
@@ -793,7 +799,9 @@ class _Run:
         attempt: int,
     ) -> Any:
         scoped: ResourceStack | None = None
-        if task.injections:
+        executor_name, executor = self._executor_for(task)
+        remote = executor.remote_resources
+        if task.injections and not remote:
             kwargs = dict(kwargs)
             instances = self.resources.instances
             providers = self.engine._resource_providers
@@ -806,11 +814,13 @@ class _Run:
                     kwargs[param] = await self._enter_task_resource(scoped, providers, name)
                 else:
                     kwargs[param] = instances[name]
-        executor_name, executor = self._executor_for(task)
         call = TaskCall(
             task_id, task.name, task.fn, args, kwargs, task.is_async, self.run_id, attempt,
             node.lazy.timeout,
         )
+        if task.injections and remote:
+            call.resources = {p: n for p, n in task.injections if p not in kwargs}
+            call.resource_providers = self.remote_providers
         failure: BaseException | None = None
         try:
             if self.call_hooks:
