@@ -60,11 +60,13 @@ class ResourceDefinition:
 
 
 def make_resource_definition(
-    func: Callable[..., Any], name: str | None = None, scope: Scope = "run"
+    func: Callable[..., Any], name: str | None = None, scope: Scope | None = None
 ) -> ResourceDefinition:
-    """Validate ``func`` as a provider and wrap it; shared by ``@resource`` and overrides."""
+    """Validate ``func`` as a provider and wrap it; shared by ``@resource`` and overrides.
+    A definition passed in keeps its name and scope unless new ones are given."""
     if isinstance(func, ResourceDefinition):
-        return ResourceDefinition(func.func, name or func.name, scope)
+        return ResourceDefinition(func.func, name or func.name, scope or func.scope)
+    scope = scope or "run"
     label = name or getattr(func, "__name__", repr(func))
     if not (inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)):
         raise TypeError(
