@@ -90,6 +90,44 @@ class Executor(Protocol):
         """Turn references this executor returned into values (identity for local ones)."""
 
 
+def _load_task_function(module: str, qualname: str) -> Callable[..., Any]:
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return getattr(target, "fn", target)  # type: ignore[no-any-return]
+
+
+class PortableFunction:
+    """Makes a ``@cs.task`` function picklable by reference.
+
+    ``@cs.task`` replaces the module attribute with the ``Task``, so plain pickle, which looks
+    the function up by its qualified name and finds the ``Task``, refuses it. This wrapper
+    pickles as "the ``.fn`` of whatever ``module.qualname`` is", which works in any process that
+    can import the module.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self) -> Any:
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and "<locals>" not in qualname:
+            try:
+                if _load_task_function(module, qualname) is self.fn:
+                    return (_load_task_function, (module, qualname))
+            except Exception:
+                pass
+        return (PortableFunction, (self.fn,))
+
+
 class UnpicklableTaskError(TypeError):
     """A task or one of its arguments cannot be sent to another process."""
 
@@ -97,7 +135,7 @@ class UnpicklableTaskError(TypeError):
 def check_picklable(call: TaskCall, dumps: Callable[[Any], bytes] = pickle.dumps) -> None:
     """Raise ``UnpicklableTaskError`` naming the task and the first value that cannot be
     pickled: the function itself, a positional argument or a keyword argument."""
-    candidates: list[tuple[str, Any]] = [("the task function", call.fn)]
+    candidates: list[tuple[str, Any]] = [("the task function", PortableFunction(call.fn))]
     candidates += [(f"argument {i}", v) for i, v in enumerate(call.args)]
     candidates += [(f"argument '{k}'", v) for k, v in call.kwargs.items()]
     for label, value in candidates:
@@ -138,6 +176,8 @@ def call_in_worker(
     import asyncio
     import inspect
 
+    if isinstance(fn, PortableFunction):
+        fn = fn.fn
     with worker_context(carrier, worker_setup):
         if inspect.iscoroutinefunction(fn):
             return asyncio.run(fn(*args, **kwargs))
@@ -169,6 +209,7 @@ class BaseExecutor:
 __all__ = [
     "BaseExecutor",
     "Executor",
+    "PortableFunction",
     "TaskCall",
     "UnpicklableTaskError",
     "WorkerSetup",

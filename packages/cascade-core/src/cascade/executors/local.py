@@ -17,7 +17,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
-from cascade.executors.base import BaseExecutor, TaskCall, call_in_worker, check_picklable
+from cascade.executors.base import (
+    BaseExecutor,
+    PortableFunction,
+    TaskCall,
+    call_in_worker,
+    check_picklable,
+)
 
 _Job = tuple[
     "asyncio.Future[Any]",
@@ -237,7 +243,12 @@ class ProcessExecutor(BaseExecutor):
             if pool is None:
                 raise RuntimeError(f"executor '{self.name}' was not started")
             job = pool.submit(
-                call_in_worker, call.fn, call.args, call.kwargs, call.carrier, call.worker_setup
+                call_in_worker,
+                PortableFunction(call.fn),
+                call.args,
+                call.kwargs,
+                call.carrier,
+                call.worker_setup,
             )
             try:
                 return await asyncio.wrap_future(job)

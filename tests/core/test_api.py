@@ -1,0 +1,197 @@
+"""The user's API: tasks, arguments, params, targets and the run facades."""
+
+import asyncio
+from collections import namedtuple
+
+import pytest
+
+import cascade as cs
+
+
+@cs.task
+def add(a, b):
+    return a + b
+
+
+@cs.task(name="custom-name")
+async def async_add(a, b):
+    await asyncio.sleep(0)
+    return a + b
+
+
+def test_calling_a_task_builds_a_lazy_result_and_runs_nothing():
+    calls = []
+
+    @cs.task
+    def record(x):
+        calls.append(x)
+        return x
+
+    lazy = record(1)
+    assert isinstance(lazy, cs.LazyResult)
+    assert calls == []
+    assert cs.run(lazy, log_level=None) == 1
+    assert calls == [1]
+
+
+def test_undecorated_function_stays_reachable():
+    assert add.fn(2, 3) == 5
+    assert asyncio.run(async_add.fn(2, 3)) == 5
+    assert async_add.name == "custom-name"
+    assert add.__name__ == "add" and add.__doc__ is None
+
+
+def test_sync_and_async_tasks_mix():
+    assert cs.run(async_add(add(1, 2), add(3, 4)), log_level=None) == 10
+
+
+def test_nested_lazy_results_in_lists_tuples_and_dicts_are_resolved():
+    @cs.task
+    def echo(*args, **kwargs):
+        return args, kwargs
+
+    Point = namedtuple("Point", "x y")
+    lazy = echo(
+        [add(1, 1), (add(2, 2), {"deep": [add(3, 3)]})],
+        Point(add(0, 1), 7),
+        key={"k": (add(4, 4),)},
+    )
+    args, kwargs = cs.run(lazy, log_level=None)
+    assert args == ([2, (4, {"deep": [6]})], Point(1, 7))
+    assert isinstance(args[1], Point)
+    assert kwargs == {"key": {"k": (8,)}}
+
+
+def test_literals_pass_through_untouched():
+    payload = {"rows": [1, 2, 3]}
+    marker = object()
+
+    @cs.task
+    def identity(value, other=None):
+        return value, other
+
+    value, other = cs.run(identity(payload, other=marker), log_level=None)
+    assert value is payload
+    assert other is marker
+
+
+def test_a_shared_lazy_result_runs_once():
+    runs = []
+
+    @cs.task
+    def source():
+        runs.append(1)
+        return 2
+
+    s = source()
+    assert cs.run(add(add(s, s), s), log_level=None) == 6
+    assert runs == [1]
+
+
+def test_param_with_type_conversion_and_default():
+    n = cs.Param("n", type=int, description="how many")
+    scale = cs.Param("scale", default=10)
+    assert cs.run(add(n, scale), params={"n": "3"}, log_level=None) == 13
+    assert cs.run(add(n, scale), params={"n": 1, "scale": 1}, log_level=None) == 2
+
+
+def test_missing_required_param_fails_before_any_task_starts():
+    started = []
+
+    @cs.task
+    def first():
+        started.append(1)
+        return 1
+
+    with pytest.raises(cs.ParamError, match="missing required param.*'?count"):
+        cs.run(add(first(), cs.Param("count")), log_level=None)
+    assert started == []
+
+
+def test_unknown_param_and_bad_conversion_are_named():
+    with pytest.raises(cs.ParamError, match="unknown param.*nope.*takes: n"):
+        cs.run(add(cs.Param("n"), 1), params={"n": 1, "nope": 2}, log_level=None)
+    with pytest.raises(ValueError, match="param 'n': cannot convert 'x' to int"):
+        cs.run(add(cs.Param("n", type=int), 1), params={"n": "x"}, log_level=None)
+
+
+def test_targets_list_tuple_dict():
+    assert cs.run([add(1, 1), add(2, 2)], log_level=None) == [2, 4]
+    assert cs.run((add(1, 1),), log_level=None) == [2]
+    assert cs.run({"a": add(1, 1), "b": add(2, 2)}, log_level=None) == {"a": 2, "b": 4}
+
+
+@pytest.mark.parametrize("bad", [42, "add", None, [add(1, 2), 3]])
+def test_bad_targets_raise_type_error_saying_what_was_given(bad):
+    with pytest.raises(TypeError, match="LazyResult"):
+        cs.run(bad, log_level=None)
+
+
+def test_run_inside_a_running_loop_names_run_async():
+    async def main():
+        with pytest.raises(RuntimeError, match="run_async"):
+            cs.run(add(1, 2), log_level=None)
+        return await cs.run_async(add(1, 2), log_level=None)
+
+    assert asyncio.run(main()) == 3
+
+
+def test_wrong_arguments_fail_where_the_call_is_written():
+    with pytest.raises(TypeError, match="task 'add' got an unexpected argument 'c'"):
+        add(1, 2, c=3)
+    with pytest.raises(TypeError, match="task 'add' takes 2 positional"):
+        add(1, 2, 3)
+    with pytest.raises(TypeError, match="task 'add' is missing the argument 'b'"):
+        add(1)
+
+
+def test_lazy_results_refuse_truth_and_iteration():
+    with pytest.raises(TypeError, match="run_if"):
+        bool(add(1, 2))
+    with pytest.raises(TypeError, match="map"):
+        list(add(1, 2))
+
+
+def test_engine_is_reusable_and_concurrent_runs_share_no_state():
+    engine = cs.Engine()
+
+    @cs.task
+    async def slow_value(x):
+        await asyncio.sleep(0.05)
+        return x
+
+    async def main():
+        return await asyncio.gather(
+            engine.run(add(slow_value(1), 1)), engine.run(add(slow_value(10), 1))
+        )
+
+    assert asyncio.run(main()) == [2, 11]
+    assert asyncio.run(engine.run(add(1, 1))) == 2
+
+
+def test_log_subscriber_prints_lines_and_log_level_quiets_it(capsys):
+    cs.run(add(1, 2))
+    err = capsys.readouterr().err
+    assert "add started" in err and "add succeeded" in err and "run" in err
+    cs.run(add(1, 2), log_level="WARNING")
+    assert capsys.readouterr().err == ""
+
+
+def test_log_subscriber_writes_to_a_given_stream():
+    import io
+
+    stream = io.StringIO()
+    bus = cs.MessageBus()
+    cs.HumanReadableLogSubscriber(bus, stream=stream, level="INFO")
+
+    @cs.task
+    def broken():
+        raise KeyError("k")
+
+    with pytest.raises(KeyError):
+        asyncio.run(cs.Engine(bus=bus).run(broken()))
+    text = stream.getvalue()
+    assert "broken failed: KeyError: 'k'" in text
+    assert "failed" in text.splitlines()[-1]
+    with pytest.raises(ValueError, match="unknown log level"):
+        cs.HumanReadableLogSubscriber(bus, level="LOUD")
