@@ -1,0 +1,345 @@
+"""Task policies behave the same on every executor: retries, timeouts, conditions, mapping,
+ordering and concurrency limits. Task functions are module-level so process workers can import
+them; attempts are counted in files so they are visible across processes."""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import cascade as cs
+from cascade.runtime.events import Event, TaskRetrying, TaskSkipped
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _bump(counter: str) -> int:
+    with open(counter, "a") as handle:
+        handle.write("x")
+    return Path(counter).stat().st_size
+
+
+@cs.task
+def flaky(counter: str, fail_times: int):
+    attempt = _bump(counter)
+    if attempt <= fail_times:
+        raise ConnectionError(f"attempt {attempt} failed")
+    return attempt
+
+
+@cs.task(retries=2)
+def flaky_by_default(counter: str, fail_times: int):
+    attempt = _bump(counter)
+    if attempt <= fail_times:
+        raise ConnectionError(f"attempt {attempt} failed")
+    return attempt
+
+
+@cs.task
+def wrong_type(counter: str):
+    _bump(counter)
+    raise KeyError("not retried")
+
+
+@cs.task
+def sleeper(seconds: float, counter: str | None = None):
+    if counter:
+        _bump(counter)
+    time.sleep(seconds)
+    return seconds
+
+
+@cs.task
+async def async_sleeper(seconds: float):
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@cs.task
+def square(x):
+    return x * x
+
+
+@cs.task
+def power(x, exponent):
+    return x**exponent
+
+
+@cs.task
+def numbers(n):
+    return list(range(n))
+
+
+@cs.task
+def total(values):
+    return sum(values)
+
+
+@cs.task
+def is_positive(x):
+    return x > 0
+
+
+@cs.task
+def append_line(path: str, text: str):
+    with open(path, "a") as handle:
+        handle.write(text + "\n")
+    return text
+
+
+@cs.task(concurrency=2)
+def limited(marker_dir: str, i: int):
+    marker = Path(marker_dir) / f"{i}.running"
+    marker.touch()
+    running = len(list(Path(marker_dir).glob("*.running")))
+    time.sleep(0.05)
+    marker.unlink()
+    return running
+
+
+@pytest.fixture(params=["local", "threads", "processes"])
+def executor(request):
+    return request.param
+
+
+def _run(target, executor, **kwargs):
+    events: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(Event, events.append)
+    result = cs.run(target, executor=executor, log_level=None, bus=bus, **kwargs)
+    return result, events
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+def test_retry_makes_exactly_n_plus_one_attempts_then_succeeds(executor, tmp_path):
+    counter = str(tmp_path / "count")
+    result, events = _run(flaky(counter, 2).with_retry(retries=2), executor)
+    assert result == 3
+    retries = [e for e in events if isinstance(e, TaskRetrying)]
+    assert [(e.attempt, e.task_name) for e in retries] == [(1, "flaky"), (2, "flaky")]
+    assert retries[0].error == "ConnectionError: attempt 1 failed"
+
+
+def test_when_attempts_run_out_the_last_exception_surfaces(executor, tmp_path):
+    counter = str(tmp_path / "count")
+    with pytest.raises(ConnectionError, match="attempt 3 failed"):
+        _run(flaky(counter, 5).with_retry(retries=2), executor)
+    assert Path(counter).stat().st_size == 3
+
+
+def test_task_level_retries_are_the_default_and_calls_override(executor, tmp_path):
+    counter = str(tmp_path / "a")
+    assert _run(flaky_by_default(counter, 2), executor)[0] == 3
+    counter = str(tmp_path / "b")
+    with pytest.raises(ConnectionError):
+        _run(flaky_by_default(counter, 2).with_retry(retries=0), executor)
+    assert Path(counter).stat().st_size == 1
+
+
+def test_only_matching_exceptions_are_retried(executor, tmp_path):
+    counter = str(tmp_path / "count")
+    with pytest.raises(KeyError):
+        _run(wrong_type(counter).with_retry(retries=3, on=ConnectionError), executor)
+    assert Path(counter).stat().st_size == 1
+
+
+def test_backoff_delays_grow_and_are_capped():
+    policy = cs.RetryPolicy(retries=5, delay=0.1, backoff=2.0, max_delay=0.5)
+    assert [policy.delay_before(k) for k in range(1, 6)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    jittered = cs.RetryPolicy(retries=1, delay=1.0, jitter=0.5)
+    samples = [jittered.delay_before(1) for _ in range(200)]
+    assert all(0.5 <= s <= 1.5 for s in samples) and len(set(samples)) > 100
+
+
+def test_retry_delays_are_published_and_waited(tmp_path):
+    counter = str(tmp_path / "count")
+    started = time.perf_counter()
+    result, events = _run(
+        flaky(counter, 2).with_retry(retries=2, delay=0.1, backoff=2.0), "local"
+    )
+    elapsed = time.perf_counter() - started
+    assert result == 3
+    assert [e.delay for e in events if isinstance(e, TaskRetrying)] == [0.1, 0.2]
+    assert 0.3 <= elapsed < 2.0
+
+
+def test_bad_retry_settings_are_rejected_with_the_setting_named(tmp_path):
+    with pytest.raises(ValueError, match="retries must be"):
+        flaky("x", 1).with_retry(retries=-1)
+    with pytest.raises(ValueError, match="backoff must be"):
+        flaky("x", 1).with_retry(retries=1, backoff=-2)
+    with pytest.raises(TypeError, match="on= takes exception classes"):
+        flaky("x", 1).with_retry(retries=1, on=("nope",))
+
+
+# -- timeouts ----------------------------------------------------------------------------
+
+
+def test_timeout_fails_with_task_timeout_error_naming_task_and_limit(executor):
+    started = time.perf_counter()
+    with pytest.raises(cs.TaskTimeoutError, match=r"task 'sleeper' timed out after 0.3 s"):
+        _run(sleeper(5).with_timeout(0.3), executor)
+    assert time.perf_counter() - started < 4
+    assert issubclass(cs.TaskTimeoutError, TimeoutError)
+
+
+def test_async_task_timeout_cancels_it():
+    with pytest.raises(cs.TaskTimeoutError, match="async_sleeper"):
+        _run(async_sleeper(5).with_timeout(0.1), "local")
+
+
+def test_timeout_inside_a_retry_loop_counts_as_a_failed_attempt(executor, tmp_path):
+    counter = str(tmp_path / "count")
+    with pytest.raises(cs.TaskTimeoutError):
+        _run(sleeper(2, counter).with_timeout(0.2).with_retry(retries=2), executor)
+    assert Path(counter).stat().st_size == 3
+
+
+def test_timeout_as_task_default():
+    @cs.task(timeout=0.1)
+    async def slow():
+        await asyncio.sleep(3)
+
+    with pytest.raises(cs.TaskTimeoutError):
+        _run(slow(), "local")
+    with pytest.raises(ValueError, match="timeout must be"):
+        sleeper(1).with_timeout(0)
+
+
+def test_process_worker_is_stopped_on_timeout(tmp_path):
+    pid_file = tmp_path / "pid"
+    with pytest.raises(cs.TaskTimeoutError):
+        _run(write_pid_then_sleep(str(pid_file)).with_timeout(1.0), "processes")
+    pid = int(pid_file.read_text())
+    deadline = time.time() + 5
+    while time.time() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+@cs.task
+def write_pid_then_sleep(path: str):
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+# -- conditions ---------------------------------------------------------------------------
+
+
+def test_run_if_false_skips_the_task_and_everything_needing_it(executor, tmp_path):
+    out = str(tmp_path / "out")
+    gate = is_positive(-1)
+    skipped = append_line(out, "conditional").run_if(gate)
+    downstream = append_line(out, skipped)
+    unrelated = append_line(out, "unrelated")
+    result, events = _run([downstream, unrelated], executor)
+    assert result == [None, "unrelated"]
+    assert Path(out).read_text() == "unrelated\n"
+    reasons = {(e.task_name, e.reason) for e in events if isinstance(e, TaskSkipped)}
+    assert reasons == {("append_line", "ConditionFalse"), ("append_line", "UpstreamSkipped")}
+
+
+def test_run_if_true_runs_and_literal_conditions_work(executor):
+    assert _run(square(3).run_if(is_positive(1)), executor)[0] == 9
+    assert _run(square(3).run_if(True), executor)[0] == 9
+    assert _run(square(3).run_if(0), executor)[0] is None
+
+
+# -- mapping ------------------------------------------------------------------------------
+
+
+def test_map_over_a_build_time_list_keeps_order(executor):
+    assert _run(square.map([1, 2, 3, 4]), executor)[0] == [1, 4, 9, 16]
+
+
+def test_map_over_a_runtime_list_with_broadcast_arguments(executor):
+    assert _run(power.map(numbers(5), exponent=3), executor)[0] == [0, 1, 8, 27, 64]
+    assert _run(power.map(x=numbers(3), exponent=cs.unmapped(2)), executor)[0] == [0, 1, 4]
+
+
+def test_map_feeds_downstream_and_carries_policies(executor, tmp_path):
+    counter = str(tmp_path / "count")
+    mapped = flaky.map([counter], [1]).with_retry(retries=1)
+    assert _run(total(mapped), executor)[0] == 2
+
+
+def test_map_length_mismatch_names_the_arguments():
+    with pytest.raises(ValueError, match=r"argument 'x' has 3, argument 'exponent' has 2"):
+        _run(power.map(x=[1, 2, 3], exponent=[1, 2]), "local")
+
+
+def test_map_over_a_non_iterable_runtime_value_is_named():
+    with pytest.raises(TypeError, match="square.map\\(\\): argument 0 must be iterable"):
+        _run(square.map(square(3)), "local")
+
+
+def test_map_needs_something_to_iterate():
+    with pytest.raises(TypeError, match="at least one iterable"):
+        square.map(3)
+
+
+def test_map_over_10000_items():
+    @cs.task
+    async def double(x):
+        return 2 * x
+
+    result, _ = _run(double.map(range(10_000)), "local")
+    assert result == [2 * i for i in range(10_000)]
+
+
+def test_map_over_an_empty_list():
+    assert _run(square.map([]), "local")[0] == []
+
+
+# -- ordering -----------------------------------------------------------------------------
+
+
+def test_after_orders_without_passing_values(executor, tmp_path):
+    out = str(tmp_path / "order")
+    first = append_line(out, "first")
+    second = append_line(out, "second").after(first)
+    third = append_line(out, "third").after(second)
+    assert _run(third, executor)[0] == "third"
+    assert Path(out).read_text().splitlines() == ["first", "second", "third"]
+
+
+# -- concurrency limits --------------------------------------------------------------------
+
+
+def test_per_task_concurrency_limit_is_honoured_across_mapped_items(executor, tmp_path):
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    result, _ = _run(limited.map(cs.unmapped(str(marker_dir)), range(8)), executor)
+    assert len(result) == 8
+    assert max(result) <= 2
+
+
+def test_engine_max_concurrency_and_per_task_limit_together(tmp_path):
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    calls = [limited(str(marker_dir), i) for i in range(6)]
+    result, _ = _run(calls, "local", max_concurrency=1)
+    assert result == [1] * 6
+
+
+def test_bad_concurrency_settings_are_rejected():
+    with pytest.raises(ValueError, match="concurrency must be"):
+        cs.task(concurrency=0)(lambda: 1)
+    with pytest.raises(ValueError, match="max_concurrency must be"):
+        cs.Engine(max_concurrency=-1)
