@@ -1,0 +1,345 @@
+"""Turning one engine's events into OpenTelemetry spans.
+
+The span model (see docs/tracing.md):
+
+- ``cascade.run <target>``: one INTERNAL span per run, from ``RunStarted`` to ``RunFinished``,
+  a child of whatever span was current where ``engine.run`` was called. It is the current span
+  while the run sets up resources, so spans those create nest under it.
+- ``<task name>``: one span per task *attempt*, a child of the run span. The call hook starts it
+  just before the attempt is handed to its executor and makes it current in the context the
+  attempt runs in; ``TaskExecutionFinished`` ends it at the end time the event reports (measured
+  where the work ran). A retried attempt ends with status ERROR and a ``cascade.task.retry``
+  event; the next attempt links to it.
+- Skipped and cache-hit tasks get a zero-length span with ``cascade.task.skip_reason``.
+
+Every handler runs on the event loop's thread (the bus publishes there and the engine calls its
+call hooks there), so the per-run dictionaries need no lock.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from cascade import Engine, TaskCall
+from cascade.runtime.events import (
+    RunFinished,
+    RunStarted,
+    TaskExecutionFinished,
+    TaskRetrying,
+    TaskSkipped,
+)
+from cascade_otel.propagation import attach_carrier, inject_into
+
+#: Attribute names, namespaced under ``cascade.`` (plus the semantic convention ``error.type``).
+RUN_ID = "cascade.run.id"
+RUN_TARGETS = "cascade.run.targets"
+RUN_STATUS = "cascade.run.status"
+TASK_ID = "cascade.task.id"
+TASK_NAME = "cascade.task.name"
+TASK_ATTEMPT = "cascade.task.attempt"
+TASK_EXECUTOR = "cascade.task.executor"
+TASK_STATUS = "cascade.task.status"
+TASK_SKIPPED = "cascade.task.skipped"
+TASK_SKIP_REASON = "cascade.task.skip_reason"
+TASK_CACHE_HIT = "cascade.task.cache_hit"
+ERROR_TYPE = "error.type"
+RETRY_EVENT = "cascade.task.retry"
+RETRY_DELAY = "cascade.task.retry.delay"
+RETRY_NEXT_ATTEMPT = "cascade.task.retry.next_attempt"
+
+_MAX_VALUE_LENGTH = 256
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _qualified_name(cls: type) -> str:
+    module = cls.__module__
+    if module in ("builtins", "__main__", None):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _split_error(error: str | None) -> tuple[str, str]:
+    """``("ValueError", "message")`` from the ``"ValueError: message"`` events carry."""
+    if not error:
+        return "Exception", ""
+    kind, sep, message = error.partition(": ")
+    if not sep or " " in kind:
+        return "Exception", error
+    return kind, message
+
+
+def _attribute_value(value: Any) -> str | bool | int | float:
+    if isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else _safe_repr(value)
+    if len(text) > _MAX_VALUE_LENGTH:
+        text = text[: _MAX_VALUE_LENGTH - 3] + "..."
+    return text
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__ must not break tracing
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def _values_from_env() -> bool:
+    raw = os.environ.get("CASCADE_OTEL_RECORD_VALUES", "")
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class _RunState:
+    span: Span
+    context: context.Context
+    token: object
+    #: open attempt spans by (task id, attempt)
+    attempts: dict[tuple[str, int], Span] = field(default_factory=dict)
+    #: failed attempts not ended yet, by task id: a retry may still be announced
+    failed: dict[str, tuple[Span, int]] = field(default_factory=dict)
+    #: the span of a task's last failed attempt, linked from its next attempt
+    previous: dict[str, trace.SpanContext] = field(default_factory=dict)
+    #: qualified exception type names by the ``"Type: message"`` text events carry
+    error_types: dict[str, str] = field(default_factory=dict)
+
+
+class EngineTracing:
+    """Traces every run of one engine: subscribes to its bus and adds a call hook.
+
+    Made by ``cascade_otel.instrument``; ``detach()`` (or ``cascade_otel.uninstrument``) undoes
+    it. ``record_values`` records parameter and argument values (``repr``, cut to 256
+    characters) next to their types; off by default because values may be secrets or personal
+    data.
+    """
+
+    def __init__(self, engine: Engine, tracer: trace.Tracer, *, record_values: bool) -> None:
+        self.engine = engine
+        self.tracer = tracer
+        self.record_values = record_values
+        self._runs: dict[str, _RunState] = {}
+        self._signatures: dict[Callable[..., Any], tuple[tuple[str, ...], str | None]] = {}
+        self._subscriptions: list[tuple[type[Any], Callable[[Any], None]]] = [
+            (RunStarted, self._on_run_started),
+            (RunFinished, self._on_run_finished),
+            (TaskExecutionFinished, self._on_task_finished),
+            (TaskRetrying, self._on_task_retrying),
+            (TaskSkipped, self._on_task_skipped),
+        ]
+
+    def attach(self) -> None:
+        """Start tracing the engine's runs."""
+        for event_type, handler in self._subscriptions:
+            self.engine.bus.subscribe(event_type, handler)
+        self.engine.add_call_hook(self._on_call)
+
+    def detach(self) -> None:
+        """Stop tracing the engine's runs (runs in flight keep the spans they have)."""
+        for event_type, handler in self._subscriptions:
+            self.engine.bus.unsubscribe(event_type, handler)
+        hooks = self.engine.call_hooks
+        if self._on_call in hooks:
+            hooks.remove(self._on_call)
+
+    # -- the run span --------------------------------------------------------------------
+
+    def _on_run_started(self, event: RunStarted) -> None:
+        # Published synchronously inside ``engine.run``: the current context is the caller's.
+        parent = context.get_current()
+        targets = list(dict.fromkeys(event.target_tasks))
+        attributes: dict[str, Any] = {RUN_ID: event.run_id, RUN_TARGETS: targets}
+        self._add_values(attributes, "cascade.run.param.", event.params)
+        span = self.tracer.start_span(
+            f"cascade.run {', '.join(targets)}",
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=_ns(event.timestamp),
+        )
+        run_context = trace.set_span_in_context(span, parent)
+        # Current for the rest of the run in the run's own task (resource setup, teardown);
+        # detached again when the run finishes, in the same task.
+        token = context.attach(run_context)
+        self._runs[event.run_id] = _RunState(span, run_context, token)
+
+    def _on_run_finished(self, event: RunFinished) -> None:
+        state = self._runs.pop(event.run_id, None)
+        if state is None:
+            return
+        end = _ns(event.timestamp)
+        for span, failed_end in state.failed.values():
+            span.end(end_time=failed_end)
+        for span in state.attempts.values():  # attempts the engine stopped waiting for
+            span.set_attribute(TASK_STATUS, "Abandoned")
+            span.end(end_time=end)
+        span = state.span
+        span.set_attribute(RUN_STATUS, event.status)
+        if event.status == "Failed":
+            kind, message = _split_error(event.error)
+            if event.error is not None:
+                kind = state.error_types.get(event.error, kind)
+            span.set_attribute(ERROR_TYPE, kind)
+            span.set_status(Status(StatusCode.ERROR, message))
+        if trace.get_current_span() is span:
+            context.detach(state.token)  # type: ignore[arg-type]
+        span.end(end_time=end)
+
+    # -- task spans ------------------------------------------------------------------------
+
+    def _on_call(self, call: TaskCall) -> None:
+        """Runs inside the attempt's own (throwaway) context, just before it is submitted."""
+        state = self._runs.get(call.run_id)
+        if state is None:  # attached after this run started: leave it untraced
+            return
+        links = None
+        if call.attempt > 1:
+            previous = state.previous.pop(call.task_id, None)
+            if previous is not None:
+                links = [Link(previous)]
+        span = self.tracer.start_span(
+            call.task_name,
+            context=state.context,
+            kind=SpanKind.INTERNAL,
+            attributes={
+                RUN_ID: call.run_id,
+                TASK_ID: call.task_id,
+                TASK_NAME: call.task_name,
+                TASK_ATTEMPT: call.attempt,
+            },
+            links=links,
+        )
+        if span.is_recording() and (call.args or call.kwargs):
+            span.set_attributes(self._argument_attributes(call))
+        task_context = trace.set_span_in_context(span, state.context)
+        context.attach(task_context)  # never detached: the context is this attempt's own
+        inject_into(call.carrier, task_context)
+        call.worker_setup.append(attach_carrier)
+        state.attempts[(call.task_id, call.attempt)] = span
+
+    def _on_task_finished(self, event: TaskExecutionFinished) -> None:
+        state = self._runs.get(event.run_id)
+        if state is None:
+            return
+        span = state.attempts.pop((event.task_id, event.attempt), None)
+        if span is None:
+            return
+        end = _ns(event.timestamp)
+        span.set_attributes({TASK_EXECUTOR: event.executor, TASK_STATUS: event.status})
+        if event.status != "Failed":  # success and cancellation leave the status UNSET
+            span.end(end_time=end)
+            return
+        kind, message = _split_error(event.error)
+        # The engine publishes this event from the ``except`` block that caught the attempt's
+        # exception: when it is the one the event describes, record it with its traceback.
+        exc = sys.exc_info()[1]
+        if exc is not None and f"{type(exc).__name__}: {exc}" == event.error:
+            kind = _qualified_name(type(exc))
+            span.record_exception(exc, timestamp=end)
+        else:
+            span.add_event(
+                "exception",
+                {"exception.type": kind, "exception.message": message},
+                timestamp=end,
+            )
+        if event.error is not None:
+            state.error_types.setdefault(event.error, kind)
+        span.set_attribute(ERROR_TYPE, kind)
+        span.set_status(Status(StatusCode.ERROR, message))
+        # Ended when a retry is announced, or when the run finishes.
+        state.failed[event.task_id] = (span, end)
+
+    def _on_task_retrying(self, event: TaskRetrying) -> None:
+        state = self._runs.get(event.run_id)
+        if state is None:
+            return
+        pending = state.failed.pop(event.task_id, None)
+        if pending is None:
+            return
+        span, end = pending
+        span.add_event(
+            RETRY_EVENT,
+            {RETRY_DELAY: event.delay, RETRY_NEXT_ATTEMPT: event.attempt + 1},
+            timestamp=end,
+        )
+        span.end(end_time=end)
+        state.previous[event.task_id] = span.get_span_context()
+
+    def _on_task_skipped(self, event: TaskSkipped) -> None:
+        state = self._runs.get(event.run_id)
+        if state is None:
+            return
+        at = _ns(event.timestamp)
+        span = self.tracer.start_span(
+            event.task_name,
+            context=state.context,
+            kind=SpanKind.INTERNAL,
+            attributes={
+                RUN_ID: event.run_id,
+                TASK_ID: event.task_id,
+                TASK_NAME: event.task_name,
+                TASK_SKIPPED: True,
+                TASK_SKIP_REASON: event.reason,
+                TASK_CACHE_HIT: event.reason == "CacheHit",
+            },
+            start_time=at,
+        )
+        span.end(end_time=at)
+
+    # -- parameters and arguments: names and types, values only when asked -------------
+
+    def _add_values(self, into: dict[str, Any], prefix: str, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            into[f"{prefix}{name}.type"] = type(value).__qualname__
+            if self.record_values:
+                into[f"{prefix}{name}.value"] = _attribute_value(value)
+
+    def _argument_attributes(self, call: TaskCall) -> dict[str, Any]:
+        names, var_positional = self._parameter_names(call.fn)
+        named: dict[str, Any] = {}
+        for position, value in enumerate(call.args):
+            if position < len(names):
+                named[names[position]] = value
+            else:
+                extra = position - len(names)
+                named[f"{var_positional or 'args'}[{extra}]"] = value
+        named.update(call.kwargs)
+        attributes: dict[str, Any] = {}
+        self._add_values(attributes, "cascade.task.arg.", named)
+        return attributes
+
+    def _parameter_names(self, fn: Callable[..., Any]) -> tuple[tuple[str, ...], str | None]:
+        found = self._signatures.get(fn)
+        if found is None:
+            parameters: list[inspect.Parameter] = []
+            try:
+                parameters = list(inspect.signature(fn).parameters.values())
+            except (TypeError, ValueError):  # no signature (some builtins): positions only
+                pass
+            positional: list[str] = []
+            var_positional = None
+            for parameter in parameters:
+                if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+                    positional.append(parameter.name)
+                elif parameter.kind is parameter.VAR_POSITIONAL:
+                    var_positional = parameter.name
+            found = self._signatures[fn] = (tuple(positional), var_positional)
+        return found
+
+
+def values_recorded_by_default() -> bool:
+    """Whether ``CASCADE_OTEL_RECORD_VALUES`` asks for values to be recorded."""
+    return _values_from_env()
+
+
+__all__ = ["EngineTracing", "values_recorded_by_default"]

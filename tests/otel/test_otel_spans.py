@@ -1,0 +1,295 @@
+"""The span model: names, parent/child links, attributes, status and events for success,
+failure, retries, skips, cache hits and cancellation (SDK + InMemorySpanExporter)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+import cascade as cs
+from cascade.caching.policies import CacheContext
+from cascade.runtime.events import RunFinished, RunStarted, TaskExecutionFinished
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@cs.task
+def extract(n: int) -> list[int]:
+    return list(range(n))
+
+
+@cs.task
+async def transform(rows: list[int], factor: int = 2) -> list[int]:
+    return [r * factor for r in rows]
+
+
+@cs.task
+def load(rows: list[int]) -> int:
+    return sum(rows)
+
+
+class ShippingError(RuntimeError):
+    """A custom exception, so error.type must be its qualified name."""
+
+
+def test_success_builds_one_trace_with_a_span_per_task(traced: Any) -> None:
+    engine = traced.engine()
+    finished: list[TaskExecutionFinished] = []
+    runs: list[Any] = []
+    engine.bus.subscribe(TaskExecutionFinished, finished.append)
+    engine.bus.subscribe(RunStarted, runs.append)
+    engine.bus.subscribe(RunFinished, runs.append)
+
+    assert asyncio.run(engine.run(load(transform(extract(3))))) == 6
+
+    run = traced.run_span()
+    assert run.name == "cascade.run load"
+    assert run.kind is SpanKind.INTERNAL
+    assert run.parent is None
+    assert run.status.status_code is StatusCode.UNSET
+    assert run.attributes["cascade.run.id"] == runs[0].run_id
+    assert run.attributes["cascade.run.targets"] == ("load",)
+    assert run.attributes["cascade.run.status"] == "Succeeded"
+    assert run.start_time == int(runs[0].timestamp * 1e9)
+    assert run.end_time == int(runs[1].timestamp * 1e9)
+    assert run.instrumentation_scope.name == "cascade_otel"
+
+    assert {s.context.trace_id for s in traced.spans} == {run.context.trace_id}
+    assert sorted(s.name for s in traced.spans) == [
+        "cascade.run load",
+        "extract",
+        "load",
+        "transform",
+    ]
+    by_event = {e.task_name: e for e in finished}
+    for name in ("extract", "transform", "load"):
+        span = traced.one(name)
+        event = by_event[name]
+        assert span.parent.span_id == run.context.span_id
+        assert span.kind is SpanKind.INTERNAL
+        assert span.status.status_code is StatusCode.UNSET
+        assert span.end_time == int(event.timestamp * 1e9)
+        assert run.start_time <= span.start_time <= int(event.start_time * 1e9) + 1000
+        assert span.attributes["cascade.run.id"] == event.run_id
+        assert span.attributes["cascade.task.id"] == event.task_id
+        assert span.attributes["cascade.task.name"] == name
+        assert span.attributes["cascade.task.attempt"] == 1
+        assert span.attributes["cascade.task.executor"] == "local"
+        assert span.attributes["cascade.task.status"] == "Succeeded"
+        assert "error.type" not in span.attributes
+
+
+def test_arguments_and_params_by_name_and_type_only(traced: Any) -> None:
+    secret = cs.Param("token", type=str)
+    traced.run(transform(extract(2), factor=secret).run_if(True), params={"token": "s3cr3t"})
+    span = traced.one("transform")
+    assert span.attributes["cascade.task.arg.rows.type"] == "list"
+    assert span.attributes["cascade.task.arg.factor.type"] == "str"
+    assert traced.run_span().attributes["cascade.run.param.token.type"] == "str"
+    for recorded in traced.spans:
+        assert "s3cr3t" not in repr(dict(recorded.attributes or {}))
+        assert not any(key.endswith(".value") for key in recorded.attributes or {})
+
+
+def test_values_are_recorded_when_opted_in(traced: Any) -> None:
+    import cascade_otel
+
+    engine = cs.Engine(log_level=None)
+    cascade_otel.instrument(engine, tracer_provider=traced.provider, record_values=True)
+    asyncio.run(engine.run(transform(extract(2), factor=cs.Param("f", type=int)), {"f": "5"}))
+    span = traced.one("transform")
+    assert span.attributes["cascade.task.arg.rows.value"] == "[0, 1]"
+    assert span.attributes["cascade.task.arg.factor.value"] == 5
+    assert traced.run_span().attributes["cascade.run.param.f.value"] == 5
+
+
+def test_failure_marks_task_and_run_error_with_the_exception(traced: Any) -> None:
+    @cs.task
+    def ship(rows: list[int]) -> None:
+        raise ShippingError(f"carrier refused {len(rows)} rows")
+
+    with pytest.raises(ShippingError):
+        traced.run(ship(extract(4)))
+
+    failed = traced.one("ship")
+    expected_type = f"{__name__}.ShippingError"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description == "carrier refused 4 rows"
+    assert failed.attributes["error.type"] == expected_type
+    assert failed.attributes["cascade.task.status"] == "Failed"
+    (exception,) = [e for e in failed.events if e.name == "exception"]
+    assert exception.attributes["exception.type"] == expected_type
+    assert exception.attributes["exception.message"] == "carrier refused 4 rows"
+    assert "raise ShippingError" in exception.attributes["exception.stacktrace"]
+
+    run = traced.run_span()
+    assert run.status.status_code is StatusCode.ERROR
+    assert run.status.description == "carrier refused 4 rows"
+    assert run.attributes["error.type"] == expected_type
+    assert run.attributes["cascade.run.status"] == "Failed"
+    assert traced.one("extract").status.status_code is StatusCode.UNSET
+
+
+def test_cancelled_task_is_not_an_error(traced: Any) -> None:
+    @cs.task
+    async def slow() -> int:
+        await asyncio.sleep(10)
+        return 1
+
+    @cs.task
+    async def fails_soon() -> int:
+        await asyncio.sleep(0.05)
+        raise ValueError("no")
+
+    @cs.task
+    def both(a: int, b: int) -> int:
+        return a + b
+
+    with pytest.raises(ValueError):
+        traced.run(both(slow(), fails_soon()))
+    cancelled = traced.one("slow")
+    assert cancelled.attributes["cascade.task.status"] == "Cancelled"
+    assert cancelled.status.status_code is StatusCode.UNSET
+    assert not cancelled.events
+    assert traced.one("fails_soon").status.status_code is StatusCode.ERROR
+
+
+async def test_cancelled_run_is_not_an_error(traced: Any) -> None:
+    started = asyncio.Event()
+
+    @cs.task
+    async def wait_forever() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    run = asyncio.ensure_future(traced.engine().run(wait_forever()))
+    await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    span = traced.run_span()
+    assert span.attributes["cascade.run.status"] == "Cancelled"
+    assert span.status.status_code is StatusCode.UNSET
+    assert traced.one("wait_forever").status.status_code is StatusCode.UNSET
+
+
+def test_retries_make_one_span_per_attempt(traced: Any) -> None:
+    calls: list[int] = []
+
+    @cs.task
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError(f"attempt {len(calls)} dropped")
+        return "ok"
+
+    assert traced.run(flaky().with_retry(retries=3)) == "ok"
+
+    attempts = sorted(traced.named("flaky"), key=lambda s: s.attributes["cascade.task.attempt"])
+    assert [s.attributes["cascade.task.attempt"] for s in attempts] == [1, 2, 3]
+    run = traced.run_span()
+    assert {s.parent.span_id for s in attempts} == {run.context.span_id}
+    assert len({s.attributes["cascade.task.id"] for s in attempts}) == 1
+    for number, span in enumerate(attempts[:2], start=1):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == f"attempt {number} dropped"
+        assert span.attributes["error.type"] == "ConnectionError"
+        (retry,) = [e for e in span.events if e.name == "cascade.task.retry"]
+        assert retry.attributes["cascade.task.retry.next_attempt"] == number + 1
+        assert retry.attributes["cascade.task.retry.delay"] == 0.0
+    for earlier, later in itertools.pairwise(attempts):
+        assert [link.context.span_id for link in later.links] == [earlier.context.span_id]
+        assert earlier.end_time <= later.start_time
+    assert attempts[2].status.status_code is StatusCode.UNSET
+    assert not attempts[2].events
+    assert run.status.status_code is StatusCode.UNSET
+
+
+def test_retries_exhausted_fail_the_run(traced: Any) -> None:
+    @cs.task
+    def broken() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        traced.run(broken().with_retry(retries=1))
+    attempts = traced.named("broken")
+    assert len(attempts) == 2
+    assert all(s.status.status_code is StatusCode.ERROR for s in attempts)
+    last = max(attempts, key=lambda s: s.attributes["cascade.task.attempt"])
+    assert not [e for e in last.events if e.name == "cascade.task.retry"]
+    assert traced.run_span().status.status_code is StatusCode.ERROR
+
+
+def test_skipped_tasks_get_a_short_span_with_the_reason(traced: Any) -> None:
+    @cs.task
+    def notify(total: int) -> str:
+        return f"sent {total}"
+
+    skipped = load(extract(3)).run_if(False)
+    traced.run([notify(skipped), load(extract(1))])
+
+    run = traced.run_span()
+    assert run.name == "cascade.run notify, load"
+    condition = [s for s in traced.named("load") if s.attributes.get("cascade.task.skipped")]
+    assert len(condition) == 1
+    (span,) = condition
+    assert span.attributes["cascade.task.skip_reason"] == "ConditionFalse"
+    assert span.attributes["cascade.task.cache_hit"] is False
+    assert span.start_time == span.end_time
+    assert span.parent.span_id == run.context.span_id
+    upstream = traced.one("notify")
+    assert upstream.attributes["cascade.task.skip_reason"] == "UpstreamSkipped"
+    assert upstream.status.status_code is StatusCode.UNSET
+
+
+class MemoCache:
+    """A minimal cache policy (the CachePolicy protocol): remembers results by argument."""
+
+    def __init__(self) -> None:
+        self.values: dict[Any, Any] = {}
+
+    def lookup(self, context: CacheContext) -> tuple[bool, Any]:
+        key = (context.task_name, context.args, tuple(sorted(context.kwargs.items())))
+        context.state = key
+        if key in self.values:
+            return True, self.values[key]
+        return False, None
+
+    def save(self, context: CacheContext, value: Any) -> None:
+        self.values[context.state] = value
+
+
+def test_cache_hits_are_visible(traced: Any) -> None:
+    cache = MemoCache()
+
+    @cs.task(cache=cache)
+    def expensive(n: int) -> int:
+        return n * 10
+
+    assert traced.run(expensive(4)) == 40
+    first = traced.one("expensive")
+    assert "cascade.task.cache_hit" not in first.attributes
+    assert first.attributes["cascade.task.status"] == "Succeeded"
+    traced.exporter.clear()
+
+    assert traced.run(expensive(4)) == 40
+    hit = traced.one("expensive")
+    assert hit.attributes["cascade.task.cache_hit"] is True
+    assert hit.attributes["cascade.task.skip_reason"] == "CacheHit"
+    assert hit.parent.span_id == traced.run_span().context.span_id
+
+
+def test_mapped_items_get_a_span_each(traced: Any) -> None:
+    @cs.task
+    def square(x: int) -> int:
+        return x * x
+
+    assert traced.run(load(square.map([1, 2, 3]))) == 14
+    items = traced.named("square")
+    assert len(items) == 3
+    assert len({s.attributes["cascade.task.id"] for s in items}) == 3
+    assert {s.parent.span_id for s in items} == {traced.run_span().context.span_id}
