@@ -66,7 +66,7 @@ class PluginManager:
         self._info: dict[str, PluginInfo] = {}
         self._executors: dict[str, tuple[Callable[[], Any], str]] | None = None
         self._stores: dict[str, tuple[Callable[..., Any], str]] | None = None
-        self._resources: list[Any] | None = None
+        self._resources: dict[str, Any] | None = None
         self._lock = threading.RLock()
         from cascade.plugins import builtin
 
@@ -123,7 +123,7 @@ class PluginManager:
                 plugin, name, distribution=dist_name, version=version, entry_point=where
             )
 
-    def add_hookspecs(self, module: ModuleType | object) -> None:
+    def add_hookspecs(self, module: ModuleType | type) -> None:
         """Add hook specs from another package (the CLI adds ``cascade_register_commands``)."""
         self.pm.add_hookspecs(module)
 
@@ -210,13 +210,20 @@ class PluginManager:
         """Resources contributed by plugins, by name."""
         with self._lock:
             if self._resources is None:
-                collected: list[Any] = []
-                self.call_each("cascade_register_resources", register=collected.append)
-                self._resources = collected
-            from cascade.spec.resource import make_resource_definition
+                from cascade.spec.resource import make_resource_definition
 
-            definitions = (make_resource_definition(r) for r in self._resources)
-            return {d.name: d for d in definitions}
+                collected: dict[str, Any] = {}
+
+                def register(resource: Any) -> None:
+                    # Validated here, inside the plugin's hook call, so a bad resource is
+                    # reported as that plugin's fault and left out instead of breaking every
+                    # engine.
+                    definition = make_resource_definition(resource)
+                    collected[definition.name] = definition
+
+                self.call_each("cascade_register_resources", register=register)
+                self._resources = collected
+            return dict(self._resources)
 
     def engine_created(self, engine: Any) -> None:
         self.call_each("cascade_engine_created", engine=engine)
