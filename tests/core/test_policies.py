@@ -195,7 +195,7 @@ def test_async_task_timeout_cancels_it():
 def test_timeout_inside_a_retry_loop_counts_as_a_failed_attempt(executor, tmp_path):
     counter = str(tmp_path / "count")
     with pytest.raises(cs.TaskTimeoutError):
-        _run(sleeper(2, counter).with_timeout(0.2).with_retry(retries=2), executor)
+        _run(sleeper(5, counter).with_timeout(1.0).with_retry(retries=2), executor)
     assert Path(counter).stat().st_size == 3
 
 

@@ -22,6 +22,11 @@ class CacheContext:
         return str(self.task.name)
 
 
+class CacheWarning(UserWarning):
+    """A cache could not be used for one call (an input without a stable hash, a result that
+    cannot be stored); the task still ran."""
+
+
 @runtime_checkable
 class CachePolicy(Protocol):
     """Decides whether a task's result is already known, and remembers new results.

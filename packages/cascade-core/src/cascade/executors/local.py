@@ -161,6 +161,10 @@ class LocalExecutor(BaseExecutor):
             self._pool.shutdown()
             self._pool = None
 
+    def thread_pool(self) -> ThreadPool:
+        """The pool sync tasks run in (the engine's fast path submits to it directly)."""
+        return self._threads()
+
     def _threads(self) -> ThreadPool:
         if self._pool is None:
             raise RuntimeError(f"executor '{self.name}' was not started")
@@ -213,6 +217,12 @@ class ProcessExecutor(BaseExecutor):
         self._runs += 1
         if self._pool is None:
             self._pool = self._new_pool()
+            # Start the workers now, so their start-up is not counted against the first
+            # tasks' timeouts.
+            await asyncio.gather(*self._warm_up(self._pool))
+
+    def _warm_up(self, pool: ProcessPoolExecutor) -> list[asyncio.Future[Any]]:
+        return [asyncio.wrap_future(pool.submit(os.getpid)) for _ in range(self.max_workers)]
 
     async def shutdown(self) -> None:
         self._runs -= 1
@@ -232,6 +242,8 @@ class ProcessExecutor(BaseExecutor):
             return
         self._generation += 1
         self._pool = self._new_pool()
+        for warming in self._warm_up(self._pool):
+            warming.add_done_callback(lambda f: f.cancelled() or f.exception())
         processes = getattr(pool, "_processes", None) or {}
         for process in list(processes.values()):
             process.kill()

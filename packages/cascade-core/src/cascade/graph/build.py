@@ -92,6 +92,14 @@ def direct_dependencies(lazy: LazyResult[Any]) -> list[LazyResult[Any]]:
 def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> Node:
     if isinstance(lazy, Param):
         return Node(index, lazy, KIND_PARAM, ())
+    if (
+        not lazy.args
+        and not lazy.kwargs
+        and not lazy.after_deps
+        and type(lazy) is LazyResult
+        and not isinstance(lazy.condition, LazyResult)
+    ):
+        return Node(index, lazy, KIND_TASK, ())
     arg_slots: list[tuple[int, int]] = []
     nested_args: list[int] = []
     value_deps: list[int] = []
@@ -149,8 +157,13 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
         if deps is None:
             if key in on_path:
                 raise ValueError(f"the graph has a cycle through {lazy!r}")
-            on_path.add(key)
             deps = direct_dependencies(lazy)
+            if not deps:  # a leaf: no need to come back to it
+                node = _make_node(lazy, len(nodes), index_of)
+                index_of[key] = node.index
+                nodes.append(node)
+                continue
+            on_path.add(key)
             stack.append((lazy, deps))
             stack.extend((d, None) for d in reversed(deps) if id(d) not in index_of)
             continue

@@ -19,9 +19,10 @@ def cascade_register_executors(register: Callable[[str, Callable[[], Any]], None
 
 @hookimpl
 def cascade_register_cache_stores(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    from cascade.caching.store import DirectoryStore
+    from cascade.caching.store import DirectoryStore, MemoryStore
 
     register("directory", DirectoryStore)
+    register("memory", MemoryStore)
 
 
 @hookimpl

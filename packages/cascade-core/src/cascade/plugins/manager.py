@@ -14,7 +14,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -100,6 +99,10 @@ class PluginManager:
 
     def load_entrypoints(self) -> None:
         """Load every entry point of group ``cascade`` not blocked or already loaded."""
+        # Imported here, not at the top: importlib.metadata is a sizeable share of
+        # ``import cascade`` and is only needed once the manager is built.
+        from importlib import metadata
+
         for entry_point in metadata.entry_points(group=GROUP):
             name = entry_point.name
             if name in self.blocked or name in self._info:

@@ -15,12 +15,14 @@ import asyncio
 import contextvars
 import random
 import time
+import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import uuid4
 
 from cascade.executors.base import Executor, TaskCall
+from cascade.executors.local import LocalExecutor
 from cascade.graph.build import (
     KIND_MAP,
     KIND_PARAM,
@@ -44,6 +46,7 @@ from cascade.spec.resource import ResourceDefinition, make_resource_definition
 from cascade.spec.task import MISSING, LazyResult, MappedLazyResult, Param, Task
 
 _SKIPPED: Any = object()
+_CoroutineType = types.CoroutineType
 
 
 class ParamError(ValueError):
@@ -232,8 +235,10 @@ class _Run:
         self.pumping = False
         self.stopping = False
         self.error: BaseException | None = None
-        self.inflight: set[asyncio.Future[Any]] = set()
-        self.unstoppable: set[asyncio.Future[Any]] = set()
+        # Futures in flight, mapped to the fast-path node they run (None for policy runners).
+        # "unstoppable" ones (sync work in threads) are waited for, never cancelled.
+        self.inflight: dict[asyncio.Future[Any], Node | None] = {}
+        self.unstoppable: dict[asyncio.Future[Any], Node | None] = {}
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.call_hooks = tuple(engine.call_hooks)
         self.limiter = _Limiter(engine.max_concurrency) if engine.max_concurrency else None
@@ -249,6 +254,7 @@ class _Run:
         self.want_started = bus.wants(TaskExecutionStarted)
         self.want_finished = bus.wants(TaskExecutionFinished)
         self.want_skipped = bus.wants(TaskSkipped)
+        self.report_tasks = self.want_started or self.want_finished
 
     # -- validation, before anything runs -----------------------------------------------
 
@@ -403,13 +409,15 @@ class _Run:
         while self.inflight or self.unstoppable:
             for future in list(self.inflight):
                 future.cancel()
-            waiting = self.inflight | self.unstoppable
+            waiting = set(self.inflight) | set(self.unstoppable)
             try:
                 await asyncio.wait(waiting)
             except asyncio.CancelledError:
                 continue  # cancelled again while cleaning up: finish cleaning up first
-            self.inflight.difference_update(f for f in waiting if f.done())
-            self.unstoppable.difference_update(f for f in waiting if f.done())
+            for future in waiting:
+                if future.done():
+                    self.inflight.pop(future, None)
+                    self.unstoppable.pop(future, None)
 
     def _pump(self) -> None:
         if self.pumping:
@@ -475,7 +483,7 @@ class _Run:
             or (task.injections and (self.task_resources or self.remote_providers))
         ):
             runner = self.loop.create_task(self._run_node(node))
-            self.inflight.add(runner)
+            self.inflight[runner] = None
             runner.add_done_callback(self._forget)
             return
         if self.limiter is not None and not self.limiter.try_acquire():
@@ -484,9 +492,12 @@ class _Run:
         self._launch_plain(node)
 
     def _forget(self, future: asyncio.Future[Any]) -> None:
-        self.inflight.discard(future)
+        self.inflight.pop(future, None)
 
     # -- fast path: a plain call ----------------------------------------------------------
+
+    def _forget_unstoppable(self, future: asyncio.Future[Any]) -> None:
+        self.unstoppable.pop(future, None)
 
     def _launch_plain(self, node: Node) -> None:
         """Submit a node without policies and finish it from a completion callback."""
@@ -498,11 +509,29 @@ class _Run:
         task: Task[Any] = lazy.task  # type: ignore[assignment]
         args, kwargs = self._arguments(node)
         if task.injections:
+            kwargs = dict(kwargs)
             instances = self.resources.instances
             for param, resource_name in task.injections:
                 kwargs.setdefault(param, instances[resource_name])
         executor_name, executor = self.executor_of_task[id(task)]
-        call = TaskCall(lazy.id, task.name, task.fn, args, kwargs, task.is_async, self.run_id)
+        if not self.report_tasks and type(executor) is LocalExecutor:
+            # The common case, with no one listening: call straight into the loop or the
+            # thread pool, exactly as LocalExecutor.submit would, without a TaskCall.
+            if task.is_async:
+                try:
+                    future: asyncio.Future[Any] = self.loop.create_task(task.fn(*args, **kwargs))
+                except BaseException as exc:
+                    self._plain_failed(exc)
+                    return
+                self.inflight[future] = node
+            else:
+                future = executor.thread_pool().submit(task.fn, args, kwargs)
+                self.unstoppable[future] = node
+            future.add_done_callback(self._plain_done)
+            return
+        call = TaskCall(
+            lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id
+        )
         if self.want_started:
             self.bus.publish(
                 TaskExecutionStarted(
@@ -515,47 +544,55 @@ class _Run:
         call.start_time = time.time()
         try:
             awaitable = executor.submit(call)
-            future = (
-                awaitable
-                if isinstance(awaitable, asyncio.Future)
-                else asyncio.ensure_future(awaitable)
-            )
+            if type(awaitable) is _CoroutineType:
+                future = self.loop.create_task(awaitable)  # type: ignore[arg-type]
+            elif isinstance(awaitable, asyncio.Future):
+                future = awaitable
+            else:
+                future = asyncio.ensure_future(awaitable)
         except BaseException as exc:
             self._report_finished(node.lazy.id, task.name, call, executor_name, None, exc)
-            if self.limiter is not None:
-                self.limiter.release()
-            self._fail(exc)
+            self._plain_failed(exc)
             return
         if isinstance(future, asyncio.Task) or executor.stops_on_cancel:
-            self.inflight.add(future)
+            self.inflight[future] = node
         else:
-            self.unstoppable.add(future)
+            self.unstoppable[future] = node
         future.add_done_callback(
-            lambda f: self._plain_done(node, call, executor_name, f)
+            lambda f: self._plain_done(f, call, executor_name)
         )
 
-    def _plain_done(
-        self, node: Node, call: TaskCall, executor_name: str, future: asyncio.Future[Any]
-    ) -> None:
-        self.inflight.discard(future)
-        self.unstoppable.discard(future)
+    def _plain_failed(self, exc: BaseException) -> None:
         if self.limiter is not None:
             self.limiter.release()
-        if future.cancelled():
-            self._report_finished(
-                call.task_id, call.task_name, call, executor_name, None, None, cancelled=True
-            )
-            self._fail(asyncio.CancelledError(f"task '{call.task_name}' was cancelled"))
+        self._fail(exc)
+
+    def _plain_done(
+        self,
+        future: asyncio.Future[Any],
+        call: TaskCall | None = None,
+        executor_name: str = "",
+    ) -> None:
+        node = self.inflight.pop(future, None) or self.unstoppable.pop(future, None)
+        if self.limiter is not None:
+            self.limiter.release()
+        try:
+            value = future.result()
+        except asyncio.CancelledError:
+            if call is not None:
+                self._report_finished(
+                    call.task_id, call.task_name, call, executor_name, None, None, True
+                )
+            self._fail(asyncio.CancelledError("a task was cancelled"))
             return
-        exc = future.exception()
-        if exc is not None:
-            self._report_finished(call.task_id, call.task_name, call, executor_name, None, exc)
+        except BaseException as exc:
+            if call is not None:
+                self._report_finished(call.task_id, call.task_name, call, executor_name, None, exc)
             self._fail(exc)
             return
-        value = future.result()
-        if self.want_finished:
+        if call is not None and self.want_finished:
             self._report_finished(call.task_id, call.task_name, call, executor_name, value, None)
-        if not self.stopping:
+        if node is not None and not self.stopping:
             self._complete(node.index, value)
             self._pump()
 
@@ -607,7 +644,10 @@ class _Run:
             for pos in node.nested_args:
                 arg_list[pos] = resolve_nested(arg_list[pos], results, self.graph.index_of)
             args = tuple(arg_list)
-        kwargs = dict(lazy.kwargs)
+        kwargs = lazy.kwargs
+        if not (node.kwarg_slots or node.nested_kwargs):
+            return args, kwargs  # shared with the LazyResult: callers copy before changing it
+        kwargs = dict(kwargs)
         for key, dep in node.kwarg_slots:
             kwargs[key] = results[dep]
         for key in node.nested_kwargs:
@@ -815,7 +855,7 @@ class _Run:
                 else:
                     kwargs[param] = instances[name]
         call = TaskCall(
-            task_id, task.name, task.fn, args, kwargs, task.is_async, self.run_id, attempt,
+            task_id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id, attempt,
             node.lazy.timeout,
         )
         if task.injections and remote:
@@ -888,8 +928,8 @@ class _Run:
                 future.cancel()
                 await asyncio.wait({future})
             else:
-                self.unstoppable.add(future)
-                future.add_done_callback(self.unstoppable.discard)
+                self.unstoppable[future] = None
+                future.add_done_callback(self._forget_unstoppable)
             raise
         if not done:
             # Timed out. Stop the attempt where the executor can; a thread cannot be stopped,

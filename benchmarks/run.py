@@ -1,0 +1,270 @@
+"""Core speed and memory benchmarks: each workload against its baseline in the same process.
+
+Run with ``python dev.py bench`` (or ``python benchmarks/run.py``). Prints a markdown table of
+per-task microseconds, the ratio to the baseline and the target; these figures go into the
+README's performance table. Timings take the best of several repetitions, as machines here are
+noisy; nothing in the test suite asserts on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import cascade as cs
+
+N = 10_000
+REPEAT = 5
+
+
+@cs.task
+async def async_noop() -> int:
+    return 1
+
+
+@cs.task
+def sync_noop() -> int:
+    return 1
+
+
+@cs.task
+def total(*values: int) -> int:
+    return sum(values)
+
+
+@cs.task
+async def async_inc(x: int) -> int:
+    return x + 1
+
+
+@cs.task
+async def nap() -> int:
+    await asyncio.sleep(0.05)
+    return 1
+
+
+@cs.task
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def best(fn: Callable[[], Any], repeat: int = REPEAT) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def engine_run(target: Any) -> Any:
+    return asyncio.run(cs.Engine().run(target))
+
+
+def fan_out_async() -> None:
+    assert engine_run(total(*[async_noop() for _ in range(N)])) == N
+
+
+def fan_out_sync() -> None:
+    assert engine_run(total(*[sync_noop() for _ in range(N)])) == N
+
+
+def gather_baseline() -> None:
+    async def noop() -> int:
+        return 1
+
+    async def main() -> int:
+        return sum(await asyncio.gather(*[noop() for _ in range(N)]))
+
+    assert asyncio.run(main()) == N
+
+
+def chain_async() -> None:
+    node = async_inc(0)
+    for _ in range(N - 1):
+        node = async_inc(node)
+    assert engine_run(node) == N
+
+
+def chain_baseline() -> None:
+    async def inc(x: int) -> int:
+        return x + 1
+
+    async def main() -> int:
+        value = 0
+        for _ in range(N):
+            value = await asyncio.ensure_future(inc(value))
+        return value
+
+    assert asyncio.run(main()) == N
+
+
+def sleepers() -> None:
+    assert engine_run(total(*[nap() for _ in range(2000)])) == 2000
+
+
+def sleepers_baseline() -> None:
+    async def main() -> None:
+        await asyncio.gather(*[asyncio.sleep(0.05) for _ in range(2000)])
+
+    asyncio.run(main())
+
+
+def map_10k() -> None:
+    assert len(engine_run(double.map(range(N)))) == N
+
+
+def map_baseline() -> None:
+    async def double_plain(x: int) -> int:
+        return 2 * x
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*[double_plain(i) for i in range(N)])
+
+    assert len(asyncio.run(main())) == N
+
+
+def dask_threaded_fan_out() -> float | None:
+    try:
+        import dask
+    except ImportError:
+        return None
+
+    def noop() -> int:
+        return 1
+
+    def add_all(*values: int) -> int:
+        return sum(values)
+
+    def job() -> None:
+        parts = [dask.delayed(noop)() for _ in range(N)]
+        assert dask.delayed(add_all)(*parts).compute(scheduler="threads") == N
+
+    return best(job, 3)
+
+
+def memory_per_node(nodes: int = 100_000) -> float:
+    gc.collect()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    node = async_inc(0)
+    for _ in range(nodes - 1):
+        node = async_inc(node)
+    assert engine_run(node) == nodes
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return (peak - base) / nodes
+
+
+def import_time_ms() -> tuple[float, float]:
+    def wall(code: str) -> float:
+        samples = []
+        for _ in range(7):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples) * 1000
+
+    empty = wall("pass")
+    return wall("import cascade") - empty, empty
+
+
+def main() -> None:
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def per_task(seconds: float, count: int = N) -> str:
+        return f"{seconds / count * 1e6:.1f} µs"
+
+    fan = best(fan_out_async)
+    base = best(gather_baseline)
+    rows.append(
+        (
+            "10,000 async no-op tasks → one sum",
+            per_task(fan),
+            f"gather {per_task(base)}",
+            f"{fan / base:.2f}×",
+            "≤ 2.5×",
+        )
+    )
+    chain = best(chain_async)
+    chain_base = best(chain_baseline)
+    rows.append(
+        (
+            "chain of 10,000 dependent async tasks",
+            per_task(chain),
+            f"awaited chain {per_task(chain_base)}",
+            f"{chain / chain_base:.2f}×",
+            "≤ 30 µs/task",
+        )
+    )
+    sync = best(fan_out_sync)
+    dask_time = dask_threaded_fan_out()
+    rows.append(
+        (
+            "10,000 sync no-op tasks → one sum",
+            per_task(sync),
+            f"dask threads {per_task(dask_time)}" if dask_time else "dask not installed",
+            f"{sync / dask_time:.2f}×" if dask_time else "-",
+            "≤ 40 µs/task",
+        )
+    )
+    sleep_run = best(sleepers, 3)
+    sleep_base = best(sleepers_baseline, 3)
+    rows.append(
+        (
+            "2,000 async tasks sleeping 50 ms",
+            f"{sleep_run:.3f} s run",
+            f"gather {sleep_base:.3f} s",
+            f"{sleep_run / sleep_base:.2f}×",
+            "≤ 0.25 s",
+        )
+    )
+    mapped = best(map_10k)
+    map_base = best(map_baseline)
+    rows.append(
+        (
+            "map over 10,000 items",
+            per_task(mapped),
+            f"gather {per_task(map_base)}",
+            f"{mapped / map_base:.2f}×",
+            "recorded",
+        )
+    )
+    per_node = memory_per_node()
+    rows.append(
+        (
+            "100,000-node chain: peak memory",
+            f"{per_node:.0f} B/node",
+            "-",
+            "-",
+            "≤ 2048 B/node",
+        )
+    )
+    import_ms, empty_ms = import_time_ms()
+    rows.append(
+        (
+            "python -c 'import cascade'",
+            f"{import_ms:.0f} ms",
+            f"python -c pass {empty_ms:.0f} ms",
+            "-",
+            "≤ 100 ms",
+        )
+    )
+    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
+    print("| workload | cascade | baseline | ratio | target |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

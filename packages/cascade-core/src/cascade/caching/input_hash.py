@@ -1,0 +1,168 @@
+"""``InputHashCache``: reuse a task's result whenever it is called with the same inputs, across
+runs and processes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import numbers
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from cascade.caching.hashing import UnhashableInputError, hash_arguments
+from cascade.caching.inputs import named_inputs, task_identity
+from cascade.caching.policies import CacheContext, CacheWarning
+from cascade.caching.store import CacheStore, check_store, resolve_store
+
+logger = logging.getLogger("cascade.caching")
+
+_KEY_SCHEME = b"cascade-cache-key/1\0"
+
+
+class InputHashCache:
+    """Skip a task when a result for the same task and the same inputs is stored.
+
+    The key is a sha256 of the task's identity (its name, the function's qualified name and
+    either ``version`` or a fingerprint of its source) and a stable content hash of its resolved
+    inputs by parameter name (see ``cascade.caching.hashing``; injected resources are not
+    inputs). ``key_fn(context) -> str`` replaces the input hash, for inputs with no stable
+    hash or to key on part of them. A stored ``None`` is a hit. An input without a stable hash
+    makes that call run uncached with a ``CacheWarning`` naming the task and the argument.
+
+    ``ttl`` (seconds) limits how long an entry is used. ``store`` is a store name registered
+    through ``cascade_register_cache_stores`` (``"directory"``, ``"memory"``) or a store object;
+    by default entries go to ``$CASCADE_CACHE_DIR`` or ``.cascade/cache`` in the working
+    directory. Values are pickled: keep the cache directory private to people you trust.
+    """
+
+    def __init__(
+        self,
+        ttl: float | None = None,
+        store: str | CacheStore | None = None,
+        version: str | int | None = None,
+        key_fn: Callable[[CacheContext], str] | None = None,
+    ) -> None:
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, numbers.Real) or not ttl > 0
+        ):
+            raise ValueError(
+                f"InputHashCache: ttl must be a positive number of seconds, got {ttl!r}"
+            )
+        if store is not None and not isinstance(store, str):
+            check_store(store, "InputHashCache")
+        if version is not None and not isinstance(version, str | int):
+            raise TypeError(f"InputHashCache: version must be a str or int, got {version!r}")
+        if key_fn is not None and not callable(key_fn):
+            raise TypeError(f"InputHashCache: key_fn must be callable, got {key_fn!r}")
+        self.ttl = None if ttl is None else float(ttl)
+        self.store = store
+        self.version = None if version is None else str(version)
+        self.key_fn = key_fn
+        self._named_store: CacheStore | None = None
+        self._identities: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        options = [
+            f"{name}={value!r}"
+            for name, value in (
+                ("ttl", self.ttl),
+                ("store", self.store),
+                ("version", self.version),
+                ("key_fn", self.key_fn),
+            )
+            if value is not None
+        ]
+        return f"InputHashCache({', '.join(options)})"
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def _identity(self, task: Any) -> bytes:
+        try:
+            return self._identities[task]
+        except KeyError:
+            identity = task_identity(task, self.version).encode("utf-8", "surrogatepass")
+            self._identities[task] = identity
+            return identity
+        except TypeError:
+            return task_identity(task, self.version).encode("utf-8", "surrogatepass")
+
+    def key_for(self, context: CacheContext) -> str | None:
+        """The store key of this call, or ``None`` (with a ``CacheWarning``) when an input has
+        no stable hash."""
+        if self.key_fn is not None:
+            custom = self.key_fn(context)
+            if not isinstance(custom, str):
+                raise TypeError(
+                    f"task '{context.task_name}': InputHashCache key_fn must return a str, "
+                    f"got {type(custom).__name__}: {custom!r}"
+                )
+            inputs = b"key_fn\0" + custom.encode("utf-8", "surrogatepass")
+        else:
+            try:
+                inputs = b"inputs\0" + hash_arguments(named_inputs(context)).encode()
+            except UnhashableInputError as exc:
+                argument = exc.argument or "?"
+                where = f"{argument}{exc.short_where}"
+                warnings.warn(
+                    f"task '{context.task_name}': argument '{argument}' has no stable hash, so "
+                    f"this call runs without the cache and its result is not stored: "
+                    f"{exc.reason} (at {where}). Define __cascade_hash__ on its class or pass "
+                    "key_fn= to InputHashCache.",
+                    CacheWarning,
+                    stacklevel=2,
+                )
+                return None
+        return hashlib.sha256(
+            _KEY_SCHEME + self._identity(context.task) + b"\0" + inputs
+        ).hexdigest()
+
+    def resolve_store(self) -> CacheStore:
+        """The store this policy reads and writes now."""
+        if self.store is None:
+            return resolve_store(None)
+        if isinstance(self.store, str):
+            if self._named_store is None:
+                self._named_store = resolve_store(self.store, "InputHashCache")
+            return self._named_store
+        return self.store
+
+    # -- the policy ---------------------------------------------------------------------------
+
+    def lookup(self, context: CacheContext) -> tuple[bool, Any]:
+        key = self.key_for(context)
+        context.state = key
+        if key is None:
+            return False, None
+        store = self.resolve_store()
+        try:
+            return store.get(key)
+        except Exception as exc:
+            logger.warning(
+                "task '%s': cache store %r failed to read an entry, so the task runs: %s: %s",
+                context.task_name,
+                store,
+                type(exc).__name__,
+                exc,
+            )
+            return False, None
+
+    def save(self, context: CacheContext, value: Any) -> None:
+        key = context.state
+        if key is None:
+            return
+        store = self.resolve_store()
+        try:
+            store.set(key, value, self.ttl, task=context.task_name)
+        except Exception as exc:
+            warnings.warn(
+                f"task '{context.task_name}': its result was not cached because the store "
+                f"{store!r} could not save it: {type(exc).__name__}: {exc}. Results must be "
+                "picklable to be cached.",
+                CacheWarning,
+                stacklevel=2,
+            )
+
+
+__all__ = ["InputHashCache"]
