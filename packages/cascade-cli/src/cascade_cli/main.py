@@ -1,0 +1,321 @@
+"""The ``cascade`` command group and its options.
+
+Only click is imported at module level: Cascade, rich and the plugins load inside the commands
+that use them, so ``cascade --help`` and ``cascade --version`` start fast. The work of each
+command lives in ``cascade_cli.commands``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from cascade_cli._version import __version__
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+EPILOG = """\b
+TARGET is path/to/file.py:name or package.module:name (split on the last colon); name is a
+LazyResult, a list or dict of them, or a zero-argument function returning one.
+
+\b
+Exit codes: 0 success, 1 a task failed, 2 usage error, 130 interrupted (Ctrl-C).
+"""
+
+
+class CascadeGroup(click.Group):
+    """The root group. Plugin commands (hook ``cascade_register_commands``) are loaded only
+    when the command list is shown or a name that is not built in is asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugins_loaded = False
+        self.protected: frozenset[str] = frozenset()
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if name in self.protected:
+            raise ValueError(
+                f"cannot add command '{name}': it is a built-in cascade command; "
+                "give the plugin's command another name (prefix it with the plugin's name)"
+            )
+        super().add_command(cmd, name)
+
+    def load_plugin_commands(self) -> None:
+        """Ask every plugin to add its commands (once). A plugin that raises is reported as a
+        warning naming it and the rest carry on."""
+        if self.plugins_loaded:
+            return
+        self.plugins_loaded = True
+        self.protected = frozenset(self.commands)
+        if "cascade.plugins.manager" not in sys.modules and not third_party_plugins_installed():
+            return  # nothing could add commands: skip importing Cascade at all
+        from cascade.plugins import get_plugin_manager
+        from cascade_cli import hookspecs
+
+        manager = get_plugin_manager()
+        try:
+            manager.add_hookspecs(hookspecs)
+        except ValueError:
+            pass  # already added in this process (the CLI run twice in one interpreter)
+        except Exception as exc:  # a plugin implements the hook with a wrong signature
+            warnings.warn(f"plugin commands are unavailable: {exc}", stacklevel=1)
+            return
+        manager.call_each("cascade_register_commands", cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self.plugins_loaded:
+            self.load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+def core_version() -> str:
+    """cascade-core's version, read from its ``_version.py`` without importing ``cascade``
+    (which loads asyncio and the engine) or ``importlib.metadata`` (which loads email): both
+    would cost ``cascade --version`` more than everything else it does."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("cascade")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            with open(os.path.join(folder, "_version.py"), encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == "__version__":
+                return value.strip().strip("\"'")
+    return "not installed"
+
+
+def third_party_plugins_installed() -> bool:
+    """Whether any distribution declares a ``cascade`` entry point that autoload would load
+    (the built-ins never add commands)."""
+    if os.environ.get("CASCADE_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    ):
+        return False
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group="cascade"))
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    import platform
+
+    click.echo(
+        f"cascade {__version__} (cascade-core {core_version()}, Python {platform.python_version()})"
+    )
+    ctx.exit(0)
+
+
+def make_cli() -> CascadeGroup:
+    """A fresh ``cascade`` group with the built-in commands (tests build their own, so plugin
+    commands added in one test do not leak into another)."""
+
+    @click.group(
+        cls=CascadeGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
+    )
+    @click.option(
+        "--version",
+        "-V",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_print_version,
+        help="Show the versions of cascade-cli, cascade-core and Python, and exit.",
+    )
+    def cascade() -> None:
+        """Run, inspect and visualise Cascade task graphs."""
+
+    group: CascadeGroup = cascade  # type: ignore[assignment]
+    for command in (run, graph, dry_run, plugins):
+        group.add_command(command)
+    return group
+
+
+output_option = click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people; json prints one JSON document on stdout and nothing else.",
+)
+
+
+@click.command(epilog=EPILOG)
+@click.argument("target")
+@click.option(
+    "--param",
+    "-p",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a cs.Param (repeatable). VALUE is parsed as JSON, falling back to a string, "
+    "then converted by the param's type.",
+)
+@click.option(
+    "--params",
+    "params_file",
+    metavar="FILE.json",
+    help="Read params from a JSON object in FILE ('-' for stdin); --param values win.",
+)
+@click.option(
+    "--executor",
+    "-e",
+    metavar="NAME",
+    help="Executor for tasks that do not choose one: local (default), threads, processes, "
+    "or any a plugin registers (see `cascade plugins`).",
+)
+@click.option(
+    "--max-concurrency",
+    "-j",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run at most N task attempts at once.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log lines to show (default INFO; WARNING under the live display). DEBUG also "
+    "prints the traceback of a failed task.",
+)
+@output_option
+def run(
+    target: str,
+    assignments: tuple[str, ...],
+    params_file: str | None,
+    executor: str | None,
+    max_concurrency: int | None,
+    log_level: str | None,
+    output: str,
+) -> int:
+    """Run the graph behind TARGET.
+
+    On a terminal a live display shows tasks done / total, the running tasks, retries,
+    failures and the elapsed time, ending in a summary table; elsewhere (CI, cron, pipes)
+    plain log lines are printed instead.
+    """
+    from cascade_cli.commands import run_command
+
+    return run_command(
+        target,
+        assignments=assignments,
+        params_file=params_file,
+        executor=executor,
+        max_concurrency=max_concurrency,
+        log_level=log_level.upper() if log_level else None,
+        output=output,
+    )
+
+
+@click.command(epilog=EPILOG)
+@click.argument("target")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "svg", "png"]),
+    default="mermaid",
+    show_default=True,
+    help="mermaid and dot are text; svg and png are drawn by Graphviz's `dot` program.",
+)
+@click.option(
+    "--output-file",
+    "-o",
+    metavar="FILE",
+    help="Write to FILE instead of standard output.",
+)
+def graph(target: str, fmt: str, output_file: str | None) -> int:
+    """Draw the graph behind TARGET (tasks as boxes, params as ovals; dashed edges only
+    order, they carry no data)."""
+    from cascade_cli.commands import graph_command
+
+    return graph_command(target, fmt, output_file)
+
+
+@click.command("dry-run", epilog=EPILOG)
+@click.argument("target")
+@output_option
+def dry_run(target: str, output: str) -> int:
+    """Show the order tasks would start in, with their literal inputs, running nothing."""
+    from cascade_cli.commands import dry_run_command
+
+    return dry_run_command(target, output)
+
+
+@click.command()
+@output_option
+def plugins(output: str) -> int:
+    """List installed plugins: name, distribution, version and the hooks they implement."""
+    from cascade_cli.commands import plugins_command
+
+    return plugins_command(output)
+
+
+cli = make_cli()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: run the command line and exit with its code."""
+    previous = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        # A broken plugin is the user's environment, not a line of our code: say it plainly.
+        if category.__name__ == "CascadePluginWarning" or filename == __file__:
+            print(f"cascade: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="cascade",
+            standalone_mode=False,
+        )
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except BrokenPipeError:
+        # Output piped into `head` or similar that stopped reading: exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 1
+    finally:
+        warnings.showwarning = previous
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

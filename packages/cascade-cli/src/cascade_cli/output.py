@@ -1,0 +1,424 @@
+"""What ``cascade run`` shows: a live display on a terminal, plain log lines elsewhere, or one
+JSON document. All three read the same ``RunRecord``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import IO, Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.pretty import Pretty
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from cascade import HumanReadableLogSubscriber, __version__
+from cascade.runtime.bus import MessageBus
+from cascade_cli.run import (
+    CANCELLED,
+    FAILED,
+    NOT_RUN,
+    RETRYING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    Outcome,
+    RunRecord,
+)
+
+STATUS_STYLE = {
+    SUCCEEDED: ("✓", "green"),
+    FAILED: ("✗", "bold red"),
+    CANCELLED: ("■", "yellow"),
+    SKIPPED: ("↷", "cyan"),
+    RUNNING: ("▶", "blue"),
+    RETRYING: ("↻", "yellow"),
+    NOT_RUN: ("·", "dim"),
+}
+
+
+def make_console(file: IO[str], terminal: bool) -> Console:
+    """A console that writes control codes only when ``terminal`` is true, whatever the
+    environment says (CI variables that force colour would otherwise leak escapes into logs)."""
+    if terminal:
+        return Console(file=file, force_terminal=True, highlight=False)
+    return Console(
+        file=file,
+        force_terminal=False,
+        force_interactive=False,
+        color_system=None,
+        highlight=False,
+        width=int(os.environ.get("COLUMNS", "0") or 0) or 100,
+        emoji=False,
+    )
+
+
+# -- JSON --------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """``value`` as plain JSON data: containers recursively, dates as ISO text, paths and
+    decimals as strings, dataclasses as objects, and anything else as its ``repr``."""
+    if _depth > 50:
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, _depth + 1) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [jsonable(v, _depth + 1) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: jsonable(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)
+        }
+    if type(value).__name__ == "Decimal":
+        return str(value)
+    return repr(value)
+
+
+def error_info(record: RunRecord, outcome: Outcome, with_traceback: bool) -> dict[str, Any] | None:
+    """The failure of a run: the exception, and the task that raised it when one did."""
+    if outcome.status == SUCCEEDED:
+        return None
+    exc = outcome.error
+    if outcome.status == CANCELLED:
+        return {"type": "Cancelled", "message": "the run was interrupted", "task": None}
+    info: dict[str, Any] = {
+        "type": type(exc).__name__ if exc is not None else "Error",
+        "message": str(exc) if exc is not None else (record.error or ""),
+        "task": None,
+        "task_id": None,
+    }
+    failures = record.failures()
+    if failures:
+        info["task"] = failures[0].task
+        info["task_id"] = failures[0].task_id
+    if with_traceback and exc is not None:
+        info["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return info
+
+
+def task_rows(record: RunRecord) -> list[dict[str, Any]]:
+    """One row per planned task call (a ``.map`` is one row with its item count)."""
+    rows = []
+    with record.lock:
+        for step in record.steps.values():
+            row: dict[str, Any] = {
+                "task_id": step.task_id,
+                "task": step.task,
+                "status": step.status(record.status),
+                "attempts": step.attempts,
+                "duration": round(step.duration, 6),
+                "error": step.error,
+                "skip_reason": step.reason,
+                "executor": step.executor,
+            }
+            if step.is_map:
+                row["map_items"] = len(step.units)
+            rows.append(row)
+    return rows
+
+
+def run_document(
+    record: RunRecord,
+    outcome: Outcome,
+    target: str,
+    params: Mapping[str, Any],
+    with_traceback: bool,
+) -> dict[str, Any]:
+    """The document ``--output json`` prints."""
+    return {
+        "status": outcome.status,
+        "run_id": record.run_id,
+        "target": target,
+        "params": jsonable(record.params if record.params is not None else dict(params)),
+        "duration": round(record.elapsed(), 6),
+        "result": jsonable(outcome.result) if outcome.status == SUCCEEDED else None,
+        "error": error_info(record, outcome, with_traceback),
+        "tasks": task_rows(record),
+        "retries": record.retries,
+        "cascade_version": __version__,
+    }
+
+
+# -- the summary (shared by the live and the plain output) --------------------------------------
+
+
+def summary_table(record: RunRecord) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+    table.add_column("Task", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Attempts", justify="right")
+    table.add_column("Duration", justify="right")
+    table.add_column("Details", overflow="fold")
+    for row in task_rows(record):
+        mark, style = STATUS_STYLE.get(row["status"], ("?", ""))
+        name = row["task"]
+        if "map_items" in row:
+            name += f" [map of {row['map_items']}]"
+        details = row["error"] or row["skip_reason"] or ""
+        table.add_row(
+            Text(name),
+            Text(f"{mark} {row['status']}", style=style),
+            str(row["attempts"]),
+            f"{row['duration']:.3f}s",
+            Text(details),
+        )
+    return table
+
+
+def headline(record: RunRecord, outcome: Outcome) -> Text:
+    done, total = record.counts()
+    mark, style = STATUS_STYLE.get(outcome.status, ("?", ""))
+    text = Text(f"{mark} {outcome.status}", style=style)
+    run = f" · run {record.run_id[:8]}" if record.run_id else ""
+    text.append(f" in {record.elapsed():.2f}s · {done}/{total} tasks done{run}")
+    if record.retries:
+        text.append(f" · {record.retries} retr{'y' if record.retries == 1 else 'ies'}")
+    return text
+
+
+def print_ending(
+    console: Console, record: RunRecord, outcome: Outcome, log_level: str | None
+) -> None:
+    """The summary table, the headline, then the result or what failed."""
+    console.print()
+    console.print(summary_table(record))
+    console.print(headline(record, outcome))
+    if outcome.status == SUCCEEDED:
+        console.print(Text("Result: ", style="bold"), end="")
+        console.print(Pretty(outcome.result, max_length=50, max_string=2000))
+    elif outcome.status == FAILED:
+        info = error_info(record, outcome, with_traceback=False) or {}
+        message = f"{info.get('type')}: {info.get('message')}"
+        if info.get("task"):
+            text = Text(f"task '{info['task']}' ({info['task_id']}) failed: ", style="bold red")
+        else:
+            text = Text("the run failed: ", style="bold red")
+        text.append(message)
+        console.print(text)
+        exc = outcome.error
+        if log_level == "DEBUG" and exc is not None:
+            console.print(
+                Text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            )
+        else:
+            console.print(Text("(run with --log-level DEBUG for the traceback)", style="dim"))
+    else:
+        console.print(Text("interrupted: tasks stopped and resources torn down", style="yellow"))
+
+
+# -- the three outputs -------------------------------------------------------------------------
+
+
+class PlainOutput:
+    """Plain log lines (no control codes) for CI, cron and pipes, then the summary."""
+
+    def __init__(self, record: RunRecord, log_level: str | None, stream: IO[str]) -> None:
+        self.record = record
+        self.log_level = log_level
+        self.stream = stream
+        self.console = make_console(stream, terminal=False)
+
+    def attach(self, bus: MessageBus) -> None:
+        HumanReadableLogSubscriber(bus, stream=self.stream, level=self.log_level or "INFO")
+
+    def interrupted(self, count: int) -> None:
+        _interrupt_message(count, sys.stderr)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def finish(self, outcome: Outcome, target: str, params: Mapping[str, Any]) -> None:
+        print_ending(self.console, self.record, outcome, self.log_level)
+
+
+class JsonOutput:
+    """Logs on stderr and, at the end, one JSON document on the real standard output (task
+    code that prints is sent to stderr too, so the document stays alone on stdout)."""
+
+    def __init__(self, record: RunRecord, log_level: str | None) -> None:
+        self.record = record
+        self.log_level = log_level
+        self._saved_fd: int | None = None
+        self._redirect: Any = None
+
+    def attach(self, bus: MessageBus) -> None:
+        HumanReadableLogSubscriber(bus, stream=sys.stderr, level=self.log_level or "INFO")
+
+    def interrupted(self, count: int) -> None:
+        _interrupt_message(count, sys.stderr)
+
+    def start(self) -> None:
+        sys.stdout.flush()
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd == 1:
+            # Point file descriptor 1 at stderr, so prints from threads and worker processes
+            # cannot land in the document either.
+            self._saved_fd = os.dup(1)
+            os.dup2(2, 1)
+        else:
+            import contextlib
+
+            self._redirect = contextlib.redirect_stdout(sys.stderr)
+            self._redirect.__enter__()
+
+    def stop(self) -> None:
+        sys.stdout.flush()
+        if self._saved_fd is not None:
+            os.dup2(self._saved_fd, 1)
+            os.close(self._saved_fd)
+            self._saved_fd = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
+
+    def finish(self, outcome: Outcome, target: str, params: Mapping[str, Any]) -> None:
+        document = run_document(
+            self.record, outcome, target, params, with_traceback=self.log_level == "DEBUG"
+        )
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+
+
+class _Activity:
+    """The lines under the progress bar: what is running now, retries and failures. Rendered
+    by the live display's refresh thread from the record."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+
+    def __rich__(self) -> RenderableType:
+        record = self.record
+        with record.lock:
+            running = record.running()
+            failures = len(record.failures())
+            retries = record.retries
+        text = Text("running: ", style="bold")
+        if running:
+            shown = ", ".join(running[:8])
+            more = f" (+{len(running) - 8} more)" if len(running) > 8 else ""
+            text.append(shown + more, style="blue")
+        else:
+            text.append("-", style="dim")
+        text.append("\n")
+        text.append(f"retries: {retries}", style="yellow" if retries else "dim")
+        text.append("   ")
+        text.append(f"failures: {failures}", style="bold red" if failures else "dim")
+        return text
+
+
+class LiveOutput:
+    """A live display on a terminal: a progress bar of tasks done / total with the elapsed
+    time, the running tasks, retries and failures; it ends in the summary table. Warnings
+    (retries, failures) are printed above it as they happen."""
+
+    def __init__(
+        self, record: RunRecord, log_level: str | None, target: str, stream: IO[str]
+    ) -> None:
+        self.record = record
+        self.log_level = log_level
+        self.console = make_console(stream, terminal=True)
+        self.progress = Progress(
+            SpinnerColumn(finished_text="[green]✓[/]"),
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tasks"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.bar: TaskID = self.progress.add_task(target, total=None, start=False)
+        self.live = Live(
+            Group(self.progress, _Activity(record)),
+            console=self.console,
+            refresh_per_second=10,
+            transient=False,
+        )
+        self._bus: MessageBus | None = None
+        record.listeners.append(lambda _event: self.update())
+
+    def attach(self, bus: MessageBus) -> None:
+        self._bus = bus
+
+    def interrupted(self, count: int) -> None:
+        _interrupt_message(count, None, self.console)
+
+    def update(self) -> None:
+        with self.record.lock:
+            done, total = self.record.counts()
+        if not self.progress.tasks[0].started and self.record.started:
+            self.progress.start_task(self.bar)
+        self.progress.update(self.bar, completed=done, total=total)
+
+    def start(self) -> None:
+        self.live.start()
+        if self._bus is not None:
+            # Created after the display started: it writes to the display's stdout proxy, so
+            # these lines appear above the live area.
+            HumanReadableLogSubscriber(
+                self._bus, stream=sys.stdout, level=self.log_level or "WARNING"
+            )
+
+    def stop(self) -> None:
+        if self.live.is_started:
+            self.update()
+            self.progress.stop_task(self.bar)
+            self.live.refresh()
+            self.live.stop()
+
+    def finish(self, outcome: Outcome, target: str, params: Mapping[str, Any]) -> None:
+        print_ending(self.console, self.record, outcome, self.log_level)
+
+
+def _interrupt_message(count: int, stream: IO[str] | None, console: Console | None = None) -> None:
+    if count == 1:
+        text = (
+            "interrupted: stopping tasks and tearing resources down "
+            "(Ctrl-C twice more to quit at once)"
+        )
+    elif count == 2:
+        text = "still tearing resources down; Ctrl-C once more quits without teardown"
+    else:
+        text = "quitting without teardown"
+    if console is not None:
+        console.print(Text(text, style="yellow"))
+    else:
+        print(f"cascade: {text}", file=stream or sys.stderr, flush=True)

@@ -1,0 +1,154 @@
+"""``--param key=value`` and ``--params FILE``: from command-line text to the values a run gets.
+
+A value is parsed as JSON and falls back to the plain string (``n=3`` is the number 3,
+``day=2024-05-01`` the string); when the graph's ``cs.Param`` declares a ``type``, the form
+that type accepts is chosen (``type=str`` always gets the text as typed, ``type=Decimal`` gets
+``"1.10"`` rather than the float ``1.1``), and a value it rejects is a usage error naming the
+param. The engine then converts with the same ``type``, exactly as ``cs.run`` would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+
+from cascade import Param
+
+_TRUE = {"true", "yes", "on", "1", "y", "t"}
+_FALSE = {"false", "no", "off", "0", "n", "f"}
+_JSON_NUMBER_TYPES: tuple[Any, ...] = (int, float, complex)
+
+
+class ParamsError(ValueError):
+    """A param value given on the command line is unknown, missing or does not convert."""
+
+
+def parse_value(raw: str) -> Any:
+    """JSON if it parses (``3``, ``true``, ``[1, 2]``, ``{"a": 1}``, ``null``), else the
+    string itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def split_assignment(text: str) -> tuple[str, str]:
+    """``"key=value"`` → ``("key", "value")``; the value may contain ``=``."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ParamsError(f"--param takes key=value, got {text!r}")
+    return key, value
+
+
+def read_params_file(source: str, stdin: IO[str]) -> dict[str, Any]:
+    """The JSON object in file ``source`` (``-`` reads standard input)."""
+    where = "standard input" if source == "-" else f"'{source}'"
+    try:
+        if source == "-":
+            text = stdin.read()
+        else:
+            with open(source, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise ParamsError(f"cannot read --params {where}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ParamsError(f"--params {where} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(
+            f"--params {where} must hold a JSON object of name: value, "
+            f"got a JSON {type(data).__name__}"
+        )
+    return data
+
+
+def _bool_from_text(param: Param, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ParamsError(
+        f"param '{param.param_name}': cannot convert {raw!r} to bool; "
+        "use true/false, yes/no, on/off or 1/0"
+    )
+
+
+def _check(param: Param, value: Any) -> None:
+    try:
+        param.convert(value)
+    except ValueError as exc:
+        raise ParamsError(str(exc)) from None
+
+
+def choose_value(param: Param | None, raw: str) -> Any:
+    """The value to hand the engine for ``--param name=raw``: the JSON-or-string reading, or
+    the raw text where the param's ``type`` takes text better."""
+    parsed = parse_value(raw)
+    kind = param.type if param is not None else None
+    if param is None or kind is None:
+        return parsed
+    if kind is str:
+        return raw
+    if kind is bool:
+        return parsed if isinstance(parsed, bool) else _bool_from_text(param, raw)
+    if isinstance(parsed, (int, float)) and kind not in _JSON_NUMBER_TYPES:
+        order = [raw, parsed]  # Decimal("1.10"), Path("2024"), date.fromisoformat(...)
+    else:
+        order = [parsed, raw] if parsed is not raw else [raw]
+    first_error: ParamsError | None = None
+    for value in order:
+        try:
+            _check(param, value)
+        except ParamsError as exc:
+            first_error = first_error or exc
+            continue
+        return value
+    assert first_error is not None
+    raise first_error
+
+
+def _takes(declared: Mapping[str, Param]) -> str:
+    if not declared:
+        return "this graph takes no params"
+    parts = []
+    for name in sorted(declared):
+        param = declared[name]
+        kind = getattr(param.type, "__name__", None) if param.type is not None else None
+        detail = f"{name}: {kind}" if kind else name
+        if not param.required:
+            detail += f" = {param.default!r}"
+        parts.append(detail)
+    return "this graph takes: " + ", ".join(parts)
+
+
+def build_params(
+    declared: Mapping[str, Param],
+    from_file: Mapping[str, Any],
+    assignments: Iterable[str],
+) -> dict[str, Any]:
+    """Merge ``--params`` (first) and ``--param`` (later ones win) and check them against the
+    params the graph declares: unknown names, missing required ones and values the declared
+    type rejects are ``ParamsError``s that say what the graph takes."""
+    values: dict[str, Any] = {}
+    for name, value in from_file.items():
+        param = declared.get(name)
+        if param is not None:
+            _check(param, value)
+        values[name] = value
+    for text in assignments:
+        name, raw = split_assignment(text)
+        values[name] = choose_value(declared.get(name), raw)
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise ParamsError(f"unknown param(s) {', '.join(unknown)}; {_takes(declared)}")
+    missing = sorted(n for n, p in declared.items() if p.required and n not in values)
+    if missing:
+        hint = " ".join(f"--param {n}=VALUE" for n in missing)
+        raise ParamsError(
+            f"missing required param(s) {', '.join(missing)}; pass {hint} ({_takes(declared)})"
+        )
+    return values
