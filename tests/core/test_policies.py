@@ -158,9 +158,7 @@ def test_backoff_delays_grow_and_are_capped():
 def test_retry_delays_are_published_and_waited(tmp_path):
     counter = str(tmp_path / "count")
     started = time.perf_counter()
-    result, events = _run(
-        flaky(counter, 2).with_retry(retries=2, delay=0.1, backoff=2.0), "local"
-    )
+    result, events = _run(flaky(counter, 2).with_retry(retries=2, delay=0.1, backoff=2.0), "local")
     elapsed = time.perf_counter() - started
     assert result == 3
     assert [e.delay for e in events if isinstance(e, TaskRetrying)] == [0.1, 0.2]

@@ -1,13 +1,13 @@
 """Cascade: build task graphs with plain Python calls, run them on an async dataflow engine.
 
-    import cascade as cs
+import cascade as cs
 
-    @cs.task
-    def add(a, b):
-        return a + b
+@cs.task
+def add(a, b):
+    return a + b
 
-    total = add(add(1, 2), cs.Param("n", type=int))
-    cs.run(total, params={"n": "3"})   # 6
+total = add(add(1, 2), cs.Param("n", type=int))
+cs.run(total, params={"n": "3"})   # 6
 """
 
 from __future__ import annotations

@@ -155,9 +155,7 @@ def _short_repr(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def worker_context(
-    carrier: dict[str, str], worker_setup: list[WorkerSetup]
-) -> Iterator[None]:
+def worker_context(carrier: dict[str, str], worker_setup: list[WorkerSetup]) -> Iterator[None]:
     """Enter every ``worker_setup`` context around a call in a worker process."""
     with contextlib.ExitStack() as stack:
         for setup in worker_setup:

@@ -95,12 +95,13 @@ def plan(target: Any) -> list[dict[str, Any]]:
             extras.append(f"if {_show(lazy.condition)}")
         if lazy.after_deps:
             extras.append("after " + ", ".join(_show(d) for d in lazy.after_deps))
+        callee = f"{node.name}.map" if node.kind == KIND_MAP else node.name
         steps.append(
             {
                 "task_id": lazy.id,
                 "task": node.name,
                 "map": node.kind == KIND_MAP,
-                "call": f"{node.name}{'.map' if node.kind == KIND_MAP else ''}({', '.join(inputs)})",
+                "call": f"{callee}({', '.join(inputs)})",
                 "notes": extras,
                 "depends_on": [graph.nodes[d].lazy.id for d in sorted(node.deps)],
             }

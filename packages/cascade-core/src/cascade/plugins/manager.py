@@ -67,9 +67,8 @@ class PluginManager:
         self._stores: dict[str, tuple[Callable[..., Any], str]] | None = None
         self._resources: dict[str, Any] | None = None
         self._lock = threading.RLock()
-        from cascade.plugins import builtin
-
         from cascade import __version__
+        from cascade.plugins import builtin
 
         self.register(builtin, BUILTIN_NAME, distribution="cascade-core", version=__version__)
         if load_entrypoints and not _env_flag("CASCADE_DISABLE_PLUGIN_AUTOLOAD"):
@@ -92,7 +91,8 @@ class PluginManager:
         with self._lock:
             self.pm.register(plugin, name=name)
             hooks = sorted(
-                impl.name for impl in self.pm.get_hookcallers(plugin) or ()  # type: ignore[attr-defined]
+                impl.name
+                for impl in self.pm.get_hookcallers(plugin) or ()  # type: ignore[attr-defined]
             )
             self._info[name] = PluginInfo(name, distribution, version, hooks, entry_point)
             self._executors = self._stores = self._resources = None
@@ -122,9 +122,7 @@ class PluginManager:
                     stacklevel=2,
                 )
                 continue
-            self.register(
-                plugin, name, distribution=dist_name, version=version, entry_point=where
-            )
+            self.register(plugin, name, distribution=dist_name, version=version, entry_point=where)
 
     def add_hookspecs(self, module: ModuleType | type) -> None:
         """Add hook specs from another package (the CLI adds ``cascade_register_commands``)."""

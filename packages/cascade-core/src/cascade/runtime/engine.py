@@ -17,7 +17,7 @@ import random
 import time
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 from uuid import uuid4
 
@@ -42,7 +42,11 @@ from cascade.runtime.events import (
 )
 from cascade.runtime.resources import ResourceError, ResourceStack, plan_resources
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError, check_concurrency
-from cascade.spec.resource import ResourceDefinition, make_resource_definition
+from cascade.spec.resource import (
+    ResourceDefinition,
+    declared_resources,
+    make_resource_definition,
+)
 from cascade.spec.task import MISSING, LazyResult, MappedLazyResult, Param, Task
 
 _SKIPPED: Any = object()
@@ -86,7 +90,12 @@ class _Limiter:
         if self.try_acquire():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(lambda: future.done() or future.set_result(None))
+
+        def hand_over() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        self.waiters.append(hand_over)
         try:
             await future
         except asyncio.CancelledError:
@@ -124,17 +133,13 @@ class Engine:
 
         self.bus = bus if bus is not None else MessageBus()
         if executor is not None and not isinstance(executor, (str, Executor)):
-            raise TypeError(
-                f"executor= takes an executor name or instance, got {executor!r}"
-            )
+            raise TypeError(f"executor= takes an executor name or instance, got {executor!r}")
         self.executor = executor
         self.max_concurrency = check_concurrency(max_concurrency, "max_concurrency")
         self.log_level = log_level
         self.plugins = plugin_manager if plugin_manager is not None else get_plugin_manager()
         self.call_hooks: list[Callable[[TaskCall], None]] = []
-        self._resource_providers: dict[str, ResourceDefinition] = dict(
-            self.plugins.resources()
-        )
+        self._resource_providers: dict[str, ResourceDefinition] = dict(self.plugins.resources())
         self.plugins.engine_created(self)
 
     # -- configuration -------------------------------------------------------------------
@@ -149,7 +154,7 @@ class Engine:
     ) -> None:
         """Replace the provider of resource ``name`` (keeping its scope); see
         ``cascade.testing.override_resource`` for the restoring context manager."""
-        current = self._resource_providers.get(name)
+        current = self._resource_providers.get(name) or declared_resources.get(name)
         scope = current.scope if current is not None else "run"
         if isinstance(provider, ResourceDefinition):
             provider = provider.func
@@ -199,7 +204,7 @@ def normalize_target(target: Any) -> tuple[list[LazyResult[Any]], Callable[[list
         keys = list(target)
         items = [target[k] for k in keys]
         _check_targets(items, target)
-        return items, lambda values: dict(zip(keys, values))
+        return items, lambda values: dict(zip(keys, values, strict=True))
     raise TypeError(
         "run() takes a LazyResult (what calling a @cs.task returns), or a list, tuple or dict "
         f"of them; got {type(target).__name__}: {preview(target)}"
@@ -299,7 +304,8 @@ class _Run:
         self.has_references = any(e.returns_references for e in self.executors.values())
 
     def _plan_resources(self) -> tuple[list[str], set[str]]:
-        providers = self.engine._resource_providers
+        providers = {**declared_resources, **self.engine._resource_providers}
+        self.providers = providers
         wanted: list[tuple[str, str]] = []
         seen: set[int] = set()
         remote: list[tuple[str, str]] = []
@@ -339,13 +345,14 @@ class _Run:
                     params=dict(self.params),
                 )
             )
-        status, failure = "Succeeded", None
+        status = "Succeeded"
+        failure: BaseException | None = None
         started_executors: list[Executor] = []
         try:
             for executor in self.executors.values():
                 await executor.start()
                 started_executors.append(executor)
-            providers = self.engine._resource_providers
+            providers = self.providers
             for name in self.run_resources:
                 await self.resources.enter(providers[name], self.resources.instances)
             await self._schedule()
@@ -478,7 +485,6 @@ class _Run:
             or lazy.cache is not None
             or lazy.condition is not MISSING
             or task.concurrency is not None
-            or self.call_hooks
             or self.has_references
             or (task.injections and (self.task_resources or self.remote_providers))
         ):
@@ -529,9 +535,19 @@ class _Run:
                 self.unstoppable[future] = node
             future.add_done_callback(self._plain_done)
             return
-        call = TaskCall(
-            lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id
-        )
+        call = TaskCall(lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id)
+        context = None
+        if self.call_hooks:
+            # Same contract as on the policy path: hooks run inside the attempt's own context.
+            context = contextvars.copy_context()
+            try:
+                for hook in self.call_hooks:
+                    context.run(hook, call)
+            except BaseException as exc:
+                self._report_finished(lazy.id, task.name, call, executor_name, None, exc)
+                self._plain_failed(exc)
+                return
+            call.context = context
         if self.want_started:
             self.bus.publish(
                 TaskExecutionStarted(
@@ -544,10 +560,12 @@ class _Run:
         call.start_time = time.time()
         try:
             awaitable = executor.submit(call)
-            if type(awaitable) is _CoroutineType:
-                future = self.loop.create_task(awaitable)  # type: ignore[arg-type]
-            elif isinstance(awaitable, asyncio.Future):
+            if isinstance(awaitable, asyncio.Future):
                 future = awaitable
+            elif context is not None:
+                future = context.run(asyncio.ensure_future, awaitable)
+            elif type(awaitable) is _CoroutineType:
+                future = self.loop.create_task(awaitable)  # type: ignore[arg-type]
             else:
                 future = asyncio.ensure_future(awaitable)
         except BaseException as exc:
@@ -558,9 +576,7 @@ class _Run:
             self.inflight[future] = node
         else:
             self.unstoppable[future] = node
-        future.add_done_callback(
-            lambda f: self._plain_done(f, call, executor_name)
-        )
+        future.add_done_callback(lambda f: self._plain_done(f, call, executor_name))
 
     def _plain_failed(self, exc: BaseException) -> None:
         if self.limiter is not None:
@@ -662,9 +678,7 @@ class _Run:
                 await self._materialize_inputs(node)
             lazy = node.lazy
             if lazy.condition is not MISSING:
-                condition = (
-                    self.results[node.condition] if node.condition >= 0 else lazy.condition
-                )
+                condition = self.results[node.condition] if node.condition >= 0 else lazy.condition
                 if not condition:
                     self._skip(node, "ConditionFalse")
                     self._pump()
@@ -707,7 +721,7 @@ class _Run:
         arg_columns = [(pos, columns[f"argument {pos}"]) for pos in lazy.iterated_args]
         kwarg_columns = [(key, columns[f"argument '{key}'"]) for key in lazy.iterated_kwargs]
 
-        def item_call(k: int) -> Awaitable[Any]:
+        def item_call(k: int) -> Coroutine[Any, Any, Any]:
             item_args = list(args)
             for pos, column in arg_columns:
                 item_args[pos] = column[k]
@@ -716,11 +730,11 @@ class _Run:
                 item_kwargs[key] = column[k]
             return self._execute(node, f"{lazy.id}[{k}]", tuple(item_args), item_kwargs)
 
-        items = [self.loop.create_task(item_call(k)) for k in range(count)]
+        items: list[asyncio.Task[Any]] = [self.loop.create_task(item_call(k)) for k in range(count)]
         if not items:
             return []
         try:
-            done, pending = await asyncio.wait(items, return_when=asyncio.FIRST_EXCEPTION)
+            _, pending = await asyncio.wait(items, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
             for item in items:
                 item.cancel()
@@ -844,7 +858,7 @@ class _Run:
         if task.injections and not remote:
             kwargs = dict(kwargs)
             instances = self.resources.instances
-            providers = self.engine._resource_providers
+            providers = self.providers
             for param, name in task.injections:
                 if param in kwargs:
                     continue
@@ -855,7 +869,14 @@ class _Run:
                 else:
                     kwargs[param] = instances[name]
         call = TaskCall(
-            task_id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id, attempt,
+            task_id,
+            task.name,
+            task.fn,
+            args,
+            dict(kwargs),
+            task.is_async,
+            self.run_id,
+            attempt,
             node.lazy.timeout,
         )
         if task.injections and remote:

@@ -28,9 +28,7 @@ def level_number(level: str | int) -> int:
     try:
         return _LEVELS[level.upper()]
     except KeyError:
-        raise ValueError(
-            f"unknown log level {level!r}; use one of {', '.join(_LEVELS)}"
-        ) from None
+        raise ValueError(f"unknown log level {level!r}; use one of {', '.join(_LEVELS)}") from None
 
 
 class HumanReadableLogSubscriber:

@@ -59,6 +59,17 @@ class ResourceDefinition:
         return self.func(*args, **kwargs)
 
 
+#: Every resource declared with ``@cs.resource`` in this process, by name (latest wins). An
+#: engine falls back to these for names it has no provider registered for, so a pipeline
+#: module's resources work under ``cascade run`` without registration code.
+declared_resources: dict[str, ResourceDefinition] = {}
+
+
+def _declare(definition: ResourceDefinition) -> ResourceDefinition:
+    declared_resources[definition.name] = definition
+    return definition
+
+
 def make_resource_definition(
     func: Callable[..., Any], name: str | None = None, scope: Scope | None = None
 ) -> ResourceDefinition:
@@ -67,7 +78,7 @@ def make_resource_definition(
     if isinstance(func, ResourceDefinition):
         return ResourceDefinition(func.func, name or func.name, scope or func.scope)
     scope = scope or "run"
-    label = name or getattr(func, "__name__", repr(func))
+    label: str = name or getattr(func, "__name__", None) or repr(func)
     if not (inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)):
         raise TypeError(
             f"resource '{label}' must be a generator function (setup, then `yield value`, "
@@ -93,5 +104,5 @@ def resource(
     ``scope="task"`` sets up a fresh instance around each task execution.
     """
     if func is None:
-        return lambda f: make_resource_definition(f, name, scope)
-    return make_resource_definition(func, name, scope)
+        return lambda f: _declare(make_resource_definition(f, name, scope))
+    return _declare(make_resource_definition(func, name, scope))

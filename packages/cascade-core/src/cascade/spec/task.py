@@ -45,16 +45,16 @@ class LazyResult(Generic[R]):
     """
 
     __slots__ = (
-        "task",
+        "__weakref__",
+        "after_deps",
         "args",
-        "kwargs",
-        "id",
-        "retry",
-        "timeout",
         "cache",
         "condition",
-        "after_deps",
-        "__weakref__",
+        "id",
+        "kwargs",
+        "retry",
+        "task",
+        "timeout",
     )
 
     task: Task[R] | None
@@ -165,7 +165,7 @@ class Param(LazyResult[Any]):
     ``type=int``); a param without a default is required.
     """
 
-    __slots__ = ("param_name", "default", "type", "description")
+    __slots__ = ("default", "description", "param_name", "type")
 
     def __init__(
         self,
@@ -212,7 +212,7 @@ class Param(LazyResult[Any]):
             ) from exc
 
 
-class unmapped:  # noqa: N801 - reads as a marker, like Prefect's
+class unmapped:
     """Wrap an argument of ``task.map(...)`` to pass it whole to every item."""
 
     __slots__ = ("value",)
@@ -316,7 +316,7 @@ class _SignatureCheck:
     """Cheap build-time check that a call fits the function's signature, so a wrong argument
     fails where it was written rather than in the middle of a run."""
 
-    __slots__ = ("max_positional", "names", "required", "name", "open_args", "open_kwargs")
+    __slots__ = ("max_positional", "name", "names", "open_args", "open_kwargs", "required")
 
     def __init__(self, fn: Callable[..., Any], name: str) -> None:
         self.name = name
@@ -329,11 +329,7 @@ class _SignatureCheck:
             kinds = {p.kind for p in params}
             self.open_args = inspect.Parameter.VAR_POSITIONAL in kinds
             self.open_kwargs = inspect.Parameter.VAR_KEYWORD in kinds
-        positional = [
-            p
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.max_positional = len(positional)
         self.names = frozenset(p.name for p in params if p.kind is not p.POSITIONAL_ONLY)
         self.required = tuple(
