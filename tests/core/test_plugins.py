@@ -40,6 +40,7 @@ from cascade.runtime.events import Event, RunFinished, RunStarted, TaskExecution
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKSPECS = ROOT / "packages/cascade-core/src/cascade/plugins/hookspecs.py"
+CLI_HOOKSPECS = ROOT / "packages/cascade-cli/src/cascade_cli/hookspecs.py"
 DOCS = ROOT / "docs/plugins.md"
 BUILTIN_EXECUTORS = "local, processes, threads"
 CONTROL_VARS = (
@@ -143,6 +144,7 @@ def test_import_cascade_loads_no_plugin() -> None:
             "manager_built": manager._manager is not None,
             "builtin": "cascade.plugins.builtin" in sys.modules,
             "example": "cascade_example_plugin.plugin" in sys.modules,
+            "metadata": "importlib.metadata" in sys.modules,
         }
         names = [info.name for info in cascade.plugins.list_plugins()]
         after = {
@@ -152,7 +154,12 @@ def test_import_cascade_loads_no_plugin() -> None:
         print(json.dumps({"before": before, "after": after, "names": names}))
         """
     )
-    assert seen["before"] == {"manager_built": False, "builtin": False, "example": False}
+    assert seen["before"] == {
+        "manager_built": False,
+        "builtin": False,
+        "example": False,
+        "metadata": False,  # entry points were not even scanned
+    }
     assert seen["after"] == {"manager_built": True, "example": True}
     assert "example" in seen["names"]
 
@@ -663,12 +670,17 @@ def test_processes_executor_names_an_unpicklable_argument() -> None:
 
 
 def _hookspecs() -> list[ast.FunctionDef]:
-    tree = ast.parse(HOOKSPECS.read_text())
-    return [
-        node
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("cascade_")
-    ]
+    """Every ``cascade_*`` hook spec: core's, plus the CLI's when that package is present."""
+    specs = []
+    for path in (HOOKSPECS, CLI_HOOKSPECS):
+        if path == CLI_HOOKSPECS and not path.exists():
+            continue
+        specs += [
+            node
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("cascade_")
+        ]
+    return specs
 
 
 def test_every_hookspec_has_a_docstring() -> None:
