@@ -303,15 +303,35 @@ def test_example_command_adds_to_a_click_group() -> None:
     assert outcome.output == "hello from the example plugin\n"
 
 
-def test_example_command_through_the_cascade_cli() -> None:
+def test_the_example_plugin_through_the_cascade_cli(tmp_path: Path) -> None:
     pytest.importorskip("cascade_cli")
     script = Path(sys.executable).parent / ("cascade.exe" if os.name == "nt" else "cascade")
     env = {k: v for k, v in os.environ.items() if k not in CONTROL_VARS}
-    proc = subprocess.run(
-        [str(script), "example-hello"], capture_output=True, text=True, env=env, timeout=60
+
+    def cascade(*args: str) -> str:
+        proc = subprocess.run(
+            [str(script), *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert cascade("example-hello").strip() == "hello from the example plugin"
+    listing = cascade("plugins")
+    assert "example" in listing and "cascade-example-plugin" in listing
+
+    flow = tmp_path / "flow.py"
+    flow.write_text(
+        "import cascade as cs\n\n"
+        "@cs.task\n"
+        "def add(a, b):\n"
+        "    return a + b\n\n"
+        "total = add(add(1, 2), 4)\n"
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "hello from the example plugin"
+    report = json.loads(
+        cascade("run", f"{flow}:total", "--executor", "example-inline", "--output", "json")
+    )
+    assert report["result"] == 7
+    assert {task["executor"] for task in report["tasks"]} == {"example-inline"}
 
 
 # -- controls --------------------------------------------------------------------------------
