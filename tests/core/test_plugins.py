@@ -506,8 +506,19 @@ def test_broken_plugins_warn_and_cascade_keeps_working(tmp_path: Path) -> None:
     write_distribution(
         tmp_path,
         "cascade-broken",
-        {"broken-import": "cascade_broken_import", "broken-hook": "cascade_broken_hook"},
         {
+            "broken-import": "cascade_broken_import",
+            "broken-hook": "cascade_broken_hook",
+            "bad-signature": "cascade_bad_signature",
+        },
+        {
+            "cascade_bad_signature": """
+            import cascade
+
+            @cascade.hookimpl
+            def cascade_register_executors(registry):  # the spec's argument is `register`
+                registry("never", object)
+            """,
             "cascade_broken_import": """
             import cascade_dependency_that_is_not_installed
             """,
@@ -571,6 +582,11 @@ def test_broken_plugins_warn_and_cascade_keeps_working(tmp_path: Path) -> None:
     assert "cascade-broken" in load[0]
     assert "ModuleNotFoundError" in load[0]
     assert "cascade_dependency_that_is_not_installed" in load[0]
+
+    assert "bad-signature" not in seen["names"]
+    (signature,) = [m for m in messages if "'bad-signature'" in m]
+    assert "entry point 'bad-signature = cascade_bad_signature'" in signature
+    assert "failed to register" in signature and "registry" in signature
 
     hook = [m for m in messages if "'broken-hook'" in m]
     for hook_name, error in [

@@ -111,18 +111,25 @@ class PluginManager:
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
             where = f"{name} = {entry_point.value}"
+            stage = "load"
             try:
                 plugin = entry_point.load()
+                # Registering validates the hooks against their specs (a misspelled argument
+                # raises here): that too leaves the plugin out, not Cascade.
+                stage = "register"
+                self.register(
+                    plugin, name, distribution=dist_name, version=version, entry_point=where
+                )
             except Exception as exc:
+                if stage == "register" and self.pm.get_plugin(name) is plugin:
+                    self.pm.unregister(name=name)
                 warnings.warn(
                     f"Cascade plugin '{name}' (entry point '{where}' of "
-                    f"{dist_name or 'an unknown distribution'}) failed to load and is left out: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"{dist_name or 'an unknown distribution'}) failed to {stage} and is left "
+                    f"out: {type(exc).__name__}: {exc}",
                     CascadePluginWarning,
                     stacklevel=2,
                 )
-                continue
-            self.register(plugin, name, distribution=dist_name, version=version, entry_point=where)
 
     def add_hookspecs(self, module: ModuleType | type) -> None:
         """Add hook specs from another package (the CLI adds ``cascade_register_commands``)."""
