@@ -931,6 +931,10 @@ class _Run:
 
     async def _submit_and_wait(self, executor: Executor, call: TaskCall) -> Any:
         context = call.context
+        local = type(executor) is LocalExecutor
+        if local and call.is_async and context is None and call.timeout is None:
+            # Runs on the loop anyway: await it here rather than in a task of its own.
+            return await call.fn(*call.args, **call.kwargs)
         awaitable = executor.submit(call)
         if isinstance(awaitable, asyncio.Future):
             future = awaitable
@@ -939,11 +943,17 @@ class _Run:
         else:
             future = asyncio.ensure_future(awaitable)
         stoppable = isinstance(future, asyncio.Task) or executor.stops_on_cancel
+        if call.timeout is None:
+            if stoppable:
+                return await future  # being cancelled cancels it, and waits until it stopped
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                self.unstoppable[future] = None  # the run waits for it before returning
+                future.add_done_callback(self._forget_unstoppable)
+                raise
         try:
-            if call.timeout is None:
-                done, _ = await asyncio.wait({future})
-            else:
-                done, _ = await asyncio.wait({future}, timeout=call.timeout)
+            done, _ = await asyncio.wait({future}, timeout=call.timeout)
         except asyncio.CancelledError:
             if stoppable:
                 future.cancel()
