@@ -370,10 +370,13 @@ def test_named_and_plugin_stores() -> None:
         calls.append(x)
         return x
 
+    cs.clear_cache(store="memory")
     run(in_memory(1))
     run(in_memory(1))
     assert calls == [1]
     assert cs.cache_stats().entries == 0  # nothing went to the directory
+    assert cs.cache_stats(store="memory").tasks["in_memory"].entries == 1  # one shared store
+    assert cs.clear_cache(task="in_memory", store="memory") == 1
 
     shared = MemoryStore()
 

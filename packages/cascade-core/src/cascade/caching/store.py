@@ -6,7 +6,8 @@ you trust (never one that other users can write to).
 
 Stores are pluggable. A plugin implements ``cascade_register_cache_stores(register)`` and calls
 ``register(name, factory)``; ``cs.InputHashCache(store=name)`` then builds ``factory()``. The
-built-ins are ``"directory"`` (``DirectoryStore``) and ``"memory"`` (``MemoryStore``).
+built-ins are ``"directory"`` (a ``DirectoryStore`` at the default directory) and ``"memory"``
+(one ``MemoryStore`` shared by the whole process).
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ class DirectoryStore:
     ) -> None:
         self.path = Path(os.path.abspath(path)) if path is not None else default_cache_dir()
         self.clock = clock
-        self._counters = _counters_for(str(self.path))
+        self._root = str(self.path)
+        self._counters = _counters_for(self._root)
         self._made: set[str] = set()
         self._tmp_ids = itertools.count()
 
@@ -197,9 +199,10 @@ class DirectoryStore:
 
     # -- layout ---------------------------------------------------------------------------
 
-    def _file(self, key: str) -> Path:
+    def _file(self, key: str) -> str:
+        # Plain strings rather than Path objects: this runs for every lookup.
         name = key if _HEX_KEY.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
-        return self.path / name[:2] / (name + _SUFFIX)
+        return os.path.join(self._root, name[:2], name + _SUFFIX)
 
     def _entries(self) -> Iterator[Path]:
         try:
@@ -236,7 +239,8 @@ class DirectoryStore:
         file = self._file(key)
         counters = self._counters
         try:
-            data = file.read_bytes()
+            with open(file, "rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
             counters.misses += 1
             return False, None
@@ -270,7 +274,7 @@ class DirectoryStore:
         counters.hits += 1
         return True, value
 
-    def _bad(self, file: Path, why: str, task: str | None = None) -> tuple[bool, Any]:
+    def _bad(self, file: str, why: str, task: str | None = None) -> tuple[bool, Any]:
         self._counters.misses += 1
         self._counters.errors += 1
         owner = f" of task '{task}'" if task else ""
@@ -300,26 +304,29 @@ class DirectoryStore:
             separators=(",", ":"),
         ).encode()
         file = self._file(key)
+        parts = (_MAGIC, header, b"\n", payload)
         try:
-            self._write(file, (_MAGIC, header, b"\n", payload))
-        except FileNotFoundError:
-            # The directory was removed under us (``rm -rf .cascade``): make it again, once.
-            self._made.clear()
-            self._write(file, (_MAGIC, header, b"\n", payload))
+            try:
+                self._write(file, parts)
+            except FileNotFoundError:
+                # The directory was removed under us (``rm -rf .cascade``): make it again, once.
+                self._made.clear()
+                self._write(file, parts)
         except BaseException:
             self._counters.errors += 1
             raise
         self._counters.writes += 1
 
-    def _write(self, file: Path, parts: tuple[bytes, ...]) -> None:
-        directory = file.parent
-        if str(directory) not in self._made:
-            if not self.path.exists():
+    def _write(self, file: str, parts: tuple[bytes, ...]) -> None:
+        directory, name = os.path.split(file)
+        if directory not in self._made:
+            if not os.path.isdir(self._root):
                 self._make_root()
-            directory.mkdir(parents=True, exist_ok=True)
-            self._made.add(str(directory))
-        tmp = directory / (
-            f".{file.name}.{os.getpid()}.{threading.get_ident()}.{next(self._tmp_ids)}.tmp"
+            os.makedirs(directory, exist_ok=True)
+            self._made.add(directory)
+        tmp = os.path.join(
+            directory,
+            f".{name}.{os.getpid()}.{threading.get_ident()}.{next(self._tmp_ids)}.tmp",
         )
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
         try:
@@ -354,7 +361,7 @@ class DirectoryStore:
 
     def delete(self, key: str) -> bool:
         try:
-            self._file(key).unlink()
+            os.unlink(self._file(key))
         except FileNotFoundError:
             return False
         return True
@@ -413,7 +420,7 @@ class DirectoryStore:
                 expired += 1
         counters = self._counters
         return CacheStats(
-            directory=str(self.path),
+            directory=self._root,
             entries=entries,
             bytes=total,
             expired=expired,
@@ -496,9 +503,24 @@ class MemoryStore:
         )
 
 
+_shared_memory: MemoryStore | None = None
+_shared_memory_lock = threading.Lock()
+
+
+def shared_memory_store() -> MemoryStore:
+    """The process-wide ``MemoryStore`` behind the store name ``"memory"``, so that
+    ``InputHashCache(store="memory")``, ``clear_cache(store="memory")`` and
+    ``cache_stats(store="memory")`` all see the same entries."""
+    global _shared_memory
+    with _shared_memory_lock:
+        if _shared_memory is None:
+            _shared_memory = MemoryStore()
+        return _shared_memory
+
+
 # -- choosing a store ----------------------------------------------------------------------
 
-_default_stores: dict[str, DirectoryStore] = {}
+_default_stores: dict[tuple[str, str], DirectoryStore] = {}
 
 
 def resolve_store(store: str | CacheStore | None, owner: str = "the cache") -> CacheStore:
@@ -508,10 +530,12 @@ def resolve_store(store: str | CacheStore | None, owner: str = "the cache") -> C
     ``cascade_register_cache_stores``, and a store object is used as it is. ``owner`` names who
     asked, for error messages."""
     if store is None:
-        directory = str(default_cache_dir())
-        found = _default_stores.get(directory)
+        configured = os.environ.get(ENV_CACHE_DIR, "")
+        # Keyed on what decides the directory, so the common case builds no path.
+        where = (configured, "" if configured.strip() else os.getcwd())
+        found = _default_stores.get(where)
         if found is None:
-            found = _default_stores[directory] = DirectoryStore(directory)
+            found = _default_stores[where] = DirectoryStore(default_cache_dir())
         return found
     if isinstance(store, str):
         from cascade.plugins import get_plugin_manager
@@ -542,4 +566,5 @@ __all__ = [
     "check_store",
     "default_cache_dir",
     "resolve_store",
+    "shared_memory_store",
 ]

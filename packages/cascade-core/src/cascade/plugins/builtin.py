@@ -19,10 +19,10 @@ def cascade_register_executors(register: Callable[[str, Callable[[], Any]], None
 
 @hookimpl
 def cascade_register_cache_stores(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    from cascade.caching.store import DirectoryStore, MemoryStore
+    from cascade.caching.store import DirectoryStore, shared_memory_store
 
     register("directory", DirectoryStore)
-    register("memory", MemoryStore)
+    register("memory", shared_memory_store)
 
 
 @hookimpl
