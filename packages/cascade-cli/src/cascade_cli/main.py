@@ -149,7 +149,7 @@ def make_cli() -> CascadeGroup:
         """Run, inspect and visualise Cascade task graphs."""
 
     group: CascadeGroup = cascade  # type: ignore[assignment]
-    for command in (run, graph, dry_run, plugins):
+    for command in (run, graph, dry_run, plugins, cache):
         group.add_command(command)
     return group
 
@@ -271,6 +271,54 @@ def plugins(output: str) -> int:
     from cascade_cli.commands import plugins_command
 
     return plugins_command(output)
+
+
+store_options = [
+    click.option(
+        "--dir",
+        "directory",
+        metavar="PATH",
+        help="The cache directory (default: $CASCADE_CACHE_DIR, else .cascade/cache here).",
+    ),
+    click.option(
+        "--store",
+        metavar="NAME",
+        help="A cache store registered by name (see `cascade plugins`) instead of a directory.",
+    ),
+]
+
+
+def with_store_options(command: Any) -> Any:
+    for option in reversed(store_options):
+        command = option(command)
+    return command
+
+
+@click.group()
+def cache() -> None:
+    """Inspect and clear the results cache (cs.InputHashCache entries)."""
+
+
+@cache.command()
+@with_store_options
+@output_option
+def info(directory: str | None, store: str | None, output: str) -> int:
+    """Show what the cache holds: entries, size, expired entries and entries per task."""
+    from cascade_cli.commands import cache_info_command
+
+    return cache_info_command(directory, store, output)
+
+
+@cache.command()
+@click.option("--task", "-t", "task", metavar="NAME", help="Clear only this task's entries.")
+@with_store_options
+@output_option
+def clear(task: str | None, directory: str | None, store: str | None, output: str) -> int:
+    """Remove cached results (all of them, or one task's). Files written by tasks with
+    cs.FileExistenceCache are theirs and are not touched."""
+    from cascade_cli.commands import cache_clear_command
+
+    return cache_clear_command(task, directory, store, output)
 
 
 cli = make_cli()
