@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 
 import cascade as cs
 
@@ -174,6 +175,7 @@ def span_in_worker(label: str) -> dict[str, Any]:
         "parent_span_id": span.parent.span_id,
         "parent_is_remote": span.parent.is_remote,
         "sampled": span.context.trace_flags.sampled,
+        "baggage": dict(baggage.get_all()),
     }
 
 
@@ -182,7 +184,13 @@ span_in_worker_task = cs.task(span_in_worker)
 
 @pytest.mark.slow
 def test_process_executor_carries_the_task_span_to_the_worker(traced: Any) -> None:
-    results = traced.run(collect(span_in_worker_task.map(["p0", "p1", "p2"])), executor="processes")
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        results = traced.run(
+            collect(span_in_worker_task.map(["p0", "p1", "p2"])), executor="processes"
+        )
+    finally:
+        otel_context.detach(token)
     assert all(r["pid"] != os.getpid() for r in results)
     run = traced.run_span()
     task_spans = traced.named("span_in_worker")
@@ -191,3 +199,4 @@ def test_process_executor_carries_the_task_span_to_the_worker(traced: Any) -> No
     assert {r["trace_id"] for r in results} == {run.context.trace_id}
     assert {r["parent_span_id"] for r in results} == {s.context.span_id for s in task_spans}
     assert all(r["parent_is_remote"] and r["sampled"] for r in results)
+    assert all(r["baggage"] == {"tenant": "acme"} for r in results)

@@ -105,8 +105,8 @@ class _RunState:
     span: Span
     context: context.Context
     token: object
-    #: open attempt spans by (task id, attempt)
-    attempts: dict[tuple[str, int], Span] = field(default_factory=dict)
+    #: open attempt spans by task id (attempts of one task id never overlap)
+    attempts: dict[str, Span] = field(default_factory=dict)
     #: failed attempts not ended yet, by task id: a retry may still be announced
     failed: dict[str, tuple[Span, int]] = field(default_factory=dict)
     #: the span of a task's last failed attempt, linked from its next attempt
@@ -223,15 +223,15 @@ class EngineTracing:
             span.set_attributes(self._argument_attributes(call))
         task_context = trace.set_span_in_context(span, state.context)
         context.attach(task_context)  # never detached: the context is this attempt's own
-        inject_into(call.carrier, task_context)
+        inject_into(call.carrier, span, task_context)
         call.worker_setup.append(attach_carrier)
-        state.attempts[(call.task_id, call.attempt)] = span
+        state.attempts[call.task_id] = span
 
     def _on_task_finished(self, event: TaskExecutionFinished) -> None:
         state = self._runs.get(event.run_id)
         if state is None:
             return
-        span = state.attempts.pop((event.task_id, event.attempt), None)
+        span = state.attempts.pop(event.task_id, None)
         if span is None:
             return
         end = _ns(event.timestamp)
