@@ -166,6 +166,23 @@ def _parse_header(data: bytes) -> tuple[_Header, int]:
     return header, end + 1
 
 
+def _read_all(file: str) -> bytes:
+    """The whole file, with as few system calls as a small file needs (a rename-installed
+    entry never changes, so its size is known up front)."""
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        if len(data) < size:
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
+
+
 class DirectoryStore:
     """One file per entry under a directory, safe for concurrent runs and processes.
 
@@ -239,8 +256,7 @@ class DirectoryStore:
         file = self._file(key)
         counters = self._counters
         try:
-            with open(file, "rb") as handle:
-                data = handle.read()
+            data = _read_all(file)
         except FileNotFoundError:
             counters.misses += 1
             return False, None
