@@ -501,7 +501,7 @@ def test_clear_cache_by_task_and_stats(cache_dir: Path) -> None:
 KEY_SCRIPT = """
 import sys
 import cascade as cs
-from cascade.caching import CacheContext
+from cascade.caching import CacheContext, stable_hash
 
 @cs.task(cache=cs.InputHashCache())
 def work(name, tags, options, when, ratio):
@@ -517,7 +517,7 @@ args = (
 )
 kwargs = {}
 context = CacheContext(work, "work-1", args, kwargs)
-extra = cs.caching.stable_hash(
+extra = stable_hash(
     [decimal.Decimal("1.10"), uuid.UUID(int=7), pathlib.PurePosixPath("a/b"), range(1, 9, 2)]
 )
 print(work.cache.key_for(context), extra, hash("résumé"))

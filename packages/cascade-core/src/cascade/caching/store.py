@@ -342,7 +342,8 @@ class DirectoryStore:
             self._made.add(directory)
         tmp = os.path.join(
             directory,
-            f".{name}.{os.getpid()}.{threading.get_ident()}.{next(self._tmp_ids)}.tmp",
+            # Unique across threads, processes and machines sharing the directory.
+            f".{name}.{os.getpid()}.{next(self._tmp_ids)}.{os.urandom(6).hex()}.tmp",
         )
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
         try:
