@@ -48,7 +48,7 @@ def test_python_dash_m_runs_the_same_command() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Result: 'total=10'" in done.stdout
+    assert "Result: total=10" in done.stdout
 
 
 # -- success and failure -----------------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_success_prints_log_lines_summary_and_result() -> None:
     assert "label task printing to stdout" in out
     assert "times [map of 4]" in out  # the summary table row of the mapped task
     assert "✓ Succeeded in" in out and "7/7 tasks done" in out
-    assert out.rstrip().endswith("Result: 'total=20'")
+    assert out.rstrip().endswith("Result: total=20")
     assert ESC not in out + result.stderr
 
 
@@ -72,7 +72,7 @@ def test_success_prints_log_lines_summary_and_result() -> None:
     [
         ("pipelines/basic.py:both", "Result: [10, 'total=10']"),
         ("pipelines/basic.py:as_dict", "Result: {'sum': 10, 'label': 'total=10'}"),
-        ("pipelines/basic.py:build", "Result: 'total=6'"),  # a zero-argument function
+        ("pipelines/basic.py:build", "Result: total=6"),  # a zero-argument function
     ],
 )
 def test_targets_can_be_lists_dicts_and_builder_functions(target: str, result_text: str) -> None:

@@ -217,8 +217,14 @@ def print_ending(
     console.print(summary_table(record))
     console.print(headline(record, outcome))
     if outcome.status == SUCCEEDED:
-        console.print(Text("Result: ", style="bold"), end="")
-        console.print(Pretty(outcome.result, max_length=50, max_string=2000))
+        result = outcome.result
+        if isinstance(result, str):
+            # Text results (reports, paths) read best as they are, not as a repr.
+            console.print(Text("Result:", style="bold"), end="\n" if "\n" in result else " ")
+            console.print(Text(result))
+        else:
+            console.print(Text("Result: ", style="bold"), end="")
+            console.print(Pretty(result, max_length=50, max_string=2000))
     elif outcome.status == FAILED:
         info = error_info(record, outcome, with_traceback=False) or {}
         message = f"{info.get('type')}: {info.get('message')}"

@@ -123,11 +123,18 @@ def candidates(module: ModuleType) -> list[str]:
 def _is_builder(value: Any, module: ModuleType) -> bool:
     if isinstance(value, Task):
         return _takes_no_arguments(value.fn)
-    return (
+    if not (
         inspect.isfunction(value)
         and value.__module__ == module.__name__
         and _takes_no_arguments(value)
-    )
+    ):
+        return False
+    # A function annotated to return something else (``def main() -> int``) is not a builder.
+    returns = inspect.signature(value).return_annotation
+    if returns is inspect.Signature.empty:
+        return True
+    text = returns if isinstance(returns, str) else repr(returns)
+    return any(word in text for word in ("LazyResult", "Param", "list", "dict", "tuple", "Any"))
 
 
 def is_graph(value: Any) -> bool:
