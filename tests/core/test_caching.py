@@ -730,3 +730,34 @@ def test_import_cascade_stays_light(tmp_path: Path) -> None:
     declared, used = run_python(script, subprocess_env(tmp_path / "c")).splitlines()
     assert declared == "['cascade.caching', 'cascade.caching.policies']"
     assert "cascade.caching.hashing" in used and "cascade.caching.store" in used
+
+
+def test_stable_hash_properties() -> None:
+    import copy
+    import random
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary()
+    values = st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.tuples(inner, inner)
+            | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+            | st.frozensets(st.integers() | st.text(max_size=3), max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=150, deadline=None)
+    @given(values, st.randoms())
+    def check(value: Any, rng: random.Random) -> None:
+        assert stable_hash(value) == stable_hash(copy.deepcopy(value))
+        if isinstance(value, dict):
+            items = list(value.items())
+            rng.shuffle(items)
+            assert stable_hash(value) == stable_hash(dict(items))
+
+    check()
