@@ -5,23 +5,19 @@ and the assertions are about what it received."""
 from __future__ import annotations
 
 import asyncio
-import gzip
-import threading
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from otlp_receiver import OTLPReceiver, attributes_of
 
 import cascade as cs
 import cascade_otel
@@ -29,71 +25,11 @@ import cascade_otel
 pytestmark = pytest.mark.timeout(60)
 
 
-class OTLPReceiver:
-    """A minimal OTLP/HTTP trace receiver: ``POST /v1/traces`` with a protobuf body."""
-
-    def __init__(self) -> None:
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.requests.append(request)
-                receiver.paths.append(self.path)
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/v1/traces"
-
-    def spans(self) -> list[tuple[dict[str, Any], str, Span]]:
-        """Every received span with its resource attributes and scope name."""
-        found = []
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                resource = _attributes(resource_spans.resource.attributes)
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        found.append((resource, scope_spans.scope.name, span))
-        return found
-
-
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_value(v) for v in value.array_value.values]
-    return getattr(value, kind) if kind else None
-
-
-def _attributes(items: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in items if isinstance(kv, KeyValue)}
-
-
 @pytest.fixture
 def receiver() -> Iterator[OTLPReceiver]:
-    receiver = OTLPReceiver()
-    receiver.thread.start()
+    receiver = OTLPReceiver().start()
     yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    receiver.stop()
 
 
 # The provider of the test in progress, for user code inside a task to start spans with.
@@ -162,16 +98,68 @@ def test_a_failed_run_lands_in_an_otlp_receiver_as_one_trace(receiver: OTLPRecei
     failed = spans["publish"]
     assert failed.status.code == Status.StatusCode.STATUS_CODE_ERROR
     assert failed.status.message == "report bucket is read-only (total 160)"
-    attributes = _attributes(failed.attributes)
+    attributes = attributes_of(failed.attributes)
     assert attributes["error.type"] == "PermissionError"
     assert attributes["cascade.task.name"] == "publish"
     assert attributes["cascade.task.attempt"] == 1
     assert attributes["cascade.task.arg.total.type"] == "int"
     (exception,) = [e for e in failed.events if e.name == "exception"]
-    assert _attributes(exception.attributes)["exception.type"] == "PermissionError"
-    assert "raise PermissionError" in _attributes(exception.attributes)["exception.stacktrace"]
+    assert attributes_of(exception.attributes)["exception.type"] == "PermissionError"
+    assert "raise PermissionError" in attributes_of(exception.attributes)["exception.stacktrace"]
 
     assert run.status.code == Status.StatusCode.STATUS_CODE_ERROR
-    assert _attributes(run.attributes)["error.type"] == "PermissionError"
+    assert attributes_of(run.attributes)["error.type"] == "PermissionError"
     for ok in ("fetch_orders", "price", "GET /rates"):
         assert spans[ok].status.code == Status.StatusCode.STATUS_CODE_UNSET
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "traced_pipeline.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fail", [False, True], ids=["succeeds", "fails"])
+def test_the_example_sends_its_trace_to_the_standard_otlp_endpoint(
+    receiver: OTLPReceiver, fail: bool
+) -> None:
+    """The example configures the exporter from OTEL_EXPORTER_OTLP_ENDPOINT and
+    OTEL_SERVICE_NAME only, as docs/tracing.md tells users to."""
+    base = receiver.endpoint.removesuffix("/v1/traces")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": base, "OTEL_SERVICE_NAME": "orders-job"}
+    env.pop("CASCADE_DISABLE_PLUGIN_AUTOLOAD", None)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), *(["--fail"] if fail else [])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == (1 if fail else 0), done.stderr
+
+    received = receiver.spans()
+    assert {resource["service.name"] for resource, _, _ in received} == {"orders-job"}
+    spans = [span for _, _, span in received]
+    assert len({span.trace_id for span in spans}) == 1
+    by_id = {span.span_id: span for span in spans}
+    (job,) = [s for s in spans if s.name == "nightly orders job"]
+    (run,) = [s for s in spans if s.name.startswith("cascade.run ")]
+    assert run.name == "cascade.run publish, send_pager_alert"
+    assert run.parent_span_id == job.span_id
+    tasks = [s for s in spans if "cascade.task.id" in attributes_of(s.attributes)]
+    assert {s.parent_span_id for s in tasks} == {run.span_id}
+    assert len([s for s in tasks if s.name == "fetch_orders"]) == 3
+    assert len([s for s in tasks if s.name == "load_rates_table"]) == 2
+    for user_span, task_name in (
+        ("GET /orders", "fetch_orders"),
+        ("lookup exchange rates", "price"),
+    ):
+        found = [s for s in spans if s.name == user_span]
+        assert len(found) == 3
+        assert {by_id[s.parent_span_id].name for s in found} == {task_name}
+    (alert,) = [s for s in tasks if s.name == "send_pager_alert"]
+    assert attributes_of(alert.attributes)["cascade.task.skip_reason"] == "ConditionFalse"
+    (publish,) = [s for s in tasks if s.name == "publish"]
+    expected = Status.StatusCode.STATUS_CODE_ERROR if fail else Status.StatusCode.STATUS_CODE_UNSET
+    assert publish.status.code == expected
+    assert run.status.code == expected
