@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import cascade as cs
-from cascade.caching.policies import CacheContext
 from cascade.runtime.events import RunFinished, RunStarted, TaskExecutionFinished
 
 pytestmark = pytest.mark.timeout(30)
@@ -246,41 +246,39 @@ def test_skipped_tasks_get_a_short_span_with_the_reason(traced: Any) -> None:
     assert upstream.status.status_code is StatusCode.UNSET
 
 
-class MemoCache:
-    """A minimal cache policy (the CachePolicy protocol): remembers results by argument."""
+def test_cache_hits_are_visible(traced: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path / "cache"))
+    runs: list[int] = []
 
-    def __init__(self) -> None:
-        self.values: dict[Any, Any] = {}
-
-    def lookup(self, context: CacheContext) -> tuple[bool, Any]:
-        key = (context.task_name, context.args, tuple(sorted(context.kwargs.items())))
-        context.state = key
-        if key in self.values:
-            return True, self.values[key]
-        return False, None
-
-    def save(self, context: CacheContext, value: Any) -> None:
-        self.values[context.state] = value
-
-
-def test_cache_hits_are_visible(traced: Any) -> None:
-    cache = MemoCache()
-
-    @cs.task(cache=cache)
+    @cs.task(cache=cs.InputHashCache())
     def expensive(n: int) -> int:
+        runs.append(n)
         return n * 10
 
-    assert traced.run(expensive(4)) == 40
-    first = traced.one("expensive")
-    assert "cascade.task.cache_hit" not in first.attributes
-    assert first.attributes["cascade.task.status"] == "Succeeded"
+    @cs.task(cache=cs.FileExistenceCache(str(tmp_path / "report-{n}.txt")))
+    def write_report(n: int, value: int) -> Path:
+        path = tmp_path / f"report-{n}.txt"
+        path.write_text(str(value))
+        return path
+
+    assert traced.run(write_report(4, expensive(4))) == tmp_path / "report-4.txt"
+    for name in ("expensive", "write_report"):
+        first = traced.one(name)
+        assert "cascade.task.cache_hit" not in first.attributes
+        assert first.attributes["cascade.task.status"] == "Succeeded"
     traced.exporter.clear()
 
-    assert traced.run(expensive(4)) == 40
-    hit = traced.one("expensive")
-    assert hit.attributes["cascade.task.cache_hit"] is True
-    assert hit.attributes["cascade.task.skip_reason"] == "CacheHit"
-    assert hit.parent.span_id == traced.run_span().context.span_id
+    assert traced.run(write_report(4, expensive(4))) == tmp_path / "report-4.txt"
+    assert runs == [4]
+    run = traced.run_span()
+    for name in ("expensive", "write_report"):
+        hit = traced.one(name)
+        assert hit.attributes["cascade.task.cache_hit"] is True
+        assert hit.attributes["cascade.task.skipped"] is True
+        assert hit.attributes["cascade.task.skip_reason"] == "CacheHit"
+        assert hit.parent.span_id == run.context.span_id
+        assert hit.start_time == hit.end_time
+        assert hit.status.status_code is StatusCode.UNSET
 
 
 def test_mapped_items_get_a_span_each(traced: Any) -> None:
