@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import ESC, HERE, base_env, cascade_script, run_cascade
@@ -19,17 +22,21 @@ pytestmark = [
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
-def run_in_terminal(*args: str) -> tuple[int, str]:
-    """Run ``cascade`` in a pseudo-terminal; return its exit status and everything it wrote."""
-    child = pexpect.spawn(
+def spawn(*args: str, **env: str) -> Any:
+    return pexpect.spawn(
         cascade_script(),
         list(args),
         cwd=str(HERE),
-        env=base_env(TERM="xterm-256color"),
+        env=base_env(TERM="xterm-256color", **env),
         dimensions=(40, 120),
         encoding="utf-8",
         timeout=45,
     )
+
+
+def run_in_terminal(*args: str) -> tuple[int, str]:
+    """Run ``cascade`` in a pseudo-terminal; return its exit status and everything it wrote."""
+    child = spawn(*args)
     child.expect(pexpect.EOF)
     written = child.before
     child.close()
@@ -75,6 +82,21 @@ def test_live_display_counts_retries() -> None:
     screen = CONTROL.sub("", raw)
     assert "retries: 2" in screen
     assert "· 2 retries" in screen
+
+
+def test_ctrl_c_in_the_terminal_tears_down_and_exits_130(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    child = spawn("run", "pipelines/slow.py:waiting", CASCADE_TEST_MARKER=str(marker))
+    child.expect("wait_forever")  # the live display names it among the running tasks
+    time.sleep(0.2)
+    child.sendintr()  # Ctrl-C, through the terminal's line discipline
+    child.expect(pexpect.EOF)
+    screen = CONTROL.sub("", child.before)
+    child.close()
+    assert child.exitstatus == 130, screen
+    assert marker.read_text() == "set up\ntorn down\n"
+    assert re.search(r"wait_forever\s+■ Cancelled", screen)
+    assert "interrupted: tasks stopped and resources torn down" in screen
 
 
 @pytest.mark.parametrize(

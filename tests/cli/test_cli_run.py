@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -325,7 +326,7 @@ def test_params_from_a_file_and_stdin_with_param_overriding(tmp_path: Path) -> N
 # -- executors and concurrency -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("executor", ["threads", "example-inline"])
+@pytest.mark.parametrize("executor", ["threads", "processes", "example-inline"])
 def test_executor_option_selects_any_registered_executor(executor: str) -> None:
     if executor == "example-inline" and not distribution_installed("cascade-example-plugin"):
         pytest.skip("cascade-example-plugin is not installed (python dev.py test installs it)")
@@ -337,6 +338,8 @@ def test_executor_option_selects_any_registered_executor(executor: str) -> None:
     document = result.json()
     assert document["result"] == "total=10"
     assert {row["executor"] for row in document["tasks"]} == {executor}
+    # Even from a worker process, what a task prints stays off stdout in JSON mode.
+    assert "label task printing to stdout" in result.stderr
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
@@ -356,10 +359,10 @@ def _start_slow(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Pat
     return process, marker
 
 
-def _wait_for(predicate: object, timeout: float = 20) -> None:
+def _wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting for the run to start its slow task")
