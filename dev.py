@@ -90,13 +90,21 @@ def command_test(pytest_args: list[str]) -> int:
     ensure_environment()
     install_graphviz()
     tool = [str(PYTHON), "-m"]
-    _run(*tool, "ruff", "check", ".")
-    _run(*tool, "ruff", "format", "--check", ".")
-    _run(*tool, "mypy")
+    failed = []
+    for name, cmd in (
+        ("ruff check", ["ruff", "check", "."]),
+        ("ruff format", ["ruff", "format", "--check", "."]),
+        ("mypy", ["mypy"]),
+    ):
+        if _run(*tool, *cmd, check=False) != 0:
+            failed.append(name)
     code = _run(*tool, "pytest", *pytest_args, check=False)
     if code == 5:
         print("pytest collected no tests", file=sys.stderr)
-        return 1
+        code = 1
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return code or 1
     return code
 
 
