@@ -51,6 +51,10 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     # Caching pulls in hashlib, pickle and the store; load it only when it is used.
+    if name == "caching":
+        import importlib
+
+        return importlib.import_module("cascade.caching")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cascade' has no attribute {name!r}")
