@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,6 +106,19 @@ def test_a_failed_task_exits_1_naming_the_task_and_error() -> None:
     assert "--log-level DEBUG for the traceback" in out
     assert "Traceback" not in out + result.stderr
     assert "publish    · NotRun" in out  # never started: the run stopped at the failure
+
+
+def test_a_big_graph_summary_is_merged_per_task_name() -> None:
+    result = run_cascade("run", "pipelines/many.py:total", "--log-level", "WARNING")
+    assert result.code == 1
+    assert re.search(
+        r"square \(60 calls\)\s+✗ Failed\s+60\s+\S+\s+1 Failed, 59 Succeeded; ArithmeticError",
+        result.stdout,
+    )
+    assert re.search(r"add\s+· NotRun\s+0", result.stdout)
+    assert "60/61 tasks done" in result.stdout
+    document = run_cascade("run", "pipelines/many.py:total", "--output", "json").json()
+    assert len(document["tasks"]) == 61  # JSON always lists every call
 
 
 def test_debug_log_level_prints_the_traceback() -> None:

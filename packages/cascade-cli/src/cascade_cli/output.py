@@ -175,14 +175,52 @@ def run_document(
 # -- the summary (shared by the live and the plain output) --------------------------------------
 
 
+SUMMARY_ROWS = 40
+_SEVERITY = [FAILED, CANCELLED, NOT_RUN, RETRYING, RUNNING, SKIPPED, SUCCEEDED]
+
+
+def by_task_name(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows merged per task name, for graphs too big to list call by call: the worst status,
+    attempts and durations summed, and how many calls ended how."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        merged.setdefault(row["task"], []).append(row)
+    result = []
+    for name, group in merged.items():
+        statuses: dict[str, int] = {}
+        for row in group:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        worst = min(statuses, key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else 0)
+        errors = [row["error"] for row in group if row["error"]]
+        tally = ", ".join(f"{n} {s}" for s, n in statuses.items()) if len(statuses) > 1 else ""
+        details = "; ".join(part for part in (tally, errors[0] if errors else "") if part)
+        calls = len(group)
+        result.append(
+            {
+                "task": f"{name} ({calls} call{'s' if calls != 1 else ''})" if calls > 1 else name,
+                "status": worst,
+                "attempts": sum(row["attempts"] for row in group),
+                "duration": sum(row["duration"] for row in group),
+                "error": details or None,
+                "skip_reason": None,
+            }
+        )
+    return result
+
+
 def summary_table(record: RunRecord) -> Table:
+    """One row per task call, or per task name when there are more than ``SUMMARY_ROWS``
+    calls (``--output json`` always has every call)."""
+    rows = task_rows(record)
+    if len(rows) > SUMMARY_ROWS:
+        rows = by_task_name(rows)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
     table.add_column("Task", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     table.add_column("Attempts", justify="right")
     table.add_column("Duration", justify="right")
     table.add_column("Details", overflow="fold")
-    for row in task_rows(record):
+    for row in rows:
         mark, style = STATUS_STYLE.get(row["status"], ("?", ""))
         name = row["task"]
         if "map_items" in row:
@@ -335,7 +373,7 @@ class _Activity:
         record = self.record
         with record.lock:
             running = record.running()
-            failures = len(record.failures())
+            failures = record.failed
             retries = record.retries
         text = Text("running: ", style="bold")
         if running:

@@ -98,9 +98,14 @@ class Step:
         return ", ".join(sorted(reasons)) or None
 
 
+FINAL = (SUCCEEDED, FAILED, SKIPPED)
+
+
 class RunRecord:
     """Keeps score of one run from the events on ``bus``. Thread-safe to read with ``lock``
-    held (the live display renders from another thread)."""
+    held (the live display renders from another thread). The counts the display reads on every
+    frame (done, total, running, failed) are kept up to date per event, so a frame costs the
+    same for ten tasks or ten thousand."""
 
     def __init__(self, bus: MessageBus, steps: list[dict[str, Any]]) -> None:
         self.lock = threading.Lock()
@@ -114,6 +119,10 @@ class RunRecord:
         self.duration: float | None = None
         self.error: str | None = None
         self.retries = 0
+        self.done = 0
+        self.total = len(self.steps)  # a map counts 1 until its items are known
+        self.failed = 0
+        self.running_now: dict[str, str] = {}  # task id -> display name
         self._order = 0
         self.listeners: list[Callable[[Event], None]] = []
         bus.subscribe(Event, self.on_event)
@@ -131,26 +140,11 @@ class RunRecord:
 
     def counts(self) -> tuple[int, int]:
         """``(done, total)`` units of work: a map counts its items once they are known."""
-        done = total = 0
-        for step in self.steps.values():
-            if step.is_map and step.units:
-                total += len(step.units)
-                done += sum(u.status in (SUCCEEDED, FAILED, SKIPPED) for u in step.units.values())
-            else:
-                total += 1
-                status = step.status(self.status)
-                done += status in (SUCCEEDED, FAILED, SKIPPED)
-        return done, total
+        return self.done, self.total
 
     def running(self) -> list[str]:
         """Names of the units running now: ``transform`` or ``transform[3]`` for map items."""
-        names = []
-        for step in self.steps.values():
-            for unit in step.units.values():
-                if unit.status == RUNNING:
-                    suffix = unit.task_id[len(step.task_id) :] if step.is_map else ""
-                    names.append(f"{unit.task}{suffix}")
-        return names
+        return list(self.running_now.values())
 
     def failures(self) -> list[Attempts]:
         """Units whose final status is Failed, in the order they failed."""
@@ -159,15 +153,42 @@ class RunRecord:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def _unit(self, task_id: str, task_name: str) -> Attempts:
+    def _unit(self, task_id: str, task_name: str) -> tuple[Step, Attempts]:
         base = task_id.split("[", 1)[0]
         step = self.steps.get(base)
         if step is None:  # not in the plan (should not happen); keep it anyway
             step = self.steps[base] = Step(base, task_name, task_id != base)
+            self.total += 1
         unit = step.units.get(task_id)
         if unit is None:
+            if step.units:  # the first unit takes the place the step had in the total
+                self.total += 1
             unit = step.units[task_id] = Attempts(task_id, task_name)
-        return unit
+        return step, unit
+
+    def _set(self, step: Step, unit: Attempts, status: str) -> None:
+        old = unit.status
+        if old == status:
+            return
+        self.done += (status in FINAL) - (old in FINAL)
+        self.failed += (status == FAILED) - (old == FAILED)
+        if old == RUNNING:
+            self.running_now.pop(unit.task_id, None)
+        if status == RUNNING:
+            suffix = unit.task_id[len(step.task_id) :] if step.is_map else ""
+            self.running_now[unit.task_id] = f"{unit.task}{suffix}"
+        unit.status = status
+
+    def _recount(self) -> None:
+        done = total = 0
+        for step in self.steps.values():
+            if step.is_map and step.units:
+                total += len(step.units)
+                done += sum(u.status in FINAL for u in step.units.values())
+            else:
+                total += 1
+                done += step.status(self.status) in FINAL
+        self.done, self.total = done, total
 
     def on_event(self, event: Event) -> None:
         with self.lock:
@@ -177,24 +198,24 @@ class RunRecord:
 
     def _record(self, event: Event) -> None:
         if isinstance(event, TaskExecutionStarted):
-            unit = self._unit(event.task_id, event.task_name)
-            unit.status = RUNNING
+            step, unit = self._unit(event.task_id, event.task_name)
+            self._set(step, unit, RUNNING)
             unit.attempts += 1
             unit.executor = event.executor
         elif isinstance(event, TaskExecutionFinished):
-            unit = self._unit(event.task_id, event.task_name)
-            unit.status = event.status
+            step, unit = self._unit(event.task_id, event.task_name)
+            self._set(step, unit, event.status)
             unit.duration += event.duration
             unit.error = event.error
             self._order += 1
             unit.ended = self._order
         elif isinstance(event, TaskRetrying):
-            unit = self._unit(event.task_id, event.task_name)
-            unit.status = RETRYING
+            step, unit = self._unit(event.task_id, event.task_name)
+            self._set(step, unit, RETRYING)
             self.retries += 1
         elif isinstance(event, TaskSkipped):
-            unit = self._unit(event.task_id, event.task_name)
-            unit.status = SKIPPED
+            step, unit = self._unit(event.task_id, event.task_name)
+            self._set(step, unit, SKIPPED)
             unit.reason = event.reason
             self._order += 1
             unit.ended = self._order
@@ -208,8 +229,11 @@ class RunRecord:
             self.error = event.error
             for step in self.steps.values():
                 for unit in step.units.values():
-                    if unit.status in (RUNNING, RETRYING, PENDING):
-                        unit.status = CANCELLED if unit.status != PENDING else NOT_RUN
+                    if unit.status in (RUNNING, RETRYING):
+                        self._set(step, unit, CANCELLED)
+                    elif unit.status == PENDING:
+                        self._set(step, unit, NOT_RUN)
+            self._recount()  # an empty map only counts as done once the run succeeded
 
 
 @dataclass
