@@ -122,6 +122,7 @@ def test_plugins_cannot_replace_builtin_commands_and_a_raising_plugin_is_a_warni
     manager.register(Hijacker(), "hijacker")
     manager.register(Broken(), "broken")
     manager.register(Greeter(), "greeter")
+    manager.register(Greeter(), "copycat")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = invoke("greet", "you")
@@ -136,6 +137,8 @@ def test_plugins_cannot_replace_builtin_commands_and_a_raising_plugin_is_a_warni
         and "cannot add command 'run': it is a built-in cascade command" in m
         for m in messages
     ), messages
+    copies = [m for m in messages if "'copycat' raised" in m or "'greeter' raised" in m]
+    assert len(copies) == 1 and "command 'greet': it is another plugin's" in copies[0], messages
     help_text = invoke("run", "--help").output
     assert "Run the graph behind TARGET" in help_text
 

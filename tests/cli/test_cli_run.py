@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_help_lists_the_commands_and_exit_codes() -> None:
     result = run_cascade("--help")
     assert result.code == 0, result.stderr
-    for command in ("run", "graph", "dry-run", "plugins"):
+    for command in ("run", "graph", "dry-run", "plugins", "cache"):
         assert f"\n  {command} " in result.stdout
     assert "130 interrupted" in result.stdout
     assert "path/to/file.py:name" in result.stdout
@@ -206,6 +206,10 @@ def test_a_missing_resource_is_a_usage_error(tmp_path: Path) -> None:
     assert result.code == 2
     assert "the run could not start" in result.stderr
     assert "needs resource 'database', which is not registered" in result.stderr
+    as_json = run_cascade("run", "needs.py:used", "--output", "json", cwd=tmp_path)
+    assert as_json.code == 2
+    assert as_json.stdout == ""  # no document for a run that never started
+    assert "needs resource 'database'" in as_json.stderr
 
 
 # -- JSON output -------------------------------------------------------------------------------

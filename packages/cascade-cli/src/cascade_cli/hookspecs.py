@@ -19,7 +19,8 @@ def cascade_register_commands(cli: Any) -> None:
 
     ``cli`` is the root ``click.Group``: call ``cli.add_command(command)`` or decorate with
     ``@cli.command()``. Names of built-in commands (``run``, ``graph``, ``dry-run``,
-    ``plugins``, ``cache``) cannot be replaced; prefix yours with your plugin's name
+    ``plugins``, ``cache``) and commands another plugin added first cannot be replaced (the
+    attempt is a warning naming your plugin); prefix yours with your plugin's name
     (``example-hello``). Called once per ``cascade`` invocation, only when a command that is
     not built in is asked for or the command list is shown, so keep it cheap and import heavy
     modules inside your command's function.

@@ -39,10 +39,11 @@ class CascadeGroup(click.Group):
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
-        if name in self.protected:
+        if self.plugins_loaded and name in self.commands:
+            owner = "a built-in cascade command" if name in self.protected else "another plugin's"
             raise ValueError(
-                f"cannot add command '{name}': it is a built-in cascade command; "
-                "give the plugin's command another name (prefix it with the plugin's name)"
+                f"cannot add command '{name}': it is {owner}; give the plugin's command "
+                "another name (prefix it with the plugin's name)"
             )
         super().add_command(cmd, name)
 
