@@ -13,9 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cascade.executors.base import (
     BaseExecutor,
@@ -24,6 +22,9 @@ from cascade.executors.base import (
     call_in_worker,
     check_picklable,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 _Job = tuple[
     "asyncio.Future[Any]",
@@ -208,7 +209,9 @@ class ProcessExecutor(BaseExecutor):
         self._runs = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        # Imported here: multiprocessing costs ~10 ms at `import cascade` otherwise.
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         context = self._mp_context or multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(max_workers=self.max_workers, mp_context=context)
@@ -250,6 +253,8 @@ class ProcessExecutor(BaseExecutor):
         pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, call: TaskCall) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
         while True:
             pool, generation = self._pool, self._generation
             if pool is None:
