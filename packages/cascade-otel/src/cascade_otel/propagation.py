@@ -23,9 +23,19 @@ _TRACE_CONTEXT = TraceContextTextMapPropagator()
 _BAGGAGE = W3CBaggagePropagator()
 
 
-def inject_into(carrier: dict[str, str], span: trace.Span, ctx: context.Context) -> None:
+def has_baggage(ctx: context.Context) -> bool:
+    """Whether ``ctx`` carries baggage (worth sending to workers)."""
+    return bool(baggage.get_all(ctx))
+
+
+def inject_into(
+    carrier: dict[str, str],
+    span: trace.Span,
+    ctx: context.Context,
+    with_baggage: bool = True,
+) -> None:
     """Write ``span`` (current in ``ctx``) into ``carrier`` as W3C trace context, plus the
-    baggage of ``ctx`` if it has any.
+    baggage of ``ctx`` if it has any (``with_baggage=False``: the caller knows it has none).
 
     This runs before every task attempt, so the common case formats ``traceparent`` directly
     instead of going through the propagator API (same header, a fraction of the cost)."""
@@ -37,7 +47,7 @@ def inject_into(carrier: dict[str, str], span: trace.Span, ctx: context.Context)
         )
         if span_context.trace_state:
             carrier["tracestate"] = span_context.trace_state.to_header()
-    if baggage.get_all(ctx):
+    if with_baggage and baggage.get_all(ctx):
         _BAGGAGE.inject(carrier, context=ctx)
 
 
@@ -61,4 +71,4 @@ def attach_carrier(carrier: dict[str, str]) -> Iterator[None]:
         context.detach(token)
 
 
-__all__ = ["attach_carrier", "extract_from", "inject_into"]
+__all__ = ["attach_carrier", "extract_from", "has_baggage", "inject_into"]

@@ -36,7 +36,7 @@ from cascade.runtime.events import (
     TaskRetrying,
     TaskSkipped,
 )
-from cascade_otel.propagation import attach_carrier, inject_into
+from cascade_otel.propagation import attach_carrier, has_baggage, inject_into
 
 #: Attribute names, namespaced under ``cascade.`` (plus the semantic convention ``error.type``).
 RUN_ID = "cascade.run.id"
@@ -105,6 +105,8 @@ class _RunState:
     span: Span
     context: context.Context
     token: object
+    #: whether the run's context carries baggage (the same for all its tasks)
+    baggage: bool
     #: open attempt spans by task id (attempts of one task id never overlap)
     attempts: dict[str, Span] = field(default_factory=dict)
     #: failed attempts not ended yet, by task id: a retry may still be announced
@@ -171,7 +173,7 @@ class EngineTracing:
         # Current for the rest of the run in the run's own task (resource setup, teardown);
         # detached again when the run finishes, in the same task.
         token = context.attach(run_context)
-        self._runs[event.run_id] = _RunState(span, run_context, token)
+        self._runs[event.run_id] = _RunState(span, run_context, token, has_baggage(parent))
 
     def _on_run_finished(self, event: RunFinished) -> None:
         state = self._runs.pop(event.run_id, None)
@@ -223,7 +225,7 @@ class EngineTracing:
             span.set_attributes(self._argument_attributes(call))
         task_context = trace.set_span_in_context(span, state.context)
         context.attach(task_context)  # never detached: the context is this attempt's own
-        inject_into(call.carrier, span, task_context)
+        inject_into(call.carrier, span, task_context, state.baggage)
         call.worker_setup.append(attach_carrier)
         state.attempts[call.task_id] = span
 
