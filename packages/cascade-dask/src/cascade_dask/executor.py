@@ -1,0 +1,509 @@
+"""``DaskExecutor``: Cascade's executor protocol on top of Dask distributed.
+
+Cascade keeps scheduling, events and policies; Dask runs the calls. Each call becomes one Dask
+task (``cascade_dask.worker.run_call``) and completes with a ``DaskResult``, a reference to the
+Dask future, not the value. The engine passes references back as top-level arguments of
+downstream calls, which are submitted with the upstream futures as arguments, so Dask moves data
+worker to worker; ``materialize`` fetches values only when the engine needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import Any, ClassVar
+
+import cloudpickle  # type: ignore[import-untyped]
+
+from cascade import ResourceDefinition, ResourceError
+from cascade.executors.base import BaseExecutor, TaskCall, check_picklable
+from cascade_dask.worker import (
+    TIMES_TOPIC,
+    CallSpec,
+    TaskFunction,
+    interrupt_calls,
+    run_call,
+    setup_order,
+    teardown_runs,
+)
+
+logger = logging.getLogger("cascade.dask")
+
+# Values of these types always pickle; the pre-submission check skips them.
+_PLAIN_TYPES = (int, float, complex, str, bytes, bool, type(None))
+
+# The runs (by executor) started in the current context: ``start`` and ``shutdown`` are called
+# from the run's own task, and so are the calls, so this tells ``shutdown`` which run ended.
+_run_slots: contextvars.ContextVar[dict[int, set[str]] | None] = contextvars.ContextVar(
+    "cascade_dask_runs", default=None
+)
+
+
+class DaskTaskCancelled(RuntimeError):
+    """The Dask future of a call was cancelled on the cluster by someone other than Cascade."""
+
+
+class DaskResult:
+    """A task's result kept on the Dask cluster.
+
+    The engine hands it back to the executor that made it (so downstream calls receive the Dask
+    future and the data stays on the workers) and asks that executor to ``materialize`` it when
+    the value itself is needed. ``future`` is the ``distributed.Future``.
+    """
+
+    __slots__ = ("_has_value", "_value", "future", "task_name")
+
+    def __init__(self, future: Any, task_name: str) -> None:
+        self.future = future
+        self.task_name = task_name
+        self._has_value = False
+        self._value: Any = None
+
+    @property
+    def key(self) -> str:
+        """The Dask key of the result (shown on the Dask dashboard)."""
+        return str(self.future.key)
+
+    def __repr__(self) -> str:
+        kind = self.future.type
+        type_name = getattr(kind, "__name__", None) or (kind if isinstance(kind, str) else "?")
+        return f"<on dask: {type_name} {self.key!r}>"
+
+
+def _noop_function() -> None:
+    """Stands in for a task function already known to pickle, in the pre-submission check."""
+
+
+class DaskExecutor(BaseExecutor):
+    """Run tasks on a Dask distributed cluster.
+
+    - ``DaskExecutor()`` (what ``executor="dask"`` makes) starts a temporary ``LocalCluster`` of
+      worker processes bound to 127.0.0.1 when a run starts and closes it when the run ends.
+      ``n_workers``, ``threads_per_worker`` and ``cluster_options`` (more ``LocalCluster``
+      keyword arguments) shape it; by default Dask picks them from the CPU count.
+    - ``DaskExecutor(address="tcp://host:8786")`` connects to a running scheduler, and
+      ``DaskExecutor(client=client)`` to the cluster of an existing ``distributed.Client``;
+      both leave the cluster running. An asynchronous client running on the run's event loop is
+      used as is; any other gets a companion asynchronous connection for the run.
+
+    ``worker_times=False`` stops workers from publishing each call's start and end times (the
+    events then carry the driver's times), saving one small message per task.
+    """
+
+    name: ClassVar[str] = "dask"
+    requires_pickle: ClassVar[bool] = True
+    stops_on_cancel: ClassVar[bool] = True
+    returns_references: ClassVar[bool] = True
+    remote_resources: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        cluster_options: Mapping[str, Any] | None = None,
+        worker_times: bool = True,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        if address is not None and client is not None:
+            raise TypeError("DaskExecutor takes address= or client=, not both")
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"DaskExecutor: address= takes 'tcp://host:port', got {address!r}")
+        self.address = address
+        self.given_client = client
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.cluster_options = dict(cluster_options or {})
+        self.worker_times = worker_times
+        self.connect_timeout = connect_timeout
+        self.client: Any = None
+        self._cluster: Any = None
+        self._owns_client = False
+        self._runs = 0
+        self._start_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._times: dict[str, tuple[float, float]] = {}
+        self._waiting: set[str] = set()
+        self._picklable: dict[int, Any] = {}
+        self._to_cancel: list[Any] = []
+        self._cancelling: asyncio.Task[None] | None = None
+        self._orphan_runs: set[str] = set()
+
+    def __repr__(self) -> str:
+        where = self.address or ("client" if self.given_client is not None else "local cluster")
+        return f"<DaskExecutor {where}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._start_lock is None or self._lock_loop is not loop:
+            self._start_lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._start_lock:
+            if self.client is None:
+                await self._connect()
+            self._runs += 1
+        slots = dict(_run_slots.get() or {})
+        slots[id(self)] = set()
+        _run_slots.set(slots)
+
+    async def _connect(self) -> None:
+        import distributed
+
+        Client: Any = distributed.Client
+        given = self.given_client
+        try:
+            if given is not None:
+                if getattr(given, "asynchronous", False) and _loop_of(given) is (
+                    asyncio.get_running_loop()
+                ):
+                    self.client, self._owns_client = given, False
+                else:
+                    self.client = await Client(
+                        given.scheduler.address,
+                        asynchronous=True,
+                        security=given.security,
+                        set_as_default=False,
+                        timeout=self.connect_timeout,
+                    )
+                    self._owns_client = True
+            elif self.address is not None:
+                self.client = await Client(
+                    self.address,
+                    asynchronous=True,
+                    set_as_default=False,
+                    timeout=self.connect_timeout,
+                )
+                self._owns_client = True
+            else:
+                await self._start_local_cluster()
+        except (OSError, TimeoutError) as exc:
+            where = self.address or getattr(getattr(given, "scheduler", None), "address", "?")
+            raise ConnectionError(
+                f"executor 'dask' cannot connect to the Dask scheduler at {where}: {exc}. "
+                "Start one (`dask scheduler` and `dask worker ...`), or use DaskExecutor() "
+                "without an address for a temporary local cluster."
+            ) from exc
+        if self.worker_times:
+            self.client.subscribe_topic(TIMES_TOPIC, self._on_times)
+
+    async def _start_local_cluster(self) -> None:
+        import distributed
+
+        Client: Any = distributed.Client
+        LocalCluster: Any = distributed.LocalCluster
+        options: dict[str, Any] = {
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        }
+        if self.n_workers is not None:
+            options["n_workers"] = self.n_workers
+        if self.threads_per_worker is not None:
+            options["threads_per_worker"] = self.threads_per_worker
+        options.update(self.cluster_options)
+        # Without a dashboard the scheduler still serves health routes over HTTP, on port 8787
+        # unless told otherwise: take a free port on loopback, so runs never collide.
+        options["scheduler_kwargs"] = {
+            "dashboard_address": "127.0.0.1:0",
+            **options.get("scheduler_kwargs", {}),
+        }
+        cluster = await LocalCluster(asynchronous=True, **options)
+        try:
+            self.client = await Client(cluster, asynchronous=True, set_as_default=False)
+        except BaseException:
+            await cluster.close()
+            raise
+        self._cluster, self._owns_client = cluster, True
+
+    async def shutdown(self) -> None:
+        slots = dict(_run_slots.get() or {})
+        run_ids = slots.pop(id(self), None)
+        _run_slots.set(slots)
+        self._runs -= 1
+        last = self._runs <= 0
+        finished = set(run_ids or ())
+        if last:
+            finished |= self._orphan_runs
+            self._orphan_runs.clear()
+        try:
+            await self._flush_cancellations()
+            if finished:
+                await self._teardown(sorted(finished))
+        finally:
+            if last:
+                await self._disconnect()
+
+    async def _teardown(self, run_ids: list[str]) -> None:
+        """Tear down the resources of finished runs on every worker."""
+        try:
+            reports = await self.client.run(teardown_runs, run_ids, on_error="return")
+        except Exception as exc:
+            logger.error("executor 'dask' could not tear down resources on the workers: %r", exc)
+            return
+        for worker, report in reports.items():
+            if isinstance(report, BaseException):
+                logger.error("executor 'dask': teardown on %s failed: %r", worker, report)
+                continue
+            for message in report:
+                logger.error("executor 'dask': %s", message)
+
+    async def _disconnect(self) -> None:
+        client, cluster = self.client, self._cluster
+        self.client = self._cluster = None
+        self._times.clear()
+        self._waiting.clear()
+        self._picklable.clear()
+        if client is None:
+            return
+        if self.worker_times:
+            try:
+                client.unsubscribe_topic(TIMES_TOPIC)
+            except Exception:
+                pass
+        if self._owns_client:
+            await client.close()
+        if cluster is not None:
+            await cluster.close()
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def submit(self, call: TaskCall) -> Awaitable[Any]:
+        client = self.client
+        if client is None:
+            raise RuntimeError(f"executor '{self.name}' was not started")
+        args = tuple(_to_futures(value) for value in call.args)
+        kwargs = {key: _to_futures(value) for key, value in call.kwargs.items()}
+        self._check_picklable(call, args, kwargs)
+        providers: dict[str, ResourceDefinition] = {}
+        if call.resources:
+            providers = self._providers_for(call)
+            slot = (_run_slots.get() or {}).get(id(self))
+            (slot if slot is not None else self._orphan_runs).add(call.run_id)
+        spec = CallSpec(
+            key=f"{call.task_id}#{call.attempt}-{call.run_id[:8]}",
+            task_name=call.task_name,
+            run_id=call.run_id,
+            is_async=call.is_async,
+            carrier=call.carrier,
+            worker_setup=call.worker_setup,
+            resources=call.resources,
+            providers=providers,
+            report_times=self.worker_times,
+        )
+        return self._run(client, call, spec, args, kwargs)
+
+    async def _run(
+        self,
+        client: Any,
+        call: TaskCall,
+        spec: CallSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> DaskResult:
+        key = spec.key
+        if self.worker_times:
+            self._waiting.add(key)
+        try:
+            future = client.submit(
+                run_call, spec, TaskFunction(call.fn), args, kwargs, key=key, pure=False
+            )
+            try:
+                await future.exception()  # waits for the end without fetching the result
+            except asyncio.CancelledError:
+                self._cancel_later(future)
+                raise
+        finally:
+            if self.worker_times:
+                self._waiting.discard(key)
+                times = self._times.pop(key, None)
+                if times is not None:
+                    call.start_time, call.end_time = times
+        status = future.status
+        if status == "error":
+            await future  # raises the task's own exception, with its traceback
+        if status == "cancelled":
+            raise DaskTaskCancelled(
+                f"task '{call.task_name}': its Dask future '{key}' was cancelled on the "
+                "cluster (by another client, or the cluster restarted)"
+            )
+        return DaskResult(future, call.task_name)
+
+    def _on_times(self, event: tuple[float, Any]) -> None:
+        """Dask event handler: worker-measured times, delivered before the task's result."""
+        key, start, end = event[1]
+        if key in self._waiting:
+            self._times[key] = (start, end)
+
+    def _cancel_later(self, future: Any) -> None:
+        """Batch cancellations: one ``cancel`` and one interrupt broadcast for all calls
+        cancelled together (a failed run cancels everything in flight at once)."""
+        self._to_cancel.append(future)
+        if self._cancelling is None or self._cancelling.done():
+            self._cancelling = asyncio.get_running_loop().create_task(self._cancel_batch())
+
+    async def _cancel_batch(self) -> None:
+        await asyncio.sleep(0)  # let the rest of the batch arrive
+        futures, self._to_cancel = self._to_cancel, []
+        client = self.client
+        if not futures or client is None:
+            return
+        keys = [f.key for f in futures]
+        try:
+            await client.cancel(futures, reason="cancelled by Cascade")
+            await client.run(interrupt_calls, keys, on_error="ignore")
+        except Exception as exc:
+            logger.warning("executor 'dask' could not cancel %d call(s): %r", len(keys), exc)
+
+    async def _flush_cancellations(self) -> None:
+        while self._cancelling is not None and not self._cancelling.done():
+            await asyncio.shield(self._cancelling)
+        if self._to_cancel:
+            await self._cancel_batch()
+
+    # -- checks before submission ---------------------------------------------------------------
+
+    def _check_picklable(
+        self, call: TaskCall, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Fail before submission, naming the task and the value that cannot be sent.
+        ``args``/``kwargs`` are the call's arguments with references turned into futures."""
+        fn_known = id(call.fn) in self._picklable
+        probe_args = [None if _skip_check(v) else v for v in args]
+        probe_kwargs = {k: None if _skip_check(v) else v for k, v in kwargs.items()}
+        if (
+            fn_known
+            and all(v is None for v in probe_args)
+            and all(v is None for v in probe_kwargs.values())
+        ):
+            return
+        probe = TaskCall(
+            call.task_id,
+            call.task_name,
+            _noop_function if fn_known else call.fn,
+            tuple(probe_args),
+            probe_kwargs,
+            call.is_async,
+        )
+        check_picklable(probe, dumps=cloudpickle.dumps)
+        self._picklable[id(call.fn)] = call.fn
+
+    def _providers_for(self, call: TaskCall) -> dict[str, ResourceDefinition]:
+        """The definitions a call's resources need, checked to be sendable to the workers."""
+        available: Mapping[str, ResourceDefinition] = call.resource_providers
+        try:
+            order = setup_order(available, call.resources.values())
+        except ResourceError as exc:
+            raise ResourceError(f"task '{call.task_name}': {exc}") from None
+        needed = {name: available[name] for name in order}
+        for name, definition in needed.items():
+            if definition.scope != "task":
+                for _, dep in definition.injections:
+                    if needed[dep].scope == "task":
+                        raise ResourceError(
+                            f"run-scoped resource '{name}' cannot inject task-scoped "
+                            f"resource '{dep}'"
+                        )
+            if id(definition) in self._picklable:
+                continue
+            try:
+                cloudpickle.dumps(definition)
+            except Exception as exc:
+                raise ResourceError(
+                    f"task '{call.task_name}' needs resource '{name}', which cannot be sent to "
+                    f"the Dask workers: {type(exc).__name__}: {exc}. Resources of tasks on the "
+                    "'dask' executor are set up on the worker that runs the task; make the "
+                    "provider picklable (no locks, sockets or open files in its closure), or "
+                    "run this task on a local executor."
+                ) from exc
+            self._picklable[id(definition)] = definition
+        return needed
+
+    # -- references -------------------------------------------------------------------------------
+
+    async def materialize(self, values: list[Any]) -> list[Any]:
+        """Fetch the values behind ``DaskResult`` references, also inside lists, tuples and
+        dicts (a mapped task's result is a list of them), in one round trip; other values pass
+        through."""
+        found: list[DaskResult] = []
+        for value in values:
+            _collect_refs(value, found)
+        pending = [ref for ref in found if not ref._has_value]
+        if pending:
+            client = self.client
+            if client is None:
+                raise RuntimeError(f"executor '{self.name}' was not started")
+            fetched = await client.gather([ref.future for ref in pending])
+            for ref, value in zip(pending, fetched, strict=True):
+                ref._value, ref._has_value = value, True
+        if not found:
+            return values
+        return [_with_values(value) for value in values]
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _to_futures(value: Any) -> Any:
+    """A call argument with every ``DaskResult`` (top level, or inside lists, tuples and dicts)
+    replaced by its Dask future, which Dask resolves on the worker."""
+    if isinstance(value, DaskResult):
+        return value.future
+    if type(value) in (list, tuple):
+        if not any(isinstance(item, (DaskResult, *_CONTAINERS)) for item in value):
+            return value
+        return type(value)(_to_futures(item) for item in value)
+    if type(value) is dict:
+        if not any(isinstance(item, (DaskResult, *_CONTAINERS)) for item in value.values()):
+            return value
+        return {key: _to_futures(item) for key, item in value.items()}
+    return value
+
+
+def _collect_refs(value: Any, found: list[DaskResult]) -> None:
+    if isinstance(value, DaskResult):
+        found.append(value)
+    elif type(value) in (list, tuple):
+        for item in value:
+            if isinstance(item, (DaskResult, *_CONTAINERS)):
+                _collect_refs(item, found)
+    elif type(value) is dict:
+        for item in value.values():
+            if isinstance(item, (DaskResult, *_CONTAINERS)):
+                _collect_refs(item, found)
+
+
+def _with_values(value: Any) -> Any:
+    if isinstance(value, DaskResult):
+        return value._value
+    if type(value) in (list, tuple):
+        if not any(isinstance(item, (DaskResult, *_CONTAINERS)) for item in value):
+            return value
+        return type(value)(_with_values(item) for item in value)
+    if type(value) is dict:
+        if not any(isinstance(item, (DaskResult, *_CONTAINERS)) for item in value.values()):
+            return value
+        return {key: _with_values(item) for key, item in value.items()}
+    return value
+
+
+def _skip_check(value: Any) -> bool:
+    return isinstance(value, _PLAIN_TYPES) or _is_dask_future(value)
+
+
+def _is_dask_future(value: Any) -> bool:
+    from distributed import Future
+
+    return isinstance(value, Future)
+
+
+def _loop_of(client: Any) -> asyncio.AbstractEventLoop | None:
+    loop = getattr(client, "loop", None)
+    return getattr(loop, "asyncio_loop", None)
+
+
+__all__ = ["DaskExecutor", "DaskResult", "DaskTaskCancelled"]

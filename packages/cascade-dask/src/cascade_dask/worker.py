@@ -1,0 +1,411 @@
+"""What runs inside the Dask workers: the call wrapper, resources kept per run, interruption.
+
+Every Cascade call is submitted to Dask as ``run_call(spec, fn, args, kwargs)``. Upstream
+results arrive as values (Dask resolved the futures in ``args``/``kwargs`` on the worker), so
+data moves worker to worker. The wrapper
+
+- sets up the resources the call injects, once per run and worker (``scope="task"`` ones around
+  the call), and keeps them until the driver calls ``teardown_runs`` at the end of the run;
+- runs the function inside ``worker_context`` so tracing context travels with the call; async
+  functions run on one event loop per worker process (where async resources live too);
+- publishes the start and end times it measured on the Dask event topic ``TIMES_TOPIC``, which
+  reaches the driver before the task's completion does;
+- registers itself so ``interrupt_calls`` can stop it when the driver cancels the call: an
+  async call is cancelled on its loop, a sync call gets ``TaskInterrupted`` raised in its thread
+  at the next Python instruction (code blocked inside C, such as ``time.sleep(10)``, stops when
+  that returns).
+
+This module is imported on the workers, so it keeps to the standard library, ``cascade`` and
+``distributed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import ctypes
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascade import ResourceDefinition, ResourceError
+from cascade.executors.base import PortableFunction, WorkerSetup, worker_context
+
+#: The Dask event topic that carries ``[key, start, end]`` of every finished call.
+TIMES_TOPIC = "cascade.task-times"
+
+
+class TaskInterrupted(BaseException):
+    """Raised inside a call that the driver cancelled (a timeout, a failed or cancelled run).
+
+    A ``BaseException`` so that ``except Exception`` in task code does not swallow it."""
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """Everything about one call that is not the function and its arguments."""
+
+    key: str
+    task_name: str
+    run_id: str
+    is_async: bool
+    carrier: dict[str, str] = field(default_factory=dict)
+    worker_setup: list[WorkerSetup] = field(default_factory=list)
+    resources: dict[str, str] = field(default_factory=dict)
+    providers: dict[str, ResourceDefinition] = field(default_factory=dict)
+    report_times: bool = True
+
+
+# -- task functions ----------------------------------------------------------------------------
+
+
+def _load_function(module: str, qualname: str) -> Callable[..., Any]:
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return getattr(target, "fn", target)  # type: ignore[no-any-return]
+
+
+def _load_task_function(module: str, qualname: str) -> TaskFunction:
+    return TaskFunction(_load_function(module, qualname))
+
+
+class TaskFunction:
+    """A task's function, pickled by reference wherever it travels.
+
+    ``@cs.task`` replaces the module attribute with the ``Task``, so pickle cannot find the bare
+    function by name. This wrapper pickles as "the ``.fn`` of ``module.qualname``" and unpickles
+    as a ``TaskFunction`` again: Dask's scheduler unpickles a task and pickles it once more for
+    the worker, and both hops must go by reference. Functions that cannot be found by name
+    (defined inside another function, or in ``__main__``) go by value with cloudpickle.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self) -> Any:
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname:
+            try:
+                if _load_function(module, qualname) is self.fn:
+                    return (_load_task_function, (module, qualname))
+            except Exception:
+                pass
+        return (TaskFunction, (self.fn,))
+
+
+# -- per worker process state ---------------------------------------------------------------
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_runs: dict[str, _RunResources] = {}
+_running: dict[str, _Running] = {}
+
+
+class _Running:
+    """A call in progress on this worker, as ``interrupt_calls`` needs to find it."""
+
+    __slots__ = ("interrupted", "is_async", "task", "thread_id")
+
+    def __init__(self, thread_id: int, is_async: bool) -> None:
+        self.thread_id = thread_id
+        self.is_async = is_async
+        self.task: asyncio.Task[Any] | None = None
+        self.interrupted = False
+
+
+def worker_loop() -> asyncio.AbstractEventLoop:
+    """The event loop (in a daemon thread) that runs this worker's async tasks and async
+    resources, started on first use. One loop per process, like the local executor's."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="cascade-dask-async", daemon=True
+            )
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def _on_loop(coro: Any) -> Any:
+    """Run a coroutine on the worker loop from a worker thread and wait for it."""
+    return asyncio.run_coroutine_threadsafe(coro, worker_loop()).result()
+
+
+# -- resources ---------------------------------------------------------------------------------
+
+
+def setup_order(providers: Mapping[str, ResourceDefinition], roots: Iterable[str]) -> list[str]:
+    """``roots`` and everything they inject, dependencies first."""
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in roots:
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            name, expanded = stack.pop()
+            if expanded:
+                order.append(name)
+                continue
+            if name in seen:
+                continue
+            seen.add(name)
+            definition = providers.get(name)
+            if definition is None:
+                raise ResourceError(f"resource '{name}' was not sent to the Dask worker")
+            stack.append((name, True))
+            stack.extend((dep, False) for _, dep in reversed(definition.injections))
+    return order
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:
+        return "this Dask worker"
+
+
+class _ResourceStack:
+    """Open resources of one scope on this worker, closed in reverse order."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, Any] = {}
+        self.open: list[tuple[str, Any]] = []
+
+    def enter(self, definition: ResourceDefinition, available: Mapping[str, Any]) -> Any:
+        kwargs = {param: available[dep] for param, dep in definition.injections}
+        try:
+            generator = definition.func(**kwargs)
+            if inspect.isasyncgen(generator):
+                value = _on_loop(generator.__anext__())
+            else:
+                value = next(generator)
+        except (StopIteration, StopAsyncIteration):
+            raise ResourceError(
+                f"resource '{definition.name}' returned without yielding a value"
+            ) from None
+        except Exception as exc:
+            raise ResourceError(
+                f"resource '{definition.name}' failed to set up on {_worker_address()}: "
+                f"{type(exc).__name__}: {exc}. Resources of tasks on the 'dask' executor are "
+                "set up on the worker that runs the task; make sure the provider can run there."
+            ) from exc
+        self.open.append((definition.name, generator))
+        self.instances[definition.name] = value
+        return value
+
+    def close(self) -> list[str]:
+        """Tear everything down in reverse; return one message per teardown that failed."""
+        errors: list[str] = []
+        while self.open:
+            name, generator = self.open.pop()
+            self.instances.pop(name, None)
+            try:
+                if inspect.isasyncgen(generator):
+                    _on_loop(generator.__anext__())
+                else:
+                    next(generator)
+            except (StopIteration, StopAsyncIteration):
+                continue
+            except Exception as exc:
+                errors.append(
+                    f"teardown of resource '{name}' failed on {_worker_address()}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                continue
+            errors.append(f"resource '{name}' yielded more than once; yield exactly one value")
+        return errors
+
+
+class _RunResources(_ResourceStack):
+    """The run-scoped resources of one run on this worker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def _resources_for(spec: CallSpec) -> tuple[dict[str, Any], _ResourceStack | None]:
+    """The injected values for a call, setting up what is missing; plus the call's own stack of
+    task-scoped resources (``None`` when it has none)."""
+    providers = spec.providers
+    order = setup_order(providers, spec.resources.values())
+    with _lock:
+        run = _runs.get(spec.run_id)
+        if run is None:
+            run = _runs[spec.run_id] = _RunResources()
+    scoped: _ResourceStack | None = None
+    with run.lock:
+        for name in order:
+            definition = providers[name]
+            if definition.scope != "task" and name not in run.instances:
+                run.enter(definition, run.instances)
+        available = dict(run.instances)
+    for name in order:
+        if providers[name].scope == "task":
+            if scoped is None:
+                scoped = _ResourceStack()
+            scoped.enter(providers[name], {**available, **scoped.instances})
+    if scoped is not None:
+        available.update(scoped.instances)
+    return {param: available[name] for param, name in spec.resources.items()}, scoped
+
+
+def teardown_runs(run_ids: list[str]) -> list[str]:
+    """Tear down the resources ``run_ids`` set up on this worker (the driver calls it on every
+    worker with ``Client.run`` at the end of a run). Returns the teardown failures."""
+    errors: list[str] = []
+    for run_id in run_ids:
+        with _lock:
+            run = _runs.pop(run_id, None)
+        if run is not None:
+            with run.lock:
+                errors.extend(run.close())
+    return errors
+
+
+def open_resources() -> dict[str, list[str]]:
+    """Resources currently set up on this worker, by run (for tests and diagnostics)."""
+    with _lock:
+        return {run_id: [name for name, _ in run.open] for run_id, run in _runs.items()}
+
+
+# -- running a call ------------------------------------------------------------------------
+
+
+def _call_async(
+    entry: _Running, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    loop = worker_loop()
+    context = contextvars.copy_context()  # carries what worker_setup entered (trace context)
+    done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def finish(task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            done.set_exception(TaskInterrupted("the call was cancelled by the Cascade driver"))
+        elif task.exception() is not None:
+            done.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            done.set_result(task.result())
+
+    def start() -> None:
+        with _lock:
+            if entry.interrupted:
+                done.set_exception(TaskInterrupted("the call was cancelled before it started"))
+                return
+            task = context.run(lambda: loop.create_task(fn(*args, **kwargs)))
+            entry.task = task
+        task.add_done_callback(finish)
+
+    loop.call_soon_threadsafe(start)
+    return done.result()
+
+
+def _absorb_interrupt() -> None:
+    """Swallow a ``TaskInterrupted`` that was set for this thread but not delivered yet (it is
+    delivered on entering a Python function), so it never escapes into Dask's own code."""
+    try:
+        for _ in range(3):
+            _noop()
+    except TaskInterrupted:
+        pass
+
+
+def _noop() -> None:
+    return None
+
+
+def run_call(
+    spec: CallSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Run one Cascade call on this worker (see the module docstring)."""
+    if isinstance(fn, (TaskFunction, PortableFunction)):
+        fn = fn.fn
+    entry = _Running(threading.get_ident(), spec.is_async)
+    with _lock:
+        _running[spec.key] = entry
+    scoped: _ResourceStack | None = None
+    start = end = 0.0
+    try:
+        if spec.resources:
+            injected, scoped = _resources_for(spec)
+            kwargs = {**kwargs, **injected}
+        start = time.time()
+        try:
+            with worker_context(spec.carrier, spec.worker_setup):
+                if spec.is_async:
+                    return _call_async(entry, fn, args, kwargs)
+                return fn(*args, **kwargs)
+        finally:
+            end = time.time()
+    finally:
+        with _lock:
+            _running.pop(spec.key, None)
+            interrupted = entry.interrupted
+        if interrupted:
+            _absorb_interrupt()
+        if scoped is not None:
+            scoped.close()
+        if spec.report_times and start:
+            _report_times(spec.key, start, end)
+
+
+def _report_times(key: str, start: float, end: float) -> None:
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(TIMES_TOPIC, [key, start, end])
+    except Exception:  # not on a Dask worker (a unit test calling run_call directly)
+        pass
+
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
+_set_async_exc.restype = ctypes.c_int
+
+
+def interrupt_calls(keys: list[str]) -> int:
+    """Stop the calls with these Dask keys if they run on this worker; returns how many."""
+    found = 0
+    with _lock:
+        for key in keys:
+            entry = _running.get(key)
+            if entry is None or entry.interrupted:
+                continue
+            entry.interrupted = True
+            found += 1
+            if not entry.is_async:
+                _set_async_exc(entry.thread_id, TaskInterrupted)
+            elif entry.task is not None:
+                entry.task.get_loop().call_soon_threadsafe(entry.task.cancel)
+            # else: the async call's task is not created yet, and ``start`` sees the flag
+    return found
+
+
+__all__ = [
+    "TIMES_TOPIC",
+    "CallSpec",
+    "TaskFunction",
+    "TaskInterrupted",
+    "interrupt_calls",
+    "open_resources",
+    "run_call",
+    "setup_order",
+    "teardown_runs",
+    "worker_loop",
+]
