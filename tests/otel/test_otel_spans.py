@@ -291,3 +291,40 @@ def test_mapped_items_get_a_span_each(traced: Any) -> None:
     assert len(items) == 3
     assert len({s.attributes["cascade.task.id"] for s in items}) == 3
     assert {s.parent.span_id for s in items} == {traced.run_span().context.span_id}
+
+
+async def test_concurrent_runs_on_one_engine_get_separate_traces(traced: Any) -> None:
+    engine = traced.engine()
+    results = await asyncio.gather(
+        engine.run(load(transform(extract(2)))), engine.run(load(transform(extract(3))))
+    )
+    assert results == [2, 6]
+    runs = [s for s in traced.spans if s.name.startswith("cascade.run")]
+    assert len(runs) == 2
+    assert len({r.context.trace_id for r in runs}) == 2
+    for run in runs:
+        children = [s for s in traced.spans if s.parent and s.parent.span_id == run.context.span_id]
+        assert sorted(s.name for s in children) == ["extract", "load", "transform"]
+        assert {s.context.trace_id for s in children} == {run.context.trace_id}
+
+
+def test_a_broken_tracer_never_fails_a_task(traced: Any, caplog: Any) -> None:
+    import cascade_otel
+
+    class Exploding(Exception):
+        pass
+
+    engine = traced.engine()
+    tracing = cascade_otel.tracing_of(engine)
+    assert tracing is not None
+    real_start = tracing.tracer.start_span
+
+    def start_span(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "transform":
+            raise Exploding("tracer bug")
+        return real_start(name, *args, **kwargs)
+
+    tracing.tracer = type("Tracer", (), {"start_span": staticmethod(start_span)})()
+    assert asyncio.run(engine.run(load(transform(extract(2))))) == 2
+    assert "could not start the span of task 'transform'" in caplog.text
+    assert sorted(s.name for s in traced.spans) == ["cascade.run load", "extract", "load"]

@@ -19,6 +19,7 @@ call hooks there), so the per-run dictionaries need no lock.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -56,6 +57,8 @@ RETRY_DELAY = "cascade.task.retry.delay"
 RETRY_NEXT_ATTEMPT = "cascade.task.retry.next_attempt"
 
 _MAX_VALUE_LENGTH = 256
+
+logger = logging.getLogger("cascade_otel")
 
 
 def _ns(seconds: float) -> int:
@@ -200,7 +203,21 @@ class EngineTracing:
     # -- task spans ------------------------------------------------------------------------
 
     def _on_call(self, call: TaskCall) -> None:
-        """Runs inside the attempt's own (throwaway) context, just before it is submitted."""
+        """Runs inside the attempt's own (throwaway) context, just before it is submitted.
+
+        The engine fails an attempt whose call hook raises, so tracing trouble is logged here
+        instead: a broken tracer must never fail a task."""
+        try:
+            self._start_task_span(call)
+        except Exception:
+            logger.exception(
+                "cascade-otel could not start the span of task '%s' (attempt %d); the task "
+                "runs untraced",
+                call.task_name,
+                call.attempt,
+            )
+
+    def _start_task_span(self, call: TaskCall) -> None:
         state = self._runs.get(call.run_id)
         if state is None:  # attached after this run started: leave it untraced
             return
