@@ -22,6 +22,7 @@ This module is imported on the workers, so it keeps to the standard library, ``c
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import ctypes
@@ -112,6 +113,10 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _runs: dict[str, _RunResources] = {}
 _running: dict[str, _Running] = {}
+# Keys the driver cancelled, remembered so that a call which starts on this worker after the
+# interrupt (its cancellation may arrive later by another route) stops at once. Bounded.
+_cancelled: collections.OrderedDict[str, None] = collections.OrderedDict()
+_CANCELLED_KEPT = 100_000
 
 
 class _Running:
@@ -338,6 +343,8 @@ def run_call(
         fn = fn.fn
     entry = _Running(threading.get_ident(), spec.is_async)
     with _lock:
+        if spec.key in _cancelled:
+            raise TaskInterrupted("the call was cancelled before it started")
         _running[spec.key] = entry
     scoped: _ResourceStack | None = None
     start = end = 0.0
@@ -384,6 +391,9 @@ def interrupt_calls(keys: list[str]) -> int:
     found = 0
     with _lock:
         for key in keys:
+            _cancelled[key] = None
+            if len(_cancelled) > _CANCELLED_KEPT:
+                _cancelled.popitem(last=False)
             entry = _running.get(key)
             if entry is None or entry.interrupted:
                 continue
