@@ -160,6 +160,42 @@ def test_an_engine_can_take_the_executor_instance(client: Any) -> None:
     assert asyncio.run(engine.run(add(inc(1), 2))) == 4
 
 
+async def test_an_asynchronous_client_on_the_running_loop_is_used_as_is(
+    dask_cluster: Any, client: Any
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    async_client = await distributed.Client(
+        dask_cluster.scheduler_address, asynchronous=True, set_as_default=False
+    )
+    try:
+        executor = DaskExecutor(client=async_client)
+        engine = cs.Engine(executor=executor, log_level=None)
+        assert await engine.run(add(inc(1), 2)) == 4
+        assert executor.client is None  # released after the run...
+        assert async_client.status == "running"  # ...but the user's client is left open
+        assert await engine.run(inc(5)) == 6
+    finally:
+        await async_client.close()
+
+
+def test_concurrent_runs_can_share_an_executor_and_keep_their_resources_apart(
+    client: Any, resource_dir: Path
+) -> None:
+    engine = _engine(client)
+
+    async def both() -> list[Any]:
+        first = engine.run(query.map(range(3), delay=0.2))
+        second = engine.run(query.map(range(3, 6), delay=0.05))
+        return list(await asyncio.gather(first, second))
+
+    first, second = asyncio.run(both())
+    assert [i for i, _ in first] == [0, 1, 2] and [i for i, _ in second] == [3, 4, 5]
+    # Each run set up its own instance on each worker it used, and tore each one down.
+    expected = len({p for _, p in first}) + len({p for _, p in second})
+    assert len(_events(resource_dir, "setup")) == expected
+    assert len(_events(resource_dir, "teardown")) == expected
+
+
 # -- data stays on the workers ----------------------------------------------------------------
 
 
@@ -465,3 +501,104 @@ def test_a_resource_that_fails_on_the_worker_is_named(client: Any) -> None:
     message = str(caught.value)
     assert "resource 'conn' failed to set up on tcp://127.0.0.1:" in message
     assert "no route to database" in message
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+PIPELINE = """
+import os
+import cascade as cs
+
+@cs.task
+def double(x: int) -> int:
+    return 2 * x
+
+@cs.task
+def where() -> int:
+    return os.getpid()
+
+result = [double.map([1, 2, 3]), where()]
+"""
+
+
+def test_the_command_line_runs_a_pipeline_with_executor_dask(tmp_path: Path) -> None:
+    pytest.importorskip("cascade_cli")
+    import json
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("cascade")
+    if not script.exists():
+        pytest.skip("the `cascade` console script is not installed")
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    done = subprocess.run(
+        [str(script), "run", "pipeline.py:result", "--executor", "dask", "--output", "json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    doubled, worker_pid = report["result"]
+    assert doubled == [2, 4, 6]
+    assert worker_pid != os.getpid()
+    assert {task["executor"] for task in report["tasks"]} == {"dask"}
+    assert "distributed.scheduler" not in done.stderr  # the temporary cluster stays quiet
+
+
+# -- OpenTelemetry: spans made inside a task on a worker join the run's trace --------------------
+
+
+def span_in_worker(label: str) -> dict[str, Any]:
+    """Start a span with an SDK configured here, in the worker, and report where it hangs."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("worker").start_as_current_span(f"work {label}"):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is not None, "no span was current in the worker"
+    return {
+        "pid": os.getpid(),
+        "trace_id": span.context.trace_id,
+        "parent_span_id": span.parent.span_id,
+    }
+
+
+async def span_in_worker_async(label: str) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    return span_in_worker(label)
+
+
+span_task = cs.task(span_in_worker, name="span_in_worker")
+span_task_async = cs.task(span_in_worker_async, name="span_in_worker_async")
+
+
+def test_spans_started_in_tasks_on_workers_join_the_runs_trace(client: Any) -> None:
+    cascade_otel = pytest.importorskip("cascade_otel")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = cs.Engine(executor=DaskExecutor(client=client), log_level=None)
+    assert cascade_otel.instrument(engine, tracer_provider=provider) is not None
+    results = asyncio.run(engine.run([span_task("sync"), span_task_async("async")]))
+    spans = exporter.get_finished_spans()
+    task_spans = {s.name: s for s in spans if s.attributes.get("cascade.task.executor") == "dask"}
+    assert len(task_spans) == 2
+    run_trace = {s.context.trace_id for s in spans}
+    assert len(run_trace) == 1
+    assert all(r["pid"] != os.getpid() for r in results)
+    assert {r["trace_id"] for r in results} == run_trace
+    assert {r["parent_span_id"] for r in results} == {
+        s.context.span_id for s in task_spans.values()
+    }

@@ -132,6 +132,7 @@ class DaskExecutor(BaseExecutor):
         self._to_cancel: list[Any] = []
         self._cancelling: asyncio.Task[None] | None = None
         self._orphan_runs: set[str] = set()
+        self._dask_log_level: int | None = None
 
     def __repr__(self) -> str:
         where = self.address or ("client" if self.given_client is not None else "local cluster")
@@ -212,13 +213,34 @@ class DaskExecutor(BaseExecutor):
             "dashboard_address": "127.0.0.1:0",
             **options.get("scheduler_kwargs", {}),
         }
-        cluster = await LocalCluster(asynchronous=True, **options)
+        self._quiet_dask_logs()
         try:
-            self.client = await Client(cluster, asynchronous=True, set_as_default=False)
+            cluster = await LocalCluster(asynchronous=True, **options)
+            try:
+                self.client = await Client(cluster, asynchronous=True, set_as_default=False)
+            except BaseException:
+                await cluster.close()
+                raise
         except BaseException:
-            await cluster.close()
+            self._restore_dask_logs()
             raise
         self._cluster, self._owns_client = cluster, True
+
+    def _quiet_dask_logs(self) -> None:
+        """A temporary cluster is an implementation detail of the run: keep the scheduler's and
+        nannies' start/stop chatter (INFO) out of the program's logs, warnings still pass."""
+        dask_logger = logging.getLogger("distributed")
+        if dask_logger.getEffectiveLevel() < logging.WARNING:
+            self._dask_log_level = dask_logger.level
+            dask_logger.setLevel(logging.WARNING)
+        else:
+            self._dask_log_level = None
+
+    def _restore_dask_logs(self) -> None:
+        level = self._dask_log_level
+        if level is not None:
+            logging.getLogger("distributed").setLevel(level)
+            self._dask_log_level = None
 
     async def shutdown(self) -> None:
         slots = dict(_run_slots.get() or {})
@@ -268,7 +290,10 @@ class DaskExecutor(BaseExecutor):
         if self._owns_client:
             await client.close()
         if cluster is not None:
-            await cluster.close()
+            try:
+                await cluster.close()
+            finally:
+                self._restore_dask_logs()
 
     # -- calls --------------------------------------------------------------------------------
 
