@@ -160,6 +160,12 @@ def test_an_engine_can_take_the_executor_instance(client: Any) -> None:
     assert asyncio.run(engine.run(add(inc(1), 2))) == 4
 
 
+def test_an_unreachable_scheduler_is_named() -> None:
+    executor = DaskExecutor("tcp://127.0.0.1:9", connect_timeout=1)
+    with pytest.raises(ConnectionError, match=r"cannot connect to the Dask scheduler at tcp://127"):
+        cs.run(inc(1), executor=executor, log_level=None)
+
+
 async def test_an_asynchronous_client_on_the_running_loop_is_used_as_is(
     dask_cluster: Any, client: Any
 ) -> None:

@@ -182,7 +182,7 @@ class DaskExecutor(BaseExecutor):
                 self._owns_client = True
             else:
                 await self._start_local_cluster()
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             where = self.address or getattr(getattr(given, "scheduler", None), "address", "?")
             raise ConnectionError(
                 f"executor 'dask' cannot connect to the Dask scheduler at {where}: {exc}. "
@@ -287,13 +287,15 @@ class DaskExecutor(BaseExecutor):
                 client.unsubscribe_topic(TIMES_TOPIC)
             except Exception:
                 pass
-        if self._owns_client:
-            await client.close()
-        if cluster is not None:
-            try:
-                await cluster.close()
-            finally:
-                self._restore_dask_logs()
+        try:
+            if self._owns_client:
+                await client.close()
+        finally:
+            if cluster is not None:
+                try:
+                    await cluster.close()
+                finally:
+                    self._restore_dask_logs()
 
     # -- calls --------------------------------------------------------------------------------
 
