@@ -242,8 +242,9 @@ class EngineTracing:
             span.set_attributes(self._argument_attributes(call))
         task_context = trace.set_span_in_context(span, state.context)
         context.attach(task_context)  # never detached: the context is this attempt's own
-        inject_into(call.carrier, span, task_context, state.baggage)
-        call.worker_setup.append(attach_carrier)
+        if call.leaves_process:  # only another process needs the W3C headers
+            inject_into(call.carrier, span, task_context, state.baggage)
+            call.worker_setup.append(attach_carrier)
         state.attempts[call.task_id] = span
 
     def _on_task_finished(self, event: TaskExecutionFinished) -> None:

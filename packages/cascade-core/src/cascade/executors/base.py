@@ -45,7 +45,8 @@ class TaskCall:
 
     ``context`` is the ``contextvars.Context`` to run the function in (set when plugins such as
     tracing asked for one); ``carrier`` and ``worker_setup`` carry that context to another
-    process. A remote executor may set ``start_time``/``end_time`` (wall clock, seconds) to the
+    process (only needed when ``leaves_process`` is true). A remote executor may set
+    ``start_time``/``end_time`` (wall clock, seconds) to the
     times measured where the call ran; the engine reports them in ``TaskExecutionFinished``.
     """
 
@@ -63,6 +64,9 @@ class TaskCall:
     worker_setup: list[WorkerSetup] = field(default_factory=list)
     start_time: float | None = None
     end_time: float | None = None
+    #: Set by the engine before call hooks run: whether the executor ships this call to
+    #: another process (``requires_pickle``), so hooks fill ``carrier`` only when it matters.
+    leaves_process: bool = False
     resources: dict[str, str] = field(default_factory=dict)
     resource_providers: dict[str, Any] = field(default_factory=dict)
 

@@ -39,6 +39,7 @@ from cascade.runtime.events import (
     TaskExecutionStarted,
     TaskRetrying,
     TaskSkipped,
+    make_event,
 )
 from cascade.runtime.resources import ResourceError, ResourceStack, plan_resources
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError, check_concurrency
@@ -462,7 +463,8 @@ class _Run:
         self.any_skipped = True
         if self.want_skipped:
             self.bus.publish(
-                TaskSkipped(
+                make_event(
+                    TaskSkipped,
                     run_id=self.run_id,
                     task_id=task_id or node.lazy.id,
                     task_name=node.name,
@@ -536,6 +538,7 @@ class _Run:
             future.add_done_callback(self._plain_done)
             return
         call = TaskCall(lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id)
+        call.leaves_process = executor.requires_pickle
         context = None
         if self.call_hooks:
             # Same contract as on the policy path: hooks run inside the attempt's own context.
@@ -550,7 +553,8 @@ class _Run:
             call.context = context
         if self.want_started:
             self.bus.publish(
-                TaskExecutionStarted(
+                make_event(
+                    TaskExecutionStarted,
                     run_id=self.run_id,
                     task_id=lazy.id,
                     task_name=task.name,
@@ -635,7 +639,8 @@ class _Run:
         else:
             status = "Failed"
         self.bus.publish(
-            TaskExecutionFinished(
+            make_event(
+                TaskExecutionFinished,
                 run_id=self.run_id,
                 timestamp=end,
                 task_id=task_id,
@@ -793,7 +798,8 @@ class _Run:
             if hit:
                 if self.want_skipped:
                     self.bus.publish(
-                        TaskSkipped(
+                        make_event(
+                            TaskSkipped,
                             run_id=self.run_id,
                             task_id=task_id,
                             task_name=task.name,
@@ -830,7 +836,8 @@ class _Run:
                 delay = retry.delay_before(attempt, self.rng)
                 if self.bus.wants(TaskRetrying):
                     self.bus.publish(
-                        TaskRetrying(
+                        make_event(
+                            TaskRetrying,
                             run_id=self.run_id,
                             task_id=task_id,
                             task_name=task.name,
@@ -879,6 +886,7 @@ class _Run:
             attempt,
             node.lazy.timeout,
         )
+        call.leaves_process = executor.requires_pickle
         if task.injections and remote:
             call.resources = {p: n for p, n in task.injections if p not in kwargs}
             call.resource_providers = self.remote_providers
@@ -891,7 +899,8 @@ class _Run:
                 call.context = context
             if self.want_started:
                 self.bus.publish(
-                    TaskExecutionStarted(
+                    make_event(
+                        TaskExecutionStarted,
                         run_id=self.run_id,
                         task_id=task_id,
                         task_name=task.name,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 _random_bits = random.getrandbits
 
@@ -111,6 +111,31 @@ class ResourceReleased(ResourceEvent):
     """A resource's teardown (the code after ``yield``) finished."""
 
 
+_E = TypeVar("_E", bound=Event)
+_static_defaults: dict[type[Event], dict[str, Any]] = {}
+
+
+def make_event(cls: type[_E], **values: Any) -> _E:
+    """Build an event without going through the frozen dataclass ``__init__``.
+
+    The engine publishes events per task; a frozen ``__init__`` sets each field through
+    ``object.__setattr__``, which costs about twice as much as filling the instance dict at
+    once. The result is the same frozen object (defaults applied, setting a field still
+    raises)."""
+    defaults = _static_defaults.get(cls)
+    if defaults is None:
+        defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        _static_defaults[cls] = defaults
+    event = object.__new__(cls)
+    state = event.__dict__
+    state.update(defaults)
+    state["event_id"] = _new_event_id()
+    if "timestamp" not in values:
+        state["timestamp"] = time.time()
+    state.update(values)
+    return event
+
+
 __all__ = [
     "Event",
     "ResourceAcquired",
@@ -123,4 +148,5 @@ __all__ = [
     "TaskExecutionStarted",
     "TaskRetrying",
     "TaskSkipped",
+    "make_event",
 ]
