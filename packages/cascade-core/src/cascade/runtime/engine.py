@@ -539,29 +539,13 @@ class _Run:
             return
         call = TaskCall(lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id)
         call.leaves_process = executor.requires_pickle
-        context = None
-        if self.call_hooks:
-            # Same contract as on the policy path: hooks run inside the attempt's own context.
-            context = contextvars.copy_context()
-            try:
-                for hook in self.call_hooks:
-                    context.run(hook, call)
-            except BaseException as exc:
-                self._report_finished(lazy.id, task.name, call, executor_name, None, exc)
-                self._plain_failed(exc)
-                return
-            call.context = context
-        if self.want_started:
-            self.bus.publish(
-                make_event(
-                    TaskExecutionStarted,
-                    run_id=self.run_id,
-                    task_id=lazy.id,
-                    task_name=task.name,
-                    executor=executor_name,
-                )
-            )
-        call.start_time = time.time()
+        try:
+            self._announce(call, executor_name)
+        except BaseException as exc:
+            self._report_finished(lazy.id, task.name, call, executor_name, None, exc)
+            self._plain_failed(exc)
+            return
+        context = call.context
         try:
             awaitable = executor.submit(call)
             if isinstance(awaitable, asyncio.Future):
@@ -581,6 +565,27 @@ class _Run:
         else:
             self.unstoppable[future] = node
         future.add_done_callback(lambda f: self._plain_done(f, call, executor_name))
+
+    def _announce(self, call: TaskCall, executor_name: str) -> None:
+        """Just before an attempt is submitted: run the call hooks inside the attempt's own
+        context, publish ``TaskExecutionStarted`` and start its clock."""
+        if self.call_hooks:
+            context = contextvars.copy_context()
+            for hook in self.call_hooks:
+                context.run(hook, call)
+            call.context = context
+        if self.want_started:
+            self.bus.publish(
+                make_event(
+                    TaskExecutionStarted,
+                    run_id=self.run_id,
+                    task_id=call.task_id,
+                    task_name=call.task_name,
+                    attempt=call.attempt,
+                    executor=executor_name,
+                )
+            )
+        call.start_time = time.time()
 
     def _plain_failed(self, exc: BaseException) -> None:
         if self.limiter is not None:
@@ -892,23 +897,7 @@ class _Run:
             call.resource_providers = self.remote_providers
         failure: BaseException | None = None
         try:
-            if self.call_hooks:
-                context = contextvars.copy_context()
-                for hook in self.call_hooks:
-                    context.run(hook, call)
-                call.context = context
-            if self.want_started:
-                self.bus.publish(
-                    make_event(
-                        TaskExecutionStarted,
-                        run_id=self.run_id,
-                        task_id=task_id,
-                        task_name=task.name,
-                        attempt=attempt,
-                        executor=executor_name,
-                    )
-                )
-            call.start_time = time.time()
+            self._announce(call, executor_name)
             value = await self._submit_and_wait(executor, call)
         except BaseException as exc:
             failure = exc
