@@ -6,6 +6,7 @@ Python's recursion limit, in time linear in nodes plus edges.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +178,7 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
     return Graph(nodes, index_of, [index_of[id(t)] for t in targets])
 
 
-def resolve_nested(value: Any, results: list[Any], index_of: dict[int, int]) -> Any:
+def resolve_nested(value: Any, results: Sequence[Any], index_of: dict[int, int]) -> Any:
     """Rebuild a container, replacing each LazyResult inside it with its result. Containers
     without LazyResults inside are passed through as the same object."""
     if isinstance(value, LazyResult):

@@ -17,7 +17,7 @@ import random
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -660,8 +660,12 @@ class _Run:
             )
         )
 
-    def _arguments(self, node: Node) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        lazy, results = node.lazy, self.results
+    def _arguments(
+        self, node: Node, results: Sequence[Any] | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        lazy = node.lazy
+        if results is None:
+            results = self.results
         args = lazy.args
         if node.arg_slots or node.nested_args:
             arg_list = list(args)
@@ -684,16 +688,17 @@ class _Run:
 
     async def _run_node(self, node: Node) -> None:
         try:
+            results: Sequence[Any] = self.results
             if self.has_references:
-                await self._materialize_inputs(node)
+                results = _Overlay(self.results, await self._materialize_inputs(node))
             lazy = node.lazy
             if lazy.condition is not MISSING:
-                condition = self.results[node.condition] if node.condition >= 0 else lazy.condition
+                condition = results[node.condition] if node.condition >= 0 else lazy.condition
                 if not condition:
                     self._skip(node, "ConditionFalse")
                     self._pump()
                     return
-            args, kwargs = self._arguments(node)
+            args, kwargs = self._arguments(node, results)
             if node.kind == KIND_MAP:
                 value: Any = await self._run_map(node, args, kwargs)
             else:
@@ -983,25 +988,48 @@ class _Run:
             return value
         return (await executor.materialize([value]))[0]
 
-    async def _materialize_inputs(self, node: Node) -> None:
-        """Replace references with values where this node needs values: any input of a task on
-        another executor, nested inputs, conditions, map iterables and cached tasks' inputs.
-        Top-level inputs from the same executor stay references, so data stays remote."""
+    async def _materialize_inputs(self, node: Node) -> dict[int, Any]:
+        """Values for the inputs this node needs as values: any input of a task on another
+        executor, nested inputs, conditions, map iterables and cached tasks' inputs. Top-level
+        inputs from the same executor stay references, so data stays remote. One
+        ``materialize`` call per executor; the run's results keep the references."""
         task = node.lazy.task
         own = self._executor_for(task)[1] if task is not None else None
         keep_remote: set[int] = set()
         if node.kind != KIND_MAP and node.lazy.cache is None:
             keep_remote = {d for _, d in node.arg_slots} | {d for _, d in node.kwarg_slots}
+        wanted: dict[int, tuple[Executor, list[int]]] = {}
         for dep in node.value_deps:
             dep_task = self.nodes[dep].lazy.task
-            if dep_task is None:
+            if dep_task is None or self.results[dep] is _SKIPPED:
                 continue
             producer = self._executor_for(dep_task)[1]
-            if not producer.returns_references:
+            if not producer.returns_references or (dep in keep_remote and producer is own):
                 continue
-            if dep in keep_remote and producer is own:
-                continue
-            self.results[dep] = await self._value(dep)
+            wanted.setdefault(id(producer), (producer, []))[1].append(dep)
+        values: dict[int, Any] = {}
+        for producer, deps in wanted.values():
+            fetched = await producer.materialize([self.results[d] for d in deps])
+            values.update(zip(deps, fetched, strict=True))
+        return values
+
+
+class _Overlay(Sequence[Any]):
+    """The run's results with some entries replaced by fetched values, for one node."""
+
+    __slots__ = ("base", "values")
+
+    def __init__(self, base: list[Any], values: dict[int, Any]) -> None:
+        self.base = base
+        self.values = values
+
+    def __getitem__(self, index: Any) -> Any:
+        if index in self.values:
+            return self.values[index]
+        return self.base[index]
+
+    def __len__(self) -> int:
+        return len(self.base)
 
 
 def _as_list(value: Any, task_name: str, label: str) -> list[Any]:
