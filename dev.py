@@ -114,8 +114,17 @@ def command_example(args: list[str]) -> int:
 
 
 def command_bench(args: list[str]) -> int:
+    """Core benchmarks (benchmarks/run.py), then every package's (benchmarks/bench_*.py)."""
     ensure_environment()
-    return _run(PYTHON, "benchmarks/run.py", *args, check=False)
+    scripts = [
+        "benchmarks/run.py",
+        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("bench_*.py")),
+    ]
+    failures = 0
+    for script in scripts:
+        print(f"\n## {script}\n", flush=True)
+        failures += _run(PYTHON, script, *args, check=False) != 0
+    return 1 if failures else 0
 
 
 def main(argv: list[str]) -> int:
