@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from cascade import ResourceDefinition, ResourceError
 from cascade.executors.base import PortableFunction, WorkerSetup, worker_context
@@ -64,47 +64,13 @@ class CallSpec:
 # -- task functions ----------------------------------------------------------------------------
 
 
-def _load_function(module: str, qualname: str) -> Callable[..., Any]:
-    import importlib
+class TaskFunction(PortableFunction):
+    """A task's function, pickled by reference on every hop (Dask's scheduler unpickles a task
+    and pickles it again for the worker). Functions of the driver's ``__main__`` go by value
+    with cloudpickle: Dask workers cannot import the driver's main module."""
 
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return getattr(target, "fn", target)  # type: ignore[no-any-return]
-
-
-def _load_task_function(module: str, qualname: str) -> TaskFunction:
-    return TaskFunction(_load_function(module, qualname))
-
-
-class TaskFunction:
-    """A task's function, pickled by reference wherever it travels.
-
-    ``@cs.task`` replaces the module attribute with the ``Task``, so pickle cannot find the bare
-    function by name. This wrapper pickles as "the ``.fn`` of ``module.qualname``" and unpickles
-    as a ``TaskFunction`` again: Dask's scheduler unpickles a task and pickles it once more for
-    the worker, and both hops must go by reference. Functions that cannot be found by name
-    (defined inside another function, or in ``__main__``) go by value with cloudpickle.
-    """
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
-
-    def __reduce__(self) -> Any:
-        module = getattr(self.fn, "__module__", None)
-        qualname = getattr(self.fn, "__qualname__", "")
-        if module and module != "__main__" and "<locals>" not in qualname:
-            try:
-                if _load_function(module, qualname) is self.fn:
-                    return (_load_task_function, (module, qualname))
-            except Exception:
-                pass
-        return (TaskFunction, (self.fn,))
+    __slots__ = ()
+    main_by_reference: ClassVar[bool] = False
 
 
 # -- per worker process state ---------------------------------------------------------------
@@ -339,7 +305,7 @@ def run_call(
     spec: CallSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Run one Cascade call on this worker (see the module docstring)."""
-    if isinstance(fn, (TaskFunction, PortableFunction)):
+    if isinstance(fn, PortableFunction):
         fn = fn.fn
     entry = _Running(threading.get_ident(), spec.is_async)
     with _lock:

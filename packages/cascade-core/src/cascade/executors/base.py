@@ -104,15 +104,21 @@ def _load_task_function(module: str, qualname: str) -> Callable[..., Any]:
 
 
 class PortableFunction:
-    """Makes a ``@cs.task`` function picklable by reference.
+    """Makes a ``@cs.task`` function picklable by reference, however many times it travels.
 
     ``@cs.task`` replaces the module attribute with the ``Task``, so plain pickle, which looks
     the function up by its qualified name and finds the ``Task``, refuses it. This wrapper
-    pickles as "the ``.fn`` of whatever ``module.qualname`` is", which works in any process that
-    can import the module.
+    pickles as "the ``.fn`` of whatever ``module.qualname`` is" and unpickles as a wrapper
+    again, so a hop through a scheduler that unpickles and re-pickles (Dask's) still goes by
+    reference. Functions that cannot be found by name go whole (cloudpickle pickles them by
+    value; plain pickle refuses, and ``check_picklable`` says so).
     """
 
     __slots__ = ("fn",)
+
+    #: Whether a function of ``__main__`` may go by reference: yes for multiprocessing, which
+    #: re-imports the main module in its workers; subclasses for other workers may say no.
+    main_by_reference: ClassVar[bool] = True
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
@@ -123,13 +129,18 @@ class PortableFunction:
     def __reduce__(self) -> Any:
         module = getattr(self.fn, "__module__", None)
         qualname = getattr(self.fn, "__qualname__", "")
-        if module and "<locals>" not in qualname:
+        by_name = module and "<locals>" not in qualname
+        if by_name and (self.main_by_reference or module != "__main__"):
             try:
-                if _load_task_function(module, qualname) is self.fn:
-                    return (_load_task_function, (module, qualname))
+                if _load_task_function(module, qualname) is self.fn:  # type: ignore[arg-type]
+                    return (_load_portable, (type(self), module, qualname))
             except Exception:
                 pass
-        return (PortableFunction, (self.fn,))
+        return (type(self), (self.fn,))
+
+
+def _load_portable(cls: type[PortableFunction], module: str, qualname: str) -> PortableFunction:
+    return cls(_load_task_function(module, qualname))
 
 
 class UnpicklableTaskError(TypeError):
