@@ -2,7 +2,8 @@
 """One entry point for a fresh machine: ``python dev.py example`` and ``python dev.py test``.
 
 It needs only Python >= 3.10 and pip. It creates ``.venv`` beside this file, installs every
-workspace package editable (plus the example plugin under ``tests/`` and the test tools), and then
+workspace package editable (plus the example plugin under ``tests/`` and the ``test``
+dependency group of the root ``pyproject.toml``), and then
 runs what was asked. Installation is skipped when nothing it depends on has changed, so repeated
 runs start at once.
 """
@@ -31,7 +32,7 @@ PACKAGES = [
     "tests/plugins/cascade-example-plugin",
 ]
 INSTALL_INPUTS = [
-    "requirements/test.txt",
+    "pyproject.toml",
     *(f"{p}/pyproject.toml" for p in PACKAGES),
 ]
 
@@ -63,7 +64,8 @@ def ensure_environment() -> None:
         return
     _run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     editable = [arg for p in PACKAGES if (ROOT / p).exists() for arg in ("-e", p)]
-    _run(PYTHON, "-m", "pip", "install", "--quiet", *editable, "-r", "requirements/test.txt")
+    # The `test` dependency group of the root pyproject.toml (needs pip >= 25.1, upgraded above).
+    _run(PYTHON, "-m", "pip", "install", "--quiet", *editable, "--group", "test")
     STAMP.write_text(fingerprint)
 
 

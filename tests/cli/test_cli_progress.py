@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cli_helpers import ESC, HERE, base_env, cascade_script, run_cascade
 
-pexpect = pytest.importorskip("pexpect", reason="pexpect is in requirements/test.txt")
+pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test dependency group")
 
 pytestmark = [
     pytest.mark.timeout(60),
