@@ -657,7 +657,6 @@ def count_primes(limit: int) -> int:
 count_primes_task = cs.task(count_primes)
 
 
-@pytest.mark.slow
 def test_processes_executor_runs_cpu_bound_tasks() -> None:
     reset_plugin_manager(PluginManager(load_entrypoints=False))
     try:
