@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.spec.task import MISSING, LazyResult, MappedLazyResult, Param
+from cascade.spec.task import LazyResult, MappedLazyResult, Param
 
 KIND_TASK = 0
 KIND_PARAM = 1
@@ -199,4 +199,4 @@ def resolve_nested(value: Any, results: Sequence[Any], index_of: dict[int, int])
     return value
 
 
-__all__ = ["KIND_MAP", "KIND_PARAM", "KIND_TASK", "MISSING", "Graph", "Node", "build_graph"]
+__all__ = ["KIND_MAP", "KIND_PARAM", "KIND_TASK", "Graph", "Node", "build_graph", "resolve_nested"]

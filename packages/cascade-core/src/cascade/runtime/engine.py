@@ -458,7 +458,7 @@ class _Run:
             if not self.done.done():
                 self.done.set_result(None)
 
-    def _skip(self, node: Node, reason: str, task_id: str | None = None) -> None:
+    def _skip(self, node: Node, reason: str) -> None:
         self.skipped[node.index] = 1
         self.any_skipped = True
         if self.want_skipped:
@@ -466,7 +466,7 @@ class _Run:
                 make_event(
                     TaskSkipped,
                     run_id=self.run_id,
-                    task_id=task_id or node.lazy.id,
+                    task_id=node.lazy.id,
                     task_name=node.name,
                     reason=reason,
                 )
