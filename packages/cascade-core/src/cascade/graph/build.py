@@ -7,7 +7,7 @@ Python's recursion limit, in time linear in nodes plus edges.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cascade.spec.task import LazyResult, MappedLazyResult, Param
@@ -49,7 +49,9 @@ class Node:
     nested_kwargs: tuple[str, ...] = ()
     condition: int = -1
     value_deps: tuple[int, ...] = ()
-    dependents: list[int] = field(default_factory=list)
+    # A tuple of ints: once built, the garbage collector stops tracking it, which keeps
+    # collections during a wide run short.
+    dependents: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -172,9 +174,13 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
         index_of[key] = node.index
         on_path.discard(key)
         nodes.append(node)
+    dependents: list[list[int]] = [[] for _ in nodes]
     for node in nodes:
         for dep in node.deps:
-            nodes[dep].dependents.append(node.index)
+            dependents[dep].append(node.index)
+    for node, found in zip(nodes, dependents, strict=True):
+        if found:
+            node.dependents = tuple(found)
     return Graph(nodes, index_of, [index_of[id(t)] for t in targets])
 
 

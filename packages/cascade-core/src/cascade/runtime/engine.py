@@ -261,6 +261,9 @@ class _Run:
         self.want_finished = bus.wants(TaskExecutionFinished)
         self.want_skipped = bus.wants(TaskSkipped)
         self.report_tasks = self.want_started or self.want_finished
+        # Bound once: a bound method made per task would be one more object per task for the
+        # garbage collector to walk while a wide fan-out is in flight.
+        self.on_plain_done = self._plain_done
 
     # -- validation, before anything runs -----------------------------------------------
 
@@ -535,7 +538,7 @@ class _Run:
             else:
                 future = executor.thread_pool().submit(task.fn, args, kwargs)
                 self.unstoppable[future] = node
-            future.add_done_callback(self._plain_done)
+            future.add_done_callback(self.on_plain_done)
             return
         call = TaskCall(lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id)
         call.leaves_process = executor.requires_pickle
