@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.spec.task import LazyResult, MappedLazyResult, Param
+from cascade.spec.task import MISSING, LazyResult, MappedLazyResult, Param
 
 KIND_TASK = 0
 KIND_PARAM = 1
@@ -158,6 +158,12 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
         if key in index_of:
             continue
         if deps is None:
+            if not (lazy.args or lazy.kwargs or lazy.after_deps) and lazy.condition is MISSING:
+                # A call without inputs (the leaves of a wide fan-out): the cheapest case.
+                kind = KIND_PARAM if isinstance(lazy, Param) else KIND_TASK
+                index_of[key] = len(nodes)
+                nodes.append(Node(len(nodes), lazy, kind, ()))
+                continue
             if key in on_path:
                 raise ValueError(f"the graph has a cycle through {lazy!r}")
             deps = direct_dependencies(lazy)
