@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
+import sys
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -52,6 +53,7 @@ from cascade.spec.task import MISSING, LazyResult, MappedLazyResult, Param, Task
 
 _SKIPPED: Any = object()
 _CoroutineType = types.CoroutineType
+_TASKS_TAKE_CONTEXT = sys.version_info >= (3, 11)
 
 
 class ParamError(ValueError):
@@ -261,9 +263,14 @@ class _Run:
         self.want_finished = bus.wants(TaskExecutionFinished)
         self.want_skipped = bus.wants(TaskSkipped)
         self.report_tasks = self.want_started or self.want_finished
-        # Bound once: a bound method made per task would be one more object per task for the
-        # garbage collector to walk while a wide fan-out is in flight.
+        # Made once per run rather than per task: a bound method, a closure or a context copy
+        # per task would be more objects for the garbage collector to walk while a wide
+        # fan-out is in flight. Completion callbacks only do engine bookkeeping, so they all
+        # run in one context.
         self.on_plain_done = self._plain_done
+        self.on_reported_done = self._reported_done
+        self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
+        self.callback_context = contextvars.copy_context()
 
     # -- validation, before anything runs -----------------------------------------------
 
@@ -538,7 +545,7 @@ class _Run:
             else:
                 future = executor.thread_pool().submit(task.fn, args, kwargs)
                 self.unstoppable[future] = node
-            future.add_done_callback(self.on_plain_done)
+            future.add_done_callback(self.on_plain_done, context=self.callback_context)
             return
         call = TaskCall(lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, self.run_id)
         call.leaves_process = executor.requires_pickle
@@ -548,17 +555,8 @@ class _Run:
             self._report_finished(lazy.id, task.name, call, executor_name, None, exc)
             self._plain_failed(exc)
             return
-        context = call.context
         try:
-            awaitable = executor.submit(call)
-            if isinstance(awaitable, asyncio.Future):
-                future = awaitable
-            elif context is not None:
-                future = context.run(asyncio.ensure_future, awaitable)
-            elif type(awaitable) is _CoroutineType:
-                future = self.loop.create_task(awaitable)  # type: ignore[arg-type]
-            else:
-                future = asyncio.ensure_future(awaitable)
+            future = self._as_future(executor.submit(call), call.context)
         except BaseException as exc:
             self._report_finished(node.lazy.id, task.name, call, executor_name, None, exc)
             self._plain_failed(exc)
@@ -567,7 +565,29 @@ class _Run:
             self.inflight[future] = node
         else:
             self.unstoppable[future] = node
-        future.add_done_callback(lambda f: self._plain_done(f, call, executor_name))
+        self.reported[future] = (call, executor_name)
+        future.add_done_callback(self.on_reported_done, context=self.callback_context)
+
+    def _as_future(
+        self, awaitable: Awaitable[Any], context: contextvars.Context | None
+    ) -> asyncio.Future[Any]:
+        """What an executor's ``submit`` returned, as a future the engine can wait on; a
+        coroutine becomes a task running in the attempt's context when there is one."""
+        if isinstance(awaitable, asyncio.Future):
+            return awaitable
+        if type(awaitable) is _CoroutineType:
+            if context is None:
+                return self.loop.create_task(awaitable)  # type: ignore[arg-type]
+            if _TASKS_TAKE_CONTEXT:  # 3.11+: run in it as it is, no copy
+                return self.loop.create_task(awaitable, context=context)  # type: ignore[arg-type,call-arg,unused-ignore]
+            return context.run(self.loop.create_task, awaitable)  # type: ignore[arg-type]
+        if context is not None:
+            return context.run(asyncio.ensure_future, awaitable)
+        return asyncio.ensure_future(awaitable)
+
+    def _reported_done(self, future: asyncio.Future[Any]) -> None:
+        call, executor_name = self.reported.pop(future)
+        self._plain_done(future, call, executor_name)
 
     def _announce(self, call: TaskCall, executor_name: str) -> None:
         """Just before an attempt is submitted: run the call hooks inside the attempt's own
@@ -941,13 +961,7 @@ class _Run:
         if local and call.is_async and context is None and call.timeout is None:
             # Runs on the loop anyway: await it here rather than in a task of its own.
             return await call.fn(*call.args, **call.kwargs)
-        awaitable = executor.submit(call)
-        if isinstance(awaitable, asyncio.Future):
-            future = awaitable
-        elif context is not None:
-            future = context.run(asyncio.ensure_future, awaitable)
-        else:
-            future = asyncio.ensure_future(awaitable)
+        future = self._as_future(executor.submit(call), context)
         stoppable = isinstance(future, asyncio.Task) or executor.stops_on_cancel
         if call.timeout is None:
             if stoppable:
