@@ -552,13 +552,13 @@ class _Run:
         try:
             self._announce(call, executor_name)
         except BaseException as exc:
-            self._report_finished(lazy.id, task.name, call, executor_name, None, exc)
+            self._report_finished(call, executor_name, None, exc)
             self._plain_failed(exc)
             return
         try:
             future = self._as_future(executor.submit(call), call.context)
         except BaseException as exc:
-            self._report_finished(node.lazy.id, task.name, call, executor_name, None, exc)
+            self._report_finished(call, executor_name, None, exc)
             self._plain_failed(exc)
             return
         if isinstance(future, asyncio.Task) or executor.stops_on_cancel:
@@ -628,26 +628,22 @@ class _Run:
             value = future.result()
         except asyncio.CancelledError:
             if call is not None:
-                self._report_finished(
-                    call.task_id, call.task_name, call, executor_name, None, None, True
-                )
+                self._report_finished(call, executor_name, None, None, True)
             self._fail(asyncio.CancelledError("a task was cancelled"))
             return
         except BaseException as exc:
             if call is not None:
-                self._report_finished(call.task_id, call.task_name, call, executor_name, None, exc)
+                self._report_finished(call, executor_name, None, exc)
             self._fail(exc)
             return
         if call is not None and self.want_finished:
-            self._report_finished(call.task_id, call.task_name, call, executor_name, value, None)
+            self._report_finished(call, executor_name, value, None)
         if node is not None and not self.stopping:
             self._complete(node.index, value)
             self._pump()
 
     def _report_finished(
         self,
-        task_id: str,
-        task_name: str,
         call: TaskCall,
         executor_name: str,
         value: Any,
@@ -671,8 +667,8 @@ class _Run:
                 TaskExecutionFinished,
                 run_id=self.run_id,
                 timestamp=end,
-                task_id=task_id,
-                task_name=task_name,
+                task_id=call.task_id,
+                task_name=call.task_name,
                 status=status,
                 duration=max(end - start, 0.0),
                 result_preview=preview(value) if status == "Succeeded" else None,
@@ -929,10 +925,10 @@ class _Run:
             value = await self._submit_and_wait(executor, call)
         except BaseException as exc:
             failure = exc
-            self._report_finished(task_id, task.name, call, executor_name, None, exc)
+            self._report_finished(call, executor_name, None, exc)
             raise
         else:
-            self._report_finished(task_id, task.name, call, executor_name, value, None)
+            self._report_finished(call, executor_name, value, None)
             return value
         finally:
             if scoped is not None:
