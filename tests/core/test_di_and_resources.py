@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 import cascade as cs
-from cascade.runtime.events import Event, ResourceAcquired, ResourceReleased
+from cascade.events import Event, ResourceAcquired, ResourceReleased
 
 log: list[str] = []
 

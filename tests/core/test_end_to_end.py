@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 import cascade as cs
-from cascade.runtime.bus import MessageBus
+from cascade.bus import MessageBus
+from cascade.events import Event, RunFinished, TaskExecutionFinished
 from cascade.runtime.engine import Engine
-from cascade.runtime.events import Event, RunFinished, TaskExecutionFinished
 
 
 class SpySubscriber:

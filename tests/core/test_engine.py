@@ -8,7 +8,7 @@ import time
 import pytest
 
 import cascade as cs
-from cascade.runtime.events import (
+from cascade.events import (
     Event,
     RunFinished,
     TaskEvent,

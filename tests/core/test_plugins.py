@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 import cascade as cs
-from cascade.executors.base import UnpicklableTaskError
+from cascade.events import Event, RunFinished, RunStarted, TaskExecutionFinished
+from cascade.executors import UnpicklableTaskError
 from cascade.executors.local import LocalExecutor
 from cascade.plugins import (
     CascadePluginWarning,
@@ -36,10 +37,9 @@ from cascade.plugins import (
     list_plugins,
     reset_plugin_manager,
 )
-from cascade.runtime.events import Event, RunFinished, RunStarted, TaskExecutionFinished
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOKSPECS = ROOT / "packages/cascade-core/src/cascade/plugins/hookspecs.py"
+HOOKSPECS = ROOT / "packages/cascade-core/src/cascade/hookspec.py"
 CLI_HOOKSPECS = ROOT / "packages/cascade-cli/src/cascade_cli/hookspecs.py"
 DOCS = ROOT / "docs/plugins.md"
 BUILTIN_EXECUTORS = "local, processes, threads"
@@ -142,7 +142,7 @@ def test_import_cascade_loads_no_plugin() -> None:
         import cascade.plugins.manager as manager
         before = {
             "manager_built": manager._manager is not None,
-            "builtin": "cascade.plugins.builtin" in sys.modules,
+            "builtin": "cascade.builtin" in sys.modules,
             "example": "cascade_example_plugin.plugin" in sys.modules,
             "metadata": "importlib.metadata" in sys.modules,
         }

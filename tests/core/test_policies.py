@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import cascade as cs
-from cascade.runtime.events import Event, TaskRetrying, TaskSkipped
+from cascade.events import Event, TaskRetrying, TaskSkipped
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,13 +20,13 @@ import pytest
 from dask_helpers import scheduler_task_count, set_env, wait_until, worker_pids
 
 import cascade as cs
-from cascade.executors.base import TaskCall, UnpicklableTaskError
-from cascade.runtime.events import (
+from cascade.events import (
     Event,
     TaskExecutionFinished,
     TaskExecutionStarted,
     TaskRetrying,
 )
+from cascade.executors import TaskCall, UnpicklableTaskError
 from cascade_dask import DaskExecutor, DaskResult
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ import pytest
 from dask_helpers import nothing_processing, scheduler_task_count, size, wait_until, worker_pids
 
 import cascade as cs
-from cascade.runtime.events import Event, TaskExecutionFinished
+from cascade.events import Event, TaskExecutionFinished
 from cascade_dask import DaskExecutor
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]

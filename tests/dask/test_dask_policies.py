@@ -19,8 +19,8 @@ import pytest
 from dask_helpers import bump, size, wait_until
 
 import cascade as cs
-from cascade.caching.policies import CacheContext
-from cascade.runtime.events import Event, TaskRetrying, TaskSkipped
+from cascade.caching import CacheContext
+from cascade.events import Event, TaskRetrying, TaskSkipped
 from cascade_dask import DaskExecutor
 
 pytestmark = pytest.mark.timeout(90)

@@ -17,8 +17,8 @@ from opentelemetry.trace import NoOpTracerProvider
 
 import cascade as cs
 import cascade_otel
+from cascade.events import TaskExecutionFinished
 from cascade.plugins import PluginManager
-from cascade.runtime.events import TaskExecutionFinished
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import cascade as cs
-from cascade.runtime.events import RunFinished, RunStarted, TaskExecutionFinished
+from cascade.events import RunFinished, RunStarted, TaskExecutionFinished
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -181,7 +181,7 @@ def _write(data: bytes, output_file: str | None) -> None:
 
 def dry_run_command(spec: str, output: str) -> int:
     """``cascade dry-run``: the plan, as text or JSON."""
-    from cascade.graph.render import dry_run, plan
+    from cascade.graph import dry_run, plan
 
     target = _load(spec)
     if output == "json":

@@ -31,8 +31,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from cascade import HumanReadableLogSubscriber, __version__
-from cascade.runtime.bus import MessageBus
+from cascade import HumanReadableLogSubscriber, MessageBus, __version__
 from cascade_cli.run import (
     CANCELLED,
     FAILED,

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cascade as cs
-from cascade.graph.render import plan
-from cascade.runtime.bus import MessageBus
-from cascade.runtime.events import (
+from cascade import MessageBus
+from cascade.events import (
     Event,
     RunFinished,
     RunStarted,
@@ -30,6 +29,7 @@ from cascade.runtime.events import (
     TaskRetrying,
     TaskSkipped,
 )
+from cascade.graph import plan
 from cascade_cli.target import Target
 
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"

@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cascade._version import __version__
-from cascade.executors.base import Executor, TaskCall
-from cascade.graph.render import dry_run, visualize
-from cascade.plugins import hookimpl
-from cascade.runtime.bus import MessageBus
-from cascade.runtime.engine import Engine, ParamError
-from cascade.runtime.resources import ResourceError
-from cascade.runtime.subscribers import HumanReadableLogSubscriber
+from cascade.bus import MessageBus
+from cascade.executors import Executor, TaskCall
+from cascade.graph import dry_run, visualize
+from cascade.hookspec import hookimpl
+from cascade.logs import HumanReadableLogSubscriber
+from cascade.plugins import PluginError, list_plugins
+from cascade.resources import ResourceError
+from cascade.runtime.engine import Engine
+from cascade.spec.params import ParamError
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
 from cascade.spec.resource import ResourceDefinition, inject, resource
 from cascade.spec.task import LazyResult, Param, Task, task, unmapped
@@ -132,6 +134,7 @@ __all__ = [
     "MessageBus",
     "Param",
     "ParamError",
+    "PluginError",
     "ResourceDefinition",
     "ResourceError",
     "RetryPolicy",
@@ -144,6 +147,7 @@ __all__ = [
     "dry_run",
     "hookimpl",
     "inject",
+    "list_plugins",
     "override_resource",
     "resource",
     "run",

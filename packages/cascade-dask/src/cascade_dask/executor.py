@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import cloudpickle  # type: ignore[import-untyped]
 
 from cascade import ResourceDefinition, ResourceError
-from cascade.executors.base import BaseExecutor, TaskCall, check_picklable
+from cascade.executors import BaseExecutor, TaskCall, check_picklable
 from cascade_dask.worker import (
     TIMES_TOPIC,
     CallSpec,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cascade import ResourceDefinition, ResourceError
-from cascade.executors.base import PortableFunction, WorkerSetup, worker_context
+from cascade.executors import PortableFunction, WorkerSetup, worker_context
 
 #: The Dask event topic that carries ``[key, start, end]`` of every finished call.
 TIMES_TOPIC = "cascade.task-times"

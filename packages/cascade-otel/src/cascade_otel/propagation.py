@@ -3,7 +3,7 @@
 The parent process writes the task span's context into ``call.carrier`` as W3C trace context
 (``traceparent``, ``tracestate``) and, when the context holds any, W3C ``baggage``; executors
 that run calls in another process ship the carrier with the call and enter ``attach_carrier``
-around the function there (``cascade.executors.base.call_in_worker`` does it). It is a
+around the function there (``cascade.executors.call_in_worker`` does it). It is a
 module-level function so it pickles by reference.
 
 W3C is used on both ends whatever propagators the application configured: both ends are

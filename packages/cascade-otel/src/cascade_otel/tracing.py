@@ -30,7 +30,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from cascade import Engine, TaskCall
-from cascade.runtime.events import (
+from cascade.events import (
     RunFinished,
     RunStarted,
     TaskExecutionFinished,

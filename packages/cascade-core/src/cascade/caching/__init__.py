@@ -5,7 +5,7 @@ reuses a result stored under a stable hash of the task and its inputs, across ru
 processes. Cached values are pickled: only point a cache at a directory you trust, as loading a
 pickle can run code.
 
-Names are loaded on first use, so declaring a task (which imports ``cascade.caching.policies``)
+Names are loaded on first use, so declaring a task (which imports ``cascade.spec.cache_policy``)
 stays cheap; hashing and the stores load when a policy first runs.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cascade.caching.policies import CacheContext, CachePolicy, CacheWarning
+from cascade.spec.cache_policy import CacheContext, CachePolicy, CacheWarning
 
 if TYPE_CHECKING:
     from cascade.caching.api import cache_stats, clear_cache

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.caching.inputs import call_inputs, named_inputs
-from cascade.caching.policies import CacheContext, CacheWarning
+from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 Target = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
 

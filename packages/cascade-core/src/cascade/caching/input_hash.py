@@ -13,8 +13,8 @@ from typing import Any
 
 from cascade.caching.hashing import UnhashableInputError, hash_arguments
 from cascade.caching.inputs import named_inputs, task_identity
-from cascade.caching.policies import CacheContext, CacheWarning
 from cascade.caching.store import CacheStore, check_store, resolve_store
+from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 logger = logging.getLogger("cascade.caching")
 

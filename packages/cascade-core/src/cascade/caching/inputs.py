@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from cascade.caching.policies import CacheContext
+from cascade.spec.cache_policy import CacheContext
 
 
 class _Signature:

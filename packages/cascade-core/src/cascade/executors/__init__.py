@@ -1,0 +1,38 @@
+"""The executor protocol, the public module for executor plugins.
+
+An executor runs one ``TaskCall`` at a time on behalf of the engine; see
+``cascade.executors.protocol`` for the contract. Executors that run calls in other processes
+find here what they need to do it the way the built-ins do: picklability checks, portable
+functions, the worker-side context, and the resource lifecycle (``plan_resources`` and
+``ResourceStack``) for setting injected resources up where a call runs.
+"""
+
+from __future__ import annotations
+
+from cascade.executors.protocol import (
+    BaseExecutor,
+    Executor,
+    PortableFunction,
+    TaskCall,
+    UnpicklableTaskError,
+    WorkerSetup,
+    call_in_worker,
+    check_picklable,
+    worker_context,
+)
+from cascade.resources import ResourceError, ResourceStack, plan_resources
+
+__all__ = [
+    "BaseExecutor",
+    "Executor",
+    "PortableFunction",
+    "ResourceError",
+    "ResourceStack",
+    "TaskCall",
+    "UnpicklableTaskError",
+    "WorkerSetup",
+    "call_in_worker",
+    "check_picklable",
+    "plan_resources",
+    "worker_context",
+]

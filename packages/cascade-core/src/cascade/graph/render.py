@@ -6,12 +6,11 @@ import sys
 from typing import IO, Any
 
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node, build_graph
+from cascade.graph.targets import normalize_target
 from cascade.spec.task import MISSING, LazyResult, Param
 
 
 def _graph_of(target: Any) -> Graph:
-    from cascade.runtime.engine import normalize_target
-
     targets, _ = normalize_target(target)
     return build_graph(targets)
 

@@ -1,13 +1,11 @@
-"""Cascade's plugin system: pluggy hooks (``hookspecs``), discovery through the ``cascade``
-entry-point group, and the built-ins registered through the same hooks."""
+"""Cascade's plugin manager (a public module): discovery through the ``cascade`` entry-point
+group, the built-ins (``cascade.builtin``) loaded the same way, and the registries the hooks
+fill. The hook specs are in ``cascade.hookspec``."""
 
 from __future__ import annotations
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("cascade")
-
-from cascade.plugins.manager import (  # noqa: E402 - hookimpl must exist before builtins import
+from cascade.hookspec import hookimpl
+from cascade.plugins.manager import (
     CascadePluginWarning,
     PluginError,
     PluginInfo,

@@ -9,6 +9,7 @@ in a hook is reported with a ``CascadePluginWarning`` naming it, and Cascade car
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import warnings
@@ -19,10 +20,12 @@ from typing import Any
 
 import pluggy
 
-from cascade.plugins import hookspecs
+from cascade import hookspec as hookspecs
+from cascade._version import __version__
 
 GROUP = "cascade"
 BUILTIN_NAME = "cascade.builtin"
+BUILTIN_MODULE = "cascade.builtin"
 
 
 class PluginError(RuntimeError):
@@ -67,9 +70,8 @@ class PluginManager:
         self._stores: dict[str, tuple[Callable[..., Any], str]] | None = None
         self._resources: dict[str, Any] | None = None
         self._lock = threading.RLock()
-        from cascade import __version__
-        from cascade.plugins import builtin
-
+        # Loaded by name, as entry points are: the built-ins import the parts they register.
+        builtin = importlib.import_module(BUILTIN_MODULE)
         self.register(builtin, BUILTIN_NAME, distribution="cascade-core", version=__version__)
         if load_entrypoints and not _env_flag("CASCADE_DISABLE_PLUGIN_AUTOLOAD"):
             self.load_entrypoints()

@@ -22,8 +22,20 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from uuid import uuid4
 
-from cascade.executors.base import Executor, TaskCall
+from cascade.bus import MessageBus
+from cascade.events import (
+    RunFinished,
+    RunStarted,
+    TaskExecutionFinished,
+    TaskExecutionStarted,
+    TaskRetrying,
+    TaskSkipped,
+    describe_error,
+    make_event,
+    preview,
+)
 from cascade.executors.local import LocalExecutor
+from cascade.executors.protocol import Executor, TaskCall
 from cascade.graph.build import (
     KIND_MAP,
     KIND_PARAM,
@@ -32,46 +44,20 @@ from cascade.graph.build import (
     build_graph,
     resolve_nested,
 )
-from cascade.runtime.bus import MessageBus
-from cascade.runtime.events import (
-    RunFinished,
-    RunStarted,
-    TaskExecutionFinished,
-    TaskExecutionStarted,
-    TaskRetrying,
-    TaskSkipped,
-    make_event,
-)
-from cascade.runtime.resources import ResourceError, ResourceStack, plan_resources
+from cascade.graph.targets import normalize_target
+from cascade.resources import ResourceError, ResourceStack, plan_resources
+from cascade.spec.params import ParamError
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError, check_concurrency
 from cascade.spec.resource import (
     ResourceDefinition,
     declared_resources,
     make_resource_definition,
 )
-from cascade.spec.task import MISSING, LazyResult, MappedLazyResult, Param, Task
+from cascade.spec.task import MISSING, MappedLazyResult, Param, Task
 
 _SKIPPED: Any = object()
 _CoroutineType = types.CoroutineType
 _TASKS_TAKE_CONTEXT = sys.version_info >= (3, 11)
-
-
-class ParamError(ValueError):
-    """A required param is missing, an unknown one was given, or a value does not convert."""
-
-
-def describe_error(exc: BaseException) -> str:
-    """``"ValueError: message"``, as events and summaries report errors."""
-    return f"{type(exc).__name__}: {exc}"
-
-
-def preview(value: Any) -> str:
-    """The ``repr`` of a result, cut to 100 characters."""
-    try:
-        text = repr(value)
-    except Exception as exc:  # a broken __repr__ must not fail the run
-        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
-    return text if len(text) <= 100 else text[:97] + "..."
 
 
 class _Limiter:
@@ -193,34 +179,6 @@ class Engine:
         if isinstance(spec, str):
             return spec, self.plugins.create_executor(spec)
         return getattr(spec, "name", type(spec).__name__), spec
-
-
-def normalize_target(target: Any) -> tuple[list[LazyResult[Any]], Callable[[list[Any]], Any]]:
-    """Split a run target into LazyResults and a function that shapes their values back."""
-    if isinstance(target, LazyResult):
-        return [target], lambda values: values[0]
-    if isinstance(target, (list, tuple)):
-        items = list(target)
-        _check_targets(items, target)
-        return items, list
-    if isinstance(target, dict):
-        keys = list(target)
-        items = [target[k] for k in keys]
-        _check_targets(items, target)
-        return items, lambda values: dict(zip(keys, values, strict=True))
-    raise TypeError(
-        "run() takes a LazyResult (what calling a @cs.task returns), or a list, tuple or dict "
-        f"of them; got {type(target).__name__}: {preview(target)}"
-    )
-
-
-def _check_targets(items: list[Any], target: Any) -> None:
-    for item in items:
-        if not isinstance(item, LazyResult):
-            raise TypeError(
-                f"every run target must be a LazyResult; {type(target).__name__} holds "
-                f"{type(item).__name__}: {preview(item)}"
-            )
 
 
 class _Run:
@@ -820,7 +778,7 @@ class _Run:
         policy = lazy.cache
         context = None
         if policy is not None:
-            from cascade.caching.policies import CacheContext
+            from cascade.spec.cache_policy import CacheContext
 
             context = CacheContext(task, task_id, args, kwargs)
             hit, cached = policy.lookup(context)

@@ -10,13 +10,11 @@ import functools
 import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
+from cascade.spec.cache_policy import CachePolicy, check_cache_policy
 from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
 from cascade.spec.resource import find_injections
-
-if TYPE_CHECKING:
-    from cascade.caching.policies import CachePolicy
 
 R = TypeVar("R")
 
@@ -135,8 +133,6 @@ class LazyResult(Generic[R]):
 
     def with_cache(self, policy: CachePolicy | None) -> LazyResult[R]:
         """A copy of this call that uses ``policy`` (``None`` turns caching off)."""
-        from cascade.caching.policies import check_cache_policy
-
         clone = self._copy()
         clone.cache = check_cache_policy(policy, self.name)
         return clone
@@ -262,7 +258,6 @@ class Task(Generic[R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
-        from cascade.caching.policies import check_cache_policy
 
         self.fn = fn
         self.name = name or getattr(fn, "__name__", None) or repr(fn)

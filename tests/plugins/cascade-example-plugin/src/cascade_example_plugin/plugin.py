@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ClassVar
 
 import cascade
-from cascade.executors.base import BaseExecutor, TaskCall
-from cascade.runtime.events import Event
+from cascade.events import Event
+from cascade.executors import BaseExecutor, TaskCall
 
 #: How many attempts ``example-inline`` has been handed, per task name (tests read it).
 calls: collections.Counter[str] = collections.Counter()

@@ -1,4 +1,4 @@
-"""The event catalogue: every lifecycle fact the engine publishes on the bus.
+"""The event catalogue (a public module): every lifecycle fact the engine publishes on the bus.
 
 Events are frozen dataclasses so a subscriber can keep them, compare them and hand them across
 threads without copying. Subscribing to a base class (``Event``, ``TaskEvent``,
@@ -13,6 +13,20 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
 _random_bits = random.getrandbits
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"ValueError: message"``, as events and summaries report errors."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def preview(value: Any) -> str:
+    """The ``repr`` of a result, cut to 100 characters."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not fail the run
+        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _new_event_id() -> str:
@@ -148,5 +162,7 @@ __all__ = [
     "TaskExecutionStarted",
     "TaskRetrying",
     "TaskSkipped",
+    "describe_error",
     "make_event",
+    "preview",
 ]

@@ -1,4 +1,4 @@
-"""Every hook Cascade calls, in one module, grouped by when it runs.
+"""Every hook Cascade calls, in one module, grouped by when it runs (a public module).
 
 Hooks are synchronous (pluggy calls them as plain functions): they register and configure.
 Async work belongs in what they register (an executor's ``submit``, an async event handler).
@@ -14,6 +14,8 @@ from typing import Any
 import pluggy
 
 hookspec = pluggy.HookspecMarker("cascade")
+#: Marks a plugin's hook implementations; also exported as ``cascade.hookimpl``.
+hookimpl = pluggy.HookimplMarker("cascade")
 
 
 # -- registration: called once per process, the first time Cascade needs the registry ------
@@ -24,7 +26,7 @@ def cascade_register_executors(register: Callable[[str, Callable[[], Any]], None
     """Register executors by name.
 
     Call ``register(name, factory)`` once per executor; ``factory()`` takes no arguments and
-    returns a new executor (see ``cascade.executors.base.Executor``). Users select it with
+    returns a new executor (see ``cascade.executors.protocol.Executor``). Users select it with
     ``cs.run(..., executor=name)``, ``cs.Engine(executor=name)``, ``@cs.task(executor=name)`` or
     ``cascade run --executor name``. Called once per process, the first time an executor is
     looked up. Two plugins registering the same name is an error naming both.

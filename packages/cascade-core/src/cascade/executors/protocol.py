@@ -38,6 +38,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 #: context manager entered around the function (how tracing context reaches other processes).
 WorkerSetup = Callable[[dict[str, str]], contextlib.AbstractContextManager[Any]]
 
+#: ``submit_plain(fn, args, kwargs, is_async)``: see ``BaseExecutor.submit_plain``.
+PlainSubmit = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], bool], Any]
+
 
 @dataclass(slots=True, eq=False)
 class TaskCall:
@@ -217,6 +220,14 @@ class BaseExecutor:
 
     async def materialize(self, values: list[Any]) -> list[Any]:
         return values
+
+    #: Optional fast route, ``submit_plain(fn, args, kwargs, is_async) -> asyncio.Future``:
+    #: an executor that can start a call without a ``TaskCall`` implements it, and the engine
+    #: uses it for calls with no policies, no call hooks and no one listening to task events.
+    #: The result must behave exactly as ``submit``'s would. ``None``: always use ``submit``.
+    submit_plain: (
+        Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], bool], Any] | None
+    ) = None
 
 
 __all__ = [

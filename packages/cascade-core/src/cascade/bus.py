@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from cascade.runtime.events import Event
+from cascade.events import Event
 
 logger = logging.getLogger("cascade.bus")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from cascade.runtime.bus import MessageBus
-from cascade.runtime.events import (
+from cascade.bus import MessageBus
+from cascade.events import (
     Event,
     ResourceAcquired,
     ResourceReleased,

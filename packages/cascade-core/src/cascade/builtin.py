@@ -1,11 +1,15 @@
-"""Cascade's own parts, registered through the same hooks a third-party plugin uses."""
+"""Cascade's own parts, registered through the same hooks a third-party plugin uses.
+
+The plugin manager loads this module by name, as it loads an entry point, so it sits above
+the layers whose parts it registers; each hook imports its part when first called, which keeps
+``import cascade`` from loading thread pools, stores and multiprocessing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from cascade.plugins import hookimpl
+from cascade.hookspec import hookimpl
 
 
 @hookimpl
@@ -28,6 +32,6 @@ def cascade_register_cache_stores(register: Callable[[str, Callable[..., Any]], 
 @hookimpl
 def cascade_engine_created(engine: Any) -> None:
     if engine.log_level is not None:
-        from cascade.runtime.subscribers import HumanReadableLogSubscriber
+        from cascade.logs import HumanReadableLogSubscriber
 
         HumanReadableLogSubscriber(engine.bus, level=engine.log_level)

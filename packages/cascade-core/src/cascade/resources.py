@@ -8,8 +8,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cascade.runtime.bus import MessageBus
-from cascade.runtime.events import ResourceAcquired, ResourceReleased
+from cascade.bus import MessageBus
+from cascade.events import ResourceAcquired, ResourceReleased
 from cascade.spec.resource import ResourceDefinition
 
 logger = logging.getLogger("cascade.resources")
