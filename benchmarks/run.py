@@ -78,6 +78,15 @@ def fan_out_sync() -> None:
     assert engine_run(total(*[sync_noop() for _ in range(N)])) == N
 
 
+def fan_out_logged(level: str | None) -> Callable[[], None]:
+    """``cs.run`` as users call it, with the log subscriber at ``level`` (``None``: none)."""
+
+    def job() -> None:
+        assert cs.run(total(*[async_noop() for _ in range(N)]), log_level=level) == N
+
+    return job
+
+
 def gather_baseline() -> None:
     async def noop() -> int:
         return 1
@@ -193,6 +202,17 @@ def main() -> None:
             f"gather {per_task(base)}",
             f"{fan / base:.2f}×",
             "≤ 2.5×",
+        )
+    )
+    quiet = best(fan_out_logged(None))
+    warning = best(fan_out_logged("WARNING"))
+    rows.append(
+        (
+            "cs.run 10,000 async tasks, log_level='WARNING'",
+            per_task(warning),
+            f"log_level=None {per_task(quiet)}",
+            f"{warning / quiet:.2f}×",
+            "≤ 1.10×",
         )
     )
     chain = best(chain_async)

@@ -29,7 +29,7 @@ def test_example_loads_every_valid_order_into_sqlite(tmp_path):
     result = _run(tmp_path)
     assert "Loaded 117 orders into the warehouse." in result.stdout
     assert "rejected in north: 1014" in result.stdout
-    assert "read_csv succeeded" in result.stderr and "load succeeded" in result.stderr
+    assert "read_csv[0] succeeded" in result.stderr and "load succeeded" in result.stderr
     with sqlite3.connect(tmp_path / "warehouse.sqlite3") as db:
         regions = dict(db.execute("SELECT region, COUNT(*) FROM orders GROUP BY region"))
         assert regions == {"east": 39, "north": 39, "south": 39}

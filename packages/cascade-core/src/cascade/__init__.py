@@ -21,7 +21,7 @@ from cascade.bus import MessageBus
 from cascade.executors import Executor, TaskCall
 from cascade.graph import dry_run, visualize
 from cascade.hookspec import hookimpl
-from cascade.logs import HumanReadableLogSubscriber
+from cascade.logs import HumanReadableLogSubscriber, default_handler
 from cascade.plugins import PluginError, list_plugins
 from cascade.resources import ResourceError
 from cascade.runtime.engine import Engine
@@ -81,7 +81,10 @@ async def run_async(
     engine = Engine(
         bus=bus, executor=executor, max_concurrency=max_concurrency, log_level=log_level
     )
-    return await engine.run(target, params=params)
+    if log_level is None:
+        return await engine.run(target, params=params)
+    with default_handler():
+        return await engine.run(target, params=params)
 
 
 def run(
@@ -98,8 +101,9 @@ def run(
     ``target`` is a LazyResult, a list or tuple of them (a list comes back) or a dict of them
     (a dict comes back). ``params`` fills ``cs.Param`` inputs. A fresh engine is made for the
     call with the given ``executor``, ``max_concurrency`` and human-readable logging at
-    ``log_level`` (``None`` for silence). The first task that raises ends the run and its
-    exception is raised here unchanged.
+    ``log_level`` (``None`` for silence): lines go to the ``cascade`` loggers, shown on stderr
+    while the application has configured no logging of its own. The first task that raises
+    ends the run and its exception is raised here unchanged.
     """
     try:
         asyncio.get_running_loop()

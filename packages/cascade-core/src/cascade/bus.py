@@ -2,7 +2,9 @@
 
 Dispatch is resolved once per event type (walking its MRO) and cached until the subscriptions
 change, so publishing costs one dict lookup; ``wants()`` lets the engine skip building events
-nobody listens to.
+nobody listens to. A subscription may name the ``statuses`` it cares about (for events that
+have one, such as ``TaskExecutionFinished``), so the engine can skip successes that only a
+failure handler would have seen.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from cascade.events import Event
@@ -19,6 +21,12 @@ logger = logging.getLogger("cascade.bus")
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], Any]
+#: A handler and the statuses it wants (``None``: every event of its type).
+_Subscription = tuple[Handler, "frozenset[str] | None"]
+
+#: What a handler raising is allowed to stop: the whole process (Ctrl-C, ``sys.exit``). Any
+#: other exception, CancelledError and GeneratorExit included, is logged and contained.
+_PROCESS_EXITS = (KeyboardInterrupt, SystemExit)
 
 
 def _handler_name(handler: Handler) -> str:
@@ -37,50 +45,72 @@ class MessageBus:
     """
 
     def __init__(self) -> None:
-        self._handlers: dict[type[Event], list[Handler]] = {}
-        self._dispatch: dict[type[Event], tuple[Handler, ...]] = {}
+        self._handlers: dict[type[Event], list[_Subscription]] = {}
+        self._dispatch: dict[type[Event], tuple[_Subscription, ...]] = {}
         self._pending: set[asyncio.Task[Any]] = set()
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], Any]) -> None:
-        """Call ``handler(event)`` for every published event that is an ``event_type``."""
+    def subscribe(
+        self,
+        event_type: type[E],
+        handler: Callable[[E], Any],
+        *,
+        statuses: Collection[str] | None = None,
+    ) -> None:
+        """Call ``handler(event)`` for every published event that is an ``event_type`` (and,
+        with ``statuses``, whose ``status`` is one of them)."""
         if not (isinstance(event_type, type) and issubclass(event_type, Event)):
             raise TypeError(f"subscribe() needs an Event subclass, got {event_type!r}")
         if not callable(handler):
             raise TypeError(f"subscribe() needs a callable handler, got {handler!r}")
-        self._handlers.setdefault(event_type, []).append(handler)
+        wanted = None
+        if statuses is not None:
+            if isinstance(statuses, str):
+                raise TypeError(f"statuses= takes a collection of statuses, got {statuses!r}")
+            wanted = frozenset(statuses)
+        self._handlers.setdefault(event_type, []).append((handler, wanted))
         self._dispatch.clear()
 
     def unsubscribe(self, event_type: type[E], handler: Callable[[E], Any]) -> None:
-        """Remove a subscription made with the same type and handler; unknown pairs are ignored."""
-        handlers = self._handlers.get(event_type)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            self._dispatch.clear()
+        """Remove the subscriptions of ``handler`` to ``event_type``; unknown pairs are
+        ignored."""
+        subscriptions = self._handlers.get(event_type)
+        if subscriptions:
+            kept = [s for s in subscriptions if s[0] != handler]
+            if len(kept) != len(subscriptions):
+                self._handlers[event_type] = kept
+                self._dispatch.clear()
 
-    def _resolve(self, event_type: type[Event]) -> tuple[Handler, ...]:
-        found: list[Handler] = []
+    def _resolve(self, event_type: type[Event]) -> tuple[_Subscription, ...]:
+        found: list[_Subscription] = []
         for klass in event_type.__mro__:
             found.extend(self._handlers.get(klass, ()))
         resolved = tuple(found)
         self._dispatch[event_type] = resolved
         return resolved
 
-    def wants(self, event_type: type[Event]) -> bool:
-        """Whether publishing an ``event_type`` would reach any handler."""
-        handlers = self._dispatch.get(event_type)
-        if handlers is None:
-            handlers = self._resolve(event_type)
-        return bool(handlers)
+    def wants(self, event_type: type[Event], status: str | None = None) -> bool:
+        """Whether publishing an ``event_type`` (with ``status``, if given) would reach any
+        handler."""
+        subscriptions = self._dispatch.get(event_type)
+        if subscriptions is None:
+            subscriptions = self._resolve(event_type)
+        if status is None:
+            return bool(subscriptions)
+        return any(wanted is None or status in wanted for _, wanted in subscriptions)
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to its handlers, in subscription order (most specific type last)."""
-        handlers = self._dispatch.get(type(event))
-        if handlers is None:
-            handlers = self._resolve(type(event))
-        for handler in handlers:
+        subscriptions = self._dispatch.get(type(event))
+        if subscriptions is None:
+            subscriptions = self._resolve(type(event))
+        for handler, wanted in subscriptions:
+            if wanted is not None and getattr(event, "status", None) not in wanted:
+                continue
             try:
                 outcome = handler(event)
-            except Exception:
+            except BaseException as exc:
+                if isinstance(exc, _PROCESS_EXITS):
+                    raise
                 logger.exception(
                     "event handler %s raised on %s; the run goes on",
                     _handler_name(handler),
@@ -94,7 +124,9 @@ class MessageBus:
         async def guarded() -> None:
             try:
                 await outcome
-            except Exception:
+            except BaseException as exc:
+                if isinstance(exc, _PROCESS_EXITS):
+                    raise
                 logger.exception(
                     "async event handler %s raised on %s; the run goes on",
                     _handler_name(handler),
@@ -113,3 +145,6 @@ class MessageBus:
         """Wait until every async handler scheduled so far has finished."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+__all__ = ["MessageBus"]

@@ -55,11 +55,15 @@ class RunStarted(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    """A run ended. ``status`` is ``"Succeeded"``, ``"Failed"`` or ``"Cancelled"``."""
+    """A run ended. ``status`` is ``"Succeeded"``, ``"Failed"`` or ``"Cancelled"``; a failed
+    run names the error as ``error`` (``"Type: message"``) and ``error_type``, and carries the
+    exception itself in ``exception`` for subscribers in the same process."""
 
     status: str = "Succeeded"
     duration: float = 0.0
     error: str | None = None
+    error_type: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -81,15 +85,39 @@ class TaskExecutionStarted(TaskEvent):
 @dataclass(frozen=True)
 class TaskExecutionFinished(TaskEvent):
     """One attempt ended. ``timestamp`` is when it ended and ``start_time`` when it began,
-    as measured where it ran (a remote worker's clock for remote executors)."""
+    as measured where it ran (a remote worker's clock for remote executors).
+
+    ``status`` is ``"Succeeded"``, ``"Failed"`` or ``"Cancelled"``. A subscriber that needs
+    only some of them says so (``bus.subscribe(TaskExecutionFinished, handler,
+    statuses={"Failed"})``): the engine builds only the events someone wants, so asking only
+    for failures costs nothing per successful task. ``result`` is the value itself and
+    ``result_preview`` its ``repr`` cut to 100 characters, built when first read. A failure
+    has ``error`` (``"Type: message"``), ``error_type`` and, for subscribers in the same
+    process, ``exception``; ``will_retry`` says whether the task's retry policy will attempt
+    it again.
+    """
 
     status: str = "Succeeded"
     duration: float = 0.0
-    result_preview: str | None = None
     error: str | None = None
     attempt: int = 1
     start_time: float = 0.0
     executor: str = ""
+    error_type: str | None = None
+    will_retry: bool = False
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+    result: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def result_preview(self) -> str | None:
+        """``repr(result)`` cut to 100 characters, for a succeeded attempt; else ``None``."""
+        if self.status != "Succeeded":
+            return None
+        cached = self.__dict__.get("_preview")
+        if cached is None:
+            cached = preview(self.result)
+            self.__dict__["_preview"] = cached  # frozen: fill the cache without __setattr__
+        return cached  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -106,6 +134,8 @@ class TaskRetrying(TaskEvent):
     attempt: int = 1
     delay: float = 0.0
     error: str | None = None
+    error_type: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,14 +71,17 @@ def _qualified_name(cls: type) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-def _split_error(error: str | None) -> tuple[str, str]:
-    """``("ValueError", "message")`` from the ``"ValueError: message"`` events carry."""
-    if not error:
-        return "Exception", ""
-    kind, sep, message = error.partition(": ")
-    if not sep or " " in kind:
-        return "Exception", error
-    return kind, message
+def _error_of(
+    exception: BaseException | None, error_type: str | None, error: str | None
+) -> tuple[str, str]:
+    """``(qualified type name, message)`` of a failure as events carry it: from the exception
+    object when the event has it (in-process subscribers always do), else from its fields."""
+    if exception is not None:
+        return _qualified_name(type(exception)), str(exception)
+    kind = error_type or "Exception"
+    message = error or ""
+    prefix = f"{kind}: "
+    return kind, message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _attribute_value(value: Any) -> str | bool | int | float:
@@ -116,8 +118,6 @@ class _RunState:
     failed: dict[str, tuple[Span, int]] = field(default_factory=dict)
     #: the span of a task's last failed attempt, linked from its next attempt
     previous: dict[str, trace.SpanContext] = field(default_factory=dict)
-    #: qualified exception type names by the ``"Type: message"`` text events carry
-    error_types: dict[str, str] = field(default_factory=dict)
 
 
 class EngineTracing:
@@ -191,9 +191,7 @@ class EngineTracing:
         span = state.span
         span.set_attribute(RUN_STATUS, event.status)
         if event.status == "Failed":
-            kind, message = _split_error(event.error)
-            if event.error is not None:
-                kind = state.error_types.get(event.error, kind)
+            kind, message = _error_of(event.exception, event.error_type, event.error)
             span.set_attribute(ERROR_TYPE, kind)
             span.set_status(Status(StatusCode.ERROR, message))
         if trace.get_current_span() is span:
@@ -259,21 +257,15 @@ class EngineTracing:
         if event.status != "Failed":  # success and cancellation leave the status UNSET
             span.end(end_time=end)
             return
-        kind, message = _split_error(event.error)
-        # The engine publishes this event from the ``except`` block that caught the attempt's
-        # exception: when it is the one the event describes, record it with its traceback.
-        exc = sys.exc_info()[1]
-        if exc is not None and f"{type(exc).__name__}: {exc}" == event.error:
-            kind = _qualified_name(type(exc))
-            span.record_exception(exc, timestamp=end)
+        kind, message = _error_of(event.exception, event.error_type, event.error)
+        if event.exception is not None:
+            span.record_exception(event.exception, timestamp=end)
         else:
             span.add_event(
                 "exception",
                 {"exception.type": kind, "exception.message": message},
                 timestamp=end,
             )
-        if event.error is not None:
-            state.error_types.setdefault(event.error, kind)
         span.set_attribute(ERROR_TYPE, kind)
         span.set_status(Status(StatusCode.ERROR, message))
         # Ended when a retry is announced, or when the run finishes.

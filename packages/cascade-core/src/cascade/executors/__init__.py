@@ -12,6 +12,7 @@ from __future__ import annotations
 from cascade.executors.protocol import (
     BaseExecutor,
     Executor,
+    PlainSubmit,
     PortableFunction,
     TaskCall,
     UnpicklableTaskError,
@@ -25,6 +26,7 @@ from cascade.resources import ResourceError, ResourceStack, plan_resources
 __all__ = [
     "BaseExecutor",
     "Executor",
+    "PlainSubmit",
     "PortableFunction",
     "ResourceError",
     "ResourceStack",

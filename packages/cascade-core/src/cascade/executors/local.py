@@ -174,7 +174,10 @@ class LocalExecutor(BaseExecutor):
     def submit(self, call: TaskCall) -> Awaitable[Any]:
         if call.is_async:
             return call.fn(*call.args, **call.kwargs)  # type: ignore[no-any-return]
-        return self._threads().submit(call.fn, call.args, call.kwargs, call.context)
+        # A sync task sees the caller's context variables, as an async task does (each call
+        # in a copy of its own: one context cannot be entered by two threads at once).
+        context = call.context if call.context is not None else contextvars.copy_context()
+        return self._threads().submit(call.fn, call.args, call.kwargs, context)
 
     def submit_plain(
         self,
@@ -189,7 +192,7 @@ class LocalExecutor(BaseExecutor):
         fan-outs (``benchmarks/run.py``, fan-out rows)."""
         if is_async:
             return asyncio.get_running_loop().create_task(fn(*args, **kwargs))
-        return self._threads().submit(fn, args, kwargs)
+        return self._threads().submit(fn, args, kwargs, contextvars.copy_context())
 
 
 class ThreadExecutor(LocalExecutor):
@@ -199,11 +202,15 @@ class ThreadExecutor(LocalExecutor):
     name: ClassVar[str] = "threads"
 
     def submit(self, call: TaskCall) -> Awaitable[Any]:
+        context = call.context if call.context is not None else contextvars.copy_context()
         if call.is_async:
             return self._threads().submit(
-                _run_coroutine_function, (call.fn, *call.args), call.kwargs, call.context
+                _run_coroutine_function, (call.fn, *call.args), call.kwargs, context
             )
-        return self._threads().submit(call.fn, call.args, call.kwargs, call.context)
+        return self._threads().submit(call.fn, call.args, call.kwargs, context)
+
+    # Every call goes through ``submit``: async calls need their own loop in a thread.
+    submit_plain = None  # type: ignore[assignment]
 
 
 class ProcessExecutor(BaseExecutor):

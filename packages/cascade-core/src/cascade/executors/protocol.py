@@ -72,6 +72,10 @@ class TaskCall:
     leaves_process: bool = False
     resources: dict[str, str] = field(default_factory=dict)
     resource_providers: dict[str, Any] = field(default_factory=dict)
+    #: Set by the engine for calls with a timeout. An executor with ``reports_start = True``
+    #: calls it once, on the event loop's thread, when the call actually begins running, so
+    #: that time spent queued does not count against the timeout.
+    on_start: Callable[[], None] | None = None
 
 
 @runtime_checkable
@@ -208,6 +212,8 @@ class BaseExecutor:
     stops_on_cancel: ClassVar[bool] = False
     returns_references: ClassVar[bool] = False
     remote_resources: ClassVar[bool] = False
+    #: Whether this executor calls ``call.on_start()`` when a queued call begins running.
+    reports_start: ClassVar[bool] = False
 
     async def start(self) -> None:
         return None

@@ -1,0 +1,193 @@
+"""The per-run plan: everything decided once, before any task runs.
+
+Params are checked and converted, every task's executor is chosen, the resources the graph
+needs are ordered (run-scoped, task-scoped, and those set up remotely by executors that do it
+themselves), limits are made, and the bus is asked once which events anyone wants. A bad
+param, an unknown executor or resource, or a resource cycle fails here, naming the culprit,
+before anything has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from uuid import uuid4
+
+from cascade.bus import MessageBus
+from cascade.events import (
+    TaskExecutionFinished,
+    TaskExecutionStarted,
+    TaskRetrying,
+    TaskSkipped,
+)
+from cascade.executors import Executor, PlainSubmit, TaskCall
+from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
+from cascade.resources import ResourceError, ResourceStack, plan_resources
+from cascade.runtime.limits import Limiter
+from cascade.spec.params import ParamError
+from cascade.spec.resource import ResourceDefinition, declared_resources
+from cascade.spec.task import MISSING, Param, Task
+
+
+class EngineSettings(Protocol):
+    """What a run takes from its engine (``cascade.runtime.engine.Engine``)."""
+
+    bus: MessageBus
+    max_concurrency: int | None
+    call_hooks: list[Callable[[TaskCall], None]]
+
+    def resolve_executor(self, spec: str | Executor | None) -> tuple[str, Executor]: ...
+
+    def resource_providers(self) -> Mapping[str, ResourceDefinition]: ...
+
+
+class RunPlan:
+    """The decisions of one run, shared by the scheduler, the policies and the attempts."""
+
+    def __init__(self, engine: EngineSettings, graph: Graph, params: Mapping[str, Any]) -> None:
+        self.run_id = uuid4().hex
+        self.bus = engine.bus
+        self.loop = asyncio.get_running_loop()
+        self.graph = graph
+        self.params = resolve_params(graph, params)
+        self._plan_executors(engine)
+        self._plan_resources(engine.resource_providers())
+        self.resources = ResourceStack(self.bus, self.run_id)
+        self.call_hooks = tuple(engine.call_hooks)
+        self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
+        self.task_limiters: dict[int, Limiter] = {}
+        self.rng = random.Random()
+        #: Futures of attempts that cannot be stopped (sync work in threads): the run waits for
+        #: them before it ends, so nothing outlives the resources it uses.
+        self.unstoppable: set[asyncio.Future[Any]] = set()
+        bus = self.bus
+        self.want_started = bus.wants(TaskExecutionStarted)
+        self.want_succeeded = bus.wants(TaskExecutionFinished, status="Succeeded")
+        self.want_failed = bus.wants(TaskExecutionFinished, status="Failed")
+        self.want_cancelled = bus.wants(TaskExecutionFinished, status="Cancelled")
+        self.want_skipped = bus.wants(TaskSkipped)
+        self.want_retrying = bus.wants(TaskRetrying)
+        #: Whether an attempt needs a ``TaskCall`` even without policies: someone listens to
+        #: every attempt, or call hooks want to see it.
+        self.observe_calls = self.want_started or self.want_succeeded or bool(self.call_hooks)
+        #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
+        self.plain_submit: dict[int, PlainSubmit | None] = {
+            key: None if self.observe_calls else getattr(executor, "submit_plain", None)
+            for key, (_, executor) in self.executor_of_task.items()
+        }
+
+    # -- executors -------------------------------------------------------------------------
+
+    def _plan_executors(self, engine: EngineSettings) -> None:
+        default_name, default = engine.resolve_executor(None)
+        self.default_executor = (default_name, default)
+        by_spec: dict[Any, tuple[str, Executor]] = {default_name: self.default_executor}
+        self.executor_of_task: dict[int, tuple[str, Executor]] = {}
+        for node in self.graph.nodes:
+            task = node.lazy.task
+            if task is None or id(task) in self.executor_of_task:
+                continue
+            spec = task.executor
+            if spec is None:
+                self.executor_of_task[id(task)] = self.default_executor
+                continue
+            key = spec if isinstance(spec, str) else id(spec)
+            if key not in by_spec:
+                by_spec[key] = engine.resolve_executor(spec)
+            self.executor_of_task[id(task)] = by_spec[key]
+        self.executors: list[Executor] = []
+        for _, executor in by_spec.values():
+            if all(executor is not known for known in self.executors):
+                self.executors.append(executor)
+        self.has_references = any(e.returns_references for e in self.executors)
+
+    def executor_for(self, task: Task[Any]) -> tuple[str, Executor]:
+        """The executor name and instance a task's attempts go to."""
+        return self.executor_of_task[id(task)]
+
+    # -- resources -------------------------------------------------------------------------
+
+    def _plan_resources(self, registered: Mapping[str, ResourceDefinition]) -> None:
+        providers = {**declared_resources, **registered}
+        self.providers = providers
+        wanted: list[tuple[str, str]] = []
+        remote: list[tuple[str, str]] = []
+        seen: set[int] = set()
+        for node in self.graph.nodes:
+            task = node.lazy.task
+            if task is None or id(task) in seen:
+                continue
+            seen.add(id(task))
+            needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+            if self.executor_for(task)[1].remote_resources:
+                remote.extend(needs)
+            else:
+                wanted.extend(needs)
+        self.remote_providers = {n: providers[n] for n in plan_resources(providers, remote)}
+        order = plan_resources(providers, wanted)
+        task_scoped = {name for name in order if providers[name].scope == "task"}
+        for name in order:
+            if name in task_scoped:
+                continue
+            for _, dep in providers[name].injections:
+                if dep in task_scoped:
+                    raise ResourceError(
+                        f"run-scoped resource '{name}' cannot inject task-scoped resource '{dep}'"
+                    )
+        self.run_resources = [n for n in order if n not in task_scoped]
+        self.task_resources = task_scoped
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def needs_policies(self, node: Node) -> bool:
+        """Whether a node goes through the policy chain (``cascade.runtime.policies``) rather
+        than straight to its executor."""
+        lazy = node.lazy
+        task = lazy.task
+        assert task is not None
+        return (
+            node.kind == KIND_MAP
+            or lazy.retry is not None
+            or lazy.timeout is not None
+            or lazy.cache is not None
+            or lazy.condition is not MISSING
+            or task.concurrency is not None
+            or self.has_references
+            or bool(task.injections and (self.task_resources or self.remote_providers))
+        )
+
+    def task_limiter(self, task: Task[Any]) -> Limiter | None:
+        """The shared limiter of a task with ``concurrency=``, made on first use."""
+        if task.concurrency is None:
+            return None
+        limiter = self.task_limiters.get(id(task))
+        if limiter is None:
+            limiter = self.task_limiters[id(task)] = Limiter(task.concurrency)
+        return limiter
+
+
+def resolve_params(graph: Graph, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The value of every param the graph declares: given ones converted by their ``type``,
+    the rest their defaults. Unknown and missing params are a ``ParamError``."""
+    declared: dict[str, Param] = {}
+    for node in graph.nodes:
+        if node.kind == KIND_PARAM:
+            param = node.lazy
+            assert isinstance(param, Param)
+            declared.setdefault(param.param_name, param)
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        takes = ", ".join(sorted(declared)) or "no params"
+        raise ParamError(f"unknown param(s) {', '.join(unknown)}; this graph takes: {takes}")
+    missing = sorted(n for n, p in declared.items() if p.required and n not in given)
+    if missing:
+        raise ParamError(
+            f"missing required param(s): {', '.join(missing)}; pass them with "
+            "params={...} (or --param name=value on the command line)"
+        )
+    return {
+        name: param.convert(given[name]) if name in given else param.default
+        for name, param in declared.items()
+    }

@@ -1,0 +1,206 @@
+"""The policy chain a node with policies runs through, outermost first:
+
+condition → mapping (one chain per item) → concurrency limits (the task's, then the run's)
+→ cache → retries → one attempt (``cascade.runtime.attempt``).
+
+``run_node`` returns the node's value, or ``SKIPPED`` for a node whose condition was false.
+To add a policy, add a step here where it belongs in that order, and a check to
+``RunPlan.needs_policies`` so nodes that use it take this route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from cascade.events import TaskRetrying, TaskSkipped, describe_error, make_event, preview
+from cascade.graph.build import KIND_MAP, Node
+from cascade.runtime.attempt import run_attempt, will_retry
+from cascade.runtime.inputs import arguments
+from cascade.runtime.plan import RunPlan
+from cascade.spec.cache_policy import CacheContext
+from cascade.spec.task import MISSING, MappedLazyResult, Task
+
+#: The value of a node that did not run (its condition was false, or an input was skipped).
+SKIPPED: Any = type("Skipped", (), {"__repr__": lambda self: "<skipped>"})()
+
+
+async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
+    """Run one node with its policies, its inputs taken from ``results``."""
+    lazy = node.lazy
+    if lazy.condition is not MISSING:
+        condition = results[node.condition] if node.condition >= 0 else lazy.condition
+        if not condition:
+            publish_skip(plan, lazy.id, node.name, "ConditionFalse")
+            return SKIPPED
+    args, kwargs = arguments(node, results, plan.graph.index_of)
+    if node.kind == KIND_MAP:
+        return await _run_map(plan, node, args, kwargs)
+    return await _limited(plan, node, lazy.id, args, kwargs)
+
+
+def publish_skip(plan: RunPlan, task_id: str, task_name: str, reason: str) -> None:
+    if plan.want_skipped:
+        plan.bus.publish(
+            make_event(
+                TaskSkipped,
+                run_id=plan.run_id,
+                task_id=task_id,
+                task_name=task_name,
+                reason=reason,
+            )
+        )
+
+
+async def _run_map(
+    plan: RunPlan, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[Any]:
+    lazy = node.lazy
+    assert isinstance(lazy, MappedLazyResult)
+    columns: dict[str, list[Any]] = {}
+    for pos in lazy.iterated_args:
+        columns[f"argument {pos}"] = _as_list(args[pos], node.name, f"argument {pos}")
+    for key in lazy.iterated_kwargs:
+        columns[f"argument '{key}'"] = _as_list(kwargs[key], node.name, f"argument '{key}'")
+    lengths = {label: len(items) for label, items in columns.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{label} has {n}" for label, n in lengths.items())
+        raise ValueError(f"{node.name}.map(): iterated arguments differ in length: {detail}")
+    count = next(iter(lengths.values()))
+    arg_columns = [(pos, columns[f"argument {pos}"]) for pos in lazy.iterated_args]
+    kwarg_columns = [(key, columns[f"argument '{key}'"]) for key in lazy.iterated_kwargs]
+
+    def item_call(k: int) -> Coroutine[Any, Any, Any]:
+        item_args = list(args)
+        for pos, column in arg_columns:
+            item_args[pos] = column[k]
+        item_kwargs = dict(kwargs)
+        for key, column in kwarg_columns:
+            item_kwargs[key] = column[k]
+        return _limited(plan, node, f"{lazy.id}[{k}]", tuple(item_args), item_kwargs)
+
+    items = [plan.loop.create_task(item_call(k)) for k in range(count)]
+    if not items:
+        return []
+    try:
+        _, pending = await asyncio.wait(items, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for item in items:
+            item.cancel()
+        await asyncio.wait(items)
+        _retrieve(items)
+        raise
+    if pending:
+        for item in pending:
+            item.cancel()
+        await asyncio.wait(pending)
+    first = _retrieve(items)
+    if first is not None:
+        raise first
+    return [item.result() for item in items]
+
+
+def _retrieve(items: list[asyncio.Task[Any]]) -> BaseException | None:
+    """The first item's exception (in item order), after retrieving every item's, so none is
+    reported as "never retrieved"."""
+    first = None
+    for item in items:
+        if item.done() and not item.cancelled():
+            exc = item.exception()
+            if exc is not None and first is None:
+                first = exc
+    return first
+
+
+async def _limited(
+    plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """A node (or mapped item) inside its task's concurrency limit and the run's."""
+    task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+    task_limiter = plan.task_limiter(task)
+    if task_limiter is not None:
+        await task_limiter.acquire()
+    try:
+        if plan.limiter is not None:
+            await plan.limiter.acquire()
+        try:
+            return await _cached(plan, node, task, task_id, args, kwargs)
+        finally:
+            if plan.limiter is not None:
+                plan.limiter.release()
+    finally:
+        if task_limiter is not None:
+            task_limiter.release()
+
+
+async def _cached(
+    plan: RunPlan,
+    node: Node,
+    task: Task[Any],
+    task_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    policy = node.lazy.cache
+    if policy is None:
+        return await _retried(plan, node, task, task_id, args, kwargs)
+    context = CacheContext(task, task_id, args, kwargs)
+    hit, cached = policy.lookup(context)
+    if hit:
+        publish_skip(plan, task_id, task.name, "CacheHit")
+        return cached
+    value = await _retried(plan, node, task, task_id, args, kwargs)
+    if plan.has_references:
+        value = (await plan.executor_for(task)[1].materialize([value]))[0]
+    policy.save(context, value)
+    return value
+
+
+async def _retried(
+    plan: RunPlan,
+    node: Node,
+    task: Task[Any],
+    task_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    retry = node.lazy.retry
+    timeout = node.lazy.timeout
+    attempt = 1
+    while True:
+        try:
+            return await run_attempt(plan, task, task_id, args, kwargs, attempt, timeout, retry)
+        except Exception as exc:
+            if retry is None or not will_retry(retry, attempt, exc):
+                raise
+            delay = retry.delay_before(attempt, plan.rng)
+            if plan.want_retrying:
+                plan.bus.publish(
+                    make_event(
+                        TaskRetrying,
+                        run_id=plan.run_id,
+                        task_id=task_id,
+                        task_name=task.name,
+                        attempt=attempt,
+                        delay=delay,
+                        error=describe_error(exc),
+                        error_type=type(exc).__name__,
+                        exception=exc,
+                    )
+                )
+            attempt += 1
+            if delay:
+                await asyncio.sleep(delay)
+
+
+def _as_list(value: Any, task_name: str, label: str) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(
+            f"{task_name}.map(): {label} must be iterable, got {type(value).__name__}: "
+            f"{preview(value)}"
+        ) from None

@@ -1,0 +1,361 @@
+"""The scheduler loop: one run of one graph, every node as soon as its inputs are ready.
+
+A node whose inputs are complete is *launched* by one of two routes: straight to its executor
+when it has no policies (``RunPlan.needs_policies``), or as a coroutine running the policy
+chain (``cascade.runtime.policies``). Both routes end in the same completion callback,
+``_node_done``, which records the value, counts down the dependents' pending inputs and queues
+the ready ones. One pump drains the queues, so nothing recurses however deep or wide the graph
+is. The first failure stops new launches, cancels what can be stopped, waits for what cannot,
+tears resources down and re-raises the original exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+from collections import deque
+from typing import Any
+
+from cascade.events import RunFinished, RunStarted, describe_error
+from cascade.executors import Executor, TaskCall
+from cascade.graph.build import KIND_PARAM, Node
+from cascade.runtime.attempt import announce, as_future, report_finished, stoppable
+from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value
+from cascade.runtime.plan import RunPlan
+from cascade.runtime.policies import SKIPPED, publish_skip, run_node
+from cascade.spec.task import Task
+
+
+class Run:
+    """The state of one run: results, pending input counts, what is in flight."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.nodes = nodes = plan.graph.nodes
+        self.loop = plan.loop
+        count = len(nodes)
+        self.results: list[Any] = [None] * count
+        self.pending = [len(node.deps) for node in nodes]
+        self.skipped = bytearray(count)
+        self.any_skipped = False
+        self.finished = 0
+        self.ready: deque[int] = deque()
+        #: Direct-route nodes that were given a slot of the run's limit while waiting for one.
+        self.admitted: deque[int] = deque()
+        self.pumping = False
+        self.stopping = False
+        self.error: BaseException | None = None
+        # Futures in flight: direct-route calls, and the coroutines running policy chains.
+        self.inflight: dict[asyncio.Future[Any], Node] = {}
+        self.runners: dict[asyncio.Future[Any], Node] = {}
+        self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        # When failures are wanted but attempts are not observed, a direct-route failure is
+        # reported with the start time kept here (a float per node: nothing for the GC).
+        self.started_at: list[float] | None = (
+            [0.0] * count if plan.want_failed and not plan.observe_calls else None
+        )
+        # Made once per run rather than per task: a bound method or a closure per task would
+        # be more objects for the garbage collector to walk in a wide fan-out.
+        self.on_done = self._node_done
+        # Completion callbacks run in the run's context as it is once run-scoped resources
+        # are set up, so every task sees context variables those set.
+        self.context = contextvars.copy_context()
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def execute(self) -> list[Any]:
+        plan = self.plan
+        bus = plan.bus
+        started = time.perf_counter()
+        if bus.wants(RunStarted):
+            bus.publish(
+                RunStarted(
+                    run_id=plan.run_id,
+                    target_tasks=[self.nodes[i].name for i in plan.graph.targets],
+                    params=dict(plan.params),
+                )
+            )
+        status = "Succeeded"
+        failure: BaseException | None = None
+        started_executors: list[Executor] = []
+        try:
+            for executor in plan.executors:
+                await executor.start()
+                started_executors.append(executor)
+            for name in plan.run_resources:
+                try:
+                    await plan.resources.enter(plan.providers[name], plan.resources.instances)
+                except Exception as exc:
+                    _note(exc, f"while setting up resource '{name}'")
+                    raise
+            self.context = contextvars.copy_context()
+            await self._schedule()
+            targets = plan.graph.targets
+            values = [self.results[i] for i in targets]
+            if plan.has_references:
+                values = [
+                    await fetch_value(plan, i, v, SKIPPED)
+                    for i, v in zip(targets, values, strict=True)
+                ]
+            return [None if v is SKIPPED else v for v in values]
+        except asyncio.CancelledError as exc:
+            status, failure = "Cancelled", exc
+            raise
+        except BaseException as exc:
+            status, failure = "Failed", exc
+            raise
+        finally:
+            await self._stop_everything()
+            try:
+                await plan.resources.close(failure)
+            except BaseException as exc:
+                if failure is None:
+                    status, failure = "Failed", exc
+                raise
+            finally:
+                for executor in reversed(started_executors):
+                    await executor.shutdown()
+                await bus.flush()
+                if bus.wants(RunFinished):
+                    failed = status == "Failed" and failure is not None
+                    bus.publish(
+                        RunFinished(
+                            run_id=plan.run_id,
+                            status=status,
+                            duration=time.perf_counter() - started,
+                            error=describe_error(failure) if failed else None,  # type: ignore[arg-type]
+                            error_type=type(failure).__name__ if failed else None,
+                            exception=failure if failed else None,
+                        )
+                    )
+                await bus.flush()
+
+    async def _schedule(self) -> None:
+        if not self.nodes:
+            return
+        params = self.plan.params
+        for node in self.nodes:
+            if node.kind == KIND_PARAM:
+                self._complete(node.index, params[node.lazy.param_name])  # type: ignore[attr-defined]
+            elif not node.deps:
+                self.ready.append(node.index)
+        self._pump()
+        await self.done
+        if self.error is not None:
+            raise self.error
+
+    async def _stop_everything(self) -> None:
+        """Stop launching, cancel what can be cancelled, and wait for everything in flight
+        (an attempt abandoned after a timeout is not waited for)."""
+        self.stopping = True
+        self.ready.clear()
+        self.admitted.clear()
+        plan = self.plan
+        if plan.limiter is not None:
+            plan.limiter.close()
+        while self.inflight or self.runners or plan.unstoppable:
+            for future in self.runners:
+                future.cancel()
+            for future, node in self.inflight.items():
+                if stoppable(future, self._executor(node)):
+                    future.cancel()
+            waiting = set(self.inflight) | set(self.runners) | plan.unstoppable
+            try:
+                await asyncio.wait(waiting)
+            except asyncio.CancelledError:
+                continue  # cancelled again while cleaning up: finish cleaning up first
+            for future in waiting:
+                if future.done():
+                    self.inflight.pop(future, None)
+                    self.runners.pop(future, None)
+                    plan.unstoppable.discard(future)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        if self.pumping:
+            return
+        self.pumping = True
+        try:
+            ready, admitted, nodes = self.ready, self.admitted, self.nodes
+            while not self.stopping:
+                if admitted:
+                    self._start_direct(nodes[admitted.popleft()])
+                elif ready:
+                    self._launch(nodes[ready.popleft()])
+                else:
+                    break
+        except Exception as exc:  # a defect here must end the run, not vanish in a callback
+            self._fail(exc)
+        finally:
+            self.pumping = False
+
+    def _launch(self, node: Node) -> None:
+        if self.any_skipped and any(self.skipped[d] for d in node.value_deps):
+            self._skip(node, "UpstreamSkipped")
+            return
+        plan = self.plan
+        if plan.needs_policies(node):
+            runner = self.loop.create_task(self._with_policies(node))
+            self.runners[runner] = node
+            runner.add_done_callback(self.on_done, context=self.context)
+            return
+        limiter = plan.limiter
+        if limiter is not None and not limiter.try_acquire():
+            limiter.wait(functools.partial(self._admit, node.index))
+            return
+        self._start_direct(node)
+
+    def _admit(self, index: int) -> None:
+        """A slot of the run's limit was passed to a waiting direct-route node."""
+        self.admitted.append(index)
+        self._pump()
+
+    async def _with_policies(self, node: Node) -> Any:
+        results: Any = self.results
+        if self.plan.has_references:
+            results = await fetch_inputs(self.plan, node, self.results, SKIPPED)
+        return await run_node(self.plan, node, results)
+
+    def _start_direct(self, node: Node) -> None:
+        """Submit a node without policies; it finishes in ``_node_done``."""
+        plan = self.plan
+        task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+        executor_name, executor = plan.executor_for(task)
+        try:
+            args, kwargs = arguments(node, self.results, plan.graph.index_of)
+            if task.injections:
+                kwargs = dict(kwargs)
+                instances = plan.resources.instances
+                for param, resource_name in task.injections:
+                    kwargs.setdefault(param, instances[resource_name])
+        except Exception as exc:
+            _note(exc, f"while building the arguments of task '{node.name}'")
+            self._release_slot()
+            self._fail(exc)
+            return
+        submit_plain = plan.plain_submit[id(task)]
+        if submit_plain is not None:
+            # The direct route's own fast path: the executor starts the call without a
+            # TaskCall, because nobody would look at one (see Executor.submit_plain).
+            try:
+                future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
+            except Exception as exc:
+                self._release_slot()
+                self._fail(exc)
+                return
+            if self.started_at is not None:
+                self.started_at[node.index] = time.time()
+        else:
+            call = TaskCall(
+                node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
+            )
+            call.leaves_process = executor.requires_pickle
+            try:
+                announce(plan, call, executor_name)
+                future = as_future(plan, executor.submit(call), call.context)
+            except BaseException as exc:
+                report_finished(plan, call, executor_name, None, exc)
+                self._release_slot()
+                self._fail(exc)
+                return
+            self.reported[future] = (call, executor_name)
+        self.inflight[future] = node
+        future.add_done_callback(self.on_done, context=self.context)
+
+    def _release_slot(self) -> None:
+        if self.plan.limiter is not None:
+            self.plan.limiter.release()
+
+    # -- completion, the one path every node finishes through ------------------------------
+
+    def _node_done(self, future: asyncio.Future[Any]) -> None:
+        node = self.inflight.pop(future, None)
+        direct = node is not None
+        if node is None:
+            node = self.runners.pop(future)
+        else:
+            self._release_slot()
+        reported = self.reported.pop(future, None) if self.reported else None
+        try:
+            value = future.result()
+        except asyncio.CancelledError:
+            if direct:
+                self._report_direct(node, reported, None, None, cancelled=True)
+            if not self.stopping:
+                self._fail(asyncio.CancelledError(f"task '{node.name}' was cancelled"))
+            return
+        except BaseException as exc:
+            if direct:
+                self._report_direct(node, reported, None, exc)
+            self._fail(exc)
+            return
+        if reported is not None:
+            report_finished(self.plan, reported[0], reported[1], value, None)
+        if self.stopping:
+            return
+        if value is SKIPPED:
+            self.skipped[node.index] = 1
+            self.any_skipped = True
+        self._complete(node.index, value)
+        self._pump()
+
+    def _report_direct(
+        self,
+        node: Node,
+        reported: tuple[TaskCall, str] | None,
+        value: Any,
+        exc: BaseException | None,
+        cancelled: bool = False,
+    ) -> None:
+        plan = self.plan
+        if reported is None:
+            if self.started_at is None:
+                return
+            task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+            call = TaskCall(node.lazy.id, task.name, task.fn, (), {}, task.is_async, plan.run_id)
+            call.start_time = self.started_at[node.index] or None
+            reported = (call, plan.executor_for(task)[0])
+        report_finished(plan, reported[0], reported[1], value, exc, cancelled=cancelled)
+
+    def _complete(self, index: int, value: Any) -> None:
+        """Record a node's result and queue the dependents whose inputs are now complete."""
+        self.results[index] = value
+        pending, ready = self.pending, self.ready
+        for dependent in self.nodes[index].dependents:
+            pending[dependent] -= 1
+            if pending[dependent] == 0:
+                ready.append(dependent)
+        self.finished += 1
+        if self.finished == len(self.nodes) and not self.done.done():
+            self.done.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None and not self.stopping:
+            self.error = exc
+            self.stopping = True
+            self.ready.clear()
+            self.admitted.clear()
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def _skip(self, node: Node, reason: str) -> None:
+        self.skipped[node.index] = 1
+        self.any_skipped = True
+        publish_skip(self.plan, node.lazy.id, node.name, reason)
+        self._complete(node.index, SKIPPED)
+
+    def _executor(self, node: Node) -> Executor:
+        return self.plan.executor_for(node.lazy.task)[1]  # type: ignore[arg-type]
+
+
+def _note(exc: BaseException, text: str) -> None:
+    """Say where an exception came from without changing it (shown in its traceback)."""
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:  # Python 3.11+
+        add_note(text)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
