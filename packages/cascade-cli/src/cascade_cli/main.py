@@ -11,11 +11,14 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cascade_cli._version import __version__
+
+if TYPE_CHECKING:
+    from cascade.plugins import PluginManager
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -36,15 +39,23 @@ class CascadeGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.plugins_loaded = False
         self.protected: frozenset[str] = frozenset()
+        self.manager: PluginManager | None = None
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
         if self.plugins_loaded and name in self.commands:
+            # Refused, not raised: the plugin's other commands still count.
+            from cascade.plugins import CascadePluginWarning  # loaded once plugins are
+
             owner = "a built-in cascade command" if name in self.protected else "another plugin's"
-            raise ValueError(
-                f"cannot add command '{name}': it is {owner}; give the plugin's command "
-                "another name (prefix it with the plugin's name)"
+            plugin = self.manager.current_plugin if self.manager is not None else "a plugin"
+            warnings.warn(
+                f"Cascade plugin '{plugin}' cannot add command '{name}': it is {owner}; give "
+                "the plugin's command another name (prefix it with the plugin's name)",
+                CascadePluginWarning,
+                stacklevel=2,
             )
+            return
         super().add_command(cmd, name)
 
     def load_plugin_commands(self) -> None:
@@ -59,7 +70,7 @@ class CascadeGroup(click.Group):
         from cascade.plugins import get_plugin_manager
         from cascade_cli import hookspecs
 
-        manager = get_plugin_manager()
+        manager = self.manager = get_plugin_manager()
         try:
             manager.add_hookspecs(hookspecs)
         except ValueError:

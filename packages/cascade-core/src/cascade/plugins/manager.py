@@ -22,6 +22,7 @@ import pluggy
 
 from cascade import hookspec as hookspecs
 from cascade._version import __version__
+from cascade.spec.resource import make_resource_definition
 
 GROUP = "cascade"
 BUILTIN_NAME = "cascade.builtin"
@@ -92,6 +93,24 @@ class PluginManager:
             return
         with self._lock:
             self.pm.register(plugin, name=name)
+            wrappers = sorted(
+                caller.name
+                for caller in self.pm.get_hookcallers(plugin) or ()  # type: ignore[attr-defined]
+                for impl in caller.get_hookimpls()
+                if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper)
+            )
+            if wrappers:
+                # Cascade calls each plugin's implementation on its own (so one broken plugin
+                # spoils nothing); a wrapper would silently never run, so it is refused.
+                self.pm.unregister(plugin)
+                warnings.warn(
+                    f"Cascade plugin '{name}' implements {', '.join(wrappers)} as a hook "
+                    "wrapper, which Cascade does not call; the plugin is left out. Implement "
+                    "the hooks as plain functions (@cascade.hookimpl without wrapper=True).",
+                    CascadePluginWarning,
+                    stacklevel=2,
+                )
+                return
             hooks = sorted(
                 impl.name
                 for impl in self.pm.get_hookcallers(plugin) or ()  # type: ignore[attr-defined]
@@ -169,9 +188,11 @@ class PluginManager:
         def register(name: str, factory: Callable[..., Any]) -> None:
             owner = self._current_plugin
             if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin '{owner}' registered a {kind} without a name")
+                self.refuse(f"registered a {kind} without a name ({name!r})")
+                return
             if not callable(factory):
-                raise PluginError(f"plugin '{owner}' registered {kind} '{name}' without a factory")
+                self.refuse(f"registered {kind} '{name}' without a factory ({factory!r})")
+                return
             if name in found and found[name][1] != owner:
                 raise PluginError(
                     f"{kind} '{name}' is registered by two plugins: '{found[name][1]}' and "
@@ -220,15 +241,18 @@ class PluginManager:
         """Resources contributed by plugins, by name."""
         with self._lock:
             if self._resources is None:
-                from cascade.spec.resource import make_resource_definition
 
                 collected: dict[str, Any] = {}
 
                 def register(resource: Any) -> None:
                     # Validated here, inside the plugin's hook call, so a bad resource is
-                    # reported as that plugin's fault and left out instead of breaking every
-                    # engine.
-                    definition = make_resource_definition(resource)
+                    # reported as that plugin's fault and left out, and what the plugin
+                    # registers after it still counts.
+                    try:
+                        definition = make_resource_definition(resource)
+                    except (TypeError, ValueError) as exc:
+                        self.refuse(f"registered something that is not a resource: {exc}")
+                        return
                     collected[definition.name] = definition
 
                 self.call_each("cascade_register_resources", register=register)
@@ -237,6 +261,21 @@ class PluginManager:
 
     def engine_created(self, engine: Any) -> None:
         self.call_each("cascade_engine_created", engine=engine)
+
+    def refuse(self, what: str) -> None:
+        """Warn that the plugin whose hook is running made one bad registration, which is
+        left out; the rest of what it registers counts."""
+        warnings.warn(
+            f"Cascade plugin '{self._current_plugin}' {what}; that registration is left out",
+            CascadePluginWarning,
+            stacklevel=3,
+        )
+
+    @property
+    def current_plugin(self) -> str:
+        """The name of the plugin whose hook ``call_each`` is calling right now, for
+        registries that refuse one registration with a warning naming the plugin."""
+        return self._current_plugin
 
     _current_plugin: str = ""
 
