@@ -87,3 +87,107 @@ def test_find_params_walks_arguments_conditions_and_ordering() -> None:
     assert sorted(find_params(guarded)) == ["first", "flag", "in_tuple", "nested"]
     shared = cs.Param("shared")
     assert find_params(echo.map([1, 2], extra=cs.unmapped(shared))) == {"shared": shared}
+
+
+# -- types refuse lossy or nonsensical values (Param.convert, shared by cs.run and the CLI) ------
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "reason"),
+    [
+        (list, "oslo", "text is not a list (it would become its letters)"),
+        (int, 2.5, "2.5 has a fractional part"),
+        (int, "2.5", "2.5 has a fractional part"),
+        (int, True, "the boolean True is not a whole number"),
+        (float, True, "the boolean True is not a number"),
+        (float, "true", "'true' is not a number"),
+        (int, None, "null (None) is not an int"),
+        (str, None, "null (None) is not a str"),
+        (bool, "maybe", "'maybe' is not a boolean; use true/false"),
+        (dict, [1, 2], "a list is not a mapping"),
+        (list[int], ["1", "x"], "'x' is not a whole number"),
+    ],
+)
+def test_lossy_conversions_are_refused_naming_param_value_and_type(
+    kind: Any, value: Any, reason: str
+) -> None:
+    param = cs.Param("p", type=kind)
+    with pytest.raises(cs.ParamError) as caught:
+        param.convert(value)
+    assert str(caught.value).startswith(f"param 'p': cannot convert {value!r} to ")
+    assert reason in str(caught.value)
+    assert caught.value.param == "p" and caught.value.value == value
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "converted"),
+    [
+        (int, "3", 3),
+        (int, 3.0, 3),
+        (int, "2.0", 2),
+        (float, 2, 2.0),
+        (float, "2.5", 2.5),
+        (bool, "off", False),
+        (bool, 1, True),
+        (str, 7, "7"),
+        (list, ("a", "b"), ["a", "b"]),
+        (Decimal, 1.1, Decimal("1.1")),  # the float as written, not its binary expansion
+        (datetime.date, "2024-05-01", datetime.date(2024, 5, 1)),
+        (int | None, None, None),
+        (list[int], ["1", 2], [1, 2]),
+    ],
+)
+def test_lossless_conversions_pass(kind: Any, value: Any, converted: Any) -> None:
+    result = cs.Param("p", type=kind).convert(value)
+    assert result == converted and type(result) is type(converted)
+
+
+def test_cs_run_raises_param_error_for_a_refused_value() -> None:
+    @cs.task
+    def count(items: list[str]) -> int:
+        return len(items)
+
+    with pytest.raises(cs.ParamError, match=r"param 'stations': cannot convert 'oslo' to list"):
+        cs.run(count(cs.Param("stations", type=list)), params={"stations": "oslo"}, log_level=None)
+    assert cs.run(count(cs.Param("stations", type=list)), params={"stations": ["oslo"]}) == 1
+
+
+def test_a_model_class_validates_a_mapping() -> None:
+    from pipelines.strict_params import Station
+
+    param = cs.Param("home", type=Station)
+    station = param.convert({"name": "oslo", "lat": "59.9"})
+    assert isinstance(station, Station) and (station.name, station.lat) == ("oslo", 59.9)
+    assert param.convert(station) is station
+    with pytest.raises(cs.ParamError, match="name: field required"):
+        param.convert({"lat": 1})
+    with pytest.raises(cs.ParamError, match="text is not a mapping; Station validates an object"):
+        param.convert("oslo")
+
+
+def test_a_pydantic_model_validates_a_mapping() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Config(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        name: str
+        retries: int = 1
+
+    param = cs.Param("config", type=Config)
+    assert param.convert({"name": "x", "retries": "2"}) == Config(name="x", retries=2)
+    with pytest.raises(cs.ParamError, match="param 'config'.*retries: Input should be"):
+        param.convert({"name": "x", "retries": "many"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "message"),
+    [
+        (list, "oslo", "param 'p': cannot convert 'oslo' to list: text is not a list"),
+        (int, "2.5", "param 'p': cannot convert '2.5' to int: 2.5 has a fractional part"),
+        (float, "true", "param 'p': cannot convert 'true' to float: the boolean True is not"),
+        (int, "null", "param 'p': cannot convert 'null' to int: null (None) is not an int"),
+    ],
+)
+def test_the_command_line_names_the_text_as_typed(kind: Any, raw: str, message: str) -> None:
+    with pytest.raises(ParamsError) as caught:
+        choose_value(cs.Param("p", type=kind), raw)
+    assert str(caught.value).startswith(message)

@@ -3,20 +3,21 @@
 A value is parsed as JSON and falls back to the plain string (``n=3`` is the number 3,
 ``day=2024-05-01`` the string); when the graph's ``cs.Param`` declares a ``type``, the form
 that type accepts is chosen (``type=str`` always gets the text as typed, ``type=Decimal`` gets
-``"1.10"`` rather than the float ``1.1``), and a value it rejects is a usage error naming the
-param. The engine then converts with the same ``type``, exactly as ``cs.run`` would.
+``"1.10"`` rather than the float ``1.1``), and a value it rejects in both readings (``oslo`` for
+``type=list``, ``2.5`` for ``type=int``, ``true`` for ``type=float``, ``null`` for any type) is
+a usage error naming the param, the text and the type. The engine then converts with the same
+``type``, exactly as ``cs.run`` would.
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from cascade import Param
 
-_TRUE = {"true", "yes", "on", "1", "y", "t"}
-_FALSE = {"false", "no", "off", "0", "n", "f"}
 _JSON_NUMBER_TYPES: tuple[Any, ...] = (int, float, complex)
 
 
@@ -65,18 +66,6 @@ def read_params_file(source: str, stdin: IO[str]) -> dict[str, Any]:
     return data
 
 
-def _bool_from_text(param: Param, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ParamsError(
-        f"param '{param.param_name}': cannot convert {raw!r} to bool; "
-        "use true/false, yes/no, on/off or 1/0"
-    )
-
-
 def _check(param: Param, value: Any) -> None:
     try:
         param.convert(value)
@@ -84,31 +73,55 @@ def _check(param: Param, value: Any) -> None:
         raise ParamsError(str(exc)) from None
 
 
+def _refusal(param: Param, raw: str, exc: ValueError) -> ParamsError:
+    """The type's refusal, naming the text as it was typed (``'null'``, not ``None``)."""
+    expected = getattr(exc, "expected", None)
+    reason = getattr(exc, "reason", None)
+    if expected is None or reason is None:
+        return ParamsError(str(exc))
+    return ParamsError(
+        f"param '{param.param_name}': cannot convert {raw!r} to {expected}: {reason}"
+    )
+
+
 def choose_value(param: Param | None, raw: str) -> Any:
     """The value to hand the engine for ``--param name=raw``: the JSON-or-string reading, or
-    the raw text where the param's ``type`` takes text better."""
+    the raw text where the param's ``type`` takes text better. A value the type refuses in
+    both readings is a ``ParamsError`` naming the param, the text and the type."""
     parsed = parse_value(raw)
     kind = param.type if param is not None else None
     if param is None or kind is None:
         return parsed
     if kind is str:
         return raw
-    if kind is bool:
-        return parsed if isinstance(parsed, bool) else _bool_from_text(param, raw)
     if isinstance(parsed, (int, float)) and kind not in _JSON_NUMBER_TYPES:
         order = [raw, parsed]  # Decimal("1.10"), Path("2024"), date.fromisoformat(...)
     else:
         order = [parsed, raw] if parsed is not raw else [raw]
-    first_error: ParamsError | None = None
+    first_error: ValueError | None = None
     for value in order:
         try:
-            _check(param, value)
-        except ParamsError as exc:
+            converted = param.convert(value)
+        except ValueError as exc:
             first_error = first_error or exc
             continue
-        return value
+        # A bool goes over as the bool ("off" is False); other values go over as read, for
+        # the engine to convert (a user's type function may not take its own output).
+        return converted if kind is bool else value
     assert first_error is not None
-    raise first_error
+    raise _refusal(param, raw, first_error)
+
+
+def describe_type(kind: Any) -> str:
+    """A param type as ``--help`` and messages show it: ``int``, ``list[str]``, ``int | None``,
+    ``Station``, ``date.fromisoformat``."""
+    if kind is None:
+        return ""
+    if typing.get_origin(kind) is not None:
+        return repr(kind).replace("typing.", "")
+    if isinstance(kind, type):
+        return kind.__qualname__
+    return str(getattr(kind, "__qualname__", None) or repr(kind))
 
 
 def _takes(declared: Mapping[str, Param]) -> str:
@@ -117,7 +130,7 @@ def _takes(declared: Mapping[str, Param]) -> str:
     parts = []
     for name in sorted(declared):
         param = declared[name]
-        kind = getattr(param.type, "__name__", None) if param.type is not None else None
+        kind = describe_type(param.type)
         detail = f"{name}: {kind}" if kind else name
         if not param.required:
             detail += f" = {param.default!r}"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
+from cascade.spec.params import convert_param
 from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
 from cascade.spec.resource import find_injections
 
@@ -158,7 +159,9 @@ class Param(LazyResult[Any]):
     """A graph input, resolved from the ``params`` given to ``run``.
 
     ``type`` converts the given value (``"3"`` from a command line becomes ``3`` with
-    ``type=int``); a param without a default is required.
+    ``type=int``) and refuses values it would change the meaning of; it may also be a model
+    class with ``model_validate`` (pydantic), which validates a mapping. A param without a
+    default is required; the default is used as it is.
     """
 
     __slots__ = ("default", "description", "param_name", "type")
@@ -194,18 +197,11 @@ class Param(LazyResult[Any]):
         raise TypeError(f"policies apply to task calls, not to {self!r}")
 
     def convert(self, value: Any) -> Any:
-        """Apply ``type`` to a given value, with an error naming the param on failure."""
-        if self.type is None or value is None:
-            return value
-        if isinstance(self.type, type) and isinstance(value, self.type):
-            return value
-        try:
-            return self.type(value)
-        except Exception as exc:
-            type_name = getattr(self.type, "__name__", repr(self.type))
-            raise ValueError(
-                f"param '{self.param_name}': cannot convert {value!r} to {type_name}: {exc}"
-            ) from exc
+        """Apply ``type`` to a given value. A conversion that would lose or invent something
+        (``2.5`` to ``int``, ``true`` to ``float``, the text ``"oslo"`` to ``list``, ``None`` to
+        anything) is a ``ParamError`` naming the param, the value and the type; see
+        ``cascade.spec.params`` for what each kind of type accepts."""
+        return convert_param(self.param_name, self.type, value)
 
 
 class unmapped:
@@ -250,7 +246,7 @@ class Task(Generic[R]):
         fn: Callable[..., Any],
         *,
         name: str | None = None,
-        executor: str | None = None,
+        executor: str | Any | None = None,
         retries: int | RetryPolicy | None = None,
         timeout: float | None = None,
         cache: CachePolicy | None = None,
@@ -262,8 +258,13 @@ class Task(Generic[R]):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", None) or repr(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
-        if executor is not None and not isinstance(executor, str):
-            raise TypeError(f"task '{self.name}': executor= takes a name, got {executor!r}")
+        if executor is not None and not (
+            isinstance(executor, str) or callable(getattr(executor, "submit", None))
+        ):
+            raise TypeError(
+                f"task '{self.name}': executor= takes an executor name or instance, "
+                f"got {executor!r}"
+            )
         self.executor = executor
         self.retry = _retry_from(retries)
         self.timeout = check_timeout(timeout)
@@ -354,7 +355,7 @@ def task(fn: Callable[..., R], /) -> Task[R]: ...
 def task(
     *,
     name: str | None = None,
-    executor: str | None = None,
+    executor: str | Any | None = None,
     retries: int | RetryPolicy | None = None,
     timeout: float | None = None,
     cache: CachePolicy | None = None,
@@ -365,7 +366,7 @@ def task(
     /,
     *,
     name: str | None = None,
-    executor: str | None = None,
+    executor: str | Any | None = None,
     retries: int | RetryPolicy | None = None,
     timeout: float | None = None,
     cache: CachePolicy | None = None,
