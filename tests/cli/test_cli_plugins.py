@@ -132,12 +132,11 @@ def test_plugins_cannot_replace_builtin_commands_and_a_raising_plugin_is_a_warni
         "'broken' raised in cascade_register_commands" in m and "no commands today" in m
         for m in messages
     ), messages
-    assert any(
-        "'hijacker' raised in cascade_register_commands" in m
-        and "cannot add command 'run': it is a built-in cascade command" in m
-        for m in messages
+    assert (
+        "Cascade plugin 'hijacker' cannot add command 'run': it is a built-in cascade command"
+        in " ".join(messages)
     ), messages
-    copies = [m for m in messages if "'copycat' raised" in m or "'greeter' raised" in m]
+    copies = [m for m in messages if "'copycat' cannot" in m or "'greeter' cannot" in m]
     assert len(copies) == 1 and "command 'greet': it is another plugin's" in copies[0], messages
     help_text = invoke("run", "--help").output
     assert "Run the graph behind TARGET" in help_text
