@@ -241,7 +241,6 @@ class PluginManager:
         """Resources contributed by plugins, by name."""
         with self._lock:
             if self._resources is None:
-
                 collected: dict[str, Any] = {}
 
                 def register(resource: Any) -> None:
