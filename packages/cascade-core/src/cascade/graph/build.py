@@ -17,21 +17,58 @@ KIND_PARAM = 1
 KIND_MAP = 2
 
 _CONTAINERS = (list, tuple, dict)
+_SEARCHED = (LazyResult, list, tuple, dict)
 
 
 def _contains_lazy(value: Any) -> list[LazyResult[Any]]:
-    """Every LazyResult inside a list/tuple/dict at any depth (empty for plain literals)."""
+    """Every LazyResult inside a list/tuple/dict at any depth, in the order they appear (empty
+    for plain literals)."""
+    return _scan(value)[0]
+
+
+def _scan(value: Any) -> tuple[list[LazyResult[Any]], list[tuple[Any, ...]]]:
+    """The LazyResults inside a container, first to last, and the tuple subclasses met on the
+    way (other than named tuples), which ``resolve_nested`` has to rebuild with their class.
+    Each container is visited once (by identity), so a literal that contains itself ends the
+    search and sub-lists shared many times cost one visit."""
     found: list[LazyResult[Any]] = []
+    odd_tuples: list[tuple[Any, ...]] = []
+    seen: set[int] = set()
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, LazyResult):
             found.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
+            continue
+        if isinstance(item, dict):
+            items: Any = item.values()
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return found
+            items = item
+            if type(item) is not tuple and isinstance(item, tuple) and not hasattr(item, "_make"):
+                odd_tuples.append(item)
+        else:
+            continue
+        key = id(item)
+        if key in seen:
+            continue
+        seen.add(key)
+        # Pushed in reverse so they are popped, and found, first to last.
+        stack.extend([x for x in reversed(items) if isinstance(x, _SEARCHED)])
+    return found, odd_tuples
+
+
+def _nested(lazy: LazyResult[Any], where: int | str, value: Any) -> list[LazyResult[Any]]:
+    """The LazyResults inside one argument, after checking that every tuple subclass holding
+    one can be rebuilt with results in their place (so a run never fails half-way on it)."""
+    inner, odd_tuples = _scan(value)
+    for container in odd_tuples:
+        if _contains_lazy(container):
+            try:
+                _rebuild_tuple(container, list(container))
+            except TypeError as exc:
+                label = f"argument {where}" if isinstance(where, int) else f"argument '{where}'"
+                raise TypeError(f"task '{lazy.name}': {label}: {exc}") from exc.__cause__
+    return inner
 
 
 @dataclass(slots=True)
@@ -109,7 +146,7 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
     for pos, value in enumerate(lazy.args):
         if isinstance(value, LazyResult):
             arg_slots.append((pos, index_of[id(value)]))
-        elif isinstance(value, _CONTAINERS) and (inner := _contains_lazy(value)):
+        elif isinstance(value, _CONTAINERS) and (inner := _nested(lazy, pos, value)):
             nested_args.append(pos)
             value_deps.extend(index_of[id(x)] for x in inner)
     kwarg_slots: list[tuple[str, int]] = []
@@ -117,7 +154,7 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
     for key, value in lazy.kwargs.items():
         if isinstance(value, LazyResult):
             kwarg_slots.append((key, index_of[id(value)]))
-        elif isinstance(value, _CONTAINERS) and (inner := _contains_lazy(value)):
+        elif isinstance(value, _CONTAINERS) and (inner := _nested(lazy, key, value)):
             nested_kwargs.append(key)
             value_deps.extend(index_of[id(x)] for x in inner)
     value_deps.extend(d for _, d in arg_slots)
@@ -191,24 +228,172 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
 
 
 def resolve_nested(value: Any, results: Sequence[Any], index_of: dict[int, int]) -> Any:
-    """Rebuild a container, replacing each LazyResult inside it with its result. Containers
-    without LazyResults inside are passed through as the same object."""
+    """Rebuild a container, replacing each LazyResult inside it with its result.
+
+    Containers without LazyResults inside are passed through as the same object, so literals
+    reach the task untouched. Iterative (no recursion, however deep the nesting); a container
+    that appears several times is rebuilt once and shared the same way in the copy, and lists
+    and dicts that contain themselves are rebuilt with the same cycle. Lists and dicts come
+    back as plain ``list`` and ``dict``; tuples keep their class (named tuples too). A tuple
+    subclass that cannot be rebuilt from its items raises a ``TypeError`` naming it.
+    """
     if isinstance(value, LazyResult):
         return results[index_of[id(value)]]
+    if not isinstance(value, _CONTAINERS):
+        return value
+    flat = _resolve_flat(value, results, index_of)
+    if flat is not _NOT_FLAT:
+        return flat
+    return _Rebuild(results, index_of).run(value)
+
+
+_NOT_FLAT: Any = object()
+
+
+def _resolve_flat(value: Any, results: Sequence[Any], index_of: dict[int, int]) -> Any:
+    """The common case, a container of LazyResults and plain values with no container inside:
+    one pass. ``_NOT_FLAT`` when it holds containers."""
+    items = value.values() if isinstance(value, dict) else value
+    found = False
+    for item in items:
+        if isinstance(item, LazyResult):
+            found = True
+        elif isinstance(item, _CONTAINERS):
+            return _NOT_FLAT
+    if not found:
+        return value
+
+    def swap(item: Any) -> Any:
+        return results[index_of[id(item)]] if isinstance(item, LazyResult) else item
+
     if isinstance(value, dict):
-        if not _contains_lazy(value):
-            return value
-        return {k: resolve_nested(v, results, index_of) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        if not _contains_lazy(value):
-            return value
-        items = [resolve_nested(v, results, index_of) for v in value]
-        if isinstance(value, list):
-            return items
-        if hasattr(value, "_fields"):  # namedtuple
-            return type(value)(*items)
-        return type(value)(items)
-    return value
+        return {k: swap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [swap(v) for v in value]
+    return _rebuild_tuple(value, [swap(v) for v in value])
+
+
+class _Rebuild:
+    """``resolve_nested`` for containers holding containers: find every container reachable
+    (once each), mark those with a LazyResult somewhere below, and rebuild only those."""
+
+    def __init__(self, results: Sequence[Any], index_of: dict[int, int]) -> None:
+        self.results = results
+        self.index_of = index_of
+
+    def run(self, root: Any) -> Any:
+        containers: dict[int, Any] = {}
+        parents: dict[int, list[int]] = {}
+        holders: list[int] = []
+        stack = [root]
+        containers[id(root)] = root
+        while stack:
+            container = stack.pop()
+            key = id(container)
+            direct = False
+            for item in container.values() if isinstance(container, dict) else container:
+                if isinstance(item, LazyResult):
+                    direct = True
+                elif isinstance(item, _CONTAINERS):
+                    child = id(item)
+                    parents.setdefault(child, []).append(key)
+                    if child not in containers:
+                        containers[child] = item
+                        stack.append(item)
+            if direct:
+                holders.append(key)
+        # A container is rebuilt if a LazyResult is reachable from it: walk up from holders.
+        rebuilt: set[int] = set(holders)
+        while holders:
+            for parent in parents.get(holders.pop(), ()):
+                if parent not in rebuilt:
+                    rebuilt.add(parent)
+                    holders.append(parent)
+        if id(root) not in rebuilt:
+            return root
+        # Lists and dicts are made empty first (so cycles through them close), tuples once
+        # their items exist (children first: tuples alone cannot form a cycle), and the
+        # lists and dicts are filled last.
+        made: dict[int, Any] = {}
+        for key in rebuilt:
+            container = containers[key]
+            if isinstance(container, list):
+                made[key] = []
+            elif isinstance(container, dict):
+                made[key] = {}
+        for key in self._tuples_children_first(rebuilt, containers):
+            container = containers[key]
+            made[key] = _rebuild_tuple(container, [self._swap(x, made, rebuilt) for x in container])
+        for key in rebuilt:
+            container = containers[key]
+            if isinstance(container, list):
+                made[key].extend(self._swap(x, made, rebuilt) for x in container)
+            elif isinstance(container, dict):
+                target = made[key]
+                for k, v in container.items():
+                    target[k] = self._swap(v, made, rebuilt)
+        return made[id(root)]
+
+    def _swap(self, item: Any, made: dict[int, Any], rebuilt: set[int]) -> Any:
+        if isinstance(item, LazyResult):
+            return self.results[self.index_of[id(item)]]
+        if isinstance(item, _CONTAINERS) and id(item) in rebuilt:
+            return made[id(item)]
+        return item
+
+    @staticmethod
+    def _tuples_children_first(rebuilt: set[int], containers: dict[int, Any]) -> list[int]:
+        order: list[int] = []
+        placed: set[int] = set()
+        for start in rebuilt:
+            if start in placed or not isinstance(containers[start], tuple):
+                continue
+            stack: list[tuple[int, bool]] = [(start, False)]
+            while stack:
+                key, expanded = stack.pop()
+                if expanded:
+                    if key not in placed:
+                        placed.add(key)
+                        order.append(key)
+                    continue
+                if key in placed:
+                    continue
+                stack.append((key, True))
+                for item in containers[key]:
+                    child = id(item)
+                    if isinstance(item, tuple) and child in rebuilt and child not in placed:
+                        stack.append((child, False))
+        return order
+
+
+def _rebuild_tuple(original: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
+    """A tuple of ``original``'s class holding ``items``: a named tuple through ``_make``,
+    another subclass through its constructor, checked to hold exactly ``items``."""
+    kind = type(original)
+    if kind is tuple:
+        return tuple(items)
+    try:
+        make = getattr(kind, "_make", None)
+        rebuilt = make(items) if callable(make) else kind(items)
+    except Exception as exc:
+        raise TypeError(
+            f"an argument of type {kind.__module__}.{kind.__qualname__} (a tuple subclass) "
+            f"holds a LazyResult, and it cannot be rebuilt with the result in its place: "
+            f"{kind.__qualname__}(items) raised {type(exc).__name__}: {exc}. Pass a plain "
+            "tuple or list, or give the class a constructor that takes one iterable."
+        ) from exc
+    if (
+        not isinstance(rebuilt, kind)
+        or len(rebuilt) != len(items)
+        or any(a is not b for a, b in zip(rebuilt, items, strict=True))
+    ):
+        raise TypeError(
+            f"an argument of type {kind.__module__}.{kind.__qualname__} (a tuple subclass) "
+            f"holds a LazyResult, and {kind.__qualname__}(items) does not rebuild it with the "
+            "result in its place. Pass a plain tuple or list, or give the class a "
+            "constructor that takes one iterable."
+        )
+    return rebuilt  # type: ignore[no-any-return]
 
 
 __all__ = ["KIND_MAP", "KIND_PARAM", "KIND_TASK", "Graph", "Node", "build_graph", "resolve_nested"]
