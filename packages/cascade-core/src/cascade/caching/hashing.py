@@ -14,11 +14,14 @@ their text, not the file's content), ``datetime``/``date``/``time``/``timedelta`
 ``Index`` (only when those libraries are already imported; there is no dependency on them), and
 any object whose class defines ``__cascade_hash__(self)`` returning ``str``, ``bytes`` or another
 supported value. Anything else, a reference cycle, or nesting deeper than ``MAX_DEPTH`` raises
-``UnhashableInputError`` rather than guessing.
+``UnhashableInputError`` rather than guessing. An ``OrderedDict`` is hashed in its order (it is
+part of its equality), and an aware ``datetime`` or ``time`` with its zone as well as its
+offset (Europe/London and UTC agree in winter, but are not the same input).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as _dt
 import enum
@@ -170,6 +173,43 @@ def _feed_dict(h: Any, mapping: Any, depth: int, active: set[int]) -> None:
         active.discard(ident)
 
 
+def _feed_ordered_dict(h: Any, mapping: Any, depth: int, active: set[int]) -> None:
+    ident = _enter(mapping, depth, active)
+    try:
+        h.update(b"o%d[" % len(mapping))
+        for key, item in dict.items(mapping):
+            try:
+                h.update(_digest(key, depth + 1, active))
+            except UnhashableInputError as exc:
+                raise exc.inside(f"<key {key!r}>") from None
+            try:
+                h.update(_digest(item, depth + 1, active))
+            except UnhashableInputError as exc:
+                raise exc.inside(f"[{key!r}]") from None
+    finally:
+        active.discard(ident)
+
+
+def _zone_identity(tzinfo: Any, value: Any) -> str:
+    """A stable name for a time zone: the IANA key (zoneinfo, pytz), a fixed offset's name, or
+    the zone's ``repr`` when that holds no memory address; else its class and the name it
+    gives this value."""
+    kind = type(tzinfo)
+    key = getattr(tzinfo, "key", None) or getattr(tzinfo, "zone", None)
+    if isinstance(key, str):
+        return f"{_class_name(kind)}:{key}"
+    if isinstance(tzinfo, _dt.timezone):
+        return f"timezone:{tzinfo.tzname(None)}"
+    text = repr(tzinfo)
+    if " at 0x" not in text:
+        return f"{_class_name(kind)}:{text}"
+    try:
+        name = tzinfo.tzname(value if isinstance(value, _dt.datetime) else None)
+    except Exception:
+        name = None
+    return f"{_class_name(kind)}:{name}"
+
+
 def _feed_set(h: Any, tag: bytes, items: Any, depth: int, active: set[int]) -> None:
     ident = _enter(items, depth, active)
     try:
@@ -219,6 +259,10 @@ def _feed_other(h: Any, value: Any, kind: type, depth: int, active: set[int]) ->
         _feed_tagged(h, b"D", kind)
         _feed_str(h, b"v", value.isoformat())
         h.update(b"%d;" % getattr(value, "fold", 0))
+        tzinfo = getattr(value, "tzinfo", None)
+        if tzinfo is not None:
+            # The offset is in the text; the zone is not (London and UTC agree in winter).
+            _feed_str(h, b"z", _zone_identity(tzinfo, value))
     elif isinstance(value, _dt.timedelta):
         _feed_tagged(h, b"W", kind)
         nanos = getattr(value, "nanoseconds", 0)
@@ -295,6 +339,8 @@ def _feed_subclass(h: Any, value: Any, kind: type, depth: int, active: set[int])
         h.update(bytes(value))
     elif isinstance(value, list | tuple):
         _feed_sequence(h, b"l" if isinstance(value, list) else b"t", value, depth, active)
+    elif isinstance(value, collections.OrderedDict):
+        _feed_ordered_dict(h, value, depth, active)  # its order is part of its equality
     elif isinstance(value, dict):
         _feed_dict(h, value, depth, active)
     else:

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from cascade.caching.hashing import UnhashableInputError, hash_arguments
-from cascade.caching.inputs import named_inputs, task_identity
+from cascade.caching.inputs import (
+    OutsideValueError,
+    named_inputs,
+    outside_digest,
+    task_identity,
+)
 from cascade.caching.store import CacheStore, check_store, resolve_store
 from cascade.spec.cache_policy import CacheContext, CacheWarning
 
@@ -25,11 +30,15 @@ class InputHashCache:
     """Skip a task when a result for the same task and the same inputs is stored.
 
     The key is a sha256 of the task's identity (its name, the function's qualified name and
-    either ``version`` or a fingerprint of its source) and a stable content hash of its resolved
+    either ``version`` or a fingerprint of its source), a stable content hash of its resolved
     inputs by parameter name (see ``cascade.caching.hashing``; injected resources are not
-    inputs). ``key_fn(context) -> str`` replaces the input hash, for inputs with no stable
-    hash or to key on part of them. A stored ``None`` is a hit. An input without a stable hash
-    makes that call run uncached with a ``CacheWarning`` naming the task and the argument.
+    inputs), and what its code reads from outside its arguments: values captured from an
+    enclosing function and the module-level globals it looks up (``outside_digest``), so tasks
+    made by one factory, or a changed module constant, never share an entry.
+    ``key_fn(context) -> str`` replaces the input hash, for inputs with no stable hash or to
+    key on part of them. A stored ``None`` is a hit. An input without a stable hash
+    makes that call run uncached with a ``CacheWarning`` naming the task and the argument; so
+    does a captured value or a global without one (unless ``key_fn`` decides the key).
 
     ``ttl`` (seconds) limits how long an entry is used. ``store`` is a store name registered
     through ``cascade_register_cache_stores`` (``"directory"``, ``"memory"``) or a store object;
@@ -89,8 +98,8 @@ class InputHashCache:
             return task_identity(task, self.version).encode("utf-8", "surrogatepass")
 
     def key_for(self, context: CacheContext) -> str | None:
-        """The store key of this call, or ``None`` (with a ``CacheWarning``) when an input has
-        no stable hash."""
+        """The store key of this call, or ``None`` (with a ``CacheWarning``) when an input, or
+        a value the task's code reads from outside its arguments, has no stable hash."""
         if self.key_fn is not None:
             custom = self.key_fn(context)
             if not isinstance(custom, str):
@@ -114,6 +123,21 @@ class InputHashCache:
                     stacklevel=2,
                 )
                 return None
+        try:
+            outside = outside_digest(context.task, lenient=self.key_fn is not None)
+        except OutsideValueError as exc:
+            warnings.warn(
+                f"task '{context.task_name}': its code reads the {exc.label} (a "
+                f"{exc.value_type}), which has no stable hash, so this call runs without the "
+                f"cache and its result is not stored: {exc}. The result may depend on it: "
+                "pass it as an argument, define __cascade_hash__ on its class, or give "
+                "InputHashCache a key_fn= (which then decides the key).",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return None
+        if outside is not None:
+            inputs += b"\0outside\0" + outside
         return hashlib.sha256(
             _KEY_SCHEME + self._identity(context.task) + b"\0" + inputs
         ).hexdigest()

@@ -1,17 +1,25 @@
-"""What cache policies key on: a task's inputs by parameter name, and a fingerprint of its
-code."""
+"""What cache policies key on: a task's inputs by parameter name, a fingerprint of its code,
+and the values its code reads from outside its arguments (closure variables, module globals)."""
 
 from __future__ import annotations
 
 import ast
+import collections
+import dis
 import hashlib
 import inspect
+import logging
+import sys
 import textwrap
+import threading
+import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from cascade.caching.hashing import UnhashableInputError, stable_hash
 from cascade.spec.cache_policy import CacheContext
+from cascade.spec.task import Task
 
 
 class _Signature:
@@ -132,8 +140,6 @@ def _canonical_source(source: str) -> str:
 
 
 def _feed_code(digest: Any, code: Any) -> None:
-    from cascade.caching.hashing import UnhashableInputError, stable_hash
-
     digest.update(code.co_code)
     digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
     for const in code.co_consts:
@@ -155,4 +161,217 @@ def task_identity(task: Any, version: str | None) -> str:
     return f"{task.name}\0{qualified}\0{marker}"
 
 
-__all__ = ["call_inputs", "code_fingerprint", "named_inputs", "task_identity"]
+# -- what the code reads from outside its arguments ---------------------------------------------
+
+
+class OutsideValueError(UnhashableInputError):
+    """A closure variable or module global that a task's code reads has no stable hash.
+    ``label`` says which (``"captured variable 'k'"``, ``"module-level global 'MODEL'"``)."""
+
+    def __init__(self, label: str, value: Any, cause: UnhashableInputError) -> None:
+        super().__init__(cause.reason, cause.where)
+        self.label = label
+        self.value_type = f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+_global_names_of: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+_fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """``code`` and the code objects nested in it (lambdas, comprehensions, inner functions)."""
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+
+
+def _global_names(fn: Any) -> tuple[str, ...]:
+    """The names ``fn``'s code looks up as globals, worked out once per function."""
+    try:
+        return _global_names_of[fn]
+    except (KeyError, TypeError):
+        pass
+    code = getattr(fn, "__code__", None)
+    names: set[str] = set()
+    if isinstance(code, types.CodeType):
+        for current in _codes(code):
+            for instruction in dis.get_instructions(current):
+                if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                    names.add(str(instruction.argval))
+    found = tuple(sorted(names))
+    try:
+        _global_names_of[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
+def _fingerprint(fn: Any) -> str:
+    try:
+        return _fingerprints[fn]
+    except (KeyError, TypeError):
+        pass
+    found = code_fingerprint(fn)
+    try:
+        _fingerprints[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
+_ignored: tuple[bool, tuple[type, ...]] | None = None
+
+
+def _ignored_types() -> tuple[type, ...]:
+    """Objects a task reads that never decide its result: loggers, locks and the like, and
+    OpenTelemetry tracers (only if that library is loaded). They count by their type."""
+    global _ignored
+    traced = "opentelemetry.trace" in sys.modules
+    if _ignored is not None and _ignored[0] == traced:
+        return _ignored[1]
+    found: list[type] = [
+        types.MethodWrapperType,
+        logging.Logger,
+        logging.LoggerAdapter,
+        type(threading.Lock()),
+        type(threading.RLock()),
+        threading.Condition,
+        threading.Semaphore,
+        threading.Event,
+    ]
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is not None:
+        found += [trace.Tracer, trace.TracerProvider]
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        found += [asyncio.Lock, asyncio.Semaphore, asyncio.Event, asyncio.Condition]
+    _ignored = (traced, tuple(found))
+    return _ignored[1]
+
+
+def _qualified(value: Any) -> str:
+    return f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', None)}"
+
+
+#: Per function: ``"kind:name"`` -> (the value last seen there, its digest or why it has none).
+_outside_memo: weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _value_digest(value: Any, captured: bool, ignored: tuple[type, ...]) -> Any:
+    """How one outside value counts (bytes), or the ``UnhashableInputError`` saying why it
+    cannot."""
+    if isinstance(value, types.ModuleType):
+        return b"module:" + value.__name__.encode() + b";"
+    if isinstance(value, Task):
+        return f"task:{value.name}:{_qualified(value.fn)};".encode()
+    if isinstance(value, types.FunctionType):
+        text = f"function:{_qualified(value)};"
+        if captured:  # a local helper: its code is the task's too
+            text += _fingerprint(value)
+        return text.encode()
+    if isinstance(value, type | types.BuiltinFunctionType | types.MethodType):
+        return f"ref:{_qualified(value)};".encode()
+    if isinstance(value, ignored):
+        return f"object:{_qualified(type(value))};".encode()
+    try:
+        return stable_hash(value).encode()
+    except UnhashableInputError as exc:
+        if isinstance(value, _STATE_CONTAINERS):
+            # A list or dict of objects the task collects into: state, not configuration.
+            return f"state:{_qualified(type(value))};".encode()
+        return exc
+
+
+#: Mutable containers: hashed by content when they have one, else counted by their type.
+_STATE_CONTAINERS = (list, dict, set, bytearray, collections.deque)
+
+
+def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
+    """A digest of what ``task``'s function reads from outside its arguments, or ``None`` when
+    it reads nothing: the values it captured from enclosing functions (so two tasks made by one
+    factory differ) and the module-level globals its code looks up (so a changed constant
+    changes the key). Functions it captures count with their own code and what they read in
+    turn; modules, functions and classes read as globals count by name; loggers, locks and
+    tracers by type, and so do lists, dicts and sets whose content has no stable hash (state
+    the task collects into). Any other value without a stable hash raises
+    ``OutsideValueError``, unless ``lenient`` (the key is the user's, through ``key_fn``),
+    when it counts by its type.
+
+    A value is hashed when first seen and again whenever the name is bound to another object;
+    changes made inside a mutable object in place are not seen (a list the task appends to
+    keeps its key)."""
+    fn = getattr(task, "fn", task)
+    if not getattr(fn, "__closure__", None) and not _global_names(fn):
+        return None  # the common case: a module-level function reading only its arguments
+    h = hashlib.sha256(b"outside\0")
+    entries = 0
+    ignored = _ignored_types()
+    seen: set[int] = set()
+    pending: list[tuple[str, Any]] = [("", fn)]
+    while pending:
+        owner, current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "__code__", None)
+        if not isinstance(code, types.CodeType):
+            continue
+        try:
+            memo = _outside_memo[current]
+        except KeyError:
+            memo = _outside_memo[current] = {}
+        except TypeError:  # not weak-referenceable
+            memo = {}
+        items: list[tuple[str, str, Any]] = []
+        for name, cell in zip(code.co_freevars, current.__closure__ or (), strict=False):
+            try:
+                items.append(("c", name, cell.cell_contents))
+            except ValueError:  # not bound yet
+                items.append(("u", name, None))
+        namespace = getattr(current, "__globals__", {})
+        for name in _global_names(current):
+            if name in namespace:
+                items.append(("g", name, namespace[name]))
+        for kind, name, value in items:
+            entries += 1
+            slot = f"{kind}:{name}"
+            h.update(f"{owner}{slot}=".encode("utf-8", "surrogatepass"))
+            if kind == "u":
+                h.update(b"unbound;")
+                continue
+            known = memo.get(slot)
+            if known is not None and known[0] is value:
+                digest = known[1]
+            else:
+                digest = _value_digest(value, kind == "c", ignored)
+                memo[slot] = (value, digest)
+            if kind == "c" and isinstance(value, Task | types.FunctionType):
+                pending.append((f"{owner}{name}.", getattr(value, "fn", value)))
+            if isinstance(digest, bytes):
+                h.update(digest)
+            elif lenient:
+                h.update(f"object:{_qualified(type(value))};".encode())
+            else:
+                where = owner.rstrip(".")
+                inside = f" of the captured function '{where}'" if where else ""
+                label = (
+                    f"captured variable '{name}'{inside}"
+                    if kind == "c"
+                    else f"module-level global '{name}'{inside}"
+                )
+                raise OutsideValueError(label, value, digest)
+    return h.digest() if entries else None
+
+
+__all__ = [
+    "OutsideValueError",
+    "call_inputs",
+    "code_fingerprint",
+    "named_inputs",
+    "outside_digest",
+    "task_identity",
+]

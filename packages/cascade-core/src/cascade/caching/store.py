@@ -19,12 +19,16 @@ import logging
 import os
 import pickle
 import re
+import stat
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from cascade.spec.cache_policy import CacheWarning
 
 logger = logging.getLogger("cascade.caching")
 
@@ -34,6 +38,9 @@ ENV_CACHE_DIR = "CASCADE_CACHE_DIR"
 _MAGIC = b"CASCADE-CACHE 1\n"
 _SUFFIX = ".entry"
 _HEX_KEY = re.compile(r"[0-9a-f]{32,128}")
+#: Entries are data, never executable: readable by others (a shared cache), written only by
+#: their owner (the umask may take more away).
+_ENTRY_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,7 @@ class DirectoryStore:
         self._counters = _counters_for(self._root)
         self._made: set[str] = set()
         self._tmp_ids = itertools.count()
+        self._checked = False
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self.path)!r})"
@@ -234,7 +242,11 @@ class DirectoryStore:
             except FileNotFoundError:
                 continue
             for item in files:
-                if item.name.endswith(_SUFFIX) and not item.name.startswith("."):
+                if (
+                    item.name.endswith(_SUFFIX)
+                    and not item.name.startswith(".")
+                    and item.is_file(follow_symlinks=False)
+                ):
                     yield Path(item.path)
 
     def _read_header(self, file: Path) -> tuple[_Header | None, int]:
@@ -252,7 +264,26 @@ class DirectoryStore:
 
     # -- the protocol ------------------------------------------------------------------------
 
+    def _check_directory(self) -> None:
+        """Warn, once per store, when the cache directory is writable by every user: anyone
+        could then plant an entry that runs code when it is unpickled."""
+        try:
+            mode = os.stat(self._root).st_mode
+        except OSError:
+            return  # not there yet: checked again once it is made
+        self._checked = True
+        if os.name == "posix" and mode & stat.S_IWOTH:
+            warnings.warn(
+                f"the cache directory {self._root} is writable by every user on this machine: "
+                "anyone could plant a cache entry there, and loading one runs code (entries "
+                f"are pickles). Use a private directory, or `chmod o-w {self._root}`.",
+                CacheWarning,
+                stacklevel=3,
+            )
+
     def get(self, key: str) -> tuple[bool, Any]:
+        if not self._checked:
+            self._check_directory()
         file = self._file(key)
         counters = self._counters
         try:
@@ -338,6 +369,8 @@ class DirectoryStore:
         if directory not in self._made:
             if not os.path.isdir(self._root):
                 self._make_root()
+            if not self._checked:
+                self._check_directory()
             os.makedirs(directory, exist_ok=True)
             self._made.add(directory)
         tmp = os.path.join(
@@ -345,7 +378,9 @@ class DirectoryStore:
             # Unique across threads, processes and machines sharing the directory.
             f".{name}.{os.getpid()}.{next(self._tmp_ids)}.{os.urandom(6).hex()}.tmp",
         )
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _ENTRY_MODE
+        )
         try:
             with os.fdopen(fd, "wb") as handle:
                 for part in parts:
