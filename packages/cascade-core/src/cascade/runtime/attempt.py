@@ -288,6 +288,8 @@ async def _submit_and_wait(
         if can_stop:
             future.cancel()
             await asyncio.wait({future})
+        else:
+            future.add_done_callback(_retrieve)
         raise TaskTimeoutError(call.task_name, call.timeout)
     return future.result()
 
@@ -300,3 +302,11 @@ def _mark_started(started: asyncio.Future[None]) -> None:
 def _wait_at_run_end(plan: RunPlan, future: asyncio.Future[Any]) -> None:
     plan.unstoppable.add(future)
     future.add_done_callback(plan.unstoppable.discard)
+    future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Fetch the outcome of work nobody waits for any more, so asyncio does not report it as
+    "never retrieved": the attempt it belonged to already failed or was cancelled."""
+    if not future.cancelled():
+        future.exception()
