@@ -400,8 +400,8 @@ def command_test(args: list[str]) -> int:
             background.append((label, thread, out, res))
         if background:
             print(
-                f"\n(pytest with {', '.join(b[0] for b in background)} runs alongside, at most "
-                f"{jobs} pytest runs at once; its output follows when it ends)",
+                f"\n(pytest with {' and '.join(b[0] for b in background)}: in the background, "
+                f"at most {jobs} pytest runs at once; the output of each follows when it ends)",
                 flush=True,
             )
     if "pytest" in names:
@@ -481,7 +481,7 @@ def command_dist(args: list[str]) -> int:
 _VERSION_RE = re.compile(r"\d+(\.\d+){1,2}((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?")
 _NAMES = "|".join(re.escape(n) for n in RELEASED)
 # A pin of one of our distributions, with or without extras: cascade-core[cli]==0.1.0.
-PIN_RE = re.compile(rf"\b({_NAMES})(\[[\w,\s-]*\])?==([\w.+!-]+)")
+PIN_RE = re.compile(rf"\b({_NAMES})(\[[\w,\s-]*\])?==(\d(?:[\w.+!-]*\w)?)")
 
 
 def read_version(root: Path = ROOT) -> str:

@@ -351,7 +351,8 @@ def run_python(snippet: Snippet) -> None:
     results, output = python_results(snippet.path)
     error = results.get(snippet.name, "not run")
     if error is not None:
-        section = output.split(f"--- {snippet.name}\n", 1)[-1].split("\n--- ", 1)[0]
+        after = output.split(f"--- {snippet.name}\n", 1)[-1]
+        section = re.split(r"^--- ", after, maxsplit=1, flags=re.M)[0]
         pytest.fail(f"{snippet.name}:\n{error}\noutput of the block:\n{section}", pytrace=False)
 
 
