@@ -81,3 +81,78 @@ def distribution_installed(name: str) -> bool:
     except metadata.PackageNotFoundError:
         return False
     return True
+
+
+def wait_for_marker(path: Path, *lines: str, timeout: float = 90) -> list[str]:
+    """Wait until the marker file a pipeline writes holds every one of ``lines`` (tasks note
+    when they start, so tests act at the right moment whatever the machine's speed)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    found: list[str] = []
+    while time.monotonic() < deadline:
+        found = path.read_text().splitlines() if path.exists() else []
+        if all(line in found for line in lines):
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {lines} in {path}: it holds {found}")
+
+
+@dataclass
+class Piped:
+    """``cascade ... | consumer`` started as a shell would: both in one new process group (the
+    terminal's foreground group, which Ctrl-C signals as a whole)."""
+
+    cascade: subprocess.Popen[bytes]
+    consumer: subprocess.Popen[bytes]
+    stderr_file: Path | None
+
+    def interrupt(self) -> None:
+        import signal
+
+        os.killpg(self.cascade.pid, signal.SIGINT)
+
+    def wait(self, timeout: float = 90) -> tuple[int, str]:
+        """The exit code of ``cascade`` and what it wrote to stderr (when not piped)."""
+        code = self.cascade.wait(timeout=timeout)
+        try:
+            self.consumer.wait(timeout=timeout)
+        finally:
+            if self.consumer.stdout is not None:
+                self.consumer.stdout.close()
+        err = self.stderr_file.read_text(encoding="utf-8") if self.stderr_file else ""
+        return code, err
+
+
+def start_piped(
+    args: list[str],
+    consumer: list[str],
+    tmp_path: Path,
+    *,
+    stderr_too: bool = False,
+    env: dict[str, str] | None = None,
+) -> Piped:
+    """``cascade ARGS | CONSUMER`` (``2>&1 |`` with ``stderr_too``); otherwise cascade's
+    stderr goes to a file the test reads."""
+    read_end, write_end = os.pipe()
+    stderr_file = None if stderr_too else tmp_path / "stderr.txt"
+    with open(stderr_file or os.devnull, "wb") as err:
+        cascade = subprocess.Popen(
+            [cascade_script(), *args],
+            stdout=write_end,
+            stderr=write_end if stderr_too else err,
+            stdin=subprocess.DEVNULL,
+            cwd=HERE,
+            env=env if env is not None else base_env(),
+            preexec_fn=os.setpgrp,
+        )
+    group = cascade.pid
+    consumer_process = subprocess.Popen(
+        consumer,
+        stdin=read_end,
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.setpgid(0, group),
+    )
+    os.close(read_end)
+    os.close(write_end)
+    return Piped(cascade, consumer_process, stderr_file)

@@ -29,10 +29,21 @@ GRAPHVIZ_HINT = (
 
 
 def _load(spec: str) -> Target:
+    """The target, with its graph checked to be buildable: a cycle (a task that depends on
+    itself through others) is a usage error like any other bad target."""
     try:
-        return load_target(spec)
+        target = load_target(spec)
     except TargetError as exc:
         raise click.BadParameter(str(exc), param_hint="TARGET") from None
+    from cascade.graph import plan
+
+    try:
+        plan(target.graph)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise click.BadParameter(
+            f"'{spec}': the graph cannot be built: {exc}", param_hint="TARGET"
+        ) from None
+    return target
 
 
 def _stdout_is_terminal() -> bool:
@@ -90,13 +101,24 @@ def _run(
         _check_executor(executor)
 
     from cascade_cli.output import JsonOutput, LiveOutput, PlainOutput
-    from cascade_cli.run import CANCELLED, SUCCEEDED, SetupError, make_engine, new_record, run_sync
+    from cascade_cli.run import (
+        CANCELLED,
+        SUCCEEDED,
+        Interrupts,
+        SetupError,
+        make_engine,
+        new_record,
+        run_sync,
+    )
+    from cascade_cli.streams import watch_closed_pipes
 
+    watch_closed_pipes()
     try:
         engine = make_engine(target, executor, max_concurrency)
     except SetupError as exc:
         raise click.UsageError(str(exc)) from None
-    record = new_record(target, engine.bus)
+    limited = max_concurrency is not None or _has_task_limits(target)
+    record = new_record(target, engine.bus, limited=limited)
     display: JsonOutput | LiveOutput | PlainOutput
     if output == "json":
         display = JsonOutput(record, log_level)
@@ -104,20 +126,34 @@ def _run(
         display = LiveOutput(record, log_level, spec, sys.stdout)
     else:
         display = PlainOutput(record, log_level, sys.stdout)
-    display.attach(engine.bus)
-    display.start()
+    interrupts = Interrupts(display.interrupted)
+    interrupts.install()
     try:
-        outcome = run_sync(engine, record, target, params, display.interrupted)
-    except SetupError as exc:
-        raise click.UsageError(f"the run could not start: {exc}") from None
+        display.attach(engine.bus)
+        display.start()
+        try:
+            outcome = run_sync(engine, record, target, params, interrupts)
+        except SetupError as exc:
+            raise click.UsageError(f"the run could not start: {exc}") from None
+        finally:
+            display.stop()
+        display.finish(outcome, spec, params)
     finally:
-        display.stop()
-    display.finish(outcome, spec, params)
+        interrupts.uninstall()
     if outcome.status == SUCCEEDED:
         return EXIT_OK
     if outcome.status == CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+def _has_task_limits(target: Target) -> bool:
+    """Whether some task has a concurrency limit (its map items then start a few at a time)."""
+    from cascade_cli.target import lazy_results
+
+    return any(
+        getattr(lazy.task, "concurrency", None) for lazy in lazy_results(target.graph).values()
+    )
 
 
 def _check_executor(name: str) -> None:

@@ -1,5 +1,8 @@
 """What ``cascade run`` shows: a live display on a terminal, plain log lines elsewhere, or one
 JSON document. All three read the same ``RunRecord``.
+
+Everything here writes through ``cascade_cli.streams.SafeStream``: a reader that went away
+(``| head``, ``| tee`` killed by Ctrl-C) is not an error of the run.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import IO, Any
 
 from rich import box
@@ -21,9 +24,10 @@ from rich.live import Live
 from rich.pretty import Pretty
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -32,10 +36,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cascade import HumanReadableLogSubscriber, MessageBus, __version__
+from cascade_cli.capture import TerminalCapture
 from cascade_cli.run import (
     CANCELLED,
     FAILED,
     NOT_RUN,
+    OUTSIDE_THE_RUN,
     RETRYING,
     RUNNING,
     SKIPPED,
@@ -43,6 +49,7 @@ from cascade_cli.run import (
     Outcome,
     RunRecord,
 )
+from cascade_cli.streams import SafeStream, write_line
 
 STATUS_STYLE = {
     SUCCEEDED: ("✓", "green"),
@@ -55,13 +62,14 @@ STATUS_STYLE = {
 }
 
 
-def make_console(file: IO[str], terminal: bool) -> Console:
+def make_console(file: IO[str] | SafeStream, terminal: bool) -> Console:
     """A console that writes control codes only when ``terminal`` is true, whatever the
     environment says (CI variables that force colour would otherwise leak escapes into logs)."""
+    target: Any = file if isinstance(file, SafeStream) else SafeStream(file)
     if terminal:
-        return Console(file=file, force_terminal=True, highlight=False)
+        return Console(file=target, force_terminal=True, highlight=False)
     return Console(
-        file=file,
+        file=target,
         force_terminal=False,
         force_interactive=False,
         color_system=None,
@@ -69,6 +77,64 @@ def make_console(file: IO[str], terminal: bool) -> Console:
         width=int(os.environ.get("COLUMNS", "0") or 0) or 100,
         emoji=False,
     )
+
+
+# -- tracebacks --------------------------------------------------------------------------------
+
+_ENGINE_PACKAGES = ("cascade", "cascade_cli", "cascade_dask", "cascade_otel", "distributed")
+_ENGINE_STDLIB = ("asyncio", "concurrent", "threading.py", "contextvars", "runpy.py")
+
+
+def _engine_folders() -> tuple[str, ...]:
+    folders = []
+    for name in _ENGINE_PACKAGES:
+        module = sys.modules.get(name)
+        location = getattr(module, "__file__", None)
+        if location:
+            folders.append(str(Path(location).resolve().parent) + os.sep)
+    stdlib = Path(os.__file__).resolve().parent
+    folders += [str(stdlib / name) for name in _ENGINE_STDLIB]
+    return tuple(folders)
+
+
+def _is_engine_frame(filename: str, folders: tuple[str, ...]) -> bool:
+    try:
+        resolved = str(Path(filename).resolve())
+    except (OSError, ValueError):
+        resolved = filename
+    return resolved.startswith(folders)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback of a failed task as its author wants it: the frames of Cascade and of the
+    event loop that called the task are left out up to the task's own first frame (a note says
+    how many), so it starts where the user's code does. An error raised inside Cascade itself
+    keeps every frame."""
+    folders = _engine_folders()
+    report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    seen: set[int] = set()
+    pending = [report]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = list(current.stack)
+        first_user = next(
+            (i for i, frame in enumerate(frames) if not _is_engine_frame(frame.filename, folders)),
+            None,
+        )
+        if first_user:
+            current.stack = traceback.StackSummary.from_list(frames[first_user:])
+            current.__notes__ = [  # type: ignore[attr-defined]
+                *(getattr(current, "__notes__", None) or []),
+                f"({first_user} frame(s) of Cascade and asyncio before the task's code are not "
+                "shown)",
+            ]
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return "".join(report.format())
 
 
 # -- JSON --------------------------------------------------------------------------------------
@@ -101,6 +167,12 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return {
             f.name: jsonable(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)
         }
+    dump = getattr(value, "model_dump", None)  # pydantic models
+    if callable(dump):
+        try:
+            return jsonable(dump(), _depth + 1)
+        except Exception:
+            pass
     if type(value).__name__ == "Decimal":
         return str(value)
     return repr(value)
@@ -124,7 +196,7 @@ def error_info(record: RunRecord, outcome: Outcome, with_traceback: bool) -> dic
         info["task"] = failures[0].task
         info["task_id"] = failures[0].task_id
     if with_traceback and exc is not None:
-        info["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        info["traceback"] = format_traceback(exc)
     return info
 
 
@@ -145,6 +217,8 @@ def task_rows(record: RunRecord) -> list[dict[str, Any]]:
             }
             if step.is_map:
                 row["map_items"] = len(step.units)
+                wall = step.wall
+                row["wall_duration"] = round(wall, 6) if wall is not None else None
             rows.append(row)
     return rows
 
@@ -178,6 +252,10 @@ SUMMARY_ROWS = 40
 _SEVERITY = [FAILED, CANCELLED, NOT_RUN, RETRYING, RUNNING, SKIPPED, SUCCEEDED]
 
 
+def _rank(status: str) -> int:
+    return _SEVERITY.index(status) if status in _SEVERITY else 0
+
+
 def by_task_name(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows merged per task name, for graphs too big to list call by call: the worst status,
     attempts and durations summed, and how many calls ended how."""
@@ -189,9 +267,10 @@ def by_task_name(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         statuses: dict[str, int] = {}
         for row in group:
             statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-        worst = min(statuses, key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else 0)
+        worst = min(statuses, key=_rank)
         errors = [row["error"] for row in group if row["error"]]
-        tally = ", ".join(f"{n} {s}" for s, n in statuses.items()) if len(statuses) > 1 else ""
+        ordered = sorted(statuses.items(), key=lambda item: _rank(item[0]))
+        tally = ", ".join(f"{n} {s}" for s, n in ordered) if len(statuses) > 1 else ""
         details = "; ".join(part for part in (tally, errors[0] if errors else "") if part)
         calls = len(group)
         result.append(
@@ -207,30 +286,42 @@ def by_task_name(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s"
+
+
 def summary_table(record: RunRecord) -> Table:
     """One row per task call, or per task name when there are more than ``SUMMARY_ROWS``
-    calls (``--output json`` always has every call)."""
+    calls (``--output json`` always has every call). A ``.map`` row shows its wall time (first
+    item's start to last item's end) and, in Details, the sum of its items' durations."""
     rows = task_rows(record)
     if len(rows) > SUMMARY_ROWS:
         rows = by_task_name(rows)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
-    table.add_column("Task", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Attempts", justify="right")
-    table.add_column("Duration", justify="right")
-    table.add_column("Details", overflow="fold")
+    # Headers never shrink below their own width: on a narrow terminal the task names and the
+    # details fold onto more lines instead.
+    table.add_column("Task", overflow="fold", min_width=4)
+    table.add_column("Status", no_wrap=True, min_width=len("✓ Succeeded"))
+    table.add_column("Attempts", justify="right", no_wrap=True, min_width=len("Attempts"))
+    table.add_column("Duration", justify="right", no_wrap=True, min_width=len("Duration"))
+    table.add_column("Details", overflow="fold", min_width=len("Details"))
     for row in rows:
         mark, style = STATUS_STYLE.get(row["status"], ("?", ""))
         name = row["task"]
+        duration = _seconds(row["duration"])
+        notes = [row["error"] or row["skip_reason"] or ""]
         if "map_items" in row:
             name += f" [map of {row['map_items']}]"
-        details = row["error"] or row["skip_reason"] or ""
+            if row.get("wall_duration") is not None:
+                duration = _seconds(row["wall_duration"])
+                if row["map_items"] > 1:
+                    notes.insert(0, f"sum {_seconds(row['duration'])}")
         table.add_row(
             Text(name),
             Text(f"{mark} {row['status']}", style=style),
             str(row["attempts"]),
-            f"{row['duration']:.3f}s",
-            Text(details),
+            duration,
+            Text("; ".join(note for note in notes if note)),
         )
     return table
 
@@ -244,6 +335,16 @@ def headline(record: RunRecord, outcome: Outcome) -> Text:
     if record.retries:
         text.append(f" · {record.retries} retr{'y' if record.retries == 1 else 'ies'}")
     return text
+
+
+def print_traceback(console: Console, text: str) -> None:
+    """A traceback exactly as formatted: never wrapped by rich (paths stay whole; a terminal
+    wraps long lines itself)."""
+    if console.is_terminal:
+        console.print(Text(text.rstrip("\n"), style="dim"), soft_wrap=True)
+    else:
+        console.file.write(text if text.endswith("\n") else text + "\n")
+        console.file.flush()
 
 
 def print_ending(
@@ -273,13 +374,49 @@ def print_ending(
         console.print(text)
         exc = outcome.error
         if log_level == "DEBUG" and exc is not None:
-            console.print(
-                Text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            )
+            print_traceback(console, format_traceback(exc))
         else:
             console.print(Text("(run with --log-level DEBUG for the traceback)", style="dim"))
     else:
         console.print(Text("interrupted: tasks stopped and resources torn down", style="yellow"))
+
+
+# -- what Ctrl-C says --------------------------------------------------------------------------
+
+
+#: Executors that run sync tasks in threads of this process (a thread cannot be stopped).
+THREAD_EXECUTORS = frozenset({"local", "threads"})
+
+
+def interrupt_text(count: int, record: RunRecord) -> str:
+    """What to say on the ``count``-th Ctrl-C: the second one names what the run still waits
+    for (sync tasks in threads cannot be stopped, only waited for)."""
+    if count == 1:
+        with record.lock:
+            # Sync calls in threads cannot be stopped: the run waits for them to return.
+            record.waited_for = [
+                name
+                for name, is_async, executor in record.running_units()
+                if not is_async and executor in THREAD_EXECUTORS
+            ]
+        return (
+            "interrupted: stopping tasks and tearing resources down "
+            "(Ctrl-C twice more to quit at once)"
+        )
+    if count == 2:
+        waited = list(record.waited_for)
+        if waited:
+            names = ", ".join(waited[:6])
+            more = f" and {len(waited) - 6} more" if len(waited) > 6 else ""
+            return (
+                f"still waiting for {len(waited)} sync task(s) to return: {names}{more} (a "
+                "call running in a thread cannot be stopped); resources are torn down after "
+                "that. Ctrl-C once more quits at once, without teardown"
+            )
+        return "still tearing resources down; Ctrl-C once more quits at once, without teardown"
+    if count == OUTSIDE_THE_RUN:
+        return "interrupted"
+    return "quitting without teardown"
 
 
 # -- the three outputs -------------------------------------------------------------------------
@@ -291,14 +428,14 @@ class PlainOutput:
     def __init__(self, record: RunRecord, log_level: str | None, stream: IO[str]) -> None:
         self.record = record
         self.log_level = log_level
-        self.stream = stream
-        self.console = make_console(stream, terminal=False)
+        self.stream = SafeStream(stream)
+        self.console = make_console(self.stream, terminal=False)
 
     def attach(self, bus: MessageBus) -> None:
-        HumanReadableLogSubscriber(bus, stream=self.stream, level=self.log_level or "INFO")
+        HumanReadableLogSubscriber(bus, stream=self.stream, level=self.log_level or "INFO")  # type: ignore[arg-type]
 
     def interrupted(self, count: int) -> None:
-        _interrupt_message(count, sys.stderr)
+        write_line(sys.stderr, f"cascade: {interrupt_text(count, self.record)}")
 
     def start(self) -> None:
         pass
@@ -321,13 +458,17 @@ class JsonOutput:
         self._redirect: Any = None
 
     def attach(self, bus: MessageBus) -> None:
-        HumanReadableLogSubscriber(bus, stream=sys.stderr, level=self.log_level or "INFO")
+        HumanReadableLogSubscriber(
+            bus,
+            stream=SafeStream(sys.stderr),  # type: ignore[arg-type]
+            level=self.log_level or "INFO",
+        )
 
     def interrupted(self, count: int) -> None:
-        _interrupt_message(count, sys.stderr)
+        write_line(sys.stderr, f"cascade: {interrupt_text(count, self.record)}")
 
     def start(self) -> None:
-        sys.stdout.flush()
+        SafeStream(sys.stdout).flush()
         try:
             fd = sys.stdout.fileno()
         except (AttributeError, OSError, ValueError):
@@ -344,7 +485,7 @@ class JsonOutput:
             self._redirect.__enter__()
 
     def stop(self) -> None:
-        sys.stdout.flush()
+        SafeStream(sys.stdout).flush()
         if self._saved_fd is not None:
             os.dup2(self._saved_fd, 1)
             os.close(self._saved_fd)
@@ -357,8 +498,9 @@ class JsonOutput:
         document = run_document(
             self.record, outcome, target, params, with_traceback=self.log_level == "DEBUG"
         )
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        sys.stdout.flush()
+        out = SafeStream(sys.stdout)
+        out.write(json.dumps(document, indent=2) + "\n")
+        out.flush()
 
 
 class _Activity:
@@ -388,41 +530,100 @@ class _Activity:
         return text
 
 
+class _Counts(ProgressColumn):
+    """``done/total`` units of work; ``+`` after the total while it may still grow."""
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__()
+        self.record = record
+
+    def render(self, task: Task) -> Text:
+        with self.record.lock:
+            done, total = self.record.counts()
+            more = "+" if self.record.provisional() else ""
+        return Text(f"{done}/{total}{more}", style="progress.download")
+
+
+class _ConsoleLines:
+    """A text stream whose complete lines are printed above the live display."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.console.print(Text.from_ansi(line), soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class LiveOutput:
     """A live display on a terminal: a progress bar of tasks done / total with the elapsed
     time, the running tasks, retries and failures; it ends in the summary table. Warnings
-    (retries, failures) are printed above it as they happen."""
+    (retries, failures), and everything else written to the terminal meanwhile (prints,
+    logging, worker processes), are printed above it as they happen, never over it."""
 
     def __init__(
         self, record: RunRecord, log_level: str | None, target: str, stream: IO[str]
     ) -> None:
         self.record = record
         self.log_level = log_level
-        self.console = make_console(stream, terminal=True)
+        # The display draws on a duplicate of the terminal, so that fd 1 can be captured.
+        try:
+            fd = os.dup(stream.fileno())
+            terminal: IO[str] = open(  # noqa: SIM115 - closed in stop()
+                fd, "w", encoding=getattr(stream, "encoding", None) or "utf-8", closefd=True
+            )
+        except (AttributeError, OSError, ValueError):
+            terminal = stream
+        self.terminal = terminal
+        self.console = make_console(terminal, terminal=True)
+        self.capture = TerminalCapture(self._captured)
         self.progress = Progress(
             SpinnerColumn(finished_text="[green]✓[/]"),
             TextColumn("{task.description}", markup=False),
             BarColumn(),
-            MofNCompleteColumn(),
+            _Counts(record),
             TextColumn("tasks"),
             TimeElapsedColumn(),
             console=self.console,
         )
         self.bar: TaskID = self.progress.add_task(target, total=None, start=False)
+        captured = self.capture.available()
         self.live = Live(
             Group(self.progress, _Activity(record)),
             console=self.console,
             refresh_per_second=10,
             transient=False,
+            redirect_stdout=not captured,
+            redirect_stderr=not captured,
         )
         self._bus: MessageBus | None = None
         record.listeners.append(lambda _event: self.update())
+
+    def _captured(self, line: str) -> None:
+        self.console.print(Text.from_ansi(line), soft_wrap=True)
 
     def attach(self, bus: MessageBus) -> None:
         self._bus = bus
 
     def interrupted(self, count: int) -> None:
-        _interrupt_message(count, None, self.console)
+        text = interrupt_text(count, self.record)
+        if count >= 3 or count == OUTSIDE_THE_RUN:
+            # The command quits at once (os._exit): give the terminal back as it was, with
+            # its cursor, written straight to it (no lock the display may hold).
+            self.capture.restore_now()
+            try:
+                os.write(self.terminal.fileno(), f"\x1b[?25h\n{text}\n".encode())
+            except (OSError, ValueError, AttributeError):
+                pass
+            return
+        self.console.print(Text(text, style="yellow"))
 
     def update(self) -> None:
         with self.record.lock:
@@ -433,35 +634,23 @@ class LiveOutput:
 
     def start(self) -> None:
         self.live.start()
+        self.capture.start()
         if self._bus is not None:
-            # Created after the display started: it writes to the display's stdout proxy, so
-            # these lines appear above the live area.
             HumanReadableLogSubscriber(
-                self._bus, stream=sys.stdout, level=self.log_level or "WARNING"
+                self._bus,
+                stream=_ConsoleLines(self.console),  # type: ignore[arg-type]
+                level=self.log_level or "WARNING",
             )
 
     def stop(self) -> None:
+        self.capture.stop()
         if self.live.is_started:
             self.update()
             self.progress.stop_task(self.bar)
             self.live.refresh()
             self.live.stop()
+        self.console.show_cursor(True)
 
     def finish(self, outcome: Outcome, target: str, params: Mapping[str, Any]) -> None:
         print_ending(self.console, self.record, outcome, self.log_level)
-
-
-def _interrupt_message(count: int, stream: IO[str] | None, console: Console | None = None) -> None:
-    if count == 1:
-        text = (
-            "interrupted: stopping tasks and tearing resources down "
-            "(Ctrl-C twice more to quit at once)"
-        )
-    elif count == 2:
-        text = "still tearing resources down; Ctrl-C once more quits without teardown"
-    else:
-        text = "quitting without teardown"
-    if console is not None:
-        console.print(Text(text, style="yellow"))
-    else:
-        print(f"cascade: {text}", file=stream or sys.stderr, flush=True)
+        self.console.file.flush()

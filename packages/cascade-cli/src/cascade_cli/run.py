@@ -14,12 +14,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 import cascade as cs
-from cascade import MessageBus
+from cascade import LazyResult, MessageBus, Param
 from cascade.events import (
     Event,
     RunFinished,
@@ -30,7 +30,7 @@ from cascade.events import (
     TaskSkipped,
 )
 from cascade.graph import plan
-from cascade_cli.target import Target
+from cascade_cli.target import Target, iterated_sources, lazy_results
 
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
 RUNNING, RETRYING, SKIPPED, PENDING, NOT_RUN = "Running", "Retrying", "Skipped", "Pending", "NotRun"
@@ -58,7 +58,14 @@ class Step:
     task_id: str
     task: str
     is_map: bool
+    is_async: bool = False
     units: dict[str, Attempts] = field(default_factory=dict)
+    #: For a map, how many items it has, once that is known (from a literal list, a param, or
+    #: the result of the task it maps over); ``None`` until then.
+    expected: int | None = None
+    #: Wall clock of the first attempt's start and the last attempt's end (seconds).
+    first_start: float | None = None
+    last_end: float | None = None
 
     def status(self, run_status: str | None) -> str:
         statuses = {unit.status for unit in self.units.values()}
@@ -72,6 +79,8 @@ class Step:
             return SKIPPED
         if PENDING in statuses:
             return PENDING if run_status is None else NOT_RUN
+        if self.expected is not None and len(self.units) < self.expected:
+            return RUNNING if run_status is None else NOT_RUN
         return SUCCEEDED
 
     @property
@@ -80,7 +89,16 @@ class Step:
 
     @property
     def duration(self) -> float:
+        """The attempts' durations summed (for a map, over its items)."""
         return sum(unit.duration for unit in self.units.values())
+
+    @property
+    def wall(self) -> float | None:
+        """From the first attempt's start to the last one's end (a map's items overlap, so this
+        is shorter than ``duration``)."""
+        if self.first_start is None or self.last_end is None:
+            return None
+        return max(self.last_end - self.first_start, 0.0)
 
     @property
     def error(self) -> str | None:
@@ -97,6 +115,12 @@ class Step:
         reasons = {u.reason for u in self.units.values() if u.reason}
         return ", ".join(sorted(reasons)) or None
 
+    def weight(self) -> int:
+        """How many units of work this step counts for in the display's total."""
+        if not self.is_map:
+            return 1
+        return max(self.expected or 0, len(self.units)) or 1
+
 
 FINAL = (SUCCEEDED, FAILED, SKIPPED)
 
@@ -105,13 +129,29 @@ class RunRecord:
     """Keeps score of one run from the events on ``bus``. Thread-safe to read with ``lock``
     held (the live display renders from another thread). The counts the display reads on every
     frame (done, total, running, failed) are kept up to date per event, so a frame costs the
-    same for ten tasks or ten thousand."""
+    same for ten tasks or ten thousand.
 
-    def __init__(self, bus: MessageBus, steps: list[dict[str, Any]]) -> None:
+    The total counts a ``.map`` once per item as soon as its number of items is known: at once
+    for a literal list, at the start of the run for a param, and when the task it maps over
+    returns (its result's length). ``limited`` (a concurrency limit is set, so items start a
+    few at a time) marks a total that may still grow as provisional."""
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        steps: list[dict[str, Any]],
+        calls: Mapping[str, LazyResult[Any]] | None = None,
+        limited: bool = False,
+    ) -> None:
         self.lock = threading.Lock()
-        self.steps: dict[str, Step] = {
-            s["task_id"]: Step(s["task_id"], s["task"], bool(s["map"])) for s in steps
-        }
+        calls = calls or {}
+        self.steps: dict[str, Step] = {}
+        for s in steps:
+            lazy = calls.get(s["task_id"])
+            task = getattr(lazy, "task", None)
+            self.steps[s["task_id"]] = Step(
+                s["task_id"], s["task"], bool(s["map"]), bool(getattr(task, "is_async", False))
+            )
         self.run_id = ""
         self.params: dict[str, Any] | None = None  # as the engine resolved them
         self.started_at: float | None = None  # time.monotonic() at RunStarted
@@ -120,12 +160,32 @@ class RunRecord:
         self.error: str | None = None
         self.retries = 0
         self.done = 0
-        self.total = len(self.steps)  # a map counts 1 until its items are known
         self.failed = 0
+        self.limited = limited
         self.running_now: dict[str, str] = {}  # task id -> display name
+        #: Sync tasks in threads that were running at the first Ctrl-C (the run waits for them).
+        self.waited_for: list[str] = []
         self._order = 0
         self.listeners: list[Callable[[Event], None]] = []
+        # Where each map's item count comes from: the maps waiting on a param or an upstream.
+        self._by_param: dict[str, list[Step]] = {}
+        self._by_upstream: dict[str, list[Step]] = {}
+        for task_id, step in self.steps.items():
+            lazy = calls.get(task_id)
+            if step.is_map and lazy is not None:
+                self._plan_count(step, lazy)
+        self.total = sum(step.weight() for step in self.steps.values())
         bus.subscribe(Event, self.on_event)
+
+    def _plan_count(self, step: Step, lazy: LazyResult[Any]) -> None:
+        for source in iterated_sources(lazy):
+            if isinstance(source, Param):
+                self._by_param.setdefault(source.param_name, []).append(step)
+            elif isinstance(source, LazyResult):
+                self._by_upstream.setdefault(source.id, []).append(step)
+            elif isinstance(source, Sized):
+                step.expected = len(source)
+                return
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -142,9 +202,28 @@ class RunRecord:
         """``(done, total)`` units of work: a map counts its items once they are known."""
         return self.done, self.total
 
+    def provisional(self) -> bool:
+        """Whether the total may still grow: a map whose item count is not known yet is
+        admitting its items a few at a time."""
+        if self.status is not None or not self.limited:
+            return False
+        return any(
+            s.is_map and s.expected is None and s.status(None) not in FINAL
+            for s in self.steps.values()
+        )
+
     def running(self) -> list[str]:
         """Names of the units running now: ``transform`` or ``transform[3]`` for map items."""
         return list(self.running_now.values())
+
+    def running_units(self) -> list[tuple[str, bool, str]]:
+        """``(name, is_async, executor)`` of every unit running now."""
+        found = []
+        for task_id, name in self.running_now.items():
+            step = self.steps.get(task_id.split("[", 1)[0])
+            unit = step.units.get(task_id) if step is not None else None
+            found.append((name, step.is_async if step else False, unit.executor if unit else ""))
+        return found
 
     def failures(self) -> list[Attempts]:
         """Units whose final status is Failed, in the order they failed."""
@@ -158,13 +237,22 @@ class RunRecord:
         step = self.steps.get(base)
         if step is None:  # not in the plan (should not happen); keep it anyway
             step = self.steps[base] = Step(base, task_name, task_id != base)
-            self.total += 1
+            self.total += step.weight()
         unit = step.units.get(task_id)
         if unit is None:
-            if step.units:  # the first unit takes the place the step had in the total
-                self.total += 1
+            before = step.weight()
             unit = step.units[task_id] = Attempts(task_id, task_name)
+            self.total += step.weight() - before
         return step, unit
+
+    def _expect(self, step: Step, count: int) -> None:
+        if step.expected is not None:
+            return
+        before = step.weight()
+        step.expected = count
+        self.total += step.weight() - before
+        for downstream in self._by_upstream.get(step.task_id, ()):  # a map over this map
+            self._expect(downstream, count)
 
     def _set(self, step: Step, unit: Attempts, status: str) -> None:
         old = unit.status
@@ -182,8 +270,8 @@ class RunRecord:
     def _recount(self) -> None:
         done = total = 0
         for step in self.steps.values():
-            if step.is_map and step.units:
-                total += len(step.units)
+            if step.is_map and (step.units or step.expected):
+                total += step.weight()
                 done += sum(u.status in FINAL for u in step.units.values())
             else:
                 total += 1
@@ -202,13 +290,23 @@ class RunRecord:
             self._set(step, unit, RUNNING)
             unit.attempts += 1
             unit.executor = event.executor
+            if step.first_start is None:
+                step.first_start = event.timestamp
         elif isinstance(event, TaskExecutionFinished):
             step, unit = self._unit(event.task_id, event.task_name)
-            self._set(step, unit, event.status)
+            will_retry = bool(getattr(event, "will_retry", False))
+            # A failed attempt that will be retried is a retry, never a failure on screen.
+            self._set(step, unit, RETRYING if will_retry else event.status)
             unit.duration += event.duration
             unit.error = event.error
             self._order += 1
             unit.ended = self._order
+            start = event.start_time or event.timestamp
+            if step.first_start is None or start < step.first_start:
+                step.first_start = start
+            step.last_end = max(step.last_end or event.timestamp, event.timestamp)
+            if event.status == SUCCEEDED and "[" not in event.task_id:
+                self._count_from(event)
         elif isinstance(event, TaskRetrying):
             step, unit = self._unit(event.task_id, event.task_name)
             self._set(step, unit, RETRYING)
@@ -223,6 +321,11 @@ class RunRecord:
             self.run_id = event.run_id
             self.params = dict(event.params)
             self.started_at = time.monotonic()
+            for name, steps in self._by_param.items():
+                value = self.params.get(name)
+                if isinstance(value, Sized) and not isinstance(value, (str, bytes, Mapping)):
+                    for step in steps:
+                        self._expect(step, len(value))
         elif isinstance(event, RunFinished):
             self.status = event.status
             self.duration = event.duration
@@ -234,6 +337,21 @@ class RunRecord:
                     elif unit.status == PENDING:
                         self._set(step, unit, NOT_RUN)
             self._recount()  # an empty map only counts as done once the run succeeded
+
+    def _count_from(self, event: TaskExecutionFinished) -> None:
+        """A task that a map fans out over returned: its result's length is the map's count
+        (a reference to a value kept elsewhere, such as Dask's, has no length to read)."""
+        waiting = self._by_upstream.get(event.task_id)
+        if not waiting:
+            return
+        result = getattr(event, "result", None)
+        if isinstance(result, Sized) and not isinstance(result, (str, bytes)):
+            try:
+                count = len(result)
+            except Exception:
+                return
+            for step in waiting:
+                self._expect(step, count)
 
 
 @dataclass
@@ -250,11 +368,15 @@ class SetupError(Exception):
     resource, a graph it cannot build): a usage error, not a failed run."""
 
 
-def new_record(target: Target, bus: MessageBus) -> RunRecord:
-    return RunRecord(bus, plan(target.graph))
+def new_record(target: Target, bus: MessageBus, limited: bool = False) -> RunRecord:
+    return RunRecord(bus, plan(target.graph), lazy_results(target.graph), limited)
 
 
-def make_engine(target: Target, executor: str | None, max_concurrency: int | None) -> cs.Engine:
+def make_engine(
+    target: Target,
+    executor: str | None,
+    max_concurrency: int | None,
+) -> cs.Engine:
     """An engine with the target module's resources registered and no log subscriber (the
     command attaches its own output)."""
     from cascade.plugins import PluginError
@@ -268,38 +390,79 @@ def make_engine(target: Target, executor: str | None, max_concurrency: int | Non
     return engine
 
 
-@contextlib.contextmanager
-def _interrupts_cancel(
-    task: asyncio.Task[Any], on_interrupt: Callable[[int], None]
-) -> Iterator[None]:
-    """Ctrl-C (SIGINT) and SIGTERM cancel ``task`` instead of raising wherever the loop is,
-    so the engine can stop its tasks and tear its resources down; a third signal quits at
-    once without teardown."""
-    loop = asyncio.get_running_loop()
-    count = 0
+#: What ``Interrupts`` passes to ``on_interrupt`` for a signal outside the run.
+OUTSIDE_THE_RUN = -1
 
-    def handle() -> None:
-        nonlocal count
-        count += 1
-        on_interrupt(count)
-        if count == 1:
-            task.cancel()
-        elif count >= 3:
-            os._exit(130)
 
-    installed = []
-    if threading.current_thread() is threading.main_thread():
+class Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM for the whole command. The first cancels the run (resources
+    are torn down, the command exits 130); the second only says what the run waits for; the
+    third quits at once, without teardown. Outside the run (while the summary prints) a signal
+    ends the command with 130 straight away."""
+
+    def __init__(self, on_interrupt: Callable[[int], None]) -> None:
+        self.on_interrupt = on_interrupt
+        self.count = 0
+        self.cancel: Callable[[], Any] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def handle(self) -> None:
+        self.count += 1
+        running = self.cancel is not None
+        count = self.count if running else OUTSIDE_THE_RUN
+        try:
+            if count == 1 and self.cancel is not None:
+                self.cancel()  # first, so that nothing below can keep the run from stopping
+        finally:
+            try:
+                self.on_interrupt(count)
+            except Exception:
+                pass  # saying so must never stop the command from stopping
+            finally:
+                if count >= 3 or not running:
+                    os._exit(130)
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        self.handle()
+
+    def install(self) -> None:
+        """Handle the signals outside the event loop too (before and after the run)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(signum, handle)
-            except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd hosts
+                self._previous[signum] = signal.signal(signum, self._handle_signal)
+            except (ValueError, OSError):  # odd hosts
                 continue
-            installed.append(signum)
-    try:
-        yield
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+
+    def uninstall(self) -> None:
+        for signum, previous in self._previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, previous)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def cancelling(self, task: asyncio.Task[Any]) -> Iterator[None]:
+        """Inside: signals cancel ``task`` (on the loop, so the engine can stop its tasks and
+        tear its resources down)."""
+        loop = asyncio.get_running_loop()
+        self.cancel = task.cancel
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(signum, self.handle)
+                except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd hosts
+                    continue
+                installed.append(signum)
+        try:
+            yield
+        finally:
+            self.cancel = None
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            if installed:
+                self.install()  # remove_signal_handler put the default handler back
 
 
 async def execute(
@@ -307,13 +470,13 @@ async def execute(
     record: RunRecord,
     target: Target,
     params: Mapping[str, Any],
-    on_interrupt: Callable[[int], None],
+    interrupts: Interrupts,
 ) -> Outcome:
     """Run the target. Failures of the run become an ``Outcome``; failures before it started
     become ``SetupError``."""
     task = asyncio.current_task()
     assert task is not None
-    with _interrupts_cancel(task, on_interrupt):
+    with interrupts.cancelling(task):
         try:
             result = await engine.run(target.graph, params)
         except asyncio.CancelledError as exc:
@@ -324,7 +487,11 @@ async def execute(
         except Exception as exc:
             if not record.started:
                 raise SetupError(str(exc)) from exc
+            if interrupts.count:
+                return Outcome(CANCELLED, error=exc)  # a task broken by the interruption
             return Outcome(FAILED, error=exc)
+    if interrupts.count:
+        return Outcome(CANCELLED)
     return Outcome(SUCCEEDED, result=result)
 
 
@@ -333,11 +500,13 @@ def run_sync(
     record: RunRecord,
     target: Target,
     params: Mapping[str, Any],
-    on_interrupt: Callable[[int], None],
+    interrupts: Interrupts,
 ) -> Outcome:
     """``execute`` in a fresh event loop; a KeyboardInterrupt that lands outside the loop's
     signal handling (Windows) still ends as a cancelled run."""
     try:
-        return asyncio.run(execute(engine, record, target, params, on_interrupt))
-    except KeyboardInterrupt as exc:
+        return asyncio.run(execute(engine, record, target, params, interrupts))
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # Cancelled just as the run returned, or interrupted where the loop does not handle
+        # signals (Windows): a cancelled run all the same.
         return Outcome(CANCELLED, error=exc)

@@ -262,3 +262,41 @@ def find_params(graph: Any) -> dict[str, Param]:
         elif isinstance(value, unmapped):
             stack.append(value.value)
     return found
+
+
+def lazy_results(graph: Any) -> dict[str, LazyResult[Any]]:
+    """Every task call (``LazyResult``, params excluded) the graph reaches, by its id: what the
+    plan's ``task_id`` names. Walks arguments (nested too), conditions and ``.after``."""
+    found: dict[str, LazyResult[Any]] = {}
+    seen: set[int] = set()
+    stack: list[Any] = [graph]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, LazyResult):
+            if id(value) in seen or isinstance(value, Param):
+                continue
+            seen.add(id(value))
+            found[value.id] = value
+            stack.extend(value.kwargs.values())
+            stack.extend(value.args)
+            stack.extend(value.after_deps)
+            stack.append(value.condition)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, unmapped):
+            stack.append(value.value)
+    return found
+
+
+def iterated_sources(lazy: LazyResult[Any]) -> list[Any]:
+    """What a ``.map`` call fans out over: its iterated arguments (literal lists, params or
+    upstream LazyResults); empty for a plain call."""
+    positions = getattr(lazy, "iterated_args", None)
+    names = getattr(lazy, "iterated_kwargs", None)
+    if positions is None and names is None:
+        return []
+    sources = [lazy.args[i] for i in positions or () if i < len(lazy.args)]
+    sources += [lazy.kwargs[k] for k in names or () if k in lazy.kwargs]
+    return sources
