@@ -43,13 +43,14 @@ def test_info_and_clear_see_what_runs_cached(tmp_path: Path) -> None:
     assert "computing" not in again.stderr
 
     other = run_cascade("cache", "clear", "--task", "add", env=env)
-    assert other.stdout.startswith("removed 0 cached entries of task 'add' from ")
+    assert other.stdout.startswith("no task 'add' in the cache at ")
     cleared = run_cascade("cache", "clear", "--task", "expensive", "--output", "json", env=env)
     assert cleared.code == 0, cleared.stderr
     assert cleared.json() == {
         "removed": 3,
         "task": "expensive",
         "directory": str(tmp_path / "cache"),
+        "task_found": True,
     }
     assert run_cascade("cache", "info", "--output", "json", env=env).json()["entries"] == 0
 
@@ -57,6 +58,7 @@ def test_info_and_clear_see_what_runs_cached(tmp_path: Path) -> None:
 def test_dir_option_points_at_another_cache(tmp_path: Path) -> None:
     env = base_env(CASCADE_CACHE_DIR=str(tmp_path / "one"))
     assert run_cascade("run", "pipelines/cached.py:squares", env=env).code == 0
+    (tmp_path / "two").mkdir()
     other = run_cascade("cache", "info", "--dir", str(tmp_path / "two"), "--output", "json")
     assert other.json()["entries"] == 0
     same = run_cascade("cache", "clear", "--dir", str(tmp_path / "one"))

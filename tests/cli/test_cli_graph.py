@@ -123,11 +123,13 @@ def test_dry_run_lists_the_order_with_literal_inputs_and_runs_nothing(tmp_path: 
     assert re.match(
         r"\s+2\. wait_forever\(\)\s+-> <wait_forever-\d+>\s+\[after <quick-\d+>\]", lines[2]
     )
+    assert lines[3] == "        resources: connection (run scope)"
 
     result = run_cascade("dry-run", "pipelines/basic.py:report")
-    calls = [line.split(". ", 1)[1].split("   ->")[0] for line in result.stdout.splitlines()[1:]]
+    numbered = [line for line in result.stdout.splitlines() if re.match(r"\s+\d+\. ", line)]
+    calls = [line.split(". ", 1)[1].split("   ->")[0] for line in numbered]
     assert calls[0] == "numbers(4)"
-    assert re.fullmatch(r"times\.map\(<numbers-\d+>, factor=<param scale>\)", calls[1])
+    assert re.fullmatch(r"times\.map\(<numbers-\d+>, factor=<param scale=1>\)", calls[1])
     assert [c.split("(")[0] for c in calls] == ["numbers", "times.map", "total", "label"]
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -65,14 +66,56 @@ def run_command(
     max_concurrency: int | None,
     log_level: str | None,
     output: str,
+    executor_options: Mapping[str, Any] | None = None,
 ) -> int:
     """``cascade run``: load, check, run with the chosen output, and map the end to an exit
     code."""
     try:
-        return _run(spec, assignments, params_file, executor, max_concurrency, log_level, output)
+        return _run(
+            spec,
+            assignments,
+            params_file,
+            executor,
+            max_concurrency,
+            log_level,
+            output,
+            executor_options or {},
+        )
     except KeyboardInterrupt:  # while importing the target, before the run started
         click.echo("cascade: interrupted before the run started", err=True)
         return EXIT_INTERRUPTED
+
+
+def _params(target: Target, assignments: Sequence[str], params_file: str | None) -> dict[str, Any]:
+    from cascade_cli.params import ParamsError, build_params, read_params_file
+
+    try:
+        from_file = read_params_file(params_file, sys.stdin) if params_file else {}
+        return build_params(find_params(target.graph), from_file, assignments)
+    except ParamsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _executors_used(target: Target, executor: str | None) -> set[str]:
+    """The executor names a run of ``target`` uses: the default and those tasks choose."""
+    from cascade_cli.target import lazy_results
+
+    used = {executor or "local"}
+    for lazy in lazy_results(target.graph).values():
+        chosen = getattr(lazy.task, "executor", None)
+        if isinstance(chosen, str):
+            used.add(chosen)
+    return used
+
+
+def _apply_executor_options(
+    target: Target, executor: str | None, values: Mapping[str, Any]
+) -> None:
+    ctx = click.get_current_context(silent=True)
+    options = getattr(ctx.command, "run_options", None) if ctx is not None else None
+    if ctx is None or options is None:
+        return
+    options.apply(ctx, values, _executors_used(target, executor))
 
 
 def _run(
@@ -83,22 +126,18 @@ def _run(
     max_concurrency: int | None,
     log_level: str | None,
     output: str,
+    executor_options: Mapping[str, Any],
 ) -> int:
     logging.basicConfig(
         level=log_level or "WARNING",
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from cascade_cli.params import ParamsError, build_params, read_params_file
-
     target = _load(spec)
-    try:
-        from_file = read_params_file(params_file, sys.stdin) if params_file else {}
-        params = build_params(find_params(target.graph), from_file, assignments)
-    except ParamsError as exc:
-        raise click.UsageError(str(exc)) from None
+    params = _params(target, assignments, params_file)
     if executor is not None:
         _check_executor(executor)
+    _apply_executor_options(target, executor, executor_options)
 
     from cascade_cli.output import JsonOutput, LiveOutput, PlainOutput
     from cascade_cli.run import (
@@ -178,10 +217,12 @@ def _check_executor(name: str) -> None:
 def graph_command(spec: str, fmt: str, output_file: str | None) -> int:
     """``cascade graph``: Mermaid or DOT text, or SVG/PNG drawn by Graphviz."""
     from cascade import visualize
+    from cascade_cli.inspect_plan import with_resources
 
     target = _load(spec)
     if fmt in ("dot", "mermaid"):
-        _write(visualize(target.graph, format=fmt).encode(), output_file)
+        text = with_resources(visualize(target.graph, format=fmt), fmt, target)
+        _write(text.encode(), output_file)
         return EXIT_OK
     dot = shutil.which("dot")
     if dot is None:
@@ -189,7 +230,7 @@ def graph_command(spec: str, fmt: str, output_file: str | None) -> int:
         return EXIT_FAILED
     if fmt == "png" and output_file is None and _stdout_is_terminal():
         raise click.UsageError("PNG is binary; write it to a file with -o FILE.png")
-    source = visualize(target.graph, format="dot").encode()
+    source = with_resources(visualize(target.graph, format="dot"), "dot", target).encode()
     done = subprocess.run([dot, f"-T{fmt}"], input=source, capture_output=True, check=False)
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip()
@@ -215,16 +256,59 @@ def _write(data: bytes, output_file: str | None) -> None:
     click.echo(f"wrote {output_file}", err=True)
 
 
-def dry_run_command(spec: str, output: str) -> int:
-    """``cascade dry-run``: the plan, as text or JSON."""
-    from cascade.graph import dry_run, plan
+def dry_run_command(
+    spec: str,
+    output: str,
+    assignments: Sequence[str] = (),
+    params_file: str | None = None,
+) -> int:
+    """``cascade dry-run``: the plan with params filled in, policies, resources and which
+    cached tasks would hit, as text or JSON."""
+    from cascade_cli.inspect_plan import dry_run_lines, dry_run_steps
 
     target = _load(spec)
+    given = _params(target, assignments, params_file)
+    params = _resolved_params(target, given)
+    steps = dry_run_steps(target, params)
     if output == "json":
-        click.echo(json.dumps({"target": spec, "steps": plan(target.graph)}, indent=2))
+        from cascade_cli.output import jsonable
+
+        document = {"target": spec, "params": jsonable(params), "steps": jsonable(steps)}
+        click.echo(json.dumps(document, indent=2))
     else:
-        dry_run(target.graph, stream=sys.stdout)
+        for line in dry_run_lines(steps, params):
+            click.echo(line)
     return EXIT_OK
+
+
+def _resolved_params(target: Target, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every param's value as a run would see it: given ones converted, the rest defaults
+    (required ones not given are left out)."""
+    values: dict[str, Any] = {}
+    for name, param in sorted(find_params(target.graph).items()):
+        if name in given:
+            try:
+                values[name] = param.convert(given[name])
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+        elif not param.required:
+            values[name] = param.default
+    return values
+
+
+def params_help(spec: str) -> tuple[str, list[tuple[str, str]]]:
+    """The "Params of TARGET" section of ``cascade run TARGET --help``."""
+    from cascade_cli.inspect_plan import params_rows
+
+    try:
+        target = load_target(spec)
+    except TargetError as exc:
+        first = str(exc).splitlines()[0]
+        return f"Params of {spec}", [("(cannot load it)", first)]
+    declared = find_params(target.graph)
+    if not declared:
+        return f"Params of {spec}", [("(none)", "this graph takes no params")]
+    return f"Params of {spec} (--param NAME=VALUE)", params_rows(declared)
 
 
 # -- plugins -----------------------------------------------------------------------------------
@@ -278,12 +362,18 @@ def plugins_command(output: str) -> int:
 
 def _store(directory: str | None, store: str | None) -> Any:
     """What ``--dir`` / ``--store`` mean, as ``cs.cache_stats`` and ``cs.clear_cache`` take it:
-    ``None`` is the default directory."""
+    ``None`` is the default directory. A ``--dir`` that does not exist is a usage error (a
+    typo would otherwise read as an empty cache)."""
     if directory is not None and store is not None:
         raise click.UsageError("give --dir or --store, not both")
     if directory is not None:
         from cascade.caching import DirectoryStore
 
+        if not os.path.isdir(directory):
+            what = "is not a directory" if os.path.exists(directory) else "does not exist"
+            raise click.BadParameter(
+                f"the cache directory '{directory}' {what}", param_hint="'--dir'"
+            )
         return DirectoryStore(directory)
     if store is not None:
         from cascade.plugins import PluginError, get_plugin_manager
@@ -315,11 +405,13 @@ def cache_info_command(directory: str | None, store: str | None, output: str) ->
     import cascade as cs
 
     stats = cs.cache_stats(store=_store(directory, store))
+    exists = stats.directory is None or os.path.isdir(stats.directory)
     if output == "json":
         data = stats.to_dict()
         # Hit/miss counters are per process: always zero in a fresh `cascade` process.
         for counter in ("hits", "misses", "writes", "errors"):
             data.pop(counter, None)
+        data["exists"] = exists
         click.echo(json.dumps(data, indent=2))
         return EXIT_OK
     from rich import box
@@ -330,7 +422,10 @@ def cache_info_command(directory: str | None, store: str | None, output: str) ->
 
     console = make_console(sys.stdout, terminal=_stdout_is_terminal())
     where = stats.directory or f"store '{store}'"
-    console.print(Text(f"cache: {where}"))
+    if not exists:
+        console.print(Text(f"cache: {where} (does not exist yet: nothing was cached here)"))
+    else:
+        console.print(Text(f"cache: {where}"))
     expired = f", {stats.expired} expired" if stats.expired else ""
     console.print(Text(f"{stats.entries} entries{expired}, {_size(stats.bytes)}"))
     if stats.tasks:
@@ -347,17 +442,46 @@ def cache_info_command(directory: str | None, store: str | None, output: str) ->
 def cache_clear_command(
     task: str | None, directory: str | None, store: str | None, output: str
 ) -> int:
-    """``cascade cache clear``: ``cs.clear_cache()`` for everything or one task."""
+    """``cascade cache clear``: ``cs.clear_cache()`` for everything or one task. A task with
+    no entries is said so, with the tasks that have some; a directory store is left without
+    empty shard folders."""
     import cascade as cs
 
     chosen = _store(directory, store)
-    removed = cs.clear_cache(task=task, store=chosen)
-    where = cs.cache_stats(store=chosen).directory or f"store '{store}'"
+    before = cs.cache_stats(store=chosen)
+    where = before.directory or f"store '{store}'"
+    known = sorted(before.tasks)
+    found = task is None or task in before.tasks
+    removed = cs.clear_cache(task=task, store=chosen) if found else 0
+    if before.directory is not None:
+        _remove_empty_shards(before.directory)
     if output == "json":
-        click.echo(json.dumps({"removed": removed, "task": task, "directory": where}))
-    else:
-        which = f" of task '{task}'" if task else ""
+        document: dict[str, Any] = {"removed": removed, "task": task, "directory": where}
+        if task is not None:
+            document["task_found"] = found
+        click.echo(json.dumps(document))
+        return EXIT_OK
+    if not found:
+        tasks = ", ".join(known) if known else "none"
         click.echo(
-            f"removed {removed} cached entr{'y' if removed == 1 else 'ies'}{which} from {where}"
+            f"no task '{task}' in the cache at {where} (tasks with entries: {tasks}); "
+            "nothing removed"
         )
+        return EXIT_OK
+    which = f" of task '{task}'" if task else ""
+    click.echo(f"removed {removed} cached entr{'y' if removed == 1 else 'ies'}{which} from {where}")
     return EXIT_OK
+
+
+def _remove_empty_shards(directory: str) -> None:
+    """The store keeps entries in two-letter shard folders; once cleared, empty ones go."""
+    try:
+        shards = [entry for entry in os.scandir(directory) if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for shard in shards:
+        if len(shard.name) == 2 and all(c in "0123456789abcdef" for c in shard.name):
+            try:
+                os.rmdir(shard.path)  # only succeeds when empty
+            except OSError:
+                pass

@@ -25,3 +25,28 @@ def cascade_register_commands(cli: Any) -> None:
     not built in is asked for or the command list is shown, so keep it cheap and import heavy
     modules inside your command's function.
     """
+
+
+@hookspec
+def cascade_register_run_options(register: Any) -> None:
+    """Add options to ``cascade run`` for an executor your plugin registers.
+
+    Call ``register(executor, options, apply)`` (once per executor):
+
+    - ``executor``: the executor's name, as ``cascade_register_executors`` registered it;
+    - ``options``: a list of ``click.Option``; name them after the executor
+      (``--dask-address``) and give each a ``help``, and an ``envvar`` if it should also be read
+      from the environment. ``cascade run --help`` lists them under the executor's name. A name
+      that a built-in option or another plugin already uses is refused with a warning naming
+      your plugin;
+    - ``apply(values)``: called once before the run starts, only when the run uses the
+      executor (``--executor NAME``, or a task's ``executor="NAME"``), with a dict of your
+      options' values by parameter name (defaults and environment variables filled in). Make
+      what your executor factory builds from then on use them: the ``cascade`` process runs
+      one graph, so a process-wide setting is right. Raise ``click.UsageError`` to refuse a
+      combination (the command exits 2 with your message).
+
+    An option given on the command line to a run that does not use its executor is a usage
+    error naming the executor. Called once per ``cascade run`` (for parsing and for ``--help``),
+    never for other commands; keep it cheap and import heavy modules inside ``apply``.
+    """

@@ -68,17 +68,10 @@ class CascadeGroup(click.Group):
         if "cascade.plugins.manager" not in sys.modules and not third_party_plugins_installed():
             return  # nothing could add commands: skip importing Cascade at all
         from cascade.plugins import get_plugin_manager
-        from cascade_cli import hookspecs
 
         manager = self.manager = get_plugin_manager()
-        try:
-            manager.add_hookspecs(hookspecs)
-        except ValueError:
-            pass  # already added in this process (the CLI run twice in one interpreter)
-        except Exception as exc:  # a plugin implements the hook with a wrong signature
-            warnings.warn(f"plugin commands are unavailable: {exc}", stacklevel=1)
-            return
-        manager.call_each("cascade_register_commands", cli=self)
+        if add_cli_hookspecs(manager):
+            manager.call_each("cascade_register_commands", cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self.load_plugin_commands()
@@ -90,6 +83,83 @@ class CascadeGroup(click.Group):
             self.load_plugin_commands()
             command = super().get_command(ctx, cmd_name)
         return command
+
+
+def add_cli_hookspecs(manager: Any) -> bool:
+    """Add the command line's hook specs (``cascade_cli.hookspecs``) to Cascade's plugin
+    manager, once; ``False``, with a warning, when a plugin implements them wrongly."""
+    from cascade_cli import hookspecs
+
+    if getattr(manager, "_cascade_cli_hookspecs", False):
+        return True
+    try:
+        manager.add_hookspecs(hookspecs)
+    except ValueError:
+        pass  # already added in this process (the CLI run twice in one interpreter)
+    except Exception as exc:  # a plugin implements a hook with a wrong signature
+        warnings.warn(f"the command line's plugin hooks are unavailable: {exc}", stacklevel=1)
+        return False
+    manager._cascade_cli_hookspecs = True
+    return True
+
+
+class RunCommand(click.Command):
+    """``cascade run``: its options include those plugins add for their executors (hook
+    ``cascade_register_run_options``), and ``cascade run TARGET --help`` also lists the params
+    TARGET takes, with their types, defaults and descriptions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_options: Any = None
+
+    def load_run_options(self) -> Any:
+        if self.run_options is None:
+            from cascade_cli.run_options import RunOptions
+
+            taken = {name for p in self.params for name in (p.name or "", *p.opts)}
+            taken |= {opt for p in self.params for opt in getattr(p, "secondary_opts", ())}
+            self.run_options = RunOptions.load(taken)
+            self.params.extend(self.run_options.params)
+        return self.run_options
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self.load_run_options()
+        help_names = set(ctx.help_option_names)
+        if any(arg in help_names for arg in args):
+            rest = [arg for arg in args if arg not in help_names]
+            try:
+                peek = super().make_context(
+                    ctx.info_name, rest, parent=ctx.parent, resilient_parsing=True
+                )
+                ctx.meta["cascade.help_target"] = peek.params.get("target")
+            except Exception:
+                pass
+        return super().parse_args(ctx, args)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        options = self.load_run_options()
+        plugin_params = {id(option) for option in options.params}
+        rows = [
+            record
+            for param in self.get_params(ctx)
+            if id(param) not in plugin_params and (record := param.get_help_record(ctx))
+        ]
+        if rows:
+            with formatter.section("Options"):
+                formatter.write_dl(rows)
+        for group in options.groups:
+            rows = [r for option in group.options if (r := option.get_help_record(ctx))]
+            if rows:
+                with formatter.section(f"Options of executor '{group.executor}'"):
+                    formatter.write_dl(rows)
+        target = ctx.meta.get("cascade.help_target")
+        if target:
+            from cascade_cli.commands import params_help
+
+            title, rows = params_help(target)
+            with formatter.section(title):
+                if rows:
+                    formatter.write_dl(rows)
 
 
 def core_version() -> str:
@@ -175,7 +245,32 @@ output_option = click.option(
 )
 
 
-@click.command(epilog=EPILOG)
+param_options = [
+    click.option(
+        "--param",
+        "-p",
+        "assignments",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set a cs.Param (repeatable). VALUE is parsed as JSON, falling back to a string, "
+        "then converted by the param's type.",
+    ),
+    click.option(
+        "--params",
+        "params_file",
+        metavar="FILE.json",
+        help="Read params from a JSON object in FILE ('-' for stdin); --param values win.",
+    ),
+]
+
+
+def with_param_options(command: Any) -> Any:
+    for option in reversed(param_options):
+        command = option(command)
+    return command
+
+
+@click.command(cls=RunCommand, epilog=EPILOG)
 @click.argument("target")
 @click.option(
     "--param",
@@ -221,12 +316,13 @@ def run(
     max_concurrency: int | None,
     log_level: str | None,
     output: str,
+    **executor_options: Any,
 ) -> int:
     """Run the graph behind TARGET.
 
     On a terminal a live display shows tasks done / total, the running tasks, retries,
     failures and the elapsed time, ending in a summary table; elsewhere (CI, cron, pipes)
-    plain log lines are printed instead.
+    plain log lines are printed instead. `cascade run TARGET --help` lists TARGET's params.
     """
     from cascade_cli.commands import run_command
 
@@ -238,6 +334,7 @@ def run(
         max_concurrency=max_concurrency,
         log_level=log_level.upper() if log_level else None,
         output=output,
+        executor_options=executor_options,
     )
 
 
@@ -268,12 +365,15 @@ def graph(target: str, fmt: str, output_file: str | None) -> int:
 
 @click.command("dry-run", epilog=EPILOG)
 @click.argument("target")
+@with_param_options
 @output_option
-def dry_run(target: str, output: str) -> int:
-    """Show the order tasks would start in, with their literal inputs, running nothing."""
+def dry_run(target: str, assignments: tuple[str, ...], params_file: str | None, output: str) -> int:
+    """Show the order tasks would start in, with their inputs (params filled in), each task's
+    policies (retries, timeout, cache, concurrency) and injected resources, and which cached
+    tasks would be skipped because their result is stored. Runs nothing, sets up nothing."""
     from cascade_cli.commands import dry_run_command
 
-    return dry_run_command(target, output)
+    return dry_run_command(target, output, assignments, params_file)
 
 
 @click.command()
@@ -368,12 +468,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         code = exc.exit_code
     except BrokenPipeError:
-        # Output piped into `head` or similar that stopped reading: exit quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # Output piped into `head` or similar that stopped reading: not an error of ours.
+        from cascade_cli.streams import silence
+
+        silence(1)
         code = 1
     finally:
         warnings.showwarning = previous
+        from cascade_cli.streams import finish
+
+        finish()
     sys.exit(code if isinstance(code, int) else 0)
 
 

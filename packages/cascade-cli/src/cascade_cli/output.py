@@ -76,6 +76,7 @@ def make_console(file: IO[str] | SafeStream, terminal: bool) -> Console:
         highlight=False,
         width=int(os.environ.get("COLUMNS", "0") or 0) or 100,
         emoji=False,
+        soft_wrap=True,  # lines of text as they are (a log or a pager wraps them); tables fit
     )
 
 
