@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,8 @@ def hold(i: int, conn: str = cs.inject("connection")) -> int:
 @cs.task
 def warn(i: int) -> int:
     logging.getLogger("pipeline").warning("warning number %d from a task", i)
-    print(f"print number {i} from a task", flush=True)
+    sys.stdout.write(f"print number {i} from a task\n")  # one write: threads print at once
+    sys.stdout.flush()
     return i
 
 

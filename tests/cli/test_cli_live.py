@@ -1,0 +1,131 @@
+"""The live display on a captured screen: `cascade` runs in a real pseudo-terminal and what it
+writes is fed to a terminal emulator (pyte), so the tests read the screen a person would see,
+not the byte stream: log lines of tasks above the final frame, the known total with -j, and the
+cursor shown again whichever way the command ends."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import HERE, base_env, cascade_script, wait_for_marker
+
+pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test dependency group")
+pyte = pytest.importorskip("pyte", reason="pyte is in the test dependency group")
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(os.name == "nt", reason="pseudo-terminals are POSIX only"),
+]
+
+ROWS, COLUMNS = 60, 120
+FRAME = re.compile(r"━.* (\d+)/(\d+)(\+?) tasks \d+:\d\d:\d\d")
+
+
+class Terminal:
+    """``cascade ARGS`` in a pseudo-terminal, drawn on an emulated screen."""
+
+    def __init__(self, *args: str, **env: str) -> None:
+        self.screen = pyte.Screen(COLUMNS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.frames: list[tuple[int, int, str]] = []
+        self.ended = False
+        self.child = pexpect.spawn(
+            cascade_script(), list(args), cwd=str(HERE),
+            env=base_env(TERM="xterm-256color", **env), dimensions=(ROWS, COLUMNS), timeout=60,
+        )  # fmt: skip
+
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.screen.display)
+
+    def pump(self, timeout: float = 0.05) -> None:
+        try:
+            data = self.child.read_nonblocking(65536, timeout=timeout)
+        except pexpect.TIMEOUT:
+            return
+        except pexpect.EOF:
+            self.ended = True
+            return
+        self.stream.feed(data)
+        for found in FRAME.finditer(self.text()):
+            frame = (int(found.group(1)), int(found.group(2)), found.group(3))
+            if not self.frames or self.frames[-1] != frame:
+                self.frames.append(frame)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text())
+            if found:
+                return found
+            if self.ended:
+                break
+            self.pump()
+        raise AssertionError(f"{pattern!r} never appeared on the screen:\n{self.text()}")
+
+    def finish(self) -> int:
+        deadline = time.monotonic() + 60
+        while not self.ended and time.monotonic() < deadline:
+            self.pump()
+        self.child.close()
+        status: Any = self.child.exitstatus
+        return int(status) if status is not None else -1
+
+
+def test_task_logs_scroll_above_the_display_and_the_cursor_comes_back(tmp_path: Path) -> None:
+    terminal = Terminal(
+        "run", "pipelines/naps.py:warnings", CASCADE_TEST_MARKER=str(tmp_path / "m")
+    )
+    assert terminal.finish() == 0, terminal.text()
+    lines = terminal.text().splitlines()
+    final = max(i for i, line in enumerate(lines) if FRAME.search(line))
+    assert FRAME.search(lines[final]).group(1, 2) == ("6", "6")  # type: ignore[union-attr]
+    for i in range(5):
+        # Whole lines, each on its own, all above the final frame: none overwritten.
+        warning = lines.index(f"WARNING pipeline: warning number {i} from a task")
+        printed = lines.index(f"print number {i} from a task")
+        assert warning < final and printed < final
+    assert "Result: 10" in terminal.text()
+    assert terminal.screen.cursor.hidden is False
+
+
+@pytest.mark.parametrize(("target", "total"), [("from_upstream", 14), ("from_literal", 13)])
+def test_with_max_concurrency_the_display_shows_the_known_total(
+    tmp_path: Path, target: str, total: int
+) -> None:
+    marker = tmp_path / "marker.txt"
+    terminal = Terminal("run", f"pipelines/limited.py:{target}", "-j", "2",
+                        CASCADE_TEST_MARKER=str(marker))  # fmt: skip
+    wait_for_marker(marker, "item 0", "item 1")  # two items admitted, ten waiting for a slot
+    terminal.wait_for(rf"(\d+)/{total} tasks")
+    Path(str(marker) + ".release").write_text("go")
+    assert terminal.finish() == 0, terminal.text()
+    seen_totals = {frame_total for _, frame_total, _ in terminal.frames}
+    # Before the upstream returned, the map counted once (2 tasks); after it, the whole map.
+    assert seen_totals <= {2, total}, terminal.frames
+    assert all(more == "" for _, _, more in terminal.frames), terminal.frames
+    assert terminal.frames[-1][:2] == (total, total)
+
+
+def test_ctrl_c_three_times_quits_and_gives_the_cursor_back(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    terminal = Terminal("run", "pipelines/naps.py:holds", CASCADE_TEST_MARKER=str(marker))
+    wait_for_marker(marker, "set up", "holding 0", "holding 1")
+    terminal.wait_for(r"running: hold\[0\], hold\[1\]|running: hold\[1\], hold\[0\]")
+    terminal.child.sendintr()
+    terminal.wait_for(r"interrupted: stopping tasks and tearing resources down")
+    terminal.child.sendintr()
+    found = terminal.wait_for(
+        r"still waiting for 2 sync task\(s\) to return: hold\[\d\], hold\[\d\]"
+    )
+    assert found
+    assert "(a call running in a thread cannot be stopped)" in terminal.text().replace("\n", "")
+    terminal.child.sendintr()
+    assert terminal.finish() == 130
+    assert "quitting without teardown" in terminal.text()
+    assert terminal.screen.cursor.hidden is False  # not left hidden by the display
+    assert "torn down" not in marker.read_text()  # it quit without teardown, as it said
