@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -156,3 +158,62 @@ def start_piped(
     os.close(read_end)
     os.close(write_end)
     return Piped(cascade, consumer_process, stderr_file)
+
+
+ROWS, COLUMNS = 60, 120
+FRAME = re.compile(r"━.* (\d+)/(\d+)(\+?) tasks \d+:\d\d:\d\d")
+
+
+class Terminal:
+    """``cascade ARGS`` in a pseudo-terminal (pexpect), drawn on an emulated screen (pyte), so
+    tests read what a person would see; ``frames`` are the progress lines seen, in order."""
+
+    def __init__(self, *args: str, rows: int = ROWS, columns: int = COLUMNS, **env: str) -> None:
+        import pexpect
+        import pyte
+
+        self.pexpect = pexpect
+        self.screen = pyte.Screen(columns, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.frames: list[tuple[int, int, str]] = []
+        self.ended = False
+        self.child = pexpect.spawn(
+            cascade_script(), list(args), cwd=str(HERE),
+            env=base_env(TERM="xterm-256color", **env), dimensions=(rows, columns), timeout=60,
+        )  # fmt: skip
+
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.screen.display)
+
+    def pump(self, timeout: float = 0.05) -> None:
+        try:
+            data = self.child.read_nonblocking(65536, timeout=timeout)
+        except self.pexpect.TIMEOUT:
+            return
+        except self.pexpect.EOF:
+            self.ended = True
+            return
+        self.stream.feed(data)
+        for found in FRAME.finditer(self.text()):
+            frame = (int(found.group(1)), int(found.group(2)), found.group(3))
+            if not self.frames or self.frames[-1] != frame:
+                self.frames.append(frame)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text())
+            if found:
+                return found
+            if self.ended:
+                break
+            self.pump()
+        raise AssertionError(f"{pattern!r} never appeared on the screen:\n{self.text()}")
+
+    def finish(self) -> int:
+        deadline = time.monotonic() + 60
+        while not self.ended and time.monotonic() < deadline:
+            self.pump()
+        self.child.close()
+        status: Any = self.child.exitstatus
+        return int(status) if status is not None else -1

@@ -6,13 +6,10 @@ cursor shown again whichever way the command ends."""
 from __future__ import annotations
 
 import os
-import re
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cli_helpers import HERE, base_env, cascade_script, wait_for_marker
+from cli_helpers import FRAME, Terminal, wait_for_marker
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test dependency group")
 pyte = pytest.importorskip("pyte", reason="pyte is in the test dependency group")
@@ -21,59 +18,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(os.name == "nt", reason="pseudo-terminals are POSIX only"),
 ]
-
-ROWS, COLUMNS = 60, 120
-FRAME = re.compile(r"━.* (\d+)/(\d+)(\+?) tasks \d+:\d\d:\d\d")
-
-
-class Terminal:
-    """``cascade ARGS`` in a pseudo-terminal, drawn on an emulated screen."""
-
-    def __init__(self, *args: str, **env: str) -> None:
-        self.screen = pyte.Screen(COLUMNS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.frames: list[tuple[int, int, str]] = []
-        self.ended = False
-        self.child = pexpect.spawn(
-            cascade_script(), list(args), cwd=str(HERE),
-            env=base_env(TERM="xterm-256color", **env), dimensions=(ROWS, COLUMNS), timeout=60,
-        )  # fmt: skip
-
-    def text(self) -> str:
-        return "\n".join(line.rstrip() for line in self.screen.display)
-
-    def pump(self, timeout: float = 0.05) -> None:
-        try:
-            data = self.child.read_nonblocking(65536, timeout=timeout)
-        except pexpect.TIMEOUT:
-            return
-        except pexpect.EOF:
-            self.ended = True
-            return
-        self.stream.feed(data)
-        for found in FRAME.finditer(self.text()):
-            frame = (int(found.group(1)), int(found.group(2)), found.group(3))
-            if not self.frames or self.frames[-1] != frame:
-                self.frames.append(frame)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.text())
-            if found:
-                return found
-            if self.ended:
-                break
-            self.pump()
-        raise AssertionError(f"{pattern!r} never appeared on the screen:\n{self.text()}")
-
-    def finish(self) -> int:
-        deadline = time.monotonic() + 60
-        while not self.ended and time.monotonic() < deadline:
-            self.pump()
-        self.child.close()
-        status: Any = self.child.exitstatus
-        return int(status) if status is not None else -1
 
 
 def test_task_logs_scroll_above_the_display_and_the_cursor_comes_back(tmp_path: Path) -> None:
