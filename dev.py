@@ -79,12 +79,18 @@ def _run(*cmd: str | os.PathLike[str], check: bool = True) -> int:
 
 
 def _install_fingerprint(interpreter_version: str) -> str:
+    """What the installation depends on: every package's pyproject.toml, and of the root one
+    only its [dependency-groups] (tool settings there change often and install nothing)."""
     digest = hashlib.sha256(interpreter_version.encode())
     for rel in INSTALL_INPUTS:
         path = ROOT / rel
         if path.exists():
+            data = path.read_bytes()
+            if rel == "pyproject.toml":
+                groups = re.search(rb"(?ms)^\[dependency-groups\]$.*?(?=^\[)", data + b"\n[")
+                data = groups.group(0) if groups else data
             digest.update(rel.encode())
-            digest.update(path.read_bytes())
+            digest.update(data)
     return digest.hexdigest()
 
 
@@ -108,6 +114,7 @@ def ensure_environment(
     fingerprint = _install_fingerprint(version)
     if stamp.exists() and stamp.read_text() == fingerprint:
         return python
+    started = time.monotonic()
     _say(f"{label}: upgrading pip (the `test` dependency group needs pip >= 25.1)")
     _run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     _say(f"{label}: installing the workspace packages (editable) and the `test` group")
@@ -115,7 +122,7 @@ def ensure_environment(
     # No --quiet: on a fresh machine this takes a minute or two; pip's progress shows it.
     _run(python, "-m", "pip", "install", *editable, "--group", "test")
     stamp.write_text(fingerprint)
-    _say(f"{label}: ready")
+    _say(f"{label}: ready ({time.monotonic() - started:.0f} s)")
     return python
 
 
