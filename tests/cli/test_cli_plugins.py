@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -145,3 +146,49 @@ def test_plugins_cannot_replace_builtin_commands_and_a_raising_plugin_is_a_warni
 def test_the_hookspec_is_in_the_cli_package() -> None:
     assert hookspecs.cascade_register_commands.__doc__
     assert "click.Group" in hookspecs.cascade_register_commands.__doc__
+
+
+# -- options of `cascade run` from plugins (hook cascade_register_run_options) -----------------
+
+
+class SpeedOptions:
+    """Options for the built-in executor 'threads' (any registered executor will do)."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict[str, Any]] = []
+
+    @cascade.hookimpl
+    def cascade_register_run_options(self, register: Any) -> None:
+        register(
+            "threads",
+            [
+                click.Option(["--threads-speed"], type=int, default=1, help="How fast."),
+                click.Option(["--executor"], help="A clash with a built-in option."),
+            ],
+            self.applied.append,
+        )
+
+
+def test_plugin_run_options_apply_only_to_runs_of_their_executor(
+    manager: PluginManager,
+) -> None:
+    speed = SpeedOptions()
+    manager.register(speed, "speed")
+    basic = str(Path(__file__).parent / "pipelines" / "basic.py") + ":report"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        help_text = invoke("run", "--help").output
+    assert "Options of executor 'threads':" in help_text and "--threads-speed" in help_text
+    assert any(
+        "Cascade plugin 'speed' cannot add option --executor to `cascade run`" in str(w.message)
+        for w in caught
+    )
+    used = invoke("run", basic, "--executor", "threads", "--threads-speed", "3")
+    assert used.exit_code == 0, used.output
+    assert speed.applied == [{"threads_speed": 3}]
+    unused = invoke("run", basic, "--threads-speed", "3")
+    assert unused.exit_code == 2
+    assert "--threads-speed is an option of executor 'threads', which this run does not use" in (
+        unused.output
+    )
+    assert speed.applied == [{"threads_speed": 3}]  # not applied to a run without threads

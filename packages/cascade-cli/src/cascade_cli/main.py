@@ -111,14 +111,23 @@ class RunCommand(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run_options: Any = None
+        self._options_from: Any = None  # the plugin manager they came from
 
     def load_run_options(self) -> Any:
-        if self.run_options is None:
+        """Ask the plugins for their options, once per plugin manager (tests swap managers)."""
+        from cascade.plugins import get_plugin_manager
+
+        manager = get_plugin_manager()
+        if self.run_options is None or self._options_from is not manager:
             from cascade_cli.run_options import RunOptions
 
+            if self.run_options is not None:
+                stale = {id(option) for option in self.run_options.params}
+                self.params = [p for p in self.params if id(p) not in stale]
             taken = {name for p in self.params for name in (p.name or "", *p.opts)}
             taken |= {opt for p in self.params for opt in getattr(p, "secondary_opts", ())}
             self.run_options = RunOptions.load(taken)
+            self._options_from = manager
             self.params.extend(self.run_options.params)
         return self.run_options
 

@@ -120,6 +120,8 @@ class SafeStream:
 def write_line(stream: IO[str] | SafeStream | None, text: str) -> None:
     """``print(text, file=stream, flush=True)`` that never raises for a closed reader."""
     target = stream if stream is not None else sys.stderr
+    if target is None:  # started with the descriptor closed: nowhere to write
+        return
     try:
         target.write(text + "\n")
         target.flush()
