@@ -191,3 +191,45 @@ def test_the_command_line_names_the_text_as_typed(kind: Any, raw: str, message: 
     with pytest.raises(ParamsError) as caught:
         choose_value(cs.Param("p", type=kind), raw)
     assert str(caught.value).startswith(message)
+
+
+# -- the live display's total (RunRecord, in process) -------------------------------------------
+
+
+def test_the_total_counts_a_map_once_its_item_count_is_known() -> None:
+    from pipelines import limited
+
+    from cascade import MessageBus
+    from cascade.events import RunStarted, TaskExecutionFinished
+    from cascade.graph import plan
+    from cascade_cli.run import RunRecord
+    from cascade_cli.target import lazy_results
+
+    def record() -> tuple[RunRecord, MessageBus, str]:
+        bus = MessageBus()
+        graph = limited.from_upstream
+        steps = plan(graph)
+        return RunRecord(bus, steps, lazy_results(graph), limited=True), bus, steps[0]["task_id"]
+
+    known, bus, numbers_id = record()
+    bus.publish(RunStarted(run_id="r"))
+    assert known.counts() == (0, 3) and known.provisional()  # numbers, the map (1), total
+    bus.publish(
+        TaskExecutionFinished(
+            run_id="r", task_id=numbers_id, task_name="numbers", result=list(range(12))
+        )
+    )
+    assert known.counts() == (1, 14) and not known.provisional()
+
+    remote, bus, numbers_id = record()
+    bus.publish(RunStarted(run_id="r"))
+    bus.publish(  # a reference to a value kept elsewhere (Dask's) has no length
+        TaskExecutionFinished(run_id="r", task_id=numbers_id, task_name="numbers", result=object())
+    )
+    assert remote.counts() == (1, 3) and remote.provisional()
+
+    literal_bus = MessageBus()
+    literal = RunRecord(
+        literal_bus, plan(limited.from_literal), lazy_results(limited.from_literal), limited=True
+    )
+    assert literal.counts() == (0, 13) and not literal.provisional()
