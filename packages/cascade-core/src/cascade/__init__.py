@@ -25,6 +25,7 @@ from cascade.logs import HumanReadableLogSubscriber, default_handler
 from cascade.plugins import PluginError, list_plugins
 from cascade.resources import ResourceError
 from cascade.runtime.engine import Engine
+from cascade.runtime.outcome import RunFailed
 from cascade.spec.params import ParamError
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
 from cascade.spec.resource import ResourceDefinition, inject, resource
@@ -75,6 +76,7 @@ async def run_async(
     max_concurrency: int | None = None,
     log_level: str | None = "INFO",
     bus: MessageBus | None = None,
+    on_failure: str = "stop",
 ) -> Any:
     """Run ``target`` inside a running event loop: ``await cs.run_async(...)``. Same options
     and result as ``cs.run``."""
@@ -82,9 +84,9 @@ async def run_async(
         bus=bus, executor=executor, max_concurrency=max_concurrency, log_level=log_level
     )
     if log_level is None:
-        return await engine.run(target, params=params)
+        return await engine.run(target, params=params, on_failure=on_failure)
     with default_handler():
-        return await engine.run(target, params=params)
+        return await engine.run(target, params=params, on_failure=on_failure)
 
 
 def run(
@@ -95,6 +97,7 @@ def run(
     max_concurrency: int | None = None,
     log_level: str | None = "INFO",
     bus: MessageBus | None = None,
+    on_failure: str = "stop",
 ) -> Any:
     """Run the graph behind ``target`` and return its result.
 
@@ -102,8 +105,12 @@ def run(
     (a dict comes back). ``params`` fills ``cs.Param`` inputs. A fresh engine is made for the
     call with the given ``executor``, ``max_concurrency`` and human-readable logging at
     ``log_level`` (``None`` for silence): lines go to the ``cascade`` loggers, shown on stderr
-    while the application has configured no logging of its own. The first task that raises
-    ends the run and its exception is raised here unchanged.
+    while the application has configured no logging of its own. With ``on_failure="stop"``
+    (the default) the first task that raises ends the run and its exception is raised here
+    unchanged; with ``"continue"`` every branch that does not depend on a failure runs to
+    its end, and then ``RunFailed`` (an ``ExceptionGroup``) carries every failure and the
+    results that were computed. Tasks may return LazyResults: what they return runs in the
+    same run, and the task's value is what it resolves to.
     """
     try:
         asyncio.get_running_loop()
@@ -122,6 +129,7 @@ def run(
             max_concurrency=max_concurrency,
             log_level=log_level,
             bus=bus,
+            on_failure=on_failure,
         )
     )
 
@@ -142,6 +150,7 @@ __all__ = [
     "ResourceDefinition",
     "ResourceError",
     "RetryPolicy",
+    "RunFailed",
     "Task",
     "TaskCall",
     "TaskTimeoutError",

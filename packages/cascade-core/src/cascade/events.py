@@ -68,10 +68,13 @@ class RunFinished(Event):
 
 @dataclass(frozen=True)
 class TaskEvent(Event):
-    """Base of everything that happens to one task node (or one mapped item of it)."""
+    """Base of everything that happens to one task node (or one mapped item of it).
+    ``parent_task_id`` names the task whose returned graph added this one at run time
+    (``None`` for tasks of the graph the run started with)."""
 
     task_id: str = ""
     task_name: str = ""
+    parent_task_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ class TaskExecutionFinished(TaskEvent):
     ``result_preview`` its ``repr`` cut to 100 characters, built when first read. A failure
     has ``error`` (``"Type: message"``), ``error_type`` and, for subscribers in the same
     process, ``exception``; ``will_retry`` says whether the task's retry policy will attempt
-    it again.
+    it again, and ``fell_back`` that the task's value is its ``with_fallback`` value instead.
+    ``returned_graph`` says the value holds LazyResults that the run goes on to run.
     """
 
     status: str = "Succeeded"
@@ -105,6 +109,8 @@ class TaskExecutionFinished(TaskEvent):
     executor: str = ""
     error_type: str | None = None
     will_retry: bool = False
+    fell_back: bool = False
+    returned_graph: bool = False
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     result: Any = field(default=None, compare=False, repr=False)
 
@@ -122,9 +128,12 @@ class TaskExecutionFinished(TaskEvent):
 
 @dataclass(frozen=True)
 class TaskSkipped(TaskEvent):
-    """A task did not run: ``"CacheHit"``, ``"ConditionFalse"`` or ``"UpstreamSkipped"``."""
+    """A task did not run: ``"CacheHit"``, ``"ConditionFalse"``, ``"UpstreamSkipped"``, or
+    ``"UpstreamFailed"`` (with ``on_failure="continue"``; ``upstream`` names the failed
+    task)."""
 
     reason: str = ""
+    upstream: str | None = None
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ class TaskCall:
     on_start: Callable[[], None] | None = None
 
 
+    #: The task id of the task whose returned graph added this one at run time, if any.
+    parent_task_id: str | None = None
 @runtime_checkable
 class Executor(Protocol):
     """What the engine needs from an executor. See the module docstring for the contract."""

@@ -28,6 +28,7 @@ from cascade.events import (
     make_event,
 )
 from cascade.executors import Executor, TaskCall
+from cascade.graph.extend import returns_graph
 from cascade.resources import ResourceStack, plan_resources
 from cascade.runtime.plan import RunPlan
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
@@ -52,6 +53,7 @@ def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
                 run_id=plan.run_id,
                 task_id=call.task_id,
                 task_name=call.task_name,
+                parent_task_id=call.parent_task_id,
                 attempt=call.attempt,
                 executor=executor_name,
             )
@@ -68,6 +70,7 @@ def report_finished(
     *,
     cancelled: bool = False,
     will_retry: bool = False,
+    fell_back: bool = False,
 ) -> None:
     """Publish ``TaskExecutionFinished`` for an attempt, if anyone wants its status."""
     if cancelled or isinstance(exc, asyncio.CancelledError):
@@ -89,6 +92,7 @@ def report_finished(
         "timestamp": end,
         "task_id": call.task_id,
         "task_name": call.task_name,
+        "parent_task_id": call.parent_task_id,
         "status": status,
         "duration": max(end - start, 0.0),
         "attempt": call.attempt,
@@ -97,6 +101,7 @@ def report_finished(
     }
     if status == "Succeeded":
         fields["result"] = value
+        fields["returned_graph"] = returns_graph(value)
     elif status == "Failed":
         assert exc is not None
         fields.update(
@@ -104,6 +109,7 @@ def report_finished(
             error_type=type(exc).__name__,
             exception=exc,
             will_retry=will_retry,
+            fell_back=fell_back,
         )
     plan.bus.publish(make_event(TaskExecutionFinished, **fields))
 
@@ -152,6 +158,9 @@ async def run_attempt(
     attempt: int,
     timeout: float | None,
     retry: RetryPolicy | None,
+    *,
+    parent: str | None = None,
+    has_fallback: bool = False,
 ) -> Any:
     """Run one attempt with its task-scoped resources and timeout, reporting it."""
     executor_name, executor = plan.executor_for(task)
@@ -184,6 +193,7 @@ async def run_attempt(
             timeout,
         )
         call.leaves_process = executor.requires_pickle
+        call.parent_task_id = parent
         if task.injections and remote:
             call.resources = {p: n for p, n in task.injections if p not in kwargs}
             call.resource_providers = plan.remote_providers
@@ -192,8 +202,15 @@ async def run_attempt(
             value = await _submit_and_wait(plan, executor, call, submitted)
         except BaseException as exc:
             failure = exc
+            retrying = will_retry(retry, attempt, exc)
             report_finished(
-                plan, call, executor_name, None, exc, will_retry=will_retry(retry, attempt, exc)
+                plan,
+                call,
+                executor_name,
+                None,
+                exc,
+                will_retry=retrying,
+                fell_back=has_fallback and not retrying and isinstance(exc, Exception),
             )
             raise
         report_finished(plan, call, executor_name, value, None)

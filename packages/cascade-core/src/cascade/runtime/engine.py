@@ -100,13 +100,23 @@ class Engine:
 
     # -- running -------------------------------------------------------------------------
 
-    async def run(self, target: Any, params: Mapping[str, Any] | None = None) -> Any:
+    async def run(
+        self,
+        target: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_failure: str = "stop",
+    ) -> Any:
         """Run the graph behind ``target`` and return its result: a LazyResult's value, a list
-        for a list or tuple of LazyResults, a dict for a dict of them."""
+        for a list or tuple of LazyResults, a dict for a dict of them.
+
+        ``on_failure="stop"`` ends the run at the first failure and raises it;
+        ``"continue"`` runs every branch that does not depend on a failure and then raises
+        ``RunFailed`` with all of them (and the results that were computed)."""
         targets, shape = normalize_target(target)
         graph = build_graph(targets)
-        plan = RunPlan(self, graph, dict(params or {}))
-        values = await Run(plan).execute()
+        plan = RunPlan(self, graph, dict(params or {}), on_failure)
+        values = await Run(plan, shape).execute()
         return shape(values)
 
     def resolve_executor(self, spec: str | Executor | None) -> tuple[str, Executor]:

@@ -26,6 +26,7 @@ from cascade.executors import Executor, PlainSubmit, TaskCall
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
 from cascade.resources import ResourceError, ResourceStack, plan_resources
 from cascade.runtime.limits import Limiter
+from cascade.runtime.outcome import CONTINUE, STOP, check_failure_mode
 from cascade.spec.params import ParamError
 from cascade.spec.resource import ResourceDefinition, declared_resources
 from cascade.spec.task import MISSING, Param, Task
@@ -46,7 +47,15 @@ class EngineSettings(Protocol):
 class RunPlan:
     """The decisions of one run, shared by the scheduler, the policies and the attempts."""
 
-    def __init__(self, engine: EngineSettings, graph: Graph, params: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        engine: EngineSettings,
+        graph: Graph,
+        params: Mapping[str, Any],
+        on_failure: str = STOP,
+    ) -> None:
+        self.on_failure = check_failure_mode(on_failure)
+        self.keep_going = on_failure == CONTINUE
         self.run_id = uuid4().hex
         self.bus = engine.bus
         self.loop = asyncio.get_running_loop()
@@ -59,6 +68,8 @@ class RunPlan:
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
         self.task_limiters: dict[int, Limiter] = {}
         self.rng = random.Random()
+        #: For nodes added at run time: node index → id of the task that returned them.
+        self.parent_of: dict[int, str] = {}
         #: Futures of attempts that cannot be stopped (sync work in threads): the run waits for
         #: them before it ends, so nothing outlives the resources it uses.
         self.unstoppable: set[asyncio.Future[Any]] = set()
@@ -81,9 +92,15 @@ class RunPlan:
     # -- executors -------------------------------------------------------------------------
 
     def _plan_executors(self, engine: EngineSettings) -> None:
+        self._engine = engine
         default_name, default = engine.resolve_executor(None)
         self.default_executor = (default_name, default)
         by_spec: dict[Any, tuple[str, Executor]] = {default_name: self.default_executor}
+        by_spec[None] = self.default_executor
+        self._executor_by_spec = by_spec
+        #: Executors and tasks met at run time that are not started or set up yet.
+        self.unprepared_executors: list[Executor] = []
+        self.unprepared: set[int] = set()
         self.executor_of_task: dict[int, tuple[str, Executor]] = {}
         for node in self.graph.nodes:
             task = node.lazy.task
@@ -98,7 +115,7 @@ class RunPlan:
                 by_spec[key] = engine.resolve_executor(spec)
             self.executor_of_task[id(task)] = by_spec[key]
         self.executors: list[Executor] = []
-        for _, executor in by_spec.values():
+        for _, executor in list(by_spec.values()):
             if all(executor is not known for known in self.executors):
                 self.executors.append(executor)
         self.has_references = any(e.returns_references for e in self.executors)
@@ -106,6 +123,51 @@ class RunPlan:
     def executor_for(self, task: Task[Any]) -> tuple[str, Executor]:
         """The executor name and instance a task's attempts go to."""
         return self.executor_of_task[id(task)]
+
+    # -- tasks that join the run while it runs (returned graphs) ------------------------------
+
+    def learn_task(self, task: Task[Any]) -> bool:
+        """Plan a task first met at run time, as the run's own tasks were planned. Returns
+        whether it is ready to run; if not (its executor or a run-scoped resource it needs is
+        new to this run), ``prepare_task`` must be awaited first."""
+        if id(task) in self.executor_of_task:
+            return id(task) not in self.unprepared
+        spec = task.executor
+        key = spec if isinstance(spec, str) or spec is None else id(spec)
+        known = self._executor_by_spec.get(key if spec is not None else None)
+        ready = True
+        if known is None:
+            known = self._engine.resolve_executor(spec)
+            self._executor_by_spec[key] = known
+            self.unprepared_executors.append(known[1])
+            ready = False
+        self.executor_of_task[id(task)] = known
+        self.plain_submit[id(task)] = (
+            None if self.observe_calls else getattr(known[1], "submit_plain", None)
+        )
+        needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+        for name in plan_resources(self.providers, needs):
+            if self.providers[name].scope == "task":
+                self.task_resources.add(name)
+            elif name not in self.resources.instances:
+                ready = False
+        if not ready:
+            self.unprepared.add(id(task))
+        return ready
+
+    async def prepare_task(self, task: Task[Any]) -> None:
+        """Start what a task met at run time needs: its executor, its run-scoped resources."""
+        while self.unprepared_executors:
+            executor = self.unprepared_executors.pop()
+            await executor.start()
+            self.executors.append(executor)
+            self.has_references = self.has_references or executor.returns_references
+        needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+        for name in plan_resources(self.providers, needs):
+            definition = self.providers[name]
+            if definition.scope == "run" and name not in self.resources.instances:
+                await self.resources.enter(definition, self.resources.instances)
+        self.unprepared.discard(id(task))
 
     # -- resources -------------------------------------------------------------------------
 
@@ -153,6 +215,7 @@ class RunPlan:
             or lazy.timeout is not None
             or lazy.cache is not None
             or lazy.condition is not MISSING
+            or lazy.fallback is not MISSING
             or task.concurrency is not None
             or self.has_references
             or bool(task.injections and (self.task_resources or self.remote_providers))

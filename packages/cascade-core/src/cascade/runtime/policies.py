@@ -1,7 +1,7 @@
 """The policy chain a node with policies runs through, outermost first:
 
 condition → mapping (one chain per item) → concurrency limits (the task's, then the run's)
-→ cache → retries → one attempt (``cascade.runtime.attempt``).
+→ cache → fallback → retries → one attempt (``cascade.runtime.attempt``).
 
 ``run_node`` returns the node's value, or ``SKIPPED`` for a node whose condition was false.
 To add a policy, add a step here where it belongs in that order, and a check to
@@ -11,19 +11,20 @@ To add a policy, add a step here where it belongs in that order, and a check to
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from cascade.events import TaskRetrying, TaskSkipped, describe_error, make_event, preview
 from cascade.graph.build import KIND_MAP, Node
+from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import run_attempt, will_retry
 from cascade.runtime.inputs import arguments
+from cascade.runtime.markers import SKIPPED, Deferred
+from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.spec.cache_policy import CacheContext
 from cascade.spec.task import MISSING, MappedLazyResult, Task
-
-#: The value of a node that did not run (its condition was false, or an input was skipped).
-SKIPPED: Any = type("Skipped", (), {"__repr__": lambda self: "<skipped>"})()
 
 
 async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
@@ -32,7 +33,7 @@ async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
     if lazy.condition is not MISSING:
         condition = results[node.condition] if node.condition >= 0 else lazy.condition
         if not condition:
-            publish_skip(plan, lazy.id, node.name, "ConditionFalse")
+            publish_skip(plan, node, lazy.id, "ConditionFalse")
             return SKIPPED
     args, kwargs = arguments(node, results, plan.graph.index_of)
     if node.kind == KIND_MAP:
@@ -40,15 +41,19 @@ async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
     return await _limited(plan, node, lazy.id, args, kwargs)
 
 
-def publish_skip(plan: RunPlan, task_id: str, task_name: str, reason: str) -> None:
+def publish_skip(
+    plan: RunPlan, node: Node, task_id: str, reason: str, upstream: str | None = None
+) -> None:
     if plan.want_skipped:
         plan.bus.publish(
             make_event(
                 TaskSkipped,
                 run_id=plan.run_id,
                 task_id=task_id,
-                task_name=task_name,
+                task_name=node.name,
+                parent_task_id=plan.parent_of.get(node.index),
                 reason=reason,
+                upstream=upstream,
             )
         )
 
@@ -83,8 +88,10 @@ async def _run_map(
     items = [plan.loop.create_task(item_call(k)) for k in range(count)]
     if not items:
         return []
+    # Stopping at the first failure cancels the other items; keeping going lets them finish.
+    until = asyncio.ALL_COMPLETED if plan.keep_going else asyncio.FIRST_EXCEPTION
     try:
-        _, pending = await asyncio.wait(items, return_when=asyncio.FIRST_EXCEPTION)
+        _, pending = await asyncio.wait(items, return_when=until)
     except asyncio.CancelledError:
         for item in items:
             item.cancel()
@@ -96,9 +103,29 @@ async def _run_map(
             item.cancel()
         await asyncio.wait(pending)
     first = _retrieve(items)
+    if first is not None and plan.keep_going and isinstance(first, Exception):
+        failures = {
+            f"{lazy.id}[{k}]": item.exception()
+            for k, item in enumerate(items)
+            if not item.cancelled() and isinstance(item.exception(), Exception)
+        }
+        raise MapItemsFailed(failures)  # type: ignore[arg-type]
     if first is not None:
         raise first
-    return [item.result() for item in items]
+    values = [item.result() for item in items]
+    deferred = [(k, v) for k, v in enumerate(values) if type(v) is Deferred]
+    if not deferred:
+        return values
+    # Items whose cached result is a graph: the map's value is resolved, then each item's
+    # cache is filled with its part.
+    for k, item_value in deferred:
+        values[k] = item_value.value
+
+    def fill_caches(resolved: list[Any]) -> None:
+        for k, item_value in deferred:
+            item_value.on_resolved(resolved[k])
+
+    return Deferred(values, fill_caches)  # type: ignore[return-value]
 
 
 def _retrieve(items: list[asyncio.Task[Any]]) -> BaseException | None:
@@ -148,11 +175,14 @@ async def _cached(
     context = CacheContext(task, task_id, args, kwargs)
     hit, cached = policy.lookup(context)
     if hit:
-        publish_skip(plan, task_id, task.name, "CacheHit")
+        publish_skip(plan, node, task_id, "CacheHit")
         return cached
     value = await _retried(plan, node, task, task_id, args, kwargs)
     if plan.has_references:
         value = (await plan.executor_for(task)[1].materialize([value]))[0]
+    if returns_graph(value):
+        # The cache keeps what the returned graph resolves to, once it has run.
+        return Deferred(value, functools.partial(policy.save, context))
     policy.save(context, value)
     return value
 
@@ -165,14 +195,30 @@ async def _retried(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    retry = node.lazy.retry
-    timeout = node.lazy.timeout
+    lazy = node.lazy
+    retry = lazy.retry
+    timeout = lazy.timeout
+    fallback = lazy.fallback
+    parent = plan.parent_of.get(node.index)
     attempt = 1
     while True:
         try:
-            return await run_attempt(plan, task, task_id, args, kwargs, attempt, timeout, retry)
+            return await run_attempt(
+                plan,
+                task,
+                task_id,
+                args,
+                kwargs,
+                attempt,
+                timeout,
+                retry,
+                parent=parent,
+                has_fallback=fallback is not MISSING,
+            )
         except Exception as exc:
             if retry is None or not will_retry(retry, attempt, exc):
+                if fallback is not MISSING:
+                    return fallback
                 raise
             delay = retry.delay_before(attempt, plan.rng)
             if plan.want_retrying:

@@ -15,24 +15,32 @@ import asyncio
 import contextvars
 import functools
 import time
+import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_PARAM, Node
+from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import announce, as_future, report_finished, stoppable
+from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value
+from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
+from cascade.runtime.outcome import MapItemsFailed, RunFailed
 from cascade.runtime.plan import RunPlan
-from cascade.runtime.policies import SKIPPED, publish_skip, run_node
+from cascade.runtime.policies import publish_skip, run_node
 from cascade.spec.task import Task
 
 
-class Run:
+class Run(GraphGrowth):
     """The state of one run: results, pending input counts, what is in flight."""
 
-    def __init__(self, plan: RunPlan) -> None:
+    def __init__(self, plan: RunPlan, shape: Callable[[list[Any]], Any] = list) -> None:
         self.plan = plan
+        self.shape = shape
+        self.graph = plan.graph
         self.nodes = nodes = plan.graph.nodes
         self.loop = plan.loop
         count = len(nodes)
@@ -40,8 +48,18 @@ class Run:
         self.pending = [len(node.deps) for node in nodes]
         self.skipped = bytearray(count)
         self.any_skipped = False
+        self.failed = bytearray(count)
+        self.any_failed = False
+        self.failures: dict[str, BaseException] = {}
+        self.completed = bytearray(count)
         self.finished = 0
         self.ready: deque[int] = deque()
+        # Tasks that returned graphs (see cascade.runtime.growth).
+        self.resolving: deque[int] = deque()
+        self.joins: dict[int, Join] = {}
+        self.waiters: dict[int, list[int]] = {}
+        self.extra_dependents: dict[int, list[int]] = {}
+        self.retired: dict[int, weakref.ref[Any]] = {}
         #: Direct-route nodes that were given a slot of the run's limit while waiting for one.
         self.admitted: deque[int] = deque()
         self.pumping = False
@@ -89,7 +107,7 @@ class Run:
                 try:
                     await plan.resources.enter(plan.providers[name], plan.resources.instances)
                 except Exception as exc:
-                    _note(exc, f"while setting up resource '{name}'")
+                    add_note(exc, f"while setting up resource '{name}'")
                     raise
             self.context = contextvars.copy_context()
             await self._schedule()
@@ -100,7 +118,10 @@ class Run:
                     await fetch_value(plan, i, v, SKIPPED)
                     for i, v in zip(targets, values, strict=True)
                 ]
-            return [None if v is SKIPPED else v for v in values]
+            values = [None if v is SKIPPED or v is FAILED else v for v in values]
+            if self.failures:
+                raise RunFailed(dict(self.failures), self.shape(values))
+            return values
         except asyncio.CancelledError as exc:
             status, failure = "Cancelled", exc
             raise
@@ -181,11 +202,14 @@ class Run:
         self.pumping = True
         try:
             ready, admitted, nodes = self.ready, self.admitted, self.nodes
+            resolving = self.resolving
             while not self.stopping:
                 if admitted:
                     self._start_direct(nodes[admitted.popleft()])
                 elif ready:
                     self._launch(nodes[ready.popleft()])
+                elif resolving:
+                    self._resolve(resolving.popleft())
                 else:
                     break
         except Exception as exc:  # a defect here must end the run, not vanish in a callback
@@ -194,11 +218,16 @@ class Run:
             self.pumping = False
 
     def _launch(self, node: Node) -> None:
+        if self.any_failed:
+            upstream = next((d for d in node.deps if self.failed[d]), None)
+            if upstream is not None:
+                self._not_run(node, upstream)
+                return
         if self.any_skipped and any(self.skipped[d] for d in node.value_deps):
             self._skip(node, "UpstreamSkipped")
             return
         plan = self.plan
-        if plan.needs_policies(node):
+        if plan.needs_policies(node) or (plan.unprepared and id(node.lazy.task) in plan.unprepared):
             runner = self.loop.create_task(self._with_policies(node))
             self.runners[runner] = node
             runner.add_done_callback(self.on_done, context=self.context)
@@ -215,6 +244,8 @@ class Run:
         self._pump()
 
     async def _with_policies(self, node: Node) -> Any:
+        if self.plan.unprepared and id(node.lazy.task) in self.plan.unprepared:
+            await self.plan.prepare_task(node.lazy.task)  # type: ignore[arg-type]
         results: Any = self.results
         if self.plan.has_references:
             results = await fetch_inputs(self.plan, node, self.results, SKIPPED)
@@ -233,9 +264,9 @@ class Run:
                 for param, resource_name in task.injections:
                     kwargs.setdefault(param, instances[resource_name])
         except Exception as exc:
-            _note(exc, f"while building the arguments of task '{node.name}'")
+            add_note(exc, f"while building the arguments of task '{node.name}'")
             self._release_slot()
-            self._fail(exc)
+            self._fail(exc, node)
             return
         submit_plain = plan.plain_submit[id(task)]
         if submit_plain is not None:
@@ -245,7 +276,7 @@ class Run:
                 future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
             except Exception as exc:
                 self._release_slot()
-                self._fail(exc)
+                self._fail(exc, node)
                 return
             if self.started_at is not None:
                 self.started_at[node.index] = time.time()
@@ -254,13 +285,15 @@ class Run:
                 node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
             )
             call.leaves_process = executor.requires_pickle
+            if plan.parent_of:
+                call.parent_task_id = plan.parent_of.get(node.index)
             try:
                 announce(plan, call, executor_name)
                 future = as_future(plan, executor.submit(call), call.context)
             except BaseException as exc:
                 report_finished(plan, call, executor_name, None, exc)
                 self._release_slot()
-                self._fail(exc)
+                self._fail(exc, node)
                 return
             self.reported[future] = (call, executor_name)
         self.inflight[future] = node
@@ -291,7 +324,8 @@ class Run:
         except BaseException as exc:
             if direct:
                 self._report_direct(node, reported, None, exc)
-            self._fail(exc)
+            self._fail(exc, node)
+            self._pump()
             return
         if reported is not None:
             report_finished(self.plan, reported[0], reported[1], value, None)
@@ -300,6 +334,10 @@ class Run:
         if value is SKIPPED:
             self.skipped[node.index] = 1
             self.any_skipped = True
+        elif type(value) is Deferred or returns_graph(value):
+            self._expand(node, value)
+            self._pump()
+            return
         self._complete(node.index, value)
         self._pump()
 
@@ -324,16 +362,34 @@ class Run:
     def _complete(self, index: int, value: Any) -> None:
         """Record a node's result and queue the dependents whose inputs are now complete."""
         self.results[index] = value
+        self.completed[index] = 1
         pending, ready = self.pending, self.ready
         for dependent in self.nodes[index].dependents:
             pending[dependent] -= 1
             if pending[dependent] == 0:
                 ready.append(dependent)
+        if self.extra_dependents:
+            for dependent in self.extra_dependents.pop(index, ()):
+                pending[dependent] -= 1
+                if pending[dependent] == 0:
+                    ready.append(dependent)
+        if self.waiters:
+            self._wake_parents(index)
         self.finished += 1
         if self.finished == len(self.nodes) and not self.done.done():
             self.done.set_result(None)
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException, node: Node | None = None) -> None:
+        if self.plan.keep_going and node is not None and isinstance(exc, Exception):
+            # Only what depends on this node is left out; the run goes on.
+            if isinstance(exc, MapItemsFailed):
+                self.failures.update(exc.failures)
+            else:
+                self.failures[node.lazy.id] = exc
+            self.failed[node.index] = 1
+            self.any_failed = True
+            self._complete(node.index, FAILED)
+            return
         if self.error is None and not self.stopping:
             self.error = exc
             self.stopping = True
@@ -345,17 +401,15 @@ class Run:
     def _skip(self, node: Node, reason: str) -> None:
         self.skipped[node.index] = 1
         self.any_skipped = True
-        publish_skip(self.plan, node.lazy.id, node.name, reason)
+        publish_skip(self.plan, node, node.lazy.id, reason)
         self._complete(node.index, SKIPPED)
+
+    def _not_run(self, node: Node, upstream: int) -> None:
+        """An input failed (keep-going runs): the node does not run, naming that input."""
+        self.failed[node.index] = 1
+        culprit = self.nodes[upstream].lazy.id
+        publish_skip(self.plan, node, node.lazy.id, "UpstreamFailed", culprit)
+        self._complete(node.index, FAILED)
 
     def _executor(self, node: Node) -> Executor:
         return self.plan.executor_for(node.lazy.task)[1]  # type: ignore[arg-type]
-
-
-def _note(exc: BaseException, text: str) -> None:
-    """Say where an exception came from without changing it (shown in its traceback)."""
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:  # Python 3.11+
-        add_note(text)
-    else:
-        exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ for this call) and the objects it references form the graph that ``cascade.graph
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping
@@ -49,6 +50,7 @@ class LazyResult(Generic[R]):
         "args",
         "cache",
         "condition",
+        "fallback",
         "id",
         "kwargs",
         "retry",
@@ -65,6 +67,7 @@ class LazyResult(Generic[R]):
     cache: CachePolicy | None
     condition: Any
     after_deps: tuple[LazyResult[Any], ...]
+    fallback: Any
 
     def __init__(self, task: Task[R] | None, args: tuple[Any, ...], kwargs: dict[str, Any]):
         self.task = task
@@ -79,6 +82,7 @@ class LazyResult(Generic[R]):
             self.retry = self.timeout = self.cache = None
         self.condition = MISSING
         self.after_deps = ()
+        self.fallback = MISSING
 
     @property
     def name(self) -> str:
@@ -143,6 +147,13 @@ class LazyResult(Generic[R]):
         otherwise it is skipped, and so is everything that needs its result."""
         clone = self._copy()
         clone.condition = condition
+        return clone
+
+    def with_fallback(self, value: Any) -> LazyResult[R]:
+        """A copy whose value is ``value`` once its retries are spent on an exception: the
+        run goes on, and its finished event says it failed and fell back."""
+        clone = self._copy()
+        clone.fallback = value
         return clone
 
     def after(self, *upstream: LazyResult[Any]) -> LazyResult[R]:
@@ -251,6 +262,7 @@ class Task(Generic[R]):
         timeout: float | None = None,
         cache: CachePolicy | None = None,
         concurrency: int | None = None,
+        dynamic: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -270,12 +282,30 @@ class Task(Generic[R]):
         self.timeout = check_timeout(timeout)
         self.cache = check_cache_policy(cache, self.name)
         self.concurrency = check_concurrency(concurrency, f"task '{self.name}': concurrency")
+        if not isinstance(dynamic, bool):
+            raise TypeError(f"task '{self.name}': dynamic= takes True or False, got {dynamic!r}")
+        #: Declared to return graphs (for readers, ``cs.visualize`` and ``cascade graph``);
+        #: any task may return one whether declared or not.
+        self.dynamic = dynamic
         self.injections = find_injections(fn)
         self._signature_check = _SignatureCheck(fn, self.name)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def __reduce__(self) -> Any:
+        # By reference when the task is a module attribute, so a graph a task returns in a
+        # worker process travels back to the driver as the driver's own tasks.
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and "<locals>" not in qualname:
+            try:
+                if _load_task(module, qualname) is self:
+                    return (_load_task, (module, qualname))
+            except Exception:
+                pass
+        return object.__reduce__(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> LazyResult[R]:
         self._signature_check(args, kwargs)
@@ -306,6 +336,13 @@ class Task(Generic[R]):
         mapped.iterated_args = iterated_args
         mapped.iterated_kwargs = iterated_kwargs
         return mapped
+
+
+def _load_task(module: str, qualname: str) -> Any:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
 
 
 class _SignatureCheck:
@@ -360,6 +397,7 @@ def task(
     timeout: float | None = None,
     cache: CachePolicy | None = None,
     concurrency: int | None = None,
+    dynamic: bool = False,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -371,6 +409,7 @@ def task(
     timeout: float | None = None,
     cache: CachePolicy | None = None,
     concurrency: int | None = None,
+    dynamic: bool = False,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
@@ -382,6 +421,7 @@ def task(
         timeout=timeout,
         cache=cache,
         concurrency=concurrency,
+        dynamic=dynamic,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]

@@ -1,0 +1,66 @@
+"""How a run ends when tasks fail: stop at the first failure (the default), or keep going and
+report every failure at the end as one ``RunFailed``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, cast
+
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # pragma: no cover - exercised by the 3.10 run of the suite
+    from exceptiongroup import ExceptionGroup
+
+STOP = "stop"
+CONTINUE = "continue"
+FAILURE_MODES = (STOP, CONTINUE)
+
+
+def check_failure_mode(on_failure: str) -> str:
+    """``"stop"`` or ``"continue"``; anything else is a ``ValueError`` listing both."""
+    if on_failure not in FAILURE_MODES:
+        raise ValueError(
+            f"on_failure must be 'stop' or 'continue', got {on_failure!r}: 'stop' ends the run "
+            "at the first failure, 'continue' runs every branch that does not depend on one"
+        )
+    return on_failure
+
+
+class RunFailed(ExceptionGroup):  # type: ignore[misc,unused-ignore]
+    """Tasks failed in a run with ``on_failure="continue"``: an ``ExceptionGroup`` of every
+    failure. ``failures`` maps each failed task id (as events report it) to its exception;
+    ``results`` is what the run would have returned, with ``None`` for every target that did
+    not complete."""
+
+    failures: dict[str, BaseException]
+    results: Any
+
+    def __new__(cls, failures: dict[str, BaseException], results: Any) -> RunFailed:
+        names = ", ".join(failures)
+        message = f"{len(failures)} task(s) failed: {names}"
+        self = cast(RunFailed, super().__new__(cls, message, list(failures.values())))
+        self.failures = failures
+        self.results = results
+        return self
+
+    def __init__(self, failures: dict[str, BaseException], results: Any) -> None:
+        super().__init__(self.message, list(failures.values()))
+
+    def derive(self, excs: Any) -> ExceptionGroup[Any]:
+        # split()/subgroup() make plain groups: a part of the failures is not a run's outcome.
+        return ExceptionGroup(self.message, excs)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.failures, self.results))
+
+
+class MapItemsFailed(Exception):
+    """Items of a ``.map`` failed in a run that keeps going; the scheduler records each item's
+    exception under the item's task id (never raised to users)."""
+
+    def __init__(self, failures: dict[str, Exception]) -> None:
+        super().__init__(f"{len(failures)} map item(s) failed")
+        self.failures = failures
+
+
+__all__ = ["CONTINUE", "STOP", "MapItemsFailed", "RunFailed", "check_failure_mode"]
