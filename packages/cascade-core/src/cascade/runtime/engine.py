@@ -25,6 +25,7 @@ from cascade.graph.build import build_graph
 from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginManager, get_plugin_manager
 from cascade.runtime.plan import RunPlan
+from cascade.spec.cache_policy import CachePolicy
 from cascade.runtime.scheduler import Run
 from cascade.spec.policies import check_concurrency
 from cascade.spec.resource import (
@@ -106,16 +107,18 @@ class Engine:
         params: Mapping[str, Any] | None = None,
         *,
         on_failure: str = "stop",
+        checkpoint: CachePolicy | None = None,
     ) -> Any:
         """Run the graph behind ``target`` and return its result: a LazyResult's value, a list
         for a list or tuple of LazyResults, a dict for a dict of them.
 
         ``on_failure="stop"`` ends the run at the first failure and raises it;
         ``"continue"`` runs every branch that does not depend on a failure and then raises
-        ``RunFailed`` with all of them (and the results that were computed)."""
+        ``RunFailed`` with all of them (and the results that were computed).
+        ``checkpoint`` is a cache policy for every task that has none of its own."""
         targets, shape = normalize_target(target)
         graph = build_graph(targets)
-        plan = RunPlan(self, graph, dict(params or {}), on_failure)
+        plan = RunPlan(self, graph, dict(params or {}), on_failure, checkpoint)
         values = await Run(plan, shape).execute()
         return shape(values)
 

@@ -27,6 +27,7 @@ from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
 from cascade.resources import ResourceError, ResourceStack, plan_resources
 from cascade.runtime.limits import Limiter
 from cascade.runtime.outcome import CONTINUE, STOP, check_failure_mode
+from cascade.spec.cache_policy import CachePolicy
 from cascade.spec.params import ParamError
 from cascade.spec.resource import ResourceDefinition, declared_resources
 from cascade.spec.task import MISSING, Param, Task
@@ -53,8 +54,12 @@ class RunPlan:
         graph: Graph,
         params: Mapping[str, Any],
         on_failure: str = STOP,
+        checkpoint: CachePolicy | None = None,
     ) -> None:
         self.on_failure = check_failure_mode(on_failure)
+        #: A cache policy applied to every task without one of its own (how a resumed run
+        #: takes the values a recorded run checkpointed).
+        self.checkpoint = checkpoint
         self.keep_going = on_failure == CONTINUE
         self.run_id = uuid4().hex
         self.bus = engine.bus
@@ -214,6 +219,7 @@ class RunPlan:
             or lazy.retry is not None
             or lazy.timeout is not None
             or lazy.cache is not None
+            or self.checkpoint is not None
             or lazy.condition is not MISSING
             or lazy.fallback is not MISSING
             or task.concurrency is not None

@@ -169,7 +169,7 @@ async def _cached(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    policy = node.lazy.cache
+    policy = node.lazy.cache or plan.checkpoint
     if policy is None:
         return await _retried(plan, node, task, task_id, args, kwargs)
     context = CacheContext(task, task_id, args, kwargs)
