@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import ESC, HERE, base_env, cascade_script, run_cascade
+from cli_helpers import ESC, HERE, base_env, cascade_script, run_cascade, wait_for_marker
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test dependency group")
 
@@ -88,13 +87,13 @@ def test_ctrl_c_in_the_terminal_tears_down_and_exits_130(tmp_path: Path) -> None
     marker = tmp_path / "marker.txt"
     child = spawn("run", "pipelines/slow.py:waiting", CASCADE_TEST_MARKER=str(marker))
     child.expect("wait_forever")  # the live display names it among the running tasks
-    time.sleep(0.2)
+    wait_for_marker(marker, "set up", "waiting")
     child.sendintr()  # Ctrl-C, through the terminal's line discipline
     child.expect(pexpect.EOF)
     screen = CONTROL.sub("", child.before)
     child.close()
     assert child.exitstatus == 130, screen
-    assert marker.read_text() == "set up\ntorn down\n"
+    assert marker.read_text() == "set up\nwaiting\ntorn down\n"
     assert re.search(r"wait_forever\s+■ Cancelled", screen)
     assert "interrupted: tasks stopped and resources torn down" in screen
 

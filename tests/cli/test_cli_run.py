@@ -9,12 +9,18 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import ESC, HERE, base_env, cascade_script, distribution_installed, run_cascade
+from cli_helpers import (
+    ESC,
+    HERE,
+    base_env,
+    cascade_script,
+    distribution_installed,
+    run_cascade,
+    wait_for_marker,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -377,15 +383,6 @@ def _start_slow(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Pat
     return process, marker
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for the run to start its slow task")
-
-
 @pytest.mark.skipif(os.name == "nt", reason="SIGINT to a child process is POSIX only")
 def test_ctrl_c_tears_resources_down_and_exits_130(tmp_path: Path) -> None:
     process, marker = _start_slow(tmp_path)
@@ -397,11 +394,11 @@ def test_ctrl_c_tears_resources_down_and_exits_130(tmp_path: Path) -> None:
             break
     else:
         pytest.fail(f"the slow task never started: {''.join(seen)} {process.stderr}")
-    assert marker.read_text() == "set up\n"
+    wait_for_marker(marker, "set up", "waiting")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, (out, err)
-    assert marker.read_text() == "set up\ntorn down\n"
+    assert marker.read_text() == "set up\nwaiting\ntorn down\n"
     assert "■ wait_forever cancelled" in out
     assert "■ Cancelled in" in out
     assert "interrupted: tasks stopped and resources torn down" in out
@@ -411,8 +408,7 @@ def test_ctrl_c_tears_resources_down_and_exits_130(tmp_path: Path) -> None:
 @pytest.mark.skipif(os.name == "nt", reason="SIGINT to a child process is POSIX only")
 def test_ctrl_c_with_json_output_reports_the_cancelled_run(tmp_path: Path) -> None:
     process, marker = _start_slow(tmp_path, "--output", "json")
-    _wait_for(lambda: marker.exists())
-    time.sleep(0.3)  # let the slow task start after its resource is set up
+    wait_for_marker(marker, "set up", "waiting")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, (out, err)
@@ -423,4 +419,4 @@ def test_ctrl_c_with_json_output_reports_the_cancelled_run(tmp_path: Path) -> No
         "quick": "Succeeded",
         "wait_forever": "Cancelled",
     }
-    assert marker.read_text() == "set up\ntorn down\n"
+    assert marker.read_text() == "set up\nwaiting\ntorn down\n"

@@ -26,6 +26,8 @@ def connection() -> Iterator[str]:
 
 @cs.task
 async def wait_forever(conn: str = cs.inject("connection")) -> str:
+    with Path(os.environ["CASCADE_TEST_MARKER"]).open("a") as handle:
+        handle.write("waiting\n")  # the tests interrupt once this is written
     await asyncio.sleep(60)
     return conn
 
