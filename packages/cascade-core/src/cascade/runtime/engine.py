@@ -25,8 +25,8 @@ from cascade.graph.build import build_graph
 from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginManager, get_plugin_manager
 from cascade.runtime.plan import RunPlan
-from cascade.spec.cache_policy import CachePolicy
 from cascade.runtime.scheduler import Run
+from cascade.spec.cache_policy import CachePolicy
 from cascade.spec.policies import check_concurrency
 from cascade.spec.resource import (
     ResourceDefinition,
