@@ -1,7 +1,9 @@
-"""The hook the command line adds to Cascade's plugin system.
+"""The hooks the command line adds to Cascade's plugin system: subcommands
+(``cascade_register_commands``) and options of ``cascade run`` for a plugin's executor
+(``cascade_register_run_options``).
 
 The CLI adds this module to the plugin manager with ``add_hookspecs`` the first time it needs
-plugin commands, so core Cascade knows nothing about click.
+either, so core Cascade knows nothing about click.
 """
 
 from __future__ import annotations
