@@ -367,3 +367,19 @@ def test_a_failure_inside_a_returned_graph_fails_the_parent_branch_only() -> Non
         isinstance(e, ValueError) for e in raised.value.failures.values()
     )
     assert raised.value.results == [None, 5] and ran["after"] == 0
+
+
+def test_views_mark_only_tasks_declared_dynamic() -> None:
+    @cs.task(dynamic=True)
+    def declared(x: int) -> Any:
+        return load_fast(x)
+
+    graph = [declared(1), route(2)]
+    dot = cs.visualize(graph)
+    assert 'label="declared [dynamic]"' in dot and 'label="route"' in dot
+    assert "declared [dynamic]" in cs.visualize(graph, format="mermaid")
+    steps = {step["task"]: step["dynamic"] for step in cs.graph.plan(graph)}
+    assert steps == {"declared": True, "route": False}
+    assert cs.run(graph, log_level=None) == ["fast:1", "fast:2"], "the same behaviour"
+    with pytest.raises(TypeError, match="dynamic= takes True or False"):
+        cs.task(dynamic="yes")(lambda: None)  # type: ignore[call-overload]

@@ -16,11 +16,20 @@ def _graph_of(target: Any) -> Graph:
 
 
 def _label(node: Node) -> str:
+    """A node's name, marked ``[map]`` for a map and ``[dynamic]`` for a task declared with
+    ``dynamic=True`` (any task may return a graph; only declared ones are marked)."""
     if node.kind == KIND_PARAM:
         return node.lazy.name
+    marks = []
     if node.kind == KIND_MAP:
-        return f"{node.name} [map]"
-    return node.name
+        marks.append("map")
+    if _is_dynamic(node):
+        marks.append("dynamic")
+    return f"{node.name} [{', '.join(marks)}]" if marks else node.name
+
+
+def _is_dynamic(node: Node) -> bool:
+    return bool(getattr(node.lazy.task, "dynamic", False))
 
 
 def _edges(graph: Graph) -> list[tuple[int, int, bool]]:
@@ -100,6 +109,7 @@ def plan(target: Any) -> list[dict[str, Any]]:
                 "task_id": lazy.id,
                 "task": node.name,
                 "map": node.kind == KIND_MAP,
+                "dynamic": _is_dynamic(node),
                 "call": f"{callee}({', '.join(inputs)})",
                 "notes": extras,
                 "depends_on": [graph.nodes[d].lazy.id for d in sorted(node.deps)],
