@@ -100,6 +100,19 @@ class InputHashCache:
     def key_for(self, context: CacheContext) -> str | None:
         """The store key of this call, or ``None`` (with a ``CacheWarning``) when an input, or
         a value the task's code reads from outside its arguments, has no stable hash."""
+        key, problem = self.compute_key(context)
+        if problem is not None:
+            warnings.warn(f"task '{context.task_name}': {problem}", CacheWarning, stacklevel=2)
+        return key
+
+    def compute_key(
+        self,
+        context: CacheContext,
+        consequence: str = "so this call runs without the cache and its result is not stored",
+    ) -> tuple[str | None, str | None]:
+        """``(key, None)``, or ``(None, why)`` when the call has no key: ``why`` says which
+        input has no stable hash, then ``consequence``, then what to do about it. For callers
+        that key on the same rules and word the warning themselves (run checkpoints)."""
         if self.key_fn is not None:
             custom = self.key_fn(context)
             if not isinstance(custom, str):
@@ -114,33 +127,24 @@ class InputHashCache:
             except UnhashableInputError as exc:
                 argument = exc.argument or "?"
                 where = f"{argument}{exc.short_where}"
-                warnings.warn(
-                    f"task '{context.task_name}': argument '{argument}' has no stable hash, so "
-                    f"this call runs without the cache and its result is not stored: "
-                    f"{exc.reason} (at {where}). Define __cascade_hash__ on its class or pass "
-                    "key_fn= to InputHashCache.",
-                    CacheWarning,
-                    stacklevel=2,
+                return None, (
+                    f"argument '{argument}' has no stable hash, {consequence}: {exc.reason} "
+                    f"(at {where}). Define __cascade_hash__ on its class or pass key_fn= to "
+                    "InputHashCache."
                 )
-                return None
         try:
             outside = outside_digest(context.task, lenient=self.key_fn is not None)
         except OutsideValueError as exc:
-            warnings.warn(
-                f"task '{context.task_name}': its code reads the {exc.label} (a "
-                f"{exc.value_type}), which has no stable hash, so this call runs without the "
-                f"cache and its result is not stored: {exc}. The result may depend on it: "
-                "pass it as an argument, define __cascade_hash__ on its class, or give "
-                "InputHashCache a key_fn= (which then decides the key).",
-                CacheWarning,
-                stacklevel=2,
+            return None, (
+                f"its code reads the {exc.label} (a {exc.value_type}), which has no stable "
+                f"hash, {consequence}: {exc}. The result may depend on it: pass it as an "
+                "argument, define __cascade_hash__ on its class, or give InputHashCache a "
+                "key_fn= (which then decides the key)."
             )
-            return None
         if outside is not None:
             inputs += b"\0outside\0" + outside
-        return hashlib.sha256(
-            _KEY_SCHEME + self._identity(context.task) + b"\0" + inputs
-        ).hexdigest()
+        key = hashlib.sha256(_KEY_SCHEME + self._identity(context.task) + b"\0" + inputs)
+        return key.hexdigest(), None
 
     def resolve_store(self) -> CacheStore:
         """The store this policy reads and writes now."""
