@@ -328,3 +328,38 @@ def test_a_broken_tracer_never_fails_a_task(traced: Any, caplog: Any) -> None:
     assert asyncio.run(engine.run(load(transform(extract(2))))) == 2
     assert "could not start the span of task 'transform'" in caplog.text
     assert sorted(s.name for s in traced.spans) == ["cascade.run load", "extract", "load"]
+
+
+@cs.task
+def pick(n: int) -> Any:
+    return load(extract(n)) if n else "nothing"
+
+
+@cs.task
+def fan(n: int) -> Any:
+    return [pick(i) for i in range(n)]
+
+
+def test_a_task_added_at_run_time_is_a_child_of_the_task_that_returned_it(traced: Any) -> None:
+    engine = traced.engine()
+    assert asyncio.run(engine.run(fan(3))) == ["nothing", 0, 1]
+    spans = {
+        span.attributes["cascade.task.id"]: span
+        for span in traced.spans
+        if span.attributes and "cascade.task.id" in span.attributes
+    }
+    run = traced.run_span()
+    by_name: dict[str, list[Any]] = {}
+    for span in spans.values():
+        by_name.setdefault(span.name, []).append(span)
+    (fan_span,) = by_name["fan"]
+    assert fan_span.parent.span_id == run.context.span_id
+    assert fan_span.attributes["cascade.task.returned_graph"] is True
+    assert len(by_name["pick"]) == 3 and len(by_name["load"]) == 2
+    for span in by_name["pick"]:
+        assert span.parent.span_id == fan_span.context.span_id
+        assert span.attributes["cascade.task.parent_id"] == fan_span.attributes["cascade.task.id"]
+    pick_ids = {span.context.span_id for span in by_name["pick"]}
+    for span in by_name["load"] + by_name["extract"]:
+        assert span.parent.span_id in pick_ids, "a child of the pick that returned it"
+    assert {span.context.trace_id for span in spans.values()} == {run.context.trace_id}

@@ -47,6 +47,8 @@ TASK_NAME = "cascade.task.name"
 TASK_ATTEMPT = "cascade.task.attempt"
 TASK_EXECUTOR = "cascade.task.executor"
 TASK_STATUS = "cascade.task.status"
+TASK_PARENT = "cascade.task.parent_id"
+TASK_RETURNED_GRAPH = "cascade.task.returned_graph"
 TASK_SKIPPED = "cascade.task.skipped"
 TASK_SKIP_REASON = "cascade.task.skip_reason"
 TASK_CACHE_HIT = "cascade.task.cache_hit"
@@ -118,6 +120,8 @@ class _RunState:
     failed: dict[str, tuple[Span, int]] = field(default_factory=dict)
     #: the span of a task's last failed attempt, linked from its next attempt
     previous: dict[str, trace.SpanContext] = field(default_factory=dict)
+    #: spans of attempts that returned graphs: the parents of the tasks added at run time
+    parents: dict[str, Span] = field(default_factory=dict)
 
 
 class EngineTracing:
@@ -224,21 +228,29 @@ class EngineTracing:
             previous = state.previous.pop(call.task_id, None)
             if previous is not None:
                 links = [Link(previous)]
+        parent_context = state.context
+        if call.parent_task_id is not None:
+            parent = state.parents.get(call.parent_task_id)
+            if parent is not None:  # a task added at run time: a child of the task's span
+                parent_context = trace.set_span_in_context(parent, state.context)
+        attributes: dict[str, Any] = {
+            RUN_ID: call.run_id,
+            TASK_ID: call.task_id,
+            TASK_NAME: call.task_name,
+            TASK_ATTEMPT: call.attempt,
+        }
+        if call.parent_task_id is not None:
+            attributes[TASK_PARENT] = call.parent_task_id
         span = self.tracer.start_span(
             call.task_name,
-            context=state.context,
+            context=parent_context,
             kind=SpanKind.INTERNAL,
-            attributes={
-                RUN_ID: call.run_id,
-                TASK_ID: call.task_id,
-                TASK_NAME: call.task_name,
-                TASK_ATTEMPT: call.attempt,
-            },
+            attributes=attributes,
             links=links,
         )
         if span.is_recording() and (call.args or call.kwargs):
             span.set_attributes(self._argument_attributes(call))
-        task_context = trace.set_span_in_context(span, state.context)
+        task_context = trace.set_span_in_context(span, parent_context)
         context.attach(task_context)  # never detached: the context is this attempt's own
         if call.leaves_process:  # only another process needs the W3C headers
             inject_into(call.carrier, span, task_context, state.baggage)
@@ -255,6 +267,9 @@ class EngineTracing:
         end = _ns(event.timestamp)
         span.set_attributes({TASK_EXECUTOR: event.executor, TASK_STATUS: event.status})
         if event.status != "Failed":  # success and cancellation leave the status UNSET
+            if event.returned_graph:
+                span.set_attribute(TASK_RETURNED_GRAPH, True)
+                state.parents[event.task_id] = span
             span.end(end_time=end)
             return
         kind, message = _error_of(event.exception, event.error_type, event.error)
