@@ -28,6 +28,7 @@ from cascade.runtime.engine import Engine
 from cascade.runtime.outcome import RunFailed
 from cascade.spec.params import ParamError
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
+from cascade.spec.pools import Pool
 from cascade.spec.resource import ResourceDefinition, inject, resource
 from cascade.spec.task import LazyResult, Param, Task, task, unmapped
 from cascade.testing import override_resource
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
         cache_stats,
         clear_cache,
     )
+    from cascade.records import RunStore
 
 _LAZY = {
     "CacheContext": "cascade.caching",
@@ -77,6 +79,9 @@ async def run_async(
     log_level: str | None = "INFO",
     bus: MessageBus | None = None,
     on_failure: str = "stop",
+    pools: Mapping[str, int | Pool] | None = None,
+    record: bool | str | RunStore = False,
+    resume: str | None = None,
 ) -> Any:
     """Run ``target`` inside a running event loop: ``await cs.run_async(...)``. Same options
     and result as ``cs.run``."""
@@ -84,9 +89,13 @@ async def run_async(
         bus=bus, executor=executor, max_concurrency=max_concurrency, log_level=log_level
     )
     if log_level is None:
-        return await engine.run(target, params=params, on_failure=on_failure)
+        return await engine.run(
+            target, params=params, on_failure=on_failure, pools=pools, record=record, resume=resume
+        )
     with default_handler():
-        return await engine.run(target, params=params, on_failure=on_failure)
+        return await engine.run(
+            target, params=params, on_failure=on_failure, pools=pools, record=record, resume=resume
+        )
 
 
 def run(
@@ -98,6 +107,9 @@ def run(
     log_level: str | None = "INFO",
     bus: MessageBus | None = None,
     on_failure: str = "stop",
+    pools: Mapping[str, int | Pool] | None = None,
+    record: bool | str | RunStore = False,
+    resume: str | None = None,
 ) -> Any:
     """Run the graph behind ``target`` and return its result.
 
@@ -110,7 +122,13 @@ def run(
     unchanged; with ``"continue"`` every branch that does not depend on a failure runs to
     its end, and then ``RunFailed`` (an ``ExceptionGroup``) carries every failure and the
     results that were computed. Tasks may return LazyResults: what they return runs in the
-    same run, and the task's value is what it resolves to.
+    same run, and the task's value is what it resolves to. ``pools`` defines named pools for
+    the run (``{"openai": 4}``, or ``cs.Pool(4, rate_limit="10/second")``).
+    ``record=True`` records the run in the run history (``.cascade/runs.sqlite3``, or
+    ``$CASCADE_HOME``; a store name, an SQLite path or a ``RunStore`` also work) and
+    checkpoints its results; ``resume="last"`` (or a run id) takes the checkpointed value of
+    every task that succeeded in that run of the same target with unchanged code and inputs,
+    and runs the rest (see docs/history.md).
     """
     try:
         asyncio.get_running_loop()
@@ -130,6 +148,9 @@ def run(
             log_level=log_level,
             bus=bus,
             on_failure=on_failure,
+            pools=pools,
+            record=record,
+            resume=resume,
         )
     )
 
@@ -147,6 +168,7 @@ __all__ = [
     "Param",
     "ParamError",
     "PluginError",
+    "Pool",
     "ResourceDefinition",
     "ResourceError",
     "RetryPolicy",

@@ -79,10 +79,22 @@ class TaskEvent(Event):
 
 @dataclass(frozen=True)
 class TaskExecutionStarted(TaskEvent):
-    """One attempt of a task was handed to an executor."""
+    """One attempt of a task was handed to an executor. ``waited`` is how long it waited
+    for slots or tokens before that, and ``waited_for`` what it waited for."""
 
     attempt: int = 1
     executor: str = ""
+    waited: float = 0.0
+    waited_for: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskWaiting(TaskEvent):
+    """A ready call waits for ``waiting_for`` (``"pool 'openai'"``, ``"rate limit of task
+    'fetch'"``, ``"max_concurrency"``, ...), with ``queued`` calls waiting there now."""
+
+    waiting_for: str = ""
+    queued: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,7 @@ __all__ = [
     "TaskExecutionStarted",
     "TaskRetrying",
     "TaskSkipped",
+    "TaskWaiting",
     "describe_error",
     "make_event",
     "preview",

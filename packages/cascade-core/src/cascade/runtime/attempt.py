@@ -47,6 +47,12 @@ def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
             context.run(hook, call)
         call.context = context
     if plan.want_started:
+        waited = 0.0
+        waited_for: tuple[str, ...] = ()
+        if plan.waits:
+            wait = plan.waits.pop(call.task_id, None)
+            if wait is not None:
+                waited, waited_for = time.monotonic() - wait[0], tuple(wait[1])
         plan.bus.publish(
             make_event(
                 TaskExecutionStarted,
@@ -56,6 +62,8 @@ def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
                 parent_task_id=call.parent_task_id,
                 attempt=call.attempt,
                 executor=executor_name,
+                waited=waited,
+                waited_for=waited_for,
             )
         )
     call.start_time = time.time()

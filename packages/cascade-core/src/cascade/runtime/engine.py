@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import cascade.records as records
 from cascade.bus import MessageBus
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import build_graph
@@ -28,6 +29,7 @@ from cascade.runtime.plan import RunPlan
 from cascade.runtime.scheduler import Run
 from cascade.spec.cache_policy import CachePolicy
 from cascade.spec.policies import check_concurrency
+from cascade.spec.pools import Pool, check_pools_given, merge_pools
 from cascade.spec.resource import (
     ResourceDefinition,
     declared_resources,
@@ -41,7 +43,9 @@ class Engine:
 
     ``executor`` is a registered executor name (``"local"``, ``"threads"``, ``"processes"``,
     or a plugin's) or an executor instance; ``max_concurrency`` bounds the task attempts in
-    flight at once; ``log_level`` attaches the human-readable log subscriber (``None`` for none).
+    flight at once; ``pools`` defines named pools (``{"openai": 4, "db": cs.Pool(2,
+    rate_limit="10/second")}``) that tasks hold slots of; ``log_level`` attaches the
+    human-readable log subscriber (``None`` for none).
     Plugins configure every new engine through the ``cascade_engine_created`` hook.
     """
 
@@ -53,12 +57,14 @@ class Engine:
         *,
         log_level: str | None = None,
         plugin_manager: PluginManager | None = None,
+        pools: Mapping[str, int | Pool] | None = None,
     ) -> None:
         self.bus = bus if bus is not None else MessageBus()
         if executor is not None and not isinstance(executor, (str, Executor)):
             raise TypeError(f"executor= takes an executor name or instance, got {executor!r}")
         self.executor = executor
         self.max_concurrency = check_concurrency(max_concurrency, "max_concurrency")
+        self.pools = check_pools_given(pools, "Engine")
         self.log_level = log_level
         self.plugins = plugin_manager if plugin_manager is not None else get_plugin_manager()
         self.call_hooks: list[Callable[[TaskCall], None]] = []
@@ -108,6 +114,9 @@ class Engine:
         *,
         on_failure: str = "stop",
         checkpoint: CachePolicy | None = None,
+        pools: Mapping[str, int | Pool] | None = None,
+        record: bool | str | records.RunStore = False,
+        resume: str | None = None,
     ) -> Any:
         """Run the graph behind ``target`` and return its result: a LazyResult's value, a list
         for a list or tuple of LazyResults, a dict for a dict of them.
@@ -115,11 +124,29 @@ class Engine:
         ``on_failure="stop"`` ends the run at the first failure and raises it;
         ``"continue"`` runs every branch that does not depend on a failure and then raises
         ``RunFailed`` with all of them (and the results that were computed).
-        ``checkpoint`` is a cache policy for every task that has none of its own."""
+        ``checkpoint`` is a cache policy for every task that has none of its own. ``pools``
+        adds named pools for this run to the engine's (``{"openai": 4}`` or ``cs.Pool``).
+        ``record`` records the run and checkpoints its results (``True``: the default store;
+        a run store name, a path to an SQLite file, or a ``RunStore``); ``resume`` (``"last"``
+        or a run id of the same target in that store) takes the checkpointed value of every
+        task that succeeded there with unchanged code and inputs (see ``cascade.records``)."""
+        run_pools = merge_pools(self.pools, check_pools_given(pools, "run"))
         targets, shape = normalize_target(target)
         graph = build_graph(targets)
-        plan = RunPlan(self, graph, dict(params or {}), on_failure, checkpoint)
-        values = await Run(plan, shape).execute()
+        session = None
+        if record is not False or resume is not None:
+            if checkpoint is not None:
+                raise ValueError("checkpoint= cannot be combined with record= or resume=")
+            session = records.open_session(self, graph, record, resume)
+            checkpoint = session.checkpoint
+        try:
+            plan = RunPlan(self, graph, dict(params or {}), on_failure, checkpoint, run_pools)
+            if session is not None:
+                session.bind(plan.run_id)
+            values = await Run(plan, shape).execute()
+        finally:
+            if session is not None:
+                await session.close()
         return shape(values)
 
     def resolve_executor(self, spec: str | Executor | None) -> tuple[str, Executor]:

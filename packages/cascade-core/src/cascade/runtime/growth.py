@@ -132,6 +132,7 @@ class GraphGrowth:
             self._complete(node.index, self._param_value(node.lazy))  # type: ignore[arg-type]
             return
         self.plan.learn_task(node.lazy.task)  # type: ignore[arg-type]
+        self.plan.attempt_gates(node)  # an unknown pool fails the task that returned this
         completed = self.completed
         waiting = sum(1 for dep in node.deps if not completed[dep])
         self.pending[node.index] = waiting

@@ -1,67 +1,177 @@
-"""Concurrency limits: a counting slot limit whose waiters are served in order.
+"""The gates a call passes before it starts: slot limits and token-bucket rates.
 
-Used for the run-wide ``max_concurrency`` and for each task's ``concurrency``. A released slot
-passes straight to the next waiter; waiters are plain callbacks so the scheduler can queue a
-node instead of parking a coroutine for it, and nothing here ever runs a waiter's work inside
-``release`` (that is what once made a wide fan-out recurse on failure).
+A ``Limiter`` is a counting slot limit (the run's ``max_concurrency``, a task's
+``concurrency``, a named pool); a ``TokenBucket`` is a rate (a task's ``rate_limit``, a pool's).
+Both serve waiters highest priority first, in arrival order among equals, and both hand what
+they free straight to the next waiter. Waiters are plain callbacks so the scheduler can queue a
+node instead of parking a coroutine for it, and nothing here runs a waiter's work inside
+``release`` (that once made a wide fan-out recurse on failure). A waiter that needs more than
+is free waits at the head of the queue: later, smaller requests do not overtake it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import heapq
+import itertools
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+_order = itertools.count()
 
 
-class Limiter:
-    """``limit`` slots. ``try_acquire`` takes one if free; ``wait`` queues a callback that
-    is called (with the slot already taken for it) when one is released."""
+class _Gate:
+    """Waiters in a heap by (-priority, arrival)."""
 
-    __slots__ = ("free", "waiters")
+    __slots__ = ("name", "waiters")
 
-    def __init__(self, limit: int) -> None:
-        self.free = limit
-        self.waiters: deque[Callable[[], None]] = deque()
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.waiters: list[tuple[int, int, int, Callable[[], None]]] = []
 
-    def try_acquire(self) -> bool:
-        if self.free > 0:
-            self.free -= 1
-            return True
-        return False
+    def queued(self) -> int:
+        return len(self.waiters)
 
-    def wait(self, on_slot: Callable[[], None]) -> None:
-        """Call ``on_slot()`` once a slot has been taken for it (``on_slot`` must be cheap and
-        must not release slots itself: queue the work, do not run it)."""
-        self.waiters.append(on_slot)
+    def wait(self, on_pass: Callable[[], None], weight: int = 1, priority: int = 0) -> None:
+        """Call ``on_pass()`` once ``weight`` has been taken for it (it must be cheap and must
+        not release anything itself: queue the work, do not run it)."""
+        heapq.heappush(self.waiters, (-priority, next(_order), weight, on_pass))
+        self._serve()
 
-    async def acquire(self) -> None:
-        """Wait for a slot (for coroutines: the policy route)."""
-        if self.try_acquire():
+    async def acquire(self, weight: int = 1, priority: int = 0) -> None:
+        """Wait for ``weight`` (for coroutines: the policy route)."""
+        if not self.waiters and self.try_enter(weight):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def hand_over() -> None:
-            if future.done():  # cancelled, its task not yet woken: pass the slot on
-                self.release()
+            if future.done():  # cancelled, its task not yet woken: pass it on
+                self.leave(weight)
             else:
                 future.set_result(None)
 
-        self.waiters.append(hand_over)
+        entry = (-priority, next(_order), weight, hand_over)
+        heapq.heappush(self.waiters, entry)
+        self._serve()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release()  # the slot had been handed over already
-            elif hand_over in self.waiters:
-                self.waiters.remove(hand_over)  # still queued: leave the queue
+                self.leave(weight)  # it had been handed over already
+            elif entry in self.waiters:
+                self.waiters.remove(entry)  # still queued: leave the queue
+                heapq.heapify(self.waiters)
             raise
-
-    def release(self) -> None:
-        if self.waiters:
-            self.waiters.popleft()()
-        else:
-            self.free += 1
 
     def close(self) -> None:
         """Drop every waiter (the run is stopping: nothing more starts)."""
         self.waiters.clear()
+
+    def try_enter(self, weight: int = 1) -> bool:
+        raise NotImplementedError
+
+    def leave(self, weight: int = 1) -> None:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+
+class Limiter(_Gate):
+    """``limit`` slots; a call takes ``weight`` of them and gives them back when it ends."""
+
+    __slots__ = ("free", "limit")
+
+    def __init__(self, limit: int, name: str = "max_concurrency") -> None:
+        super().__init__(name)
+        self.limit = limit
+        self.free = limit
+
+    def try_acquire(self, weight: int = 1) -> bool:
+        return self.try_enter(weight)
+
+    def try_enter(self, weight: int = 1) -> bool:
+        if self.free >= weight and not self.waiters:
+            self.free -= weight
+            return True
+        return False
+
+    def release(self, weight: int = 1) -> None:
+        self.leave(weight)
+
+    def leave(self, weight: int = 1) -> None:
+        self.free += weight
+        self._serve()
+
+    def _serve(self) -> None:
+        waiters = self.waiters
+        while waiters and waiters[0][2] <= self.free:
+            _, _, weight, on_pass = heapq.heappop(waiters)
+            self.free -= weight
+            on_pass()
+
+
+class TokenBucket(_Gate):
+    """``rate`` tokens a second, at most ``burst`` saved up; a call takes one to start (every
+    attempt, retries too) and gives nothing back."""
+
+    __slots__ = ("_timer", "burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, name: str) -> None:
+        super().__init__(name)
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def try_enter(self, weight: int = 1) -> bool:
+        if self.waiters:
+            return False
+        self._refill()
+        if self.tokens >= weight:
+            self.tokens -= weight
+            return True
+        return False
+
+    def leave(self, weight: int = 1) -> None:
+        return None  # tokens come back with time, not with calls
+
+    def _serve(self) -> None:
+        self._refill()
+        waiters = self.waiters
+        while waiters and self.tokens >= waiters[0][2]:
+            _, _, weight, on_pass = heapq.heappop(waiters)
+            self.tokens -= weight
+            on_pass()
+        if waiters and self._timer is None:
+            delay = (waiters[0][2] - self.tokens) / self.rate
+            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._serve()
+
+    def close(self) -> None:
+        super().close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+#: Either kind of gate.
+Gate = _Gate
+
+
+@dataclass(frozen=True, slots=True)
+class Weighted:
+    """A gate and how much of it one call takes (slots of a pool, one token of a rate)."""
+
+    gate: Gate
+    weight: int

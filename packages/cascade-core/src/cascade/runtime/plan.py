@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from uuid import uuid4
@@ -21,16 +22,23 @@ from cascade.events import (
     TaskExecutionStarted,
     TaskRetrying,
     TaskSkipped,
+    TaskWaiting,
+    make_event,
 )
 from cascade.executors import Executor, PlainSubmit, TaskCall
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
 from cascade.resources import ResourceError, ResourceStack, plan_resources
-from cascade.runtime.limits import Limiter
+from cascade.runtime.limits import Gate, Limiter, TokenBucket, Weighted
 from cascade.runtime.outcome import CONTINUE, STOP, check_failure_mode
 from cascade.spec.cache_policy import CachePolicy
 from cascade.spec.params import ParamError
+from cascade.spec.pools import Pool
 from cascade.spec.resource import ResourceDefinition, declared_resources
 from cascade.spec.task import MISSING, Param, Task
+
+
+class PoolError(ValueError):
+    """A call asks for a pool the run does not define, or for more slots than it has."""
 
 
 class EngineSettings(Protocol):
@@ -55,6 +63,7 @@ class RunPlan:
         params: Mapping[str, Any],
         on_failure: str = STOP,
         checkpoint: CachePolicy | None = None,
+        pools: Mapping[str, Pool] | None = None,
     ) -> None:
         self.on_failure = check_failure_mode(on_failure)
         #: A cache policy applied to every task without one of its own (how a resumed run
@@ -72,6 +81,7 @@ class RunPlan:
         self.call_hooks = tuple(engine.call_hooks)
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
         self.task_limiters: dict[int, Limiter] = {}
+        self._plan_pools(dict(pools or {}))
         self.rng = random.Random()
         #: For nodes added at run time: node index → id of the task that returned them.
         self.parent_of: dict[int, str] = {}
@@ -85,6 +95,9 @@ class RunPlan:
         self.want_cancelled = bus.wants(TaskExecutionFinished, status="Cancelled")
         self.want_skipped = bus.wants(TaskSkipped)
         self.want_retrying = bus.wants(TaskRetrying)
+        self.want_waiting = bus.wants(TaskWaiting)
+        #: Calls that waited at a gate: task id → (since, what for), read when they start.
+        self.waits: dict[str, tuple[float, list[str]]] = {}
         #: Whether an attempt needs a ``TaskCall`` even without policies: someone listens to
         #: every attempt, or call hooks want to see it.
         self.observe_calls = self.want_started or self.want_succeeded or bool(self.call_hooks)
@@ -227,13 +240,109 @@ class RunPlan:
             or bool(task.injections and (self.task_resources or self.remote_providers))
         )
 
+    # -- pools, rates and the gates a call passes --------------------------------------------
+
+    def _plan_pools(self, pools: dict[str, Pool]) -> None:
+        self.pools = pools
+        self.pool_limiters = {
+            name: Limiter(pool.size, f"pool '{name}'") for name, pool in pools.items()
+        }
+        self.pool_rates = {
+            name: TokenBucket(pool.rate.per_second, pool.rate.burst, f"rate limit of pool '{name}'")
+            for name, pool in pools.items()
+            if pool.rate is not None
+        }
+        self.task_rates: dict[int, TokenBucket] = {}
+        self._attempt_gates: dict[
+            tuple[int, tuple[tuple[str, int], ...]], tuple[Weighted, ...]
+        ] = {}
+        for node in self.graph.nodes:
+            if node.lazy.task is not None:
+                self.attempt_gates(node)  # checks every pool a call asks for, before running
+
+    def attempt_gates(self, node: Node) -> tuple[Weighted, ...]:
+        """What one attempt of ``node`` holds or takes, in the order it enters them: slots of
+        each pool it asks for (by name), then the tokens of those pools' and its task's
+        rates. An unknown pool, or more slots than a pool has, is an error naming both."""
+        task = node.lazy.task
+        assert task is not None
+        key = (id(task), node.lazy.pools)
+        gates = self._attempt_gates.get(key)
+        if gates is not None:
+            return gates
+        found: list[Weighted] = []
+        rates: list[Weighted] = []
+        for name, slots in node.lazy.pools:
+            limiter = self.pool_limiters.get(name)
+            if limiter is None:
+                defined = ", ".join(sorted(self.pools)) or "none"
+                raise PoolError(
+                    f"task '{task.name}' needs pool '{name}', which this run does not define "
+                    f"(defined: {defined}); pass pools={{'{name}': N}} to cs.run or the Engine"
+                )
+            if slots > limiter.limit:
+                raise PoolError(
+                    f"task '{task.name}' needs {slots} slots of pool '{name}', which has "
+                    f"{limiter.limit}"
+                )
+            found.append(Weighted(limiter, slots))
+            if name in self.pool_rates:
+                rates.append(Weighted(self.pool_rates[name], 1))
+        if task.rate is not None:
+            bucket = self.task_rates.get(id(task))
+            if bucket is None:
+                bucket = self.task_rates[id(task)] = TokenBucket(
+                    task.rate.per_second, task.rate.burst, f"rate limit of task '{task.name}'"
+                )
+            rates.append(Weighted(bucket, 1))
+        gates = self._attempt_gates[key] = (*found, *rates)
+        return gates
+
+    def direct_gates(self, node: Node) -> tuple[Weighted, ...]:
+        """The gates of a call on the direct route: the run's ``max_concurrency`` first,
+        then its attempt gates (a direct-route call is one attempt)."""
+        gates = self.attempt_gates(node)
+        if self.limiter is None:
+            return gates
+        key = (-1 - id(node.lazy.task), node.lazy.pools)
+        found = self._attempt_gates.get(key)
+        if found is None:
+            found = self._attempt_gates[key] = (Weighted(self.limiter, 1), *gates)
+        return found
+
+    def note_wait(self, node: Node, task_id: str, gate: Gate) -> None:
+        """A call waits at ``gate``: say so to whoever listens, and remember it for the
+        call's start event."""
+        if self.want_started:
+            self.waits.setdefault(task_id, (time.monotonic(), []))[1].append(gate.name)
+        if self.want_waiting:
+            self.bus.publish(
+                make_event(
+                    TaskWaiting,
+                    run_id=self.run_id,
+                    task_id=task_id,
+                    task_name=node.name,
+                    parent_task_id=self.parent_of.get(node.index),
+                    waiting_for=gate.name,
+                    queued=gate.queued() + 1,
+                )
+            )
+
+    def all_gates(self) -> list[Gate]:
+        gates: list[Gate] = [*self.pool_limiters.values(), *self.pool_rates.values()]
+        gates += [*self.task_rates.values(), *self.task_limiters.values()]
+        if self.limiter is not None:
+            gates.append(self.limiter)
+        return gates
+
     def task_limiter(self, task: Task[Any]) -> Limiter | None:
         """The shared limiter of a task with ``concurrency=``, made on first use."""
         if task.concurrency is None:
             return None
         limiter = self.task_limiters.get(id(task))
         if limiter is None:
-            limiter = self.task_limiters[id(task)] = Limiter(task.concurrency)
+            limiter = Limiter(task.concurrency, f"concurrency of task '{task.name}'")
+            self.task_limiters[id(task)] = limiter
         return limiter
 
 

@@ -20,6 +20,7 @@ from cascade.graph.build import KIND_MAP, Node
 from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import run_attempt, will_retry
 from cascade.runtime.inputs import arguments
+from cascade.runtime.limits import Gate
 from cascade.runtime.markers import SKIPPED, Deferred
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
@@ -145,12 +146,13 @@ async def _limited(
 ) -> Any:
     """A node (or mapped item) inside its task's concurrency limit and the run's."""
     task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+    priority = node.lazy.priority
     task_limiter = plan.task_limiter(task)
     if task_limiter is not None:
-        await task_limiter.acquire()
+        await _enter(plan, node, task_id, task_limiter, 1, priority)
     try:
         if plan.limiter is not None:
-            await plan.limiter.acquire()
+            await _enter(plan, node, task_id, plan.limiter, 1, priority)
         try:
             return await _cached(plan, node, task, task_id, args, kwargs)
         finally:
@@ -200,21 +202,32 @@ async def _retried(
     timeout = lazy.timeout
     fallback = lazy.fallback
     parent = plan.parent_of.get(node.index)
+    gates = plan.attempt_gates(node)
     attempt = 1
     while True:
+        entered = 0
         try:
-            return await run_attempt(
-                plan,
-                task,
-                task_id,
-                args,
-                kwargs,
-                attempt,
-                timeout,
-                retry,
-                parent=parent,
-                has_fallback=fallback is not MISSING,
-            )
+            try:
+                # Pool slots are held while an attempt runs, not between retries; every
+                # attempt takes a token of each rate.
+                for weighted in gates:
+                    await _enter(plan, node, task_id, weighted.gate, weighted.weight, lazy.priority)
+                    entered += 1
+                return await run_attempt(
+                    plan,
+                    task,
+                    task_id,
+                    args,
+                    kwargs,
+                    attempt,
+                    timeout,
+                    retry,
+                    parent=parent,
+                    has_fallback=fallback is not MISSING,
+                )
+            finally:
+                for weighted in gates[:entered]:
+                    weighted.gate.leave(weighted.weight)
         except Exception as exc:
             if retry is None or not will_retry(retry, attempt, exc):
                 if fallback is not MISSING:
@@ -238,6 +251,14 @@ async def _retried(
             attempt += 1
             if delay:
                 await asyncio.sleep(delay)
+
+
+async def _enter(
+    plan: RunPlan, node: Node, task_id: str, gate: Gate, weight: int, priority: int
+) -> None:
+    if not gate.try_enter(weight):
+        plan.note_wait(node, task_id, gate)
+        await gate.acquire(weight, priority)
 
 
 def _as_list(value: Any, task_name: str, label: str) -> list[Any]:

@@ -27,6 +27,7 @@ from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import announce, as_future, report_finished, stoppable
 from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value
+from cascade.runtime.limits import Weighted
 from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
 from cascade.runtime.plan import RunPlan
@@ -175,8 +176,8 @@ class Run(GraphGrowth):
         self.ready.clear()
         self.admitted.clear()
         plan = self.plan
-        if plan.limiter is not None:
-            plan.limiter.close()
+        for gate in plan.all_gates():
+            gate.close()
         while self.inflight or self.runners or plan.unstoppable:
             for future in self.runners:
                 future.cancel()
@@ -232,16 +233,26 @@ class Run(GraphGrowth):
             self.runners[runner] = node
             runner.add_done_callback(self.on_done, context=self.context)
             return
-        limiter = plan.limiter
-        if limiter is not None and not limiter.try_acquire():
-            limiter.wait(functools.partial(self._admit, node.index))
-            return
-        self._start_direct(node)
+        if self._pass_gates(node, plan.direct_gates(node), 0):
+            self._start_direct(node)
 
-    def _admit(self, index: int) -> None:
-        """A slot of the run's limit was passed to a waiting direct-route node."""
-        self.admitted.append(index)
-        self._pump()
+    def _pass_gates(self, node: Node, gates: tuple[Weighted, ...], first: int) -> bool:
+        """Enter the gates of a direct-route node from ``first`` on; at one that is full,
+        queue the node there and return False (it goes on from the next gate once passed)."""
+        for k in range(first, len(gates)):
+            weighted = gates[k]
+            if not weighted.gate.try_enter(weighted.weight):
+                self.plan.note_wait(node, node.lazy.id, weighted.gate)
+                passed = functools.partial(self._passed_gate, node.index, k + 1)
+                weighted.gate.wait(passed, weighted.weight, node.lazy.priority)
+                return False
+        return True
+
+    def _passed_gate(self, index: int, next_gate: int) -> None:
+        node = self.nodes[index]
+        if self._pass_gates(node, self.plan.direct_gates(node), next_gate):
+            self.admitted.append(index)
+            self._pump()
 
     async def _with_policies(self, node: Node) -> Any:
         if self.plan.unprepared and id(node.lazy.task) in self.plan.unprepared:
@@ -265,7 +276,7 @@ class Run(GraphGrowth):
                     kwargs.setdefault(param, instances[resource_name])
         except Exception as exc:
             add_note(exc, f"while building the arguments of task '{node.name}'")
-            self._release_slot()
+            self._leave_gates(node)
             self._fail(exc, node)
             return
         submit_plain = plan.plain_submit[id(task)]
@@ -275,7 +286,7 @@ class Run(GraphGrowth):
             try:
                 future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
             except Exception as exc:
-                self._release_slot()
+                self._leave_gates(node)
                 self._fail(exc, node)
                 return
             if self.started_at is not None:
@@ -292,16 +303,16 @@ class Run(GraphGrowth):
                 future = as_future(plan, executor.submit(call), call.context)
             except BaseException as exc:
                 report_finished(plan, call, executor_name, None, exc)
-                self._release_slot()
+                self._leave_gates(node)
                 self._fail(exc, node)
                 return
             self.reported[future] = (call, executor_name)
         self.inflight[future] = node
         future.add_done_callback(self.on_done, context=self.context)
 
-    def _release_slot(self) -> None:
-        if self.plan.limiter is not None:
-            self.plan.limiter.release()
+    def _leave_gates(self, node: Node) -> None:
+        for weighted in self.plan.direct_gates(node):
+            weighted.gate.leave(weighted.weight)
 
     # -- completion, the one path every node finishes through ------------------------------
 
@@ -311,7 +322,7 @@ class Run(GraphGrowth):
         if node is None:
             node = self.runners.pop(future)
         else:
-            self._release_slot()
+            self._leave_gates(node)
         reported = self.reported.pop(future, None) if self.reported else None
         try:
             value = future.result()

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar, overload
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
 from cascade.spec.params import convert_param
 from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
+from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
 
 R = TypeVar("R")
@@ -53,6 +54,8 @@ class LazyResult(Generic[R]):
         "fallback",
         "id",
         "kwargs",
+        "pools",
+        "priority",
         "retry",
         "task",
         "timeout",
@@ -68,6 +71,8 @@ class LazyResult(Generic[R]):
     condition: Any
     after_deps: tuple[LazyResult[Any], ...]
     fallback: Any
+    pools: tuple[tuple[str, int], ...]
+    priority: int
 
     def __init__(self, task: Task[R] | None, args: tuple[Any, ...], kwargs: dict[str, Any]):
         self.task = task
@@ -78,8 +83,12 @@ class LazyResult(Generic[R]):
             self.retry = task.retry
             self.timeout = task.timeout
             self.cache = task.cache
+            self.pools = task.pools
+            self.priority = task.priority
         else:
             self.retry = self.timeout = self.cache = None
+            self.pools = ()
+            self.priority = 0
         self.condition = MISSING
         self.after_deps = ()
         self.fallback = MISSING
@@ -147,6 +156,20 @@ class LazyResult(Generic[R]):
         otherwise it is skipped, and so is everything that needs its result."""
         clone = self._copy()
         clone.condition = condition
+        return clone
+
+    def with_pools(self, **slots: int) -> LazyResult[R]:
+        """A copy of this call that holds ``slots`` of each named pool while an attempt runs
+        (``.with_pools(openai=2)``), instead of the task's ``pools=``."""
+        clone = self._copy()
+        clone.pools = check_pool_needs(slots, f"task '{self.name}'")
+        return clone
+
+    def with_priority(self, priority: int) -> LazyResult[R]:
+        """A copy of this call that starts before lower-priority ready calls when slots are
+        scarce (``max_concurrency``, a task's ``concurrency``, a pool, a rate)."""
+        clone = self._copy()
+        clone.priority = check_priority(priority, f"task '{self.name}'")
         return clone
 
     def with_fallback(self, value: Any) -> LazyResult[R]:
@@ -263,6 +286,9 @@ class Task(Generic[R]):
         cache: CachePolicy | None = None,
         concurrency: int | None = None,
         dynamic: bool = False,
+        pools: Mapping[str, int] | None = None,
+        rate_limit: str | None = None,
+        priority: int = 0,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -287,6 +313,10 @@ class Task(Generic[R]):
         #: Declared to return graphs (for readers, ``cs.visualize`` and ``cascade graph``);
         #: any task may return one whether declared or not.
         self.dynamic = dynamic
+        owner = f"task '{self.name}'"
+        self.pools = check_pool_needs(pools, owner)
+        self.rate = parse_rate(rate_limit, owner) if rate_limit is not None else None
+        self.priority = check_priority(priority, owner)
         self.injections = find_injections(fn)
         self._signature_check = _SignatureCheck(fn, self.name)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
@@ -398,6 +428,9 @@ def task(
     cache: CachePolicy | None = None,
     concurrency: int | None = None,
     dynamic: bool = False,
+    pools: Mapping[str, int] | None = None,
+    rate_limit: str | None = None,
+    priority: int = 0,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -410,6 +443,9 @@ def task(
     cache: CachePolicy | None = None,
     concurrency: int | None = None,
     dynamic: bool = False,
+    pools: Mapping[str, int] | None = None,
+    rate_limit: str | None = None,
+    priority: int = 0,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
@@ -422,6 +458,9 @@ def task(
         cache=cache,
         concurrency=concurrency,
         dynamic=dynamic,
+        pools=pools,
+        rate_limit=rate_limit,
+        priority=priority,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]
