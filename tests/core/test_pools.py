@@ -286,3 +286,16 @@ def test_bad_pools_rates_and_priorities_are_clear_errors() -> None:
         asyncio.run(engine.run(call_api(1), pools={"api": 3}))
     assert asyncio.run(engine.run(call_api(1), pools={"api": 2})) == 1
     assert occupancy.order == ["api1"], "nothing ran for the refused runs"
+
+
+def test_graphs_and_the_dry_run_show_pools_rates_and_priorities() -> None:
+    @cs.task(pools={"openai": 2}, rate_limit="60/minute", priority=10)
+    def ask(q: str) -> str:
+        return q
+
+    graph = [ask("a"), call_api(1).with_priority(-1)]
+    dot = cs.visualize(graph)
+    assert 'label="ask [pool openai×2, rate 60/minute, priority 10]"' in dot
+    assert 'label="call_api [pool api×1, priority -1]"' in dot
+    notes = {step["task"]: step["notes"] for step in cs.graph.plan(graph)}
+    assert notes["ask"] == ["pool openai×2", "rate 60/minute", "priority 10"]

@@ -40,7 +40,18 @@ def policies(lazy: LazyResult[Any]) -> dict[str, Any]:
     if task is not None and task.concurrency is not None:
         found["concurrency"] = task.concurrency
     if task is not None and task.executor is not None:
-        found["executor"] = task.executor
+        found["executor"] = task.executor if isinstance(task.executor, str) else repr(task.executor)
+    pools = getattr(lazy, "pools", ())
+    if pools:
+        found["pools"] = dict(pools)
+    rate = getattr(task, "rate", None)
+    if rate is not None:
+        found["rate_limit"] = str(rate)
+    priority = getattr(lazy, "priority", 0)
+    if priority:
+        found["priority"] = priority
+    if getattr(task, "dynamic", False):
+        found["dynamic"] = True
     return found
 
 
@@ -58,6 +69,15 @@ def _describe_policies(found: Mapping[str, Any]) -> list[str]:
         parts.append(f"concurrency {found['concurrency']}")
     if "executor" in found:
         parts.append(f"executor {found['executor']}")
+    if "pools" in found:
+        slots = ", ".join(f"{name}×{n}" for name, n in found["pools"].items())
+        parts.append(f"pools {slots}")
+    if "rate_limit" in found:
+        parts.append(f"rate {found['rate_limit']}")
+    if "priority" in found:
+        parts.append(f"priority {found['priority']}")
+    if found.get("dynamic"):
+        parts.append("dynamic")
     return parts
 
 

@@ -25,7 +25,20 @@ def _label(node: Node) -> str:
         marks.append("map")
     if _is_dynamic(node):
         marks.append("dynamic")
+    marks.extend(_scheduling(node))
     return f"{node.name} [{', '.join(marks)}]" if marks else node.name
+
+
+def _scheduling(node: Node) -> list[str]:
+    """Pools, rate limit and priority of a call, as graphs and the dry-run show them."""
+    lazy = node.lazy
+    found = [f"pool {name}×{slots}" for name, slots in lazy.pools]
+    rate = getattr(lazy.task, "rate", None)
+    if rate is not None:
+        found.append(f"rate {rate}")
+    if lazy.priority:
+        found.append(f"priority {lazy.priority}")
+    return found
 
 
 def _is_dynamic(node: Node) -> bool:
@@ -103,6 +116,7 @@ def plan(target: Any) -> list[dict[str, Any]]:
             extras.append(f"if {_show(lazy.condition)}")
         if lazy.after_deps:
             extras.append("after " + ", ".join(_show(d) for d in lazy.after_deps))
+        extras.extend(_scheduling(node))
         callee = f"{node.name}.map" if node.kind == KIND_MAP else node.name
         steps.append(
             {
