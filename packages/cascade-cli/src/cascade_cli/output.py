@@ -40,6 +40,7 @@ from cascade_cli.capture import TerminalCapture
 from cascade_cli.run import (
     CANCELLED,
     FAILED,
+    FELL_BACK,
     NOT_RUN,
     OUTSIDE_THE_RUN,
     RETRYING,
@@ -59,6 +60,7 @@ STATUS_STYLE = {
     RUNNING: ("▶", "blue"),
     RETRYING: ("↻", "yellow"),
     NOT_RUN: ("·", "dim"),
+    FELL_BACK: ("↩", "yellow"),
 }
 
 
@@ -215,6 +217,7 @@ def task_rows(record: RunRecord) -> list[dict[str, Any]]:
                 "error": step.error,
                 "skip_reason": step.reason,
                 "executor": step.executor,
+                "parent_task_id": step.parent_task_id,
             }
             if step.is_map:
                 row["map_items"] = len(step.units)
@@ -250,7 +253,7 @@ def run_document(
 
 
 SUMMARY_ROWS = 40
-_SEVERITY = [FAILED, CANCELLED, NOT_RUN, RETRYING, RUNNING, SKIPPED, SUCCEEDED]
+_SEVERITY = [FAILED, CANCELLED, NOT_RUN, RETRYING, RUNNING, FELL_BACK, SKIPPED, SUCCEEDED]
 
 
 def _rank(status: str) -> int:

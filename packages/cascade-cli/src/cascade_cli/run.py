@@ -34,6 +34,8 @@ from cascade_cli.target import Target, iterated_sources, lazy_results
 
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
 RUNNING, RETRYING, SKIPPED, PENDING, NOT_RUN = "Running", "Retrying", "Skipped", "Pending", "NotRun"
+#: Failed with its retries spent, and took its ``with_fallback`` value: the run went on.
+FELL_BACK = "FellBack"
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Step:
     is_map: bool
     is_async: bool = False
     units: dict[str, Attempts] = field(default_factory=dict)
+    #: For a task added at run time, the task that returned it (``None`` for planned ones).
+    parent_task_id: str | None = None
     #: For a map, how many items it has, once that is known (from a literal list, a param, or
     #: the result of the task it maps over); ``None`` until then.
     expected: int | None = None
@@ -69,7 +73,7 @@ class Step:
 
     def status(self, run_status: str | None) -> str:
         statuses = {unit.status for unit in self.units.values()}
-        for status in (FAILED, CANCELLED, RETRYING, RUNNING):
+        for status in (FAILED, CANCELLED, RETRYING, RUNNING, FELL_BACK):
             if status in statuses:
                 return status
         if not statuses:
@@ -122,7 +126,7 @@ class Step:
         return max(self.expected or 0, len(self.units)) or 1
 
 
-FINAL = (SUCCEEDED, FAILED, SKIPPED)
+FINAL = (SUCCEEDED, FAILED, SKIPPED, FELL_BACK)
 
 
 class RunRecord:
@@ -232,11 +236,14 @@ class RunRecord:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def _unit(self, task_id: str, task_name: str) -> tuple[Step, Attempts]:
+    def _unit(
+        self, task_id: str, task_name: str, parent: str | None = None
+    ) -> tuple[Step, Attempts]:
         base = task_id.split("[", 1)[0]
         step = self.steps.get(base)
-        if step is None:  # not in the plan (should not happen); keep it anyway
+        if step is None:  # a task added at run time by one that returned a graph
             step = self.steps[base] = Step(base, task_name, task_id != base)
+            step.parent_task_id = parent
             self.total += step.weight()
         unit = step.units.get(task_id)
         if unit is None:
@@ -286,7 +293,7 @@ class RunRecord:
 
     def _record(self, event: Event) -> None:
         if isinstance(event, TaskExecutionStarted):
-            step, unit = self._unit(event.task_id, event.task_name)
+            step, unit = self._unit(event.task_id, event.task_name, event.parent_task_id)
             self._set(step, unit, RUNNING)
             unit.attempts += 1
             unit.executor = event.executor
@@ -296,9 +303,10 @@ class RunRecord:
             step, unit = self._unit(event.task_id, event.task_name)
             will_retry = bool(getattr(event, "will_retry", False))
             # A failed attempt that will be retried is a retry, never a failure on screen.
-            self._set(step, unit, RETRYING if will_retry else event.status)
+            status = RETRYING if will_retry else FELL_BACK if event.fell_back else event.status
+            self._set(step, unit, status)
             unit.duration += event.duration
-            unit.error = event.error
+            unit.error = f"fell back after {event.error}" if event.fell_back else event.error
             self._order += 1
             unit.ended = self._order
             start = event.start_time or event.timestamp
