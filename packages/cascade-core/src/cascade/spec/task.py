@@ -18,6 +18,7 @@ from cascade.spec.params import convert_param
 from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
 from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
+from cascade.spec.signature import SignatureCheck
 
 R = TypeVar("R")
 
@@ -318,7 +319,7 @@ class Task(Generic[R]):
         self.rate = parse_rate(rate_limit, owner) if rate_limit is not None else None
         self.priority = check_priority(priority, owner)
         self.injections = find_injections(fn)
-        self._signature_check = _SignatureCheck(fn, self.name)
+        self._signature_check = SignatureCheck(fn, self.name)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -373,47 +374,6 @@ def _load_task(module: str, qualname: str) -> Any:
     for part in qualname.split("."):
         target = getattr(target, part)
     return target
-
-
-class _SignatureCheck:
-    """Cheap build-time check that a call fits the function's signature, so a wrong argument
-    fails where it was written rather than in the middle of a run."""
-
-    __slots__ = ("max_positional", "name", "names", "open_args", "open_kwargs", "required")
-
-    def __init__(self, fn: Callable[..., Any], name: str) -> None:
-        self.name = name
-        try:
-            params = list(inspect.signature(fn).parameters.values())
-        except (TypeError, ValueError):
-            params = []
-            self.open_args = self.open_kwargs = True
-        else:
-            kinds = {p.kind for p in params}
-            self.open_args = inspect.Parameter.VAR_POSITIONAL in kinds
-            self.open_kwargs = inspect.Parameter.VAR_KEYWORD in kinds
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        self.max_positional = len(positional)
-        self.names = frozenset(p.name for p in params if p.kind is not p.POSITIONAL_ONLY)
-        self.required = tuple(
-            (i if p.kind is not p.KEYWORD_ONLY else -1, p.name)
-            for i, p in enumerate(params)
-            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        )
-
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if len(args) > self.max_positional and not self.open_args:
-            raise TypeError(
-                f"task '{self.name}' takes {self.max_positional} positional argument(s) "
-                f"but {len(args)} were given"
-            )
-        if kwargs and not self.open_kwargs:
-            for key in kwargs:
-                if key not in self.names:
-                    raise TypeError(f"task '{self.name}' got an unexpected argument '{key}'")
-        for index, pname in self.required:
-            if (index < 0 or index >= len(args)) and pname not in kwargs:
-                raise TypeError(f"task '{self.name}' is missing the argument '{pname}'")
 
 
 @overload
