@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import cascade as cs
-from cascade.events import RunFinished, RunStarted, TaskExecutionFinished
+from cascade.events import RunFinished, RunStarted, TaskExecutionFinished, TaskWaiting
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -363,3 +363,25 @@ def test_a_task_added_at_run_time_is_a_child_of_the_task_that_returned_it(traced
     for span in by_name["load"] + by_name["extract"]:
         assert span.parent.span_id in pick_ids, "a child of the pick that returned it"
     assert {span.context.trace_id for span in spans.values()} == {run.context.trace_id}
+
+
+def test_a_wait_for_a_pool_is_recorded_on_the_task_span(traced: Any) -> None:
+    import threading
+
+    release = threading.Event()
+
+    @cs.task(pools={"api": 1})
+    def holder() -> None:
+        release.wait(30)
+
+    @cs.task(pools={"api": 1})
+    def waiter() -> int:
+        return 1
+
+    engine = traced.engine(pools={"api": 1})
+    engine.bus.subscribe(TaskWaiting, lambda e: release.set())
+    asyncio.run(engine.run([holder(), waiter()]))
+    (span,) = traced.named("waiter")
+    assert span.attributes["cascade.task.waited_for"] == ("pool 'api'",)
+    assert span.attributes["cascade.task.waited"] >= 0
+    assert "cascade.task.waited" not in traced.one("holder").attributes

@@ -49,6 +49,8 @@ TASK_EXECUTOR = "cascade.task.executor"
 TASK_STATUS = "cascade.task.status"
 TASK_PARENT = "cascade.task.parent_id"
 TASK_RETURNED_GRAPH = "cascade.task.returned_graph"
+TASK_WAITED = "cascade.task.waited"
+TASK_WAITED_FOR = "cascade.task.waited_for"
 TASK_SKIPPED = "cascade.task.skipped"
 TASK_SKIP_REASON = "cascade.task.skip_reason"
 TASK_CACHE_HIT = "cascade.task.cache_hit"
@@ -241,6 +243,9 @@ class EngineTracing:
         }
         if call.parent_task_id is not None:
             attributes[TASK_PARENT] = call.parent_task_id
+        if call.waited_for:  # it waited for pool slots or rate tokens before it started
+            attributes[TASK_WAITED] = call.waited
+            attributes[TASK_WAITED_FOR] = list(call.waited_for)
         span = self.tracer.start_span(
             call.task_name,
             context=parent_context,

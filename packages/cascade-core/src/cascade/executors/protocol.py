@@ -80,6 +80,10 @@ class TaskCall:
 
     #: The task id of the task whose returned graph added this one at run time, if any.
     parent_task_id: str | None = None
+    #: Seconds this attempt waited for slots or tokens before it was submitted, and what for
+    #: (``"pool 'openai'"``, ``"rate limit of task 'fetch'"``, ``"max_concurrency"``).
+    waited: float = 0.0
+    waited_for: tuple[str, ...] = ()
 @runtime_checkable
 class Executor(Protocol):
     """What the engine needs from an executor. See the module docstring for the contract."""

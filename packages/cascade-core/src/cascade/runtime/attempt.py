@@ -41,18 +41,16 @@ _TASKS_TAKE_CONTEXT = sys.version_info >= (3, 11)
 def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
     """Just before an attempt is submitted: run the call hooks inside the attempt's own
     context, publish ``TaskExecutionStarted`` and start its clock."""
+    if plan.waits:
+        wait = plan.waits.pop(call.task_id, None)
+        if wait is not None:
+            call.waited, call.waited_for = time.monotonic() - wait[0], tuple(wait[1])
     if plan.call_hooks:
         context = contextvars.copy_context()
         for hook in plan.call_hooks:
             context.run(hook, call)
         call.context = context
     if plan.want_started:
-        waited = 0.0
-        waited_for: tuple[str, ...] = ()
-        if plan.waits:
-            wait = plan.waits.pop(call.task_id, None)
-            if wait is not None:
-                waited, waited_for = time.monotonic() - wait[0], tuple(wait[1])
         plan.bus.publish(
             make_event(
                 TaskExecutionStarted,
@@ -62,8 +60,8 @@ def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
                 parent_task_id=call.parent_task_id,
                 attempt=call.attempt,
                 executor=executor_name,
-                waited=waited,
-                waited_for=waited_for,
+                waited=call.waited,
+                waited_for=call.waited_for,
             )
         )
     call.start_time = time.time()

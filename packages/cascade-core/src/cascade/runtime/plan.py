@@ -313,7 +313,7 @@ class RunPlan:
     def note_wait(self, node: Node, task_id: str, gate: Gate) -> None:
         """A call waits at ``gate``: say so to whoever listens, and remember it for the
         call's start event."""
-        if self.want_started:
+        if self.observe_calls:  # someone reads it: the start event or a call hook
             self.waits.setdefault(task_id, (time.monotonic(), []))[1].append(gate.name)
         if self.want_waiting:
             self.bus.publish(
