@@ -518,6 +518,7 @@ class _Activity:
         record = self.record
         with record.lock:
             running = record.running()
+            waiting = record.waiting()
             failures = record.failed
             retries = record.retries
         text = Text("running: ", style="bold")
@@ -528,6 +529,10 @@ class _Activity:
         else:
             text.append("-", style="dim")
         text.append("\n")
+        if waiting:
+            text.append("waiting for ", style="bold")
+            text.append(", ".join(f"{what} ({n} queued)" for what, n in waiting.items()))
+            text.append("\n")
         text.append(f"retries: {retries}", style="yellow" if retries else "dim")
         text.append("   ")
         text.append(f"failures: {failures}", style="bold red" if failures else "dim")

@@ -28,6 +28,7 @@ from cascade.events import (
     TaskExecutionStarted,
     TaskRetrying,
     TaskSkipped,
+    TaskWaiting,
 )
 from cascade.graph import plan
 from cascade_cli.target import Target, iterated_sources, lazy_results
@@ -167,6 +168,8 @@ class RunRecord:
         self.failed = 0
         self.limited = limited
         self.running_now: dict[str, str] = {}  # task id -> display name
+        #: Calls waiting for a pool slot or a rate token: task id -> what for.
+        self.waiting_now: dict[str, str] = {}
         #: Sync tasks in threads that were running at the first Ctrl-C (the run waits for them).
         self.waited_for: list[str] = []
         self._order = 0
@@ -219,6 +222,14 @@ class RunRecord:
     def running(self) -> list[str]:
         """Names of the units running now: ``transform`` or ``transform[3]`` for map items."""
         return list(self.running_now.values())
+
+    def waiting(self) -> dict[str, int]:
+        """What ready calls wait for now, with how many wait for each (``{"pool 'openai'":
+        3}``), for the live display's "waiting for" line."""
+        found: dict[str, int] = {}
+        for what in self.waiting_now.values():
+            found[what] = found.get(what, 0) + 1
+        return found
 
     def running_units(self) -> list[tuple[str, bool, str]]:
         """``(name, is_async, executor)`` of every unit running now."""
@@ -292,7 +303,10 @@ class RunRecord:
             listener(event)
 
     def _record(self, event: Event) -> None:
-        if isinstance(event, TaskExecutionStarted):
+        if isinstance(event, TaskWaiting):
+            self.waiting_now[event.task_id] = event.waiting_for
+        elif isinstance(event, TaskExecutionStarted):
+            self.waiting_now.pop(event.task_id, None)
             step, unit = self._unit(event.task_id, event.task_name, event.parent_task_id)
             self._set(step, unit, RUNNING)
             unit.attempts += 1
