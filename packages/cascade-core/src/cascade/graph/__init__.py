@@ -1,11 +1,14 @@
-"""Graph views, a public module: DOT and Mermaid text, the dry-run plan, and run targets.
+"""Graph views, a public module: DOT and Mermaid text, the dry-run plan, run targets, and
+``returns_graph`` (whether a task's value holds LazyResults the run must go on to run: what
+an executor that keeps results elsewhere checks before keeping one).
 
 ``build`` turns LazyResults into the DAG the runtime schedules; it is internal.
 """
 
 from __future__ import annotations
 
+from cascade.graph.extend import returns_graph
 from cascade.graph.render import dry_run, plan, visualize
 from cascade.graph.targets import normalize_target
 
-__all__ = ["dry_run", "normalize_target", "plan", "visualize"]
+__all__ = ["dry_run", "normalize_target", "plan", "returns_graph", "visualize"]
