@@ -1,11 +1,18 @@
 """Resource lifecycles: validating what a graph needs, setting providers up in dependency
-order and tearing them down in reverse, on success, failure and cancellation."""
+order and tearing them down in reverse, on success, failure and cancellation.
+
+The same code serves the engine (on its event loop) and executors that set resources up where
+a call runs (a worker process, a Dask worker): ``plan_resources`` orders and checks what a call
+needs, and a ``ResourceStack`` (without a bus there) opens and closes it, from a worker thread
+with ``enter_blocking`` and ``close_blocking``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from cascade.bus import MessageBus
@@ -62,13 +69,21 @@ def plan_resources(
 
 
 class ResourceStack:
-    """Open resources of one scope (a run, or one task execution), closed in reverse order."""
+    """Open resources of one scope (a run, or one task execution), closed in reverse order.
 
-    def __init__(self, bus: MessageBus, run_id: str) -> None:
+    With a ``bus``, each setup and teardown is published (``ResourceAcquired``,
+    ``ResourceReleased``); a stack in a worker has none."""
+
+    def __init__(self, bus: MessageBus | None = None, run_id: str = "") -> None:
         self._bus = bus
         self._run_id = run_id
         self._open: list[tuple[str, Any]] = []
         self.instances: dict[str, Any] = {}
+
+    @property
+    def names(self) -> list[str]:
+        """The open resources, in setup order."""
+        return [name for name, _ in self._open]
 
     async def enter(self, definition: ResourceDefinition, available: Mapping[str, Any]) -> Any:
         """Run a provider's setup with its own injections taken from ``available``."""
@@ -85,7 +100,7 @@ class ResourceStack:
             ) from None
         self._open.append((definition.name, generator))
         self.instances[definition.name] = value
-        if self._bus.wants(ResourceAcquired):
+        if self._bus is not None and self._bus.wants(ResourceAcquired):
             self._bus.publish(ResourceAcquired(run_id=self._run_id, resource_name=definition.name))
         return value
 
@@ -104,10 +119,54 @@ class ResourceStack:
                     first_failure = exc
                 else:
                     logger.error("teardown of resource '%s' failed: %r", name, exc)
-            if self._bus.wants(ResourceReleased):
+            if self._bus is not None and self._bus.wants(ResourceReleased):
                 self._bus.publish(ResourceReleased(run_id=self._run_id, resource_name=name))
         if first_failure is not None:
             raise first_failure
+
+    # -- from a thread that runs no event loop (a worker) ------------------------------------
+
+    def enter_blocking(
+        self,
+        definition: ResourceDefinition,
+        available: Mapping[str, Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Any:
+        """``enter`` from a thread without a running event loop: a sync provider's setup runs in
+        this thread, an async provider's on ``loop`` (running in another thread), where its
+        teardown will run too."""
+        if definition.is_async:
+            return _on_loop(self.enter(definition, available), loop, f"'{definition.name}' is")
+        return _drive(self.enter(definition, available))
+
+    def close_blocking(
+        self, error: BaseException | None = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """``close`` from a thread without a running event loop: in this thread when every open
+        provider is sync, else on ``loop``."""
+        if any(inspect.isasyncgen(generator) for _, generator in self._open):
+            _on_loop(self.close(error), loop, "to close is")
+        else:
+            _drive(self.close(error))
+
+
+def _drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (setup or teardown of sync providers only) here."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise RuntimeError("a sync resource step waited on an event loop")  # pragma: no cover
+
+
+def _on_loop(
+    coroutine: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop | None, which: str
+) -> Any:
+    if loop is None:
+        coroutine.close()
+        raise ResourceError(f"a resource {which} async, and no event loop was given to run it on")
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
 async def _finish_generator(name: str, generator: Any, error: BaseException | None) -> None:

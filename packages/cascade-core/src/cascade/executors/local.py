@@ -1,7 +1,7 @@
 """Cascade's built-in executors: ``local`` (the default), ``threads`` and ``processes``.
 
 They are registered through the ``cascade_register_executors`` hook like any plugin's (see
-``cascade.plugins.builtin``).
+``cascade.builtin``). ``processes`` lives in ``cascade.executors.processes``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,10 @@ import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from cascade.executors.protocol import (
-    BaseExecutor,
-    PortableFunction,
-    TaskCall,
-    call_in_worker,
-    check_picklable,
-)
-
-if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+from cascade.executors.processes import ProcessExecutor
+from cascade.executors.protocol import BaseExecutor, TaskCall
 
 _Job = tuple[
     "asyncio.Future[Any]",
@@ -32,6 +24,7 @@ _Job = tuple[
     tuple[Any, ...],
     dict[str, Any],
     "contextvars.Context | None",
+    "Callable[[], None] | None",
 ]
 
 
@@ -45,8 +38,11 @@ class ThreadPool:
 
     Per call it costs one loop future and one queue put: finished calls are collected in a
     deque and handed back to the loop in batches, with one ``call_soon_threadsafe`` wake-up per
-    batch instead of one per call. Threads start on demand up to ``max_workers`` and are daemon
-    threads, so a sync task abandoned after a timeout never keeps the interpreter alive.
+    batch instead of one per call. Threads start on demand up to ``max_workers``, whenever more
+    calls are queued than threads wait for one (so N ready calls run on N threads at once), and
+    are daemon threads, so a sync task abandoned after a timeout never keeps the interpreter
+    alive. ``on_start`` (optional, per call) is scheduled on the loop when a thread picks the
+    call up.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_workers: int, name: str) -> None:
@@ -60,7 +56,8 @@ class ThreadPool:
             collections.deque()
         )
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._idle = 0  # threads waiting for a job
+        self._queued = 0  # jobs no thread has taken yet
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self._closed = False
@@ -71,12 +68,16 @@ class ThreadPool:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         context: contextvars.Context | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> asyncio.Future[Any]:
         if self._closed:
             raise RuntimeError(f"thread pool '{self._name}' is shut down")
         future = self._loop.create_future()
-        self._jobs.put((future, fn, args, kwargs, context))
-        if self._idle == 0 and len(self._threads) < self._max_workers:
+        with self._lock:
+            self._queued += 1
+            grow = self._queued > self._idle and len(self._threads) < self._max_workers
+        self._jobs.put((future, fn, args, kwargs, context, on_start))
+        if grow:
             self._add_thread()
         return future
 
@@ -95,9 +96,16 @@ class ThreadPool:
             job = jobs.get()
             with lock:
                 self._idle -= 1
+                if job is not None:
+                    self._queued -= 1
             if job is None:
                 return
-            future, fn, args, kwargs, context = job
+            future, fn, args, kwargs, context, on_start = job
+            if on_start is not None:
+                try:
+                    self._loop.call_soon_threadsafe(on_start)
+                except RuntimeError:  # loop closed: nobody is waiting any more
+                    return
             try:
                 if context is not None:
                     result = context.run(fn, *args, **kwargs)
@@ -106,7 +114,7 @@ class ThreadPool:
                 finished.append((future, True, result))
             except BaseException as exc:
                 finished.append((future, False, exc))
-            del job, future, fn, args, kwargs, context
+            del job, future, fn, args, kwargs, context, on_start
             with lock:
                 wake = not self._wakeup_pending
                 self._wakeup_pending = True
@@ -136,15 +144,90 @@ class ThreadPool:
             self._jobs.put(None)
 
 
-def _run_coroutine_function(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return asyncio.run(fn(*args, **kwargs))
+class _ThreadCoroutine:
+    """An ``async def`` call run with ``asyncio.run`` in a pool thread, which the event loop's
+    side can cancel: the cancellation is handed to the thread's loop, before or while the
+    coroutine runs."""
+
+    __slots__ = ("_args", "_cancelled", "_fn", "_kwargs", "_lock", "_loop", "_task")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def run(self) -> Any:
+        """In the pool thread."""
+        try:
+            return asyncio.run(self._main())
+        except asyncio.CancelledError:
+            if self._cancelled:
+                raise _StoppedInThread() from None
+            raise
+
+    async def _main(self) -> Any:
+        with self._lock:
+            if self._cancelled:
+                raise asyncio.CancelledError
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+        return await self._fn(*self._args, **self._kwargs)
+
+    def cancel(self) -> None:
+        """On the event loop: stop the coroutine (or keep it from starting)."""
+        with self._lock:
+            self._cancelled = True
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # its loop is closed: the call has ended
+                pass
+
+
+class _StoppedInThread(Exception):
+    """A thread's coroutine stopped because it was cancelled from the event loop."""
+
+
+async def _run_in_thread_loop(
+    pool: ThreadPool,
+    call: TaskCall,
+    context: contextvars.Context,
+) -> Any:
+    """What ``ThreadExecutor.submit`` returns for an ``async def`` call: the engine runs it as a
+    task, so cancelling it (a timeout, a failed or cancelled run) cancels the coroutine in its
+    thread, and this completes only once the coroutine has stopped."""
+    runner = _ThreadCoroutine(call.fn, call.args, call.kwargs)
+    # A copy: the engine may run this coroutine in ``context`` itself, and one context cannot
+    # be entered by two threads at once.
+    future = pool.submit(runner.run, (), {}, context.copy(), call.on_start)
+    try:
+        await asyncio.wait((future,))
+    except asyncio.CancelledError:
+        runner.cancel()
+        while not future.done():
+            try:
+                await asyncio.wait((future,))
+            except asyncio.CancelledError:
+                runner.cancel()
+        if not future.cancelled():
+            future.exception()  # retrieved: what it ended with no longer matters
+        raise
+    try:
+        return future.result()
+    except _StoppedInThread:
+        raise asyncio.CancelledError from None
 
 
 class LocalExecutor(BaseExecutor):
     """The default: ``async def`` tasks run on the event loop, sync tasks in a thread pool so
-    they never block it."""
+    they never block it. Calls with ``on_start`` have it called when they begin: a sync call
+    when a thread picks it up, an async one when its task first runs."""
 
     name: ClassVar[str] = "local"
+    reports_start: ClassVar[bool] = True
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers or default_thread_count()
@@ -173,11 +256,14 @@ class LocalExecutor(BaseExecutor):
 
     def submit(self, call: TaskCall) -> Awaitable[Any]:
         if call.is_async:
+            if call.on_start is not None:
+                # Before the task's first step, which the engine schedules after this returns.
+                asyncio.get_running_loop().call_soon(call.on_start)
             return call.fn(*call.args, **call.kwargs)  # type: ignore[no-any-return]
         # A sync task sees the caller's context variables, as an async task does (each call
         # in a copy of its own: one context cannot be entered by two threads at once).
         context = call.context if call.context is not None else contextvars.copy_context()
-        return self._threads().submit(call.fn, call.args, call.kwargs, context)
+        return self._threads().submit(call.fn, call.args, call.kwargs, context, call.on_start)
 
     def submit_plain(
         self,
@@ -197,105 +283,26 @@ class LocalExecutor(BaseExecutor):
 
 class ThreadExecutor(LocalExecutor):
     """Every task in a thread; ``async def`` tasks get an event loop of their own there. For
-    async code that blocks (a sync driver called inside ``async def``)."""
+    async code that blocks (a sync driver called inside ``async def``). An async call is
+    returned as a coroutine, so the engine can cancel it: the cancellation reaches the
+    coroutine in its thread, and the call ends once that has stopped."""
 
     name: ClassVar[str] = "threads"
 
     def submit(self, call: TaskCall) -> Awaitable[Any]:
         context = call.context if call.context is not None else contextvars.copy_context()
         if call.is_async:
-            return self._threads().submit(
-                _run_coroutine_function, (call.fn, *call.args), call.kwargs, context
-            )
-        return self._threads().submit(call.fn, call.args, call.kwargs, context)
+            return _run_in_thread_loop(self._threads(), call, context)
+        return self._threads().submit(call.fn, call.args, call.kwargs, context, call.on_start)
 
     # Every call goes through ``submit``: async calls need their own loop in a thread.
     submit_plain = None  # type: ignore[assignment]
 
 
-class ProcessExecutor(BaseExecutor):
-    """CPU-bound sync tasks in a pool of worker processes (``async def`` tasks run there with
-    ``asyncio.run``). Functions and arguments must be picklable. Cancelling a running call
-    (a timeout, a failed or cancelled run) stops the worker process running it; other calls in
-    flight on that pool are resubmitted to a fresh pool."""
-
-    name: ClassVar[str] = "processes"
-    requires_pickle: ClassVar[bool] = True
-    stops_on_cancel: ClassVar[bool] = True
-
-    def __init__(self, max_workers: int | None = None, mp_context: Any = None) -> None:
-        self.max_workers = max_workers or (os.cpu_count() or 1)
-        self._mp_context = mp_context
-        self._pool: ProcessPoolExecutor | None = None
-        self._generation = 0
-        self._runs = 0
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # Imported here: multiprocessing costs ~10 ms at `import cascade` otherwise.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = self._mp_context or multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=self.max_workers, mp_context=context)
-
-    async def start(self) -> None:
-        self._runs += 1
-        if self._pool is None:
-            self._pool = self._new_pool()
-            # Start the workers now, so their start-up is not counted against the first
-            # tasks' timeouts.
-            await asyncio.gather(*self._warm_up(self._pool))
-
-    def _warm_up(self, pool: ProcessPoolExecutor) -> list[asyncio.Future[Any]]:
-        return [asyncio.wrap_future(pool.submit(os.getpid)) for _ in range(self.max_workers)]
-
-    async def shutdown(self) -> None:
-        self._runs -= 1
-        if self._runs <= 0 and self._pool is not None:
-            pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
-
-    def submit(self, call: TaskCall) -> Awaitable[Any]:
-        check_picklable(call)
-        return self._run(call)
-
-    def _stop_workers(self) -> None:
-        """Kill every worker of the current pool (the only way to stop one running call) and
-        start a fresh pool; calls that were on the old one are resubmitted by ``_run``."""
-        pool = self._pool
-        if pool is None:
-            return
-        self._generation += 1
-        self._pool = self._new_pool()
-        for warming in self._warm_up(self._pool):
-            warming.add_done_callback(lambda f: f.cancelled() or f.exception())
-        processes = getattr(pool, "_processes", None) or {}
-        for process in list(processes.values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, call: TaskCall) -> Any:
-        from concurrent.futures.process import BrokenProcessPool
-
-        while True:
-            pool, generation = self._pool, self._generation
-            if pool is None:
-                raise RuntimeError(f"executor '{self.name}' was not started")
-            job = pool.submit(
-                call_in_worker,
-                PortableFunction(call.fn),
-                call.args,
-                call.kwargs,
-                call.carrier,
-                call.worker_setup,
-            )
-            try:
-                return await asyncio.wrap_future(job)
-            except BrokenProcessPool:
-                if generation != self._generation:
-                    continue  # the pool was replaced to stop another call: run this one again
-                raise
-            except asyncio.CancelledError:
-                if not job.cancel() and generation == self._generation:
-                    self._stop_workers()
-                raise
+__all__ = [
+    "LocalExecutor",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    "ThreadPool",
+    "default_thread_count",
+]

@@ -30,9 +30,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import pickle
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from cascade.spec.resource import ResourceDefinition
 
 #: ``worker_setup`` entries: called in the worker with the call's ``carrier``, returning a
 #: context manager entered around the function (how tracing context reaches other processes).
@@ -76,14 +79,14 @@ class TaskCall:
     #: calls it once, on the event loop's thread, when the call actually begins running, so
     #: that time spent queued does not count against the timeout.
     on_start: Callable[[], None] | None = None
-
-
     #: The task id of the task whose returned graph added this one at run time, if any.
     parent_task_id: str | None = None
     #: Seconds this attempt waited for slots or tokens before it was submitted, and what for
     #: (``"pool 'openai'"``, ``"rate limit of task 'fetch'"``, ``"max_concurrency"``).
     waited: float = 0.0
     waited_for: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class Executor(Protocol):
     """What the engine needs from an executor. See the module docstring for the contract."""
@@ -108,11 +111,15 @@ class Executor(Protocol):
 
 
 def _load_task_function(module: str, qualname: str) -> Callable[..., Any]:
+    """The function at ``module.qualname``: a ``@cs.task``'s ``.fn``, a ``@cs.resource``'s
+    ``.func``, or the object itself."""
     import importlib
 
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
+    if isinstance(target, ResourceDefinition):
+        return target.func
     return getattr(target, "fn", target)  # type: ignore[no-any-return]
 
 
@@ -160,21 +167,73 @@ class UnpicklableTaskError(TypeError):
     """A task or one of its arguments cannot be sent to another process."""
 
 
-def check_picklable(call: TaskCall, dumps: Callable[[Any], bytes] = pickle.dumps) -> None:
+def check_picklable(
+    call: TaskCall,
+    dumps: Callable[[Any], bytes] = pickle.dumps,
+    portable: type[PortableFunction] = PortableFunction,
+) -> None:
     """Raise ``UnpicklableTaskError`` naming the task and the first value that cannot be
-    pickled: the function itself, a positional argument or a keyword argument."""
-    candidates: list[tuple[str, Any]] = [("the task function", PortableFunction(call.fn))]
+    pickled: the function itself (wrapped in ``portable``, the executor's own
+    ``PortableFunction`` class, so it is checked the way it will travel), a positional argument
+    or a keyword argument. A function that travels by value and fails because of a global it
+    reads or a variable it captured names that global or variable."""
+    fn = portable(call.fn)
+    candidates: list[tuple[str, Any]] = [("the task function", fn)]
     candidates += [(f"argument {i}", v) for i, v in enumerate(call.args)]
     candidates += [(f"argument '{k}'", v) for k, v in call.kwargs.items()]
     for label, value in candidates:
         try:
             dumps(value)
         except Exception as exc:
-            raise UnpicklableTaskError(
-                f"task '{call.task_name}': {label} ({_short_repr(value)}) cannot be sent to "
-                f"another process: {type(exc).__name__}: {exc}. Use picklable values, or run "
-                "this task on a local executor."
-            ) from exc
+            error: Exception = exc
+        else:
+            continue
+        hint = ""
+        culprit = _unpicklable_part(call.fn, dumps) if value is fn else None
+        if culprit is not None:
+            label = f"the task function ({_short_repr(call.fn)}) reads {culprit[0]}"
+            value, error = culprit[1], culprit[2]
+            hint = (
+                " A function of the script being run travels by value, with the globals it "
+                "reads: create such values inside the task, pass a resource, or move the "
+                "function into an importable module."
+            )
+        raise UnpicklableTaskError(
+            f"task '{call.task_name}': {label} ({_short_repr(value)}) cannot be sent to "
+            f"another process: {type(error).__name__}: {error}. Use picklable values, or "
+            f"run this task on a local executor.{hint}"
+        ) from error
+
+
+def _unpicklable_part(
+    fn: Callable[..., Any], dumps: Callable[[Any], bytes]
+) -> tuple[str, Any, Exception] | None:
+    """The global or captured variable that keeps ``fn`` from pickling by value, if any."""
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    found: list[tuple[str, Any]] = []
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        try:
+            found.append((f"the captured variable '{name}'", cell.cell_contents))
+        except ValueError:
+            continue
+    namespace = getattr(fn, "__globals__", {})
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    for name in sorted(names):
+        if name in namespace and not isinstance(namespace[name], types.ModuleType):
+            found.append((f"the module-level global '{name}'", namespace[name]))
+    for label, value in found:
+        try:
+            dumps(value)
+        except Exception as exc:
+            return label, value, exc
+    return None
 
 
 def _short_repr(value: Any) -> str:
