@@ -170,8 +170,9 @@ class SpeedOptions:
 
 
 def test_plugin_run_options_apply_only_to_runs_of_their_executor(
-    manager: PluginManager,
+    manager: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # whatever a run leaves in the working directory goes here
     speed = SpeedOptions()
     manager.register(speed, "speed")
     basic = str(Path(__file__).parent / "pipelines" / "basic.py") + ":report"
