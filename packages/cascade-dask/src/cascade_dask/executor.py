@@ -18,14 +18,13 @@ from typing import Any, ClassVar
 import cloudpickle  # type: ignore[import-untyped]
 
 from cascade import ResourceDefinition, ResourceError
-from cascade.executors import BaseExecutor, TaskCall, check_picklable
+from cascade.executors import BaseExecutor, TaskCall, check_picklable, plan_resources
 from cascade_dask.worker import (
     TIMES_TOPIC,
     CallSpec,
     TaskFunction,
     interrupt_calls,
     run_call,
-    setup_order,
     teardown_runs,
 )
 
@@ -36,9 +35,24 @@ _PLAIN_TYPES = (int, float, complex, str, bytes, bool, type(None))
 
 # The runs (by executor) started in the current context: ``start`` and ``shutdown`` are called
 # from the run's own task, and so are the calls, so this tells ``shutdown`` which run ended.
-_run_slots: contextvars.ContextVar[dict[int, set[str]] | None] = contextvars.ContextVar(
+_run_slots: contextvars.ContextVar[dict[int, _RunRecord] | None] = contextvars.ContextVar(
     "cascade_dask_runs", default=None
 )
+
+#: Schemes ``distributed`` connects with; an address with another one is refused at once.
+_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+class _RunRecord:
+    """What one run left on the cluster: the runs whose resources the workers hold, and every
+    future it submitted, released when the run ends (not when the garbage collector finds
+    them: an exception's traceback, or a cycle, would keep them and their data alive)."""
+
+    __slots__ = ("futures", "run_ids")
+
+    def __init__(self) -> None:
+        self.run_ids: set[str] = set()
+        self.futures: list[Any] = []
 
 
 class DaskTaskCancelled(RuntimeError):
@@ -90,6 +104,10 @@ class DaskExecutor(BaseExecutor):
 
     ``worker_times=False`` stops workers from publishing each call's start and end times (the
     events then carry the driver's times), saving one small message per task.
+    ``connect_timeout`` (seconds, default 10) bounds how long connecting to a scheduler may take
+    before the run fails with a ``ConnectionError`` naming the address; an address that is not
+    one (``htp://x``) is refused at once with a ``ValueError``. Futures a run submitted are
+    released when it ends, failed or not, so a long-lived cluster holds none of its keys.
     """
 
     name: ClassVar[str] = "dask"
@@ -107,12 +125,14 @@ class DaskExecutor(BaseExecutor):
         threads_per_worker: int | None = None,
         cluster_options: Mapping[str, Any] | None = None,
         worker_times: bool = True,
-        connect_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         if address is not None and client is not None:
             raise TypeError("DaskExecutor takes address= or client=, not both")
         if address is not None and not isinstance(address, str):
             raise TypeError(f"DaskExecutor: address= takes 'tcp://host:port', got {address!r}")
+        if address is not None:
+            _check_address(address)
         self.address = address
         self.given_client = client
         self.n_workers = n_workers
@@ -131,7 +151,7 @@ class DaskExecutor(BaseExecutor):
         self._picklable: dict[int, Any] = {}
         self._to_cancel: list[Any] = []
         self._cancelling: asyncio.Task[None] | None = None
-        self._orphan_runs: set[str] = set()
+        self._orphans = _RunRecord()  # calls made outside a run's context
         self._dask_log_level: int | None = None
 
     def __repr__(self) -> str:
@@ -149,13 +169,10 @@ class DaskExecutor(BaseExecutor):
                 await self._connect()
             self._runs += 1
         slots = dict(_run_slots.get() or {})
-        slots[id(self)] = set()
+        slots[id(self)] = _RunRecord()
         _run_slots.set(slots)
 
     async def _connect(self) -> None:
-        import distributed
-
-        Client: Any = distributed.Client
         given = self.given_client
         try:
             if given is not None:
@@ -164,33 +181,50 @@ class DaskExecutor(BaseExecutor):
                 ):
                     self.client, self._owns_client = given, False
                 else:
-                    self.client = await Client(
-                        given.scheduler.address,
-                        asynchronous=True,
-                        security=given.security,
-                        set_as_default=False,
-                        timeout=self.connect_timeout,
+                    self.client = await self._open_client(
+                        given.scheduler.address, security=given.security
                     )
                     self._owns_client = True
             elif self.address is not None:
-                self.client = await Client(
-                    self.address,
-                    asynchronous=True,
-                    set_as_default=False,
-                    timeout=self.connect_timeout,
-                )
+                self.client = await self._open_client(self.address)
                 self._owns_client = True
             else:
                 await self._start_local_cluster()
         except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             where = self.address or getattr(getattr(given, "scheduler", None), "address", "?")
             raise ConnectionError(
-                f"executor 'dask' cannot connect to the Dask scheduler at {where}: {exc}. "
+                f"executor 'dask' cannot connect to the Dask scheduler at {where} (waited up "
+                f"to {self.connect_timeout:g} s, DaskExecutor(connect_timeout=...)): {exc}. "
                 "Start one (`dask scheduler` and `dask worker ...`), or use DaskExecutor() "
                 "without an address for a temporary local cluster."
             ) from exc
         if self.worker_times:
             self.client.subscribe_topic(TIMES_TOPIC, self._on_times)
+
+    async def _open_client(self, address: str, **options: Any) -> Any:
+        """An asynchronous client connected to ``address``; closed again if connecting fails
+        or is cancelled, so no half-open client is left to the garbage collector."""
+        import distributed
+
+        Client: Any = distributed.Client
+        try:
+            client = Client(
+                address,
+                asynchronous=True,
+                set_as_default=False,
+                timeout=self.connect_timeout,
+                **options,
+            )
+        except ValueError as exc:
+            raise ValueError(f"executor 'dask': {_bad_address(address)}: {exc}") from exc
+        try:
+            await client
+        except BaseException as exc:
+            await _finish(client.close())
+            if isinstance(exc, ValueError):
+                raise ValueError(f"executor 'dask': {_bad_address(address)}: {exc}") from exc
+            raise
+        return client
 
     async def _start_local_cluster(self) -> None:
         import distributed
@@ -215,11 +249,14 @@ class DaskExecutor(BaseExecutor):
         }
         self._quiet_dask_logs()
         try:
-            cluster = await LocalCluster(asynchronous=True, **options)
+            cluster = LocalCluster(asynchronous=True, **options)
             try:
+                await cluster
                 self.client = await Client(cluster, asynchronous=True, set_as_default=False)
             except BaseException:
-                await cluster.close()
+                # Failed or cancelled part-way (a Ctrl-C while workers start): close what was
+                # started, workers still starting included, before giving up.
+                await _finish(_abandon_cluster(cluster))
                 raise
         except BaseException:
             self._restore_dask_logs()
@@ -244,19 +281,20 @@ class DaskExecutor(BaseExecutor):
 
     async def shutdown(self) -> None:
         slots = dict(_run_slots.get() or {})
-        run_ids = slots.pop(id(self), None)
+        record = slots.pop(id(self), None) or _RunRecord()
         _run_slots.set(slots)
         self._runs -= 1
         last = self._runs <= 0
-        finished = set(run_ids or ())
         if last:
-            finished |= self._orphan_runs
-            self._orphan_runs.clear()
+            orphans, self._orphans = self._orphans, _RunRecord()
+            record.run_ids |= orphans.run_ids
+            record.futures += orphans.futures
         try:
             await self._flush_cancellations()
-            if finished:
-                await self._teardown(sorted(finished))
+            if record.run_ids:
+                await self._teardown(sorted(record.run_ids))
         finally:
+            _release(record.futures)
             if last:
                 await self._disconnect()
 
@@ -307,10 +345,10 @@ class DaskExecutor(BaseExecutor):
         kwargs = {key: _to_futures(value) for key, value in call.kwargs.items()}
         self._check_picklable(call, args, kwargs)
         providers: dict[str, ResourceDefinition] = {}
+        record = (_run_slots.get() or {}).get(id(self)) or self._orphans
         if call.resources:
             providers = self._providers_for(call)
-            slot = (_run_slots.get() or {}).get(id(self))
-            (slot if slot is not None else self._orphan_runs).add(call.run_id)
+            record.run_ids.add(call.run_id)
         spec = CallSpec(
             key=f"{call.task_id}#{call.attempt}-{call.run_id[:8]}",
             task_name=call.task_name,
@@ -322,7 +360,7 @@ class DaskExecutor(BaseExecutor):
             providers=providers,
             report_times=self.worker_times,
         )
-        return self._run(client, call, spec, args, kwargs)
+        return self._run(client, call, spec, args, kwargs, record)
 
     async def _run(
         self,
@@ -331,6 +369,7 @@ class DaskExecutor(BaseExecutor):
         spec: CallSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        record: _RunRecord,
     ) -> DaskResult:
         key = spec.key
         if self.worker_times:
@@ -339,6 +378,7 @@ class DaskExecutor(BaseExecutor):
             future = client.submit(
                 run_call, spec, TaskFunction(call.fn), args, kwargs, key=key, pure=False
             )
+            record.futures.append(future)
             try:
                 await future.exception()  # waits for the end without fetching the result
             except asyncio.CancelledError:
@@ -416,16 +456,15 @@ class DaskExecutor(BaseExecutor):
             probe_kwargs,
             call.is_async,
         )
-        check_picklable(probe, dumps=cloudpickle.dumps)
+        check_picklable(probe, dumps=cloudpickle.dumps, portable=TaskFunction)
         self._picklable[id(call.fn)] = call.fn
 
     def _providers_for(self, call: TaskCall) -> dict[str, ResourceDefinition]:
         """The definitions a call's resources need, checked to be sendable to the workers."""
         available: Mapping[str, ResourceDefinition] = call.resource_providers
-        try:
-            order = setup_order(available, call.resources.values())
-        except ResourceError as exc:
-            raise ResourceError(f"task '{call.task_name}': {exc}") from None
+        order = plan_resources(
+            available, [(name, f"task '{call.task_name}'") for name in call.resources.values()]
+        )
         needed = {name: available[name] for name in order}
         for name, definition in needed.items():
             if definition.scope != "task":
@@ -516,6 +555,68 @@ def _with_values(value: Any) -> Any:
             return value
         return {key: _with_values(item) for key, item in value.items()}
     return value
+
+
+def _bad_address(address: str) -> str:
+    return (
+        f"{address!r} is not a Dask scheduler address (use 'tcp://host:8786', or "
+        "DaskExecutor() without an address for a temporary local cluster)"
+    )
+
+
+def _check_address(address: str) -> None:
+    scheme, separator, rest = address.partition("://")
+    if separator and (scheme not in _SCHEMES or not rest):
+        known = ", ".join(f"{s}://" for s in _SCHEMES)
+        raise ValueError(f"DaskExecutor: {_bad_address(address)}; known schemes: {known}")
+
+
+async def _finish(awaitable: Any) -> None:
+    """Await clean-up to its end even if this task is cancelled meanwhile, ignoring its
+    errors (the error that made us clean up is the one to raise)."""
+    task = asyncio.ensure_future(awaitable)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            break
+    if task.done() and not task.cancelled():
+        task.exception()
+
+
+async def _abandon_cluster(cluster: Any) -> None:
+    """Close a ``LocalCluster`` whose start was interrupted. Its workers (nannies) may still be
+    starting in tasks of their own; each is awaited to the end of its start and closed, so no
+    worker process outlives the run, then the cluster itself is closed."""
+    for worker in list(getattr(cluster, "_created", ())):
+        try:
+            await asyncio.wait_for(_awaited(worker), 60)
+        except BaseException:
+            pass
+        try:
+            await worker.close()
+        except BaseException:
+            pass
+    try:
+        await cluster.close()
+    except BaseException:
+        pass
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _release(futures: list[Any]) -> None:
+    """Drop this client's hold on the keys of ``futures`` now (idempotent per future)."""
+    for future in futures:
+        try:
+            future.release()
+        except Exception:  # the client is already closed: nothing is held any more
+            pass
+    futures.clear()
 
 
 def _skip_check(value: Any) -> bool:

@@ -5,7 +5,8 @@ results arrive as values (Dask resolved the futures in ``args``/``kwargs`` on th
 data moves worker to worker. The wrapper
 
 - sets up the resources the call injects, once per run and worker (``scope="task"`` ones around
-  the call), and keeps them until the driver calls ``teardown_runs`` at the end of the run;
+  the call), and keeps them until the driver calls ``teardown_runs`` at the end of the run,
+  with the core's resource lifecycle (``plan_resources``, ``ResourceStack``);
 - runs the function inside ``worker_context`` so tracing context travels with the call; async
   functions run on one event loop per worker process (where async resources live too);
 - publishes the start and end times it measured on the Dask event topic ``TIMES_TOPIC``, which
@@ -26,7 +27,7 @@ import collections
 import concurrent.futures
 import contextvars
 import ctypes
-import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cascade import ResourceDefinition, ResourceError
-from cascade.executors import PortableFunction, WorkerSetup, worker_context
+from cascade.executors import (
+    PortableFunction,
+    ResourceStack,
+    WorkerSetup,
+    plan_resources,
+    worker_context,
+)
+
+logger = logging.getLogger("cascade.dask")
 
 #: The Dask event topic that carries ``[key, start, end]`` of every finished call.
 TIMES_TOPIC = "cascade.task-times"
@@ -118,28 +127,10 @@ def _on_loop(coro: Any) -> Any:
 
 
 # -- resources ---------------------------------------------------------------------------------
-
-
-def setup_order(providers: Mapping[str, ResourceDefinition], roots: Iterable[str]) -> list[str]:
-    """``roots`` and everything they inject, dependencies first."""
-    order: list[str] = []
-    seen: set[str] = set()
-    for root in roots:
-        stack: list[tuple[str, bool]] = [(root, False)]
-        while stack:
-            name, expanded = stack.pop()
-            if expanded:
-                order.append(name)
-                continue
-            if name in seen:
-                continue
-            seen.add(name)
-            definition = providers.get(name)
-            if definition is None:
-                raise ResourceError(f"resource '{name}' was not sent to the Dask worker")
-            stack.append((name, True))
-            stack.extend((dep, False) for _, dep in reversed(definition.injections))
-    return order
+#
+# The core's resource lifecycle (``plan_resources`` orders and checks, ``ResourceStack`` sets up
+# and tears down in reverse, rolling back on failure), used from this worker's threads: sync
+# providers run in the thread of the call that first needs them, async ones on the worker loop.
 
 
 def _worker_address() -> str:
@@ -151,90 +142,83 @@ def _worker_address() -> str:
         return "this Dask worker"
 
 
-class _ResourceStack:
-    """Open resources of one scope on this worker, closed in reverse order."""
-
-    def __init__(self) -> None:
-        self.instances: dict[str, Any] = {}
-        self.open: list[tuple[str, Any]] = []
-
-    def enter(self, definition: ResourceDefinition, available: Mapping[str, Any]) -> Any:
-        kwargs = {param: available[dep] for param, dep in definition.injections}
-        try:
-            generator = definition.func(**kwargs)
-            if inspect.isasyncgen(generator):
-                value = _on_loop(generator.__anext__())
-            else:
-                value = next(generator)
-        except (StopIteration, StopAsyncIteration):
-            raise ResourceError(
-                f"resource '{definition.name}' returned without yielding a value"
-            ) from None
-        except Exception as exc:
-            raise ResourceError(
-                f"resource '{definition.name}' failed to set up on {_worker_address()}: "
-                f"{type(exc).__name__}: {exc}. Resources of tasks on the 'dask' executor are "
-                "set up on the worker that runs the task; make sure the provider can run there."
-            ) from exc
-        self.open.append((definition.name, generator))
-        self.instances[definition.name] = value
-        return value
-
-    def close(self) -> list[str]:
-        """Tear everything down in reverse; return one message per teardown that failed."""
-        errors: list[str] = []
-        while self.open:
-            name, generator = self.open.pop()
-            self.instances.pop(name, None)
-            try:
-                if inspect.isasyncgen(generator):
-                    _on_loop(generator.__anext__())
-                else:
-                    next(generator)
-            except (StopIteration, StopAsyncIteration):
-                continue
-            except Exception as exc:
-                errors.append(
-                    f"teardown of resource '{name}' failed on {_worker_address()}: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                continue
-            errors.append(f"resource '{name}' yielded more than once; yield exactly one value")
-        return errors
-
-
-class _RunResources(_ResourceStack):
+class _RunResources:
     """The run-scoped resources of one run on this worker."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, run_id: str) -> None:
+        self.stack = ResourceStack(None, run_id)
         self.lock = threading.Lock()
 
 
-def _resources_for(spec: CallSpec) -> tuple[dict[str, Any], _ResourceStack | None]:
+def _loop_for(definitions: Iterable[ResourceDefinition]) -> asyncio.AbstractEventLoop | None:
+    return worker_loop() if any(d.is_async for d in definitions) else None
+
+
+def _enter(
+    stack: ResourceStack,
+    definition: ResourceDefinition,
+    available: Mapping[str, Any],
+    loop: asyncio.AbstractEventLoop | None,
+) -> None:
+    try:
+        stack.enter_blocking(definition, available, loop)
+    except ResourceError:
+        raise
+    except Exception as exc:
+        raise ResourceError(
+            f"resource '{definition.name}' failed to set up on {_worker_address()}: "
+            f"{type(exc).__name__}: {exc}. Resources of tasks on the 'dask' executor are "
+            "set up on the worker that runs the task; make sure the provider can run there."
+        ) from exc
+
+
+def _resources_for(spec: CallSpec) -> tuple[dict[str, Any], ResourceStack | None]:
     """The injected values for a call, setting up what is missing; plus the call's own stack of
-    task-scoped resources (``None`` when it has none)."""
+    task-scoped resources (``None`` when it has none). Task-scoped resources set up before one
+    that fails are torn down again before the error is raised."""
     providers = spec.providers
-    order = setup_order(providers, spec.resources.values())
+    order = plan_resources(
+        providers, [(name, f"task '{spec.task_name}'") for name in spec.resources.values()]
+    )
+    loop = _loop_for(providers[name] for name in order)
     with _lock:
         run = _runs.get(spec.run_id)
         if run is None:
-            run = _runs[spec.run_id] = _RunResources()
-    scoped: _ResourceStack | None = None
+            run = _runs[spec.run_id] = _RunResources(spec.run_id)
     with run.lock:
+        instances = run.stack.instances
         for name in order:
             definition = providers[name]
-            if definition.scope != "task" and name not in run.instances:
-                run.enter(definition, run.instances)
-        available = dict(run.instances)
-    for name in order:
-        if providers[name].scope == "task":
-            if scoped is None:
-                scoped = _ResourceStack()
-            scoped.enter(providers[name], {**available, **scoped.instances})
+            if definition.scope != "task" and name not in instances:
+                _enter(run.stack, definition, instances, loop)
+        available = dict(instances)
+    scoped: ResourceStack | None = None
+    try:
+        for name in order:
+            if providers[name].scope == "task":
+                if scoped is None:
+                    scoped = ResourceStack(None, spec.run_id)
+                _enter(scoped, providers[name], {**available, **scoped.instances}, loop)
+    except BaseException as exc:
+        if scoped is not None:
+            _close(scoped, exc, loop)
+        raise
     if scoped is not None:
         available.update(scoped.instances)
     return {param: available[name] for param, name in spec.resources.items()}, scoped
+
+
+def _close(
+    stack: ResourceStack, error: BaseException | None, loop: asyncio.AbstractEventLoop | None
+) -> list[str]:
+    """Tear a stack down; one message per teardown that failed (more are logged)."""
+    try:
+        stack.close_blocking(error, loop if loop is not None else _loop)
+    except Exception as exc:
+        return [
+            f"teardown of a resource failed on {_worker_address()}: {type(exc).__name__}: {exc}"
+        ]
+    return []
 
 
 def teardown_runs(run_ids: list[str]) -> list[str]:
@@ -246,14 +230,14 @@ def teardown_runs(run_ids: list[str]) -> list[str]:
             run = _runs.pop(run_id, None)
         if run is not None:
             with run.lock:
-                errors.extend(run.close())
+                errors.extend(_close(run.stack, None, None))
     return errors
 
 
 def open_resources() -> dict[str, list[str]]:
     """Resources currently set up on this worker, by run (for tests and diagnostics)."""
     with _lock:
-        return {run_id: [name for name, _ in run.open] for run_id, run in _runs.items()}
+        return {run_id: run.stack.names for run_id, run in _runs.items()}
 
 
 # -- running a call ------------------------------------------------------------------------
@@ -312,7 +296,8 @@ def run_call(
         if spec.key in _cancelled:
             raise TaskInterrupted("the call was cancelled before it started")
         _running[spec.key] = entry
-    scoped: _ResourceStack | None = None
+    scoped: ResourceStack | None = None
+    failure: BaseException | None = None
     start = end = 0.0
     try:
         if spec.resources:
@@ -326,6 +311,9 @@ def run_call(
                 return fn(*args, **kwargs)
         finally:
             end = time.time()
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         with _lock:
             _running.pop(spec.key, None)
@@ -333,7 +321,8 @@ def run_call(
         if interrupted:
             _absorb_interrupt()
         if scoped is not None:
-            scoped.close()
+            for message in _close(scoped, failure, _loop):
+                logger.error("%s", message)
         if spec.report_times and start:
             _report_times(spec.key, start, end)
 
@@ -381,7 +370,6 @@ __all__ = [
     "interrupt_calls",
     "open_resources",
     "run_call",
-    "setup_order",
     "teardown_runs",
     "worker_loop",
 ]
