@@ -86,6 +86,22 @@ async def _at(client: Any, count: int) -> bool:
     return await _scheduler_tasks(client) == count
 
 
+# -- item 5 on dask: a literal that contains itself -------------------------------------------
+
+
+@cs.task
+def size(values: Any) -> int:
+    return len(values)
+
+
+def test_a_self_referencing_literal_reaches_a_dask_task(client: Any) -> None:
+    cyc: list[Any] = [1, 2]
+    cyc.append(cyc)
+    assert cs.run(size(cyc), executor=DaskExecutor(client=client), log_level=None) == 3
+    nested = [make_data(3), {"k": (make_data(2), 7)}]
+    assert cs.run(size(nested), executor=DaskExecutor(client=client), log_level=None) == 2
+
+
 # -- item 15: an unpicklable module-level global in a __main__ script -------------------------
 
 MAIN_SCRIPT = """

@@ -22,6 +22,7 @@ from cascade.executors import BaseExecutor, TaskCall, check_picklable, plan_reso
 from cascade_dask.worker import (
     TIMES_TOPIC,
     CallSpec,
+    Literal,
     TaskFunction,
     interrupt_calls,
     run_call,
@@ -516,18 +517,55 @@ _CONTAINERS = (list, tuple, dict)
 
 def _to_futures(value: Any) -> Any:
     """A call argument with every ``DaskResult`` (top level, or inside lists, tuples and dicts)
-    replaced by its Dask future, which Dask resolves on the worker."""
+    replaced by its Dask future, which Dask resolves on the worker. A container without one is
+    wrapped in a ``Literal``, so Dask passes it untouched instead of walking it (a literal that
+    contains itself would never end)."""
     if isinstance(value, DaskResult):
         return value.future
-    if type(value) in (list, tuple):
-        if not any(isinstance(item, (DaskResult, *_CONTAINERS)) for item in value):
-            return value
-        return type(value)(_to_futures(item) for item in value)
-    if type(value) is dict:
-        if not any(isinstance(item, (DaskResult, *_CONTAINERS)) for item in value.values()):
-            return value
-        return {key: _to_futures(item) for key, item in value.items()}
-    return value
+    if type(value) not in _EXACT_CONTAINERS:
+        return value
+    if not _holds_ref(value):
+        return Literal(value)
+    return _swap_refs(value, {})
+
+
+_EXACT_CONTAINERS = (list, tuple, dict)
+
+
+def _holds_ref(value: Any) -> bool:
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, DaskResult):
+            return True
+        kind = type(item)
+        if kind not in _EXACT_CONTAINERS or id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack.extend(item.values() if kind is dict else item)
+    return False
+
+
+def _swap_refs(value: Any, made: dict[int, Any]) -> Any:
+    if isinstance(value, DaskResult):
+        return value.future
+    kind = type(value)
+    if kind not in _EXACT_CONTAINERS:
+        return value
+    if id(value) in made:
+        return made[id(value)]
+    if kind is list:
+        items: list[Any] = []
+        made[id(value)] = items
+        items.extend(_swap_refs(item, made) for item in value)
+        return items
+    if kind is dict:
+        mapping: dict[Any, Any] = {}
+        made[id(value)] = mapping
+        mapping.update((key, _swap_refs(item, made)) for key, item in value.items())
+        return mapping
+    return tuple(_swap_refs(item, made) for item in value)
 
 
 def _collect_refs(value: Any, found: list[DaskResult]) -> None:

@@ -70,7 +70,31 @@ class CallSpec:
     report_times: bool = True
 
 
-# -- task functions ----------------------------------------------------------------------------
+# -- task functions and arguments ------------------------------------------------------------
+
+
+class Literal:
+    """A container argument that holds no Dask future, passed so that Dask does not walk it
+    looking for one (a literal that contains itself would never end); ``run_call`` unwraps
+    it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (Literal, (self.value,))
+
+
+def _unwrap(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if any(type(a) is Literal for a in args):
+        args = tuple(a.value if type(a) is Literal else a for a in args)
+    if any(type(v) is Literal for v in kwargs.values()):
+        kwargs = {k: v.value if type(v) is Literal else v for k, v in kwargs.items()}
+    return args, kwargs
 
 
 class TaskFunction(PortableFunction):
@@ -291,6 +315,7 @@ def run_call(
     """Run one Cascade call on this worker (see the module docstring)."""
     if isinstance(fn, PortableFunction):
         fn = fn.fn
+    args, kwargs = _unwrap(args, kwargs)
     entry = _Running(threading.get_ident(), spec.is_async)
     with _lock:
         if spec.key in _cancelled:
@@ -365,6 +390,7 @@ def interrupt_calls(keys: list[str]) -> int:
 __all__ = [
     "TIMES_TOPIC",
     "CallSpec",
+    "Literal",
     "TaskFunction",
     "TaskInterrupted",
     "interrupt_calls",
