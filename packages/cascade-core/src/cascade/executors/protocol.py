@@ -22,7 +22,17 @@ Executors that run calls on other machines may set ``remote_resources = True``: 
 does not set up the resources such a task injects; it passes their definitions in
 ``call.resources`` (parameter name → resource name) and ``call.resource_providers`` (every
 definition needed, dependencies included), and the executor sets them up where the call runs
-(once per run, keyed by ``call.run_id``) and tears them down in ``shutdown``.
+(once per run, keyed by ``call.run_id``) and tears them down in ``shutdown``. The core's
+``plan_resources`` and ``ResourceStack`` (``enter_blocking``/``close_blocking`` from a worker
+thread) do the ordering, checks, setup, rollback and teardown; the ``processes`` executor and
+cascade-dask's workers use them.
+
+Executors that queue calls (a thread or process pool) should set ``reports_start = True``:
+the engine then sets ``call.on_start`` for calls with a timeout, and the executor calls
+``call.on_start()`` exactly once, on the event loop's thread (``loop.call_soon_threadsafe``
+from a worker thread), when the call really begins running. The engine starts the timeout's
+clock there, so time spent queued does not count. ``on_start`` is ``None`` for calls nobody
+times; an executor with ``reports_start = False`` never sees it set.
 """
 
 from __future__ import annotations
