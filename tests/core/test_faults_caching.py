@@ -183,7 +183,8 @@ def test_aware_datetimes_in_different_zones_with_one_offset_do_not_share_a_key()
     assert in_london.utcoffset() == in_utc.utcoffset()
     assert stable_hash(in_london) != stable_hash(in_utc)
     assert stable_hash(in_london) == stable_hash(dt.datetime(2024, 1, 15, 12, tzinfo=london))
-    assert stable_hash(dt.time(12, tzinfo=london)) != stable_hash(dt.time(12, tzinfo=dt.UTC))
+    utc = dt.timezone.utc
+    assert stable_hash(dt.time(12, tzinfo=london)) != stable_hash(dt.time(12, tzinfo=utc))
     named = dt.timezone(dt.timedelta(0), "GMT")
     assert stable_hash(dt.datetime(2024, 1, 15, tzinfo=named)) != stable_hash(
         dt.datetime(2024, 1, 15, tzinfo=dt.timezone.utc)
