@@ -30,6 +30,13 @@ def cascade_register_cache_stores(register: Callable[[str, Callable[..., Any]], 
 
 
 @hookimpl
+def cascade_register_run_stores(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from cascade.records.sqlite import SQLiteRunStore
+
+    register("sqlite", SQLiteRunStore)
+
+
+@hookimpl
 def cascade_engine_created(engine: Any) -> None:
     if engine.log_level is not None:
         from cascade.logs import HumanReadableLogSubscriber

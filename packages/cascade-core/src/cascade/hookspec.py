@@ -52,6 +52,18 @@ def cascade_register_cache_stores(register: Callable[[str, Callable[..., Any]], 
     """
 
 
+@hookspec
+def cascade_register_run_stores(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register run stores (where run records live) by name.
+
+    Call ``register(name, factory)``; ``factory(**options)`` returns an object implementing
+    ``cascade.records.RunStore``. ``cs.run(..., record=name)`` selects it (``record=True``,
+    ``cascade run`` and ``cascade runs`` use ``"sqlite"``, which Cascade registers itself:
+    ``factory(path=...)`` must accept a path for it). Called once per process, the first time
+    a run store is looked up by name; two plugins registering one name is an error naming both.
+    """
+
+
 # -- per engine -----------------------------------------------------------------------------
 
 

@@ -59,8 +59,8 @@ def blocked_from_env() -> set[str]:
 
 
 class PluginManager:
-    """Cascade's view of its plugins: registries of executors, resources and cache stores,
-    and the per-engine hook."""
+    """Cascade's view of its plugins: registries of executors, resources, cache stores and run
+    stores, and the per-engine hook."""
 
     def __init__(self, load_entrypoints: bool = True, block: Iterable[str] = ()) -> None:
         self.pm = pluggy.PluginManager("cascade")
@@ -69,6 +69,7 @@ class PluginManager:
         self._info: dict[str, PluginInfo] = {}
         self._executors: dict[str, tuple[Callable[[], Any], str]] | None = None
         self._stores: dict[str, tuple[Callable[..., Any], str]] | None = None
+        self._run_stores: dict[str, tuple[Callable[..., Any], str]] | None = None
         self._resources: dict[str, Any] | None = None
         self._lock = threading.RLock()
         # Loaded by name, as entry points are: the built-ins import the parts they register.
@@ -116,7 +117,7 @@ class PluginManager:
                 for impl in self.pm.get_hookcallers(plugin) or ()  # type: ignore[attr-defined]
             )
             self._info[name] = PluginInfo(name, distribution, version, hooks, entry_point)
-            self._executors = self._stores = self._resources = None
+            self._executors = self._stores = self._resources = self._run_stores = None
 
     def load_entrypoints(self) -> None:
         """Load every entry point of group ``cascade`` not blocked or already loaded."""
@@ -235,6 +236,20 @@ class PluginManager:
         if name not in registry:
             available = ", ".join(sorted(registry)) or "none"
             raise PluginError(f"unknown cache store '{name}'; available stores: {available}")
+        return registry[name][0](**options)
+
+    def run_stores(self) -> dict[str, tuple[Callable[..., Any], str]]:
+        """Run store factories by name, with the plugin that registered each."""
+        with self._lock:
+            if self._run_stores is None:
+                self._run_stores = self._collect("cascade_register_run_stores", "run store")
+            return self._run_stores
+
+    def create_run_store(self, name: str, **options: Any) -> Any:
+        registry = self.run_stores()
+        if name not in registry:
+            available = ", ".join(sorted(registry)) or "none"
+            raise PluginError(f"unknown run store '{name}'; available run stores: {available}")
         return registry[name][0](**options)
 
     def resources(self) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""Run records (a public module): the history of runs in a store, checkpoints, and resume.
+
+``cs.run(target, record=True)`` records the run (its params, status, timing, host and pid, the
+trace id when traced, and every task attempt) in the default store, an SQLite file at
+``.cascade/runs.sqlite3`` (or ``$CASCADE_HOME/runs.sqlite3``), and checkpoints the results of
+the tasks that succeed. ``cs.run(target, resume="last")`` (or a run id) runs it again, taking
+the checkpointed value of every task that succeeded there with unchanged code and inputs.
+``cascade runs list|show|delete|prune|report`` read and tidy the history; see
+docs/history.md.
+
+The parts, each in its own module: ``model`` (records, statuses, the ``RunStore`` protocol),
+``sqlite`` (the built-in store), ``recorder`` (the bus subscriber and its writer thread),
+``checkpoint`` (the checkpoint policy that also resumes), ``session`` (what ``Engine.run``
+opens), ``history`` (reading, deleting and pruning) and ``report`` (the HTML report). Names
+load on first use, so ``import cascade`` loads none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cascade.records.checkpoint import CheckpointPolicy
+    from cascade.records.history import (
+        Pruned,
+        TaskSummary,
+        delete_runs,
+        get_run,
+        parse_duration,
+        prune,
+        summarize_tasks,
+    )
+    from cascade.records.model import (
+        CANCELLED,
+        CHECKPOINT,
+        CRASHED,
+        FAILED,
+        RUN_STATUSES,
+        RUNNING,
+        SKIPPED,
+        SUCCEEDED,
+        Checkpoint,
+        GraphNode,
+        RecordBatch,
+        RecordedAttempt,
+        RecordedRun,
+        RecordError,
+        RecordWarning,
+        RunEnd,
+        RunStore,
+        effective_status,
+        iso_time,
+        labelled,
+    )
+    from cascade.records.report import render_report, write_report
+    from cascade.records.session import (
+        RecordingSession,
+        open_session,
+        resolve_run_store,
+        target_key,
+    )
+    from cascade.records.sqlite import (
+        SQLiteRunStore,
+        default_checkpoint_dir,
+        default_database,
+        default_home,
+    )
+
+_LAZY = {
+    **dict.fromkeys(
+        [
+            "CANCELLED",
+            "CHECKPOINT",
+            "CRASHED",
+            "FAILED",
+            "RUN_STATUSES",
+            "RUNNING",
+            "SKIPPED",
+            "SUCCEEDED",
+            "Checkpoint",
+            "GraphNode",
+            "RecordBatch",
+            "RecordError",
+            "RecordWarning",
+            "RecordedAttempt",
+            "RecordedRun",
+            "RunEnd",
+            "RunStore",
+            "effective_status",
+            "iso_time",
+            "labelled",
+        ],
+        "cascade.records.model",
+    ),
+    **dict.fromkeys(
+        ["SQLiteRunStore", "default_checkpoint_dir", "default_database", "default_home"],
+        "cascade.records.sqlite",
+    ),
+    **dict.fromkeys(
+        ["RecordingSession", "open_session", "resolve_run_store", "target_key"],
+        "cascade.records.session",
+    ),
+    **dict.fromkeys(
+        [
+            "Pruned",
+            "TaskSummary",
+            "delete_runs",
+            "get_run",
+            "parse_duration",
+            "prune",
+            "summarize_tasks",
+        ],
+        "cascade.records.history",
+    ),
+    "CheckpointPolicy": "cascade.records.checkpoint",
+    "render_report": "cascade.records.report",
+    "write_report": "cascade.records.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cascade.records' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CANCELLED",
+    "CHECKPOINT",
+    "CRASHED",
+    "Checkpoint",
+    "CheckpointPolicy",
+    "FAILED",
+    "GraphNode",
+    "Pruned",
+    "RUNNING",
+    "RUN_STATUSES",
+    "RecordBatch",
+    "RecordError",
+    "RecordWarning",
+    "RecordedAttempt",
+    "RecordedRun",
+    "RecordingSession",
+    "RunEnd",
+    "RunStore",
+    "SKIPPED",
+    "SQLiteRunStore",
+    "SUCCEEDED",
+    "TaskSummary",
+    "default_checkpoint_dir",
+    "default_database",
+    "default_home",
+    "delete_runs",
+    "effective_status",
+    "get_run",
+    "iso_time",
+    "labelled",
+    "open_session",
+    "parse_duration",
+    "prune",
+    "render_report",
+    "resolve_run_store",
+    "summarize_tasks",
+    "target_key",
+    "write_report",
+]

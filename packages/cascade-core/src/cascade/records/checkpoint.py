@@ -1,0 +1,159 @@
+"""Checkpoints and resume: the cache policy a recorded run applies to every task that has no
+cache of its own.
+
+Keys follow ``InputHashCache``'s rules (the task's name, qualified name and code fingerprint,
+its inputs by parameter name, and the values its code reads from outside its arguments), so a
+task whose code or inputs changed gets a new key and runs again. ``save`` pickles a succeeded
+result at once (a later change to the object cannot leak into the checkpoint) and hands it to
+the recorder, whose thread writes a batch of them as one entry of the cache store, keyed by the
+run. ``lookup`` in a resumed run finds the key among the checkpoints of the run it resumes and
+returns that value; the engine then skips the task (``TaskSkipped(reason="CacheHit")``, which
+the record calls a ``Checkpoint`` skip). Failed, cancelled, not-run and changed tasks miss and
+run. A result that cannot be pickled is not checkpointed, with a ``RecordWarning`` naming the
+task; a value a task fell back to after failing is never checkpointed.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from cascade.caching.input_hash import InputHashCache
+from cascade.caching.store import CacheStore
+from cascade.records.model import Checkpoint, RecordWarning
+from cascade.records.recorder import Recorder, dumps
+from cascade.spec.cache_policy import CacheContext
+
+logger = logging.getLogger("cascade.records")
+
+_NOT_CHECKPOINTED = "so its result is not checkpointed (a resume of this run runs it again)"
+
+
+class CheckpointPolicy:
+    """Checkpoints a recorded run's results and, when it resumes another run, restores them.
+
+    ``resumed`` maps input-hash keys to the checkpoints of the run being resumed (empty for a
+    run that resumes nothing), read from ``resumed_store``.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        resumed: Mapping[str, Checkpoint] | None = None,
+        resumed_store: CacheStore | None = None,
+    ) -> None:
+        self.recorder = recorder
+        self.resumed = dict(resumed or {})
+        self.resumed_store = resumed_store
+        self._keys = InputHashCache()  # only its key rules: it never reads or writes a store
+        self._no_inputs: dict[int, tuple[Any, str | None, str | None]] = {}
+        self._saved: set[str] = set()
+        self._warned: set[str] = set()
+        self._entries: dict[str, dict[str, bytes] | None] = {}
+
+    def __repr__(self) -> str:
+        return f"CheckpointPolicy(run={self.recorder.run_id[:8]!r}, resumed={len(self.resumed)})"
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def _key(self, context: CacheContext) -> tuple[str | None, str | None]:
+        if context.args or context.kwargs:
+            return self._keys.compute_key(context, _NOT_CHECKPOINTED)
+        # A call without inputs has one key per task for the whole run (a wide fan-out of
+        # such calls hashes once).
+        task = context.task
+        known = self._no_inputs.get(id(task))
+        if known is None or known[0] is not task:
+            key, problem = self._keys.compute_key(context, _NOT_CHECKPOINTED)
+            known = self._no_inputs[id(task)] = (task, key, problem)
+        return known[1], known[2]
+
+    def _warn_once(self, task_name: str, message: str) -> None:
+        if task_name in self._warned:
+            return
+        self._warned.add(task_name)
+        warnings.warn(f"task '{task_name}': {message}", RecordWarning, stacklevel=4)
+
+    # -- the policy ----------------------------------------------------------------------------
+
+    def lookup(self, context: CacheContext) -> tuple[bool, Any]:
+        known = None if context.args or context.kwargs else self._no_inputs.get(id(context.task))
+        if known is not None and known[0] is context.task:
+            key, problem = known[1], known[2]  # the common case of a wide fan-out: no hashing
+        else:
+            key, problem = self._key(context)
+        context.state = key
+        if key is None:
+            self._warn_once(context.task_name, problem or "it has no checkpoint key")
+            return False, None
+        found = self.resumed.get(key) if self.resumed else None
+        if found is None:
+            return False, None
+        hit, value = self._restore(found, context.task_name)
+        if not hit:
+            return False, None
+        self.recorder.restored.add(context.task_id)
+        if key not in self._saved:
+            self._saved.add(key)
+            self.recorder.reuse(Checkpoint(context.task_id, key, found.entry))
+        return True, value
+
+    def save(self, context: CacheContext, value: Any) -> None:
+        key = context.state
+        if key is None or key in self._saved:
+            return
+        if context.task_id in self.recorder.fell_back:
+            return  # the value of a failed task's fallback: a resume runs the task again
+        try:
+            payload = dumps(value)
+        except Exception as exc:
+            self._warn_once(
+                context.task_name,
+                f"its result (a {type(value).__module__}.{type(value).__qualname__}) cannot be "
+                f"pickled, so it is not checkpointed and a resume of this run runs it again: "
+                f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self._saved.add(key)
+        self.recorder.checkpoint(context.task_id, key, payload)
+
+    # -- restoring -------------------------------------------------------------------------------
+
+    def _restore(self, found: Checkpoint, task_name: str) -> tuple[bool, Any]:
+        if found.entry not in self._entries:
+            self._entries[found.entry] = self._load(found.entry)
+        values = self._entries[found.entry]
+        payload = values.get(found.key) if values is not None else None
+        if payload is None:
+            return False, None
+        try:
+            return True, pickle.loads(payload)
+        except Exception as exc:
+            logger.warning(
+                "task '%s': its checkpoint cannot be unpickled (%s: %s), so it runs again",
+                task_name,
+                type(exc).__name__,
+                exc,
+            )
+            return False, None
+
+    def _load(self, entry: str) -> dict[str, bytes] | None:
+        store = self.resumed_store
+        if store is None:
+            return None
+        hit, stored = store.get(entry)
+        if not hit or not isinstance(stored, dict) or not isinstance(stored.get("values"), dict):
+            logger.warning(
+                "a checkpoint entry of the resumed run is missing from %r (pruned or cleared?); "
+                "the tasks it held run again",
+                store,
+            )
+            return None
+        values: dict[str, bytes] = stored["values"]
+        return values
+
+
+__all__ = ["CheckpointPolicy"]

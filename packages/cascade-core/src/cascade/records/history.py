@@ -1,0 +1,183 @@
+"""Reading and tidying history: one run with its tasks summed up, deleting runs and pruning
+old ones (with the checkpoints nothing else refers to), and the durations those take."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascade.records.model import (
+    FAILED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    RecordedAttempt,
+    RecordedRun,
+    RecordError,
+    RunStore,
+)
+
+logger = logging.getLogger("cascade.records")
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"30d"``, ``"12h"``, ``"1w2d"``, ``"90m"``, ``"45s"`` (``ValueError``
+    otherwise)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"a duration such as 30d, 12h or 90m is needed, got {text!r}")
+    total, position = 0.0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2).lower()]
+        position = match.end()
+    if position != len(text) or position == 0:
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit, s, m, h, d or w (30d, 12h, 1w2d)"
+        )
+    return total
+
+
+@dataclass
+class TaskSummary:
+    """What happened to one task (or one mapped item) of a run, over its attempts."""
+
+    task_id: str
+    task_name: str
+    status: str
+    attempts: int
+    duration: float
+    started: float | None
+    ended: float | None
+    executor: str
+    reason: str | None
+    error: str | None
+    parent_task_id: str | None
+    history: list[RecordedAttempt] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "task": self.task_name,
+            "status": self.status,
+            "attempts": self.attempts,
+            "duration": round(self.duration, 6),
+            "started": self.started,
+            "ended": self.ended,
+            "executor": self.executor or None,
+            "skip_reason": self.reason,
+            "error": self.error,
+            "parent_task_id": self.parent_task_id,
+        }
+
+
+def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
+    """One summary per task id, in the order the tasks first finished: its last status, the
+    number of attempts that ran, their summed duration, and the last error."""
+    by_id: dict[str, list[RecordedAttempt]] = {}
+    for attempt in attempts:
+        by_id.setdefault(attempt.task_id, []).append(attempt)
+    summaries = []
+    for task_id, history in by_id.items():
+        ran = [a for a in history if a.status != SKIPPED]
+        last = history[-1]
+        errors = [a.error for a in ran if a.error]
+        summaries.append(
+            TaskSummary(
+                task_id=task_id,
+                task_name=last.task_name,
+                status=last.status,
+                attempts=len(ran),
+                duration=sum(a.duration for a in ran),
+                started=min((a.started for a in history), default=None),
+                ended=max((a.ended for a in history), default=None),
+                executor=", ".join(sorted({a.executor for a in ran if a.executor})),
+                reason=last.reason,
+                error=errors[-1] if errors and last.status != SUCCEEDED else None,
+                parent_task_id=last.parent_task_id,
+                history=history,
+            )
+        )
+    return summaries
+
+
+def get_run(store: RunStore, run_id: str) -> RecordedRun:
+    """The run ``run_id`` (or a unique prefix of it), or a ``RecordError`` listing the latest
+    runs when there is none."""
+    found = store.run(run_id)
+    if found is not None:
+        return found
+    latest = store.runs(limit=5)
+    listed = "".join(f"\n  {r.run_id}  {r.status:<9}  {r.target}" for r in latest)
+    hint = f"; the latest runs:{listed}" if latest else "; no runs are recorded there"
+    raise RecordError(f"no run '{run_id}' in {store.location}{hint}")
+
+
+def delete_runs(store: RunStore, run_ids: Sequence[str]) -> int:
+    """Delete runs by id and the checkpoint entries no remaining run refers to; returns how
+    many checkpoint entries were removed."""
+    removed = 0
+    for location, entry in store.delete(list(run_ids)):
+        try:
+            if store.checkpoint_store(location).delete(entry):
+                removed += 1
+        except Exception as exc:
+            logger.warning(
+                "checkpoint entry %s in %s could not be removed: %s: %s",
+                entry,
+                location,
+                type(exc).__name__,
+                exc,
+            )
+    return removed
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` removed: the runs and the number of checkpoint entries."""
+
+    runs: list[RecordedRun]
+    checkpoint_entries: int
+
+
+def prune(
+    store: RunStore,
+    older_than: float,
+    *,
+    target: str | None = None,
+    now: float | None = None,
+    dry_run: bool = False,
+) -> Pruned:
+    """Delete the runs that started more than ``older_than`` seconds ago (never one still
+    running), with their checkpoints."""
+    if older_than < 0:
+        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+    cutoff = (time.time() if now is None else now) - older_than
+    doomed = [r for r in store.runs(target=target, before=cutoff) if r.status != RUNNING]
+    if dry_run or not doomed:
+        return Pruned(doomed, 0)
+    return Pruned(doomed, delete_runs(store, [r.run_id for r in doomed]))
+
+
+def failed_first(summaries: Sequence[TaskSummary]) -> list[TaskSummary]:
+    """Failures first, then the rest in their order."""
+    return sorted(summaries, key=lambda s: s.status != FAILED)
+
+
+__all__ = [
+    "Pruned",
+    "TaskSummary",
+    "delete_runs",
+    "failed_first",
+    "get_run",
+    "parse_duration",
+    "prune",
+    "summarize_tasks",
+]

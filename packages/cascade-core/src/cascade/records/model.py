@@ -1,0 +1,412 @@
+"""What a run record is: the run, its task attempts, its graph and checkpoints, the batch a
+recorder writes, the ``RunStore`` protocol every store implements, and how a record whose
+process is gone reads as ``Crashed``.
+
+Standard library only, so stores from plugins can implement the protocol without loading the
+SQLite store, and ``import cascade`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from cascade.caching.store import CacheStore
+
+#: Run statuses. ``Running`` is what a live run's record says; a ``Running`` record whose
+#: process has gone reads as ``Crashed``.
+RUNNING, SUCCEEDED, FAILED, CANCELLED, CRASHED = (
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Cancelled",
+    "Crashed",
+)
+RUN_STATUSES = (RUNNING, SUCCEEDED, FAILED, CANCELLED, CRASHED)
+#: An attempt's status: one of the run's (Succeeded, Failed, Cancelled) or ``Skipped`` (the
+#: task did not run: ``reason`` says why).
+SKIPPED = "Skipped"
+#: The skip reason of a task that took its value from the checkpoint of the run it resumed.
+CHECKPOINT = "Checkpoint"
+
+#: How often a recording process proves it is alive, and after how long without that a
+#: ``Running`` record on another host reads as ``Crashed``.
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 60.0
+
+
+class RecordError(RuntimeError):
+    """A run record cannot be used as asked: an unknown or ambiguous run id, a resume of a
+    run of another target, a store written by a newer Cascade."""
+
+
+class RecordWarning(UserWarning):
+    """Recording or checkpointing fell short (a store that cannot be written, a result that
+    cannot be pickled); the run itself went on."""
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """One run as its record holds it.
+
+    ``target`` names the target tasks (``"total"``, ``"load, report"``): what a resume must
+    match. ``label`` is how the run was asked for where that is known (the command line's
+    ``TARGET``). ``params`` maps each param to ``{"value": ...}`` when its value serializes as
+    JSON, else to ``{"type": ..., "repr": ...}``. ``status`` is ``Crashed`` for a record left
+    ``Running`` by a process that is gone. ``checkpoints`` is where the run's checkpointed
+    results are (the cache store's directory). ``tasks`` counts the run's tasks by their last
+    status (filled by ``RunStore.runs`` and ``RunStore.run``).
+    """
+
+    run_id: str
+    target: str
+    status: str
+    started: float
+    ended: float | None = None
+    duration: float | None = None
+    label: str | None = None
+    target_tasks: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    cascade_version: str = ""
+    host: str = ""
+    pid: int = 0
+    process_token: str | None = None
+    heartbeat: float | None = None
+    trace_id: str | None = None
+    resumed_from: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    checkpoints: str | None = None
+    tasks: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``runs`` documents of ``cascade runs ... --output json``)."""
+        data = asdict(self)
+        data["target_tasks"] = list(self.target_tasks)
+        data["started_at"] = iso_time(self.started)
+        data["ended_at"] = iso_time(self.ended) if self.ended is not None else None
+        del data["process_token"]
+        return data
+
+
+class RecordedAttempt(NamedTuple):
+    """One attempt of one task (or one mapped item: ``task_id`` ``"name-3[2]"``), or a task
+    that did not run (``status="Skipped"`` with ``reason``: ``CacheHit``, ``Checkpoint``,
+    ``ConditionFalse``, ``UpstreamSkipped``, ``UpstreamFailed``; ``upstream`` names the failed
+    input). ``parent_task_id`` names the task whose returned graph added it. Times are
+    wall-clock seconds. (A named tuple: a recorder makes one per attempt, so it is cheap.)"""
+
+    task_id: str
+    task_name: str
+    status: str
+    attempt: int = 1
+    started: float = 0.0
+    ended: float = 0.0
+    duration: float = 0.0
+    executor: str = ""
+    parent_task_id: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    will_retry: bool = False
+    fell_back: bool = False
+    reason: str | None = None
+    upstream: str | None = None
+    retry_delay: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+class GraphNode(NamedTuple):
+    """A node of the graph a run started with: its task id (a param's is ``param:name``), its
+    name, its ``kind`` (``"task"``, ``"map"`` or ``"param"``) and the ids of the nodes it waits
+    for."""
+
+    task_id: str
+    task_name: str
+    kind: str = "task"
+    deps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GraphSnapshot:
+    """The graph a run started with, column by column (a recorder takes it without a Python
+    step per node): task ids, names, kinds (``"task"``, ``"map"``, ``"param"``) and, per node,
+    the positions of the nodes it waits for."""
+
+    ids: Sequence[str]
+    names: Sequence[str]
+    kinds: Sequence[str]
+    deps: Sequence[Sequence[int]]
+
+    def nodes(self) -> list[GraphNode]:
+        ids = self.ids
+        return [
+            GraphNode(task_id, name, kind, tuple(ids[d] for d in deps))
+            for task_id, name, kind, deps in zip(
+                ids, self.names, self.kinds, self.deps, strict=True
+            )
+        ]
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"ids": self.ids, "names": self.names, "kinds": self.kinds, "deps": self.deps}
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> GraphSnapshot:
+        return cls(data["ids"], data["names"], data["kinds"], data["deps"])
+
+
+class Checkpoint(NamedTuple):
+    """A checkpointed result: the task that made it, its input-hash ``key`` and the cache
+    store ``entry`` that holds it."""
+
+    task_id: str
+    key: str
+    entry: str
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended (``RunFinished``)."""
+
+    status: str
+    ended: float
+    duration: float
+    error: str | None = None
+    error_type: str | None = None
+
+
+@dataclass
+class RecordBatch:
+    """What one write of a recorder holds, written in one transaction: the run itself on the
+    first write, its graph, attempts and checkpoints as they come, the retry delays (task id,
+    failed attempt, delay), the run's task counts so far (by each task's last status), a
+    heartbeat, and its end. ``seq`` numbers a run's batches from 1."""
+
+    run_id: str
+    seq: int = 0
+    start: RecordedRun | None = None
+    graph: GraphSnapshot | None = None
+    attempts: list[RecordedAttempt] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    retry_delays: list[tuple[str, int, float]] = field(default_factory=list)
+    tasks: Mapping[str, int] | None = None
+    heartbeat: float | None = None
+    end: RunEnd | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.start is not None
+            or self.graph is not None
+            or self.attempts
+            or self.checkpoints
+            or self.retry_delays
+            or self.heartbeat is not None
+            or self.end is not None
+        )
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Where run records live. Cascade registers ``"sqlite"`` (``SQLiteRunStore``); a plugin
+    adds others through ``cascade_register_run_stores``.
+
+    ``write`` applies one ``RecordBatch`` atomically; it is called from one recorder thread
+    per run, and several processes may write into one store at once. ``runs`` lists runs
+    newest first (filtered by ``target`` matching the target or the label, ``status``,
+    ``since`` and ``before`` as wall-clock seconds, at most ``limit``); ``run`` finds one by
+    id or unique id prefix (``None`` if there is none; ``RecordError`` if the prefix is
+    ambiguous). ``delete`` removes runs and returns the checkpoint entries no remaining run
+    refers to, as ``(checkpoints location, entry)``, for the caller to remove from the
+    checkpoint store. Reads report a ``Running`` record whose process is gone as ``Crashed``
+    (``effective_status``). ``checkpoint_store(location)`` is the cache store holding the
+    checkpoints a run recorded at ``location`` (``None``: where new runs checkpoint, which
+    ``checkpoint_location()`` names).
+    """
+
+    location: str
+
+    def write(self, batch: RecordBatch) -> None: ...
+
+    def runs(
+        self,
+        *,
+        target: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        before: float | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedRun]: ...
+
+    def run(self, run_id: str) -> RecordedRun | None: ...
+
+    def attempts(self, run_id: str) -> list[RecordedAttempt]: ...
+
+    def graph(self, run_id: str) -> list[GraphNode]: ...
+
+    def checkpoints(self, run_id: str) -> list[Checkpoint]: ...
+
+    def delete(self, run_ids: Sequence[str]) -> list[tuple[str | None, str]]: ...
+
+    def checkpoint_store(self, location: str | None = None) -> CacheStore: ...
+
+    def checkpoint_location(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def param_record(value: Any) -> dict[str, Any]:
+    """``{"value": value}`` when it serializes as JSON (strictly: no NaN), else its type and
+    ``repr`` (cut to 200 characters)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    else:
+        return {"value": value}
+    kind = type(value)
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not fail the run
+        text = f"<unrepresentable: {type(exc).__name__}>"
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return {"type": f"{kind.__module__}.{kind.__qualname__}", "repr": text}
+
+
+def iso_time(seconds: float) -> str:
+    """Wall-clock seconds as local ISO 8601 text with its UTC offset, to the millisecond."""
+    if not math.isfinite(seconds):
+        return ""
+    local = time.localtime(seconds)
+    offset = time.strftime("%z", local)
+    millis = int((seconds % 1) * 1000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+    return f"{stamp}.{millis:03d}{offset[:3]}:{offset[3:]}"
+
+
+_label: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "cascade_record_label", default=None
+)
+
+
+@contextlib.contextmanager
+def labelled(label: str) -> Iterator[None]:
+    """Runs recorded inside the block carry ``label``: how they were asked for (``cascade
+    run`` labels its runs with its TARGET argument), which ``cascade runs list --target``
+    also matches."""
+    token = _label.set(label)
+    try:
+        yield
+    finally:
+        _label.reset(token)
+
+
+def current_label() -> str | None:
+    """The label of runs recorded here and now (see ``labelled``)."""
+    return _label.get()
+
+
+# -- is the recording process still there? ----------------------------------------------------
+
+_HOST: str | None = None
+
+
+def this_host() -> str:
+    global _HOST
+    if _HOST is None:
+        _HOST = socket.gethostname()
+    return _HOST
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a process from /proc, or None without one."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]
+
+
+def process_token(pid: int | None = None) -> str | None:
+    """What tells this process apart from a later one given the same pid: its start time on
+    Linux, ``None`` elsewhere."""
+    stat = _proc_stat(os.getpid() if pid is None else pid)
+    return stat[1] if stat is not None else None
+
+
+def process_alive(pid: int, token: str | None) -> bool:
+    """Whether process ``pid`` of this host still runs (and is the one that wrote ``token``)."""
+    if pid <= 0:
+        return False
+    if token is not None and os.path.isdir("/proc/self"):
+        stat = _proc_stat(pid)
+        return stat is not None and stat[0] not in ("Z", "X") and stat[1] == token
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (PermissionError), or no way to tell
+        return True
+    return True
+
+
+def effective_status(run: RecordedRun, now: float | None = None) -> str:
+    """The run's status as a reader should see it: a ``Running`` record whose process is gone
+    (this host: the pid no longer runs; another host: no heartbeat for a minute) is
+    ``Crashed``."""
+    if run.status != RUNNING:
+        return run.status
+    if run.host == this_host():
+        return RUNNING if process_alive(run.pid, run.process_token) else CRASHED
+    last = run.heartbeat if run.heartbeat is not None else run.started
+    now = time.time() if now is None else now
+    return CRASHED if now - last > STALE_AFTER_SECONDS else RUNNING
+
+
+__all__ = [
+    "CANCELLED",
+    "CHECKPOINT",
+    "CRASHED",
+    "FAILED",
+    "HEARTBEAT_SECONDS",
+    "RUNNING",
+    "RUN_STATUSES",
+    "SKIPPED",
+    "STALE_AFTER_SECONDS",
+    "SUCCEEDED",
+    "Checkpoint",
+    "GraphNode",
+    "GraphSnapshot",
+    "RecordBatch",
+    "RecordError",
+    "RecordWarning",
+    "RecordedAttempt",
+    "RecordedRun",
+    "RunEnd",
+    "RunStore",
+    "current_label",
+    "effective_status",
+    "iso_time",
+    "labelled",
+    "param_record",
+    "process_alive",
+    "process_token",
+    "this_host",
+]

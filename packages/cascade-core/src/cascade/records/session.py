@@ -1,0 +1,191 @@
+"""A recording session: what ``Engine.run(..., record=..., resume=...)`` opens for one run.
+
+It chooses the run store (``record=True``: the ``"sqlite"`` store registered through
+``cascade_register_run_stores``; a name: another registered store; a path: an SQLite file; or
+a ``RunStore`` object), finds the run to resume and checks that it is a run of the same target
+(a clear ``RecordError`` listing that target's recent runs otherwise), attaches the recorder to
+the engine's bus and makes the checkpoint policy the engine applies to every task. ``close``
+detaches it and waits, without blocking the event loop, for the recorder's last write, then
+warns (``RecordWarning``) about anything that could not be recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import warnings
+from typing import Any
+
+from cascade.bus import MessageBus
+from cascade.graph.build import Graph
+from cascade.plugins import PluginError, PluginManager, get_plugin_manager
+from cascade.records.checkpoint import CheckpointPolicy
+from cascade.records.model import (
+    RUNNING,
+    RecordedRun,
+    RecordError,
+    RecordWarning,
+    RunStore,
+    current_label,
+    iso_time,
+)
+from cascade.records.recorder import Recorder
+
+DEFAULT_STORE = "sqlite"
+
+
+def target_key(graph: Graph) -> str:
+    """What a run's record calls its target: the names of its target tasks, sorted."""
+    names = sorted({graph.nodes[i].name for i in graph.targets})
+    return ", ".join(names)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or "/" in spec or spec.endswith((".sqlite3", ".sqlite", ".db"))
+
+
+def resolve_run_store(
+    spec: bool | str | RunStore | None = True, plugins: PluginManager | None = None
+) -> RunStore:
+    """The run store ``spec`` means: ``True`` (or ``None``) the default (``"sqlite"`` at
+    ``$CASCADE_HOME/runs.sqlite3`` or ``.cascade/runs.sqlite3``), a name registered through
+    ``cascade_register_run_stores``, a path to an SQLite file, or a ``RunStore`` object."""
+    if spec is None or spec is True:
+        spec = DEFAULT_STORE
+    if isinstance(spec, str):
+        manager = plugins if plugins is not None else get_plugin_manager()
+        registry = manager.run_stores()
+        if spec in registry:
+            store = manager.create_run_store(spec)
+        elif _looks_like_path(spec):
+            store = manager.create_run_store(DEFAULT_STORE, path=spec)
+        else:
+            available = ", ".join(sorted(registry)) or "none"
+            raise PluginError(
+                f"unknown run store '{spec}'; available run stores: {available} (or give a "
+                "path to an SQLite file, such as runs.sqlite3)"
+            )
+        if not isinstance(store, RunStore):
+            raise TypeError(f"run store '{spec}' made {store!r}, which is not a RunStore")
+        return store
+    if isinstance(spec, RunStore):
+        return spec
+    raise TypeError(
+        "record= takes True, a run store name, a path to an SQLite file or a RunStore, "
+        f"got {spec!r}"
+    )
+
+
+def recent_runs_text(store: RunStore, target: str, limit: int = 5) -> str:
+    """The recent runs of ``target`` as the lines an error shows."""
+    try:
+        runs = store.runs(target=target, limit=limit)
+    except Exception as exc:  # the store itself is the problem: say so, not something else
+        return f"the run store {store.location} cannot be read: {type(exc).__name__}: {exc}"
+    if not runs:
+        return f"no run of '{target}' is recorded in {store.location}"
+    lines = [f"recent runs of '{target}' in {store.location}:"]
+    for run in runs:
+        lines.append(f"  {run.run_id}  {run.status:<9}  {iso_time(run.started)}")
+    return "\n".join(lines)
+
+
+def find_resumable(store: RunStore, target: str, resume: str) -> RecordedRun:
+    """The run ``resume`` names (``"last"``: the latest run of ``target`` that is not still
+    running), which must be a run of ``target``."""
+    if not isinstance(resume, str) or not resume.strip():
+        raise TypeError(f"resume= takes 'last' or a run id, got {resume!r}")
+    if resume == "last":
+        for run in store.runs(target=target, limit=20):
+            if run.status != RUNNING:
+                return run
+        raise RecordError(f"resume='last': {recent_runs_text(store, target)}")
+    found = store.run(resume)
+    if found is None:
+        raise RecordError(
+            f"cannot resume run '{resume}': there is no such run in {store.location}; "
+            f"{recent_runs_text(store, target)}"
+        )
+    if found.target != target:
+        raise RecordError(
+            f"cannot resume run {found.run_id}: it is a run of '{found.target}', and this run's "
+            f"target is '{target}'; {recent_runs_text(store, target)}"
+        )
+    return found
+
+
+class RecordingSession:
+    """One recorded run: the recorder on the engine's bus and the checkpoint policy."""
+
+    def __init__(
+        self, bus: MessageBus, store: RunStore, recorder: Recorder, policy: CheckpointPolicy
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.recorder = recorder
+        self.checkpoint = policy
+        recorder.attach(bus)
+
+    @property
+    def resumed_from(self) -> str | None:
+        return self.recorder.resumed_from
+
+    def bind(self, run_id: str) -> None:
+        """The engine made the run's plan: this is run ``run_id``; start recording."""
+        self.recorder.bind(run_id)
+
+    async def close(self) -> None:
+        """Detach, let the recorder write what is left, and warn about what it could not."""
+        self.recorder.detach(self.bus)
+        finished = asyncio.wrap_future(self.recorder.stop())
+        try:
+            await asyncio.shield(finished)
+        finally:
+            # Cancelled again while waiting: the thread (not a daemon) still finishes its
+            # write before the interpreter exits; what it reports is only lost for warnings.
+            if finished.done():
+                for problem in self.recorder.problems:
+                    warnings.warn(problem, RecordWarning, stacklevel=3)
+
+
+def open_session(
+    engine: Any,
+    graph: Graph,
+    record: bool | str | RunStore | None,
+    resume: str | None,
+) -> RecordingSession:
+    """Start recording a run of ``graph`` on ``engine`` (``record``: where, see
+    ``resolve_run_store``; ``resume``: ``"last"`` or a run id of the same target)."""
+    plugins = getattr(engine, "plugins", None)
+    store = resolve_run_store(True if record is False else record, plugins)
+    target = target_key(graph)
+    resumed: RecordedRun | None = None
+    if resume is not None:
+        resumed = find_resumable(store, target, resume)
+    checkpoints = store.checkpoint_store()
+    recorder = Recorder(
+        store,
+        graph,
+        target=target,
+        label=current_label(),
+        resumed_from=resumed.run_id if resumed is not None else None,
+        checkpoints=checkpoints,
+        checkpoints_location=store.checkpoint_location(),
+    )
+    if resumed is None:
+        policy = CheckpointPolicy(recorder)
+    else:
+        index = {c.key: c for c in store.checkpoints(resumed.run_id)}
+        policy = CheckpointPolicy(recorder, index, store.checkpoint_store(resumed.checkpoints))
+    return RecordingSession(engine.bus, store, recorder, policy)
+
+
+__all__ = [
+    "DEFAULT_STORE",
+    "RecordingSession",
+    "find_resumable",
+    "open_session",
+    "recent_runs_text",
+    "resolve_run_store",
+    "target_key",
+]
