@@ -23,6 +23,7 @@ from cascade_dask.worker import (
     TIMES_TOPIC,
     CallSpec,
     Literal,
+    ReturnedGraph,
     TaskFunction,
     interrupt_calls,
     run_call,
@@ -399,6 +400,11 @@ class DaskExecutor(BaseExecutor):
                 f"task '{call.task_name}': its Dask future '{key}' was cancelled on the "
                 "cluster (by another client, or the cluster restarted)"
             )
+        if future.type is ReturnedGraph:
+            # The task returned LazyResults: the engine runs them here, in the same run.
+            returned = await future
+            future.release()
+            return returned.value
         return DaskResult(future, call.task_name)
 
     def _on_times(self, event: tuple[float, Any]) -> None:

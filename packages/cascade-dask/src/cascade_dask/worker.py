@@ -42,6 +42,7 @@ from cascade.executors import (
     plan_resources,
     worker_context,
 )
+from cascade.graph import returns_graph
 
 logger = logging.getLogger("cascade.dask")
 
@@ -309,6 +310,15 @@ def _noop() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class ReturnedGraph:
+    """A call's value that holds LazyResults: the driver fetches it (the executor sees the
+    type of the future's result) and runs the graph in the same run, instead of keeping a
+    reference on the cluster."""
+
+    value: Any
+
+
 def run_call(
     spec: CallSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -332,8 +342,11 @@ def run_call(
         try:
             with worker_context(spec.carrier, spec.worker_setup):
                 if spec.is_async:
-                    return _call_async(entry, fn, args, kwargs)
-                return fn(*args, **kwargs)
+                    value = _call_async(entry, fn, args, kwargs)
+                else:
+                    value = fn(*args, **kwargs)
+            # A returned graph goes back to the driver, which runs it; any other value stays.
+            return ReturnedGraph(value) if returns_graph(value) else value
         finally:
             end = time.time()
     except BaseException as exc:

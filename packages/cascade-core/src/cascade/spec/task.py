@@ -115,6 +115,22 @@ class LazyResult(Generic[R]):
             "to fan out over it use some_task.map(it)"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            slot: getattr(self, slot)
+            for klass in type(self).__mro__
+            for slot in getattr(klass, "__slots__", ())
+            if slot != "__weakref__" and hasattr(self, slot)
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for slot, value in state.items():
+            object.__setattr__(self, slot, value)
+        if not isinstance(self, Param):
+            # Ids count calls per process: a call made in a worker (a graph a task returned
+            # there) gets an id of this process, so it cannot collide with one made here.
+            self.id = f"{self.name}-{next(_ids)}"
+
     def _copy(self) -> LazyResult[R]:
         clone: LazyResult[R] = object.__new__(type(self))
         for klass in type(self).__mro__:
