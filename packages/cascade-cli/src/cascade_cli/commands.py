@@ -67,9 +67,13 @@ def run_command(
     log_level: str | None,
     output: str,
     executor_options: Mapping[str, Any] | None = None,
+    keep_record: bool = True,
+    resume: str | None = None,
 ) -> int:
     """``cascade run``: load, check, run with the chosen output, and map the end to an exit
-    code."""
+    code. The run is recorded in the run history unless ``keep_record`` is false."""
+    if resume is not None and not keep_record:
+        raise click.UsageError("--resume records the new run too; leave out --no-record")
     try:
         return _run(
             spec,
@@ -80,6 +84,7 @@ def run_command(
             log_level,
             output,
             executor_options or {},
+            {"record": True, "resume": resume} if keep_record else {},
         )
     except KeyboardInterrupt:  # while importing the target, before the run started
         click.echo("cascade: interrupted before the run started", err=True)
@@ -127,6 +132,7 @@ def _run(
     log_level: str | None,
     output: str,
     executor_options: Mapping[str, Any],
+    recording: Mapping[str, Any],
 ) -> int:
     logging.basicConfig(
         level=log_level or "WARNING",
@@ -171,7 +177,7 @@ def _run(
         display.attach(engine.bus)
         display.start()
         try:
-            outcome = run_sync(engine, record, target, params, interrupts)
+            outcome = run_sync(engine, record, target, params, interrupts, recording, spec)
         except SetupError as exc:
             raise click.UsageError(f"the run could not start: {exc}") from None
         finally:

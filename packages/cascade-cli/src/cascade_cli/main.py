@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cascade_cli._version import __version__
+from cascade_cli.runs import runs
 
 if TYPE_CHECKING:
     from cascade.plugins import PluginManager
@@ -240,7 +241,7 @@ def make_cli() -> CascadeGroup:
         """Run, inspect and visualise Cascade task graphs."""
 
     group: CascadeGroup = cascade  # type: ignore[assignment]
-    for command in (run, graph, dry_run, plugins, cache):
+    for command in (run, graph, dry_run, plugins, cache, runs):
         group.add_command(command)
     return group
 
@@ -316,6 +317,20 @@ def with_param_options(command: Any) -> Any:
     help="Log lines to show (default INFO; WARNING under the live display). DEBUG also "
     "prints the traceback of a failed task.",
 )
+@click.option(
+    "--record/--no-record",
+    "keep_record",
+    default=True,
+    show_default=True,
+    help="Record the run in the run history ($CASCADE_HOME/runs.sqlite3, else "
+    ".cascade/runs.sqlite3 here) and checkpoint its results; see `cascade runs`.",
+)
+@click.option(
+    "--resume",
+    metavar="last|RUN_ID",
+    help="Run again after a recorded run of TARGET: tasks that succeeded there with "
+    "unchanged code and inputs take their checkpointed value; the rest run.",
+)
 @output_option
 def run(
     target: str,
@@ -324,6 +339,8 @@ def run(
     executor: str | None,
     max_concurrency: int | None,
     log_level: str | None,
+    keep_record: bool,
+    resume: str | None,
     output: str,
     **executor_options: Any,
 ) -> int:
@@ -344,6 +361,8 @@ def run(
         log_level=log_level.upper() if log_level else None,
         output=output,
         executor_options=executor_options,
+        keep_record=keep_record,
+        resume=resume,
     )
 
 
@@ -458,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         line: str | None = None,
     ) -> None:
         # A broken plugin is the user's environment, not a line of our code: say it plainly.
-        if category.__name__ == "CascadePluginWarning" or filename == __file__:
+        if category.__name__ in ("CascadePluginWarning", "RecordWarning") or filename == __file__:
             print(f"cascade: warning: {message}", file=sys.stderr)
         else:
             previous(message, category, filename, lineno, file, line)

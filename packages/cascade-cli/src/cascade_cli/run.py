@@ -31,6 +31,7 @@ from cascade.events import (
     TaskWaiting,
 )
 from cascade.graph import plan
+from cascade.records import labelled
 from cascade_cli.target import Target, iterated_sources, lazy_results
 
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
@@ -493,14 +494,17 @@ async def execute(
     target: Target,
     params: Mapping[str, Any],
     interrupts: Interrupts,
+    recording: Mapping[str, Any] | None = None,
+    label: str | None = None,
 ) -> Outcome:
     """Run the target. Failures of the run become an ``Outcome``; failures before it started
-    become ``SetupError``."""
+    become ``SetupError``. ``recording`` holds ``Engine.run``'s ``record=``/``resume=``, and
+    ``label`` (the TARGET argument) names the run in its record."""
     task = asyncio.current_task()
     assert task is not None
-    with interrupts.cancelling(task):
+    with interrupts.cancelling(task), labelled(label or target.spec):
         try:
-            result = await engine.run(target.graph, params)
+            result = await engine.run(target.graph, params, **(recording or {}))
         except asyncio.CancelledError as exc:
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:
@@ -523,11 +527,13 @@ def run_sync(
     target: Target,
     params: Mapping[str, Any],
     interrupts: Interrupts,
+    recording: Mapping[str, Any] | None = None,
+    label: str | None = None,
 ) -> Outcome:
     """``execute`` in a fresh event loop; a KeyboardInterrupt that lands outside the loop's
     signal handling (Windows) still ends as a cancelled run."""
     try:
-        return asyncio.run(execute(engine, record, target, params, interrupts))
+        return asyncio.run(execute(engine, record, target, params, interrupts, recording, label))
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         # Cancelled just as the run returned, or interrupted where the loop does not handle
         # signals (Windows): a cancelled run all the same.

@@ -1,0 +1,467 @@
+"""``cascade runs``: the run history ``cascade run`` records (``list``, ``show``, ``delete``,
+``prune``, ``report``).
+
+Only click is imported at module level, as in ``cascade_cli.main``: the records package, rich
+and the store load inside the commands. Every command takes ``--output json`` and then prints
+one JSON document on stdout and nothing else; ``--db`` picks another SQLite file and
+``--store`` a run store a plugin registered.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+EXIT_OK = 0
+STATUSES = ["Running", "Succeeded", "Failed", "Cancelled", "Crashed"]
+
+output_option = click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people; json prints one JSON document on stdout and nothing else.",
+)
+
+store_options = [
+    click.option(
+        "--db",
+        "database",
+        metavar="PATH",
+        help="The SQLite file (default: $CASCADE_HOME/runs.sqlite3, else "
+        ".cascade/runs.sqlite3 here).",
+    ),
+    click.option(
+        "--store",
+        metavar="NAME",
+        help="A run store registered by a plugin (see `cascade plugins`) instead of a file.",
+    ),
+]
+
+
+def with_store_options(command: Any) -> Any:
+    for option in reversed(store_options):
+        command = option(command)
+    return command
+
+
+# -- shared ------------------------------------------------------------------------------------
+
+
+def open_store(database: str | None, store: str | None) -> Any:
+    """The run store ``--db`` / ``--store`` mean (neither: the default SQLite file)."""
+    from cascade.plugins import PluginError
+    from cascade.records import SQLiteRunStore, resolve_run_store
+
+    if database is not None and store is not None:
+        raise click.UsageError("give --db or --store, not both")
+    if database is not None:
+        if os.path.isdir(database):
+            raise click.BadParameter(
+                f"'{database}' is a directory; give the SQLite file (runs.sqlite3 in it?)",
+                param_hint="'--db'",
+            )
+        return SQLiteRunStore(database)
+    try:
+        return resolve_run_store(store if store is not None else True)
+    except (PluginError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="'--store'") from None
+
+
+def _find(store: Any, run_id: str, target: str | None = None) -> Any:
+    """The run RUN names: an id, a unique prefix, or ``last``."""
+    from cascade.records import RecordError, get_run
+
+    try:
+        if run_id == "last":
+            latest = store.runs(target=target, limit=1)
+            if not latest:
+                where = f" of '{target}'" if target else ""
+                raise RecordError(f"no run{where} is recorded in {store.location}")
+            return latest[0]
+        return get_run(store, run_id)
+    except RecordError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _echo_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _console() -> Any:
+    from cascade_cli.output import make_console
+
+    try:
+        terminal = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    return make_console(sys.stdout, terminal=terminal)
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.2f} s"
+    return f"{value / 60:.1f} min"
+
+
+def _counts(tasks: dict[str, int]) -> str:
+    return ", ".join(f"{count} {status.lower()}" for status, count in sorted(tasks.items())) or "-"
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration back from now (``7d``, ``12h``) or a date or time
+    (``2026-01-31``, ``2026-01-31T08:00``, local time unless it names its zone)."""
+    from cascade.records import parse_duration
+
+    now = time.time() if now is None else now
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a duration (7d, 12h, 30m) nor a date or time "
+            "(2026-01-31, 2026-01-31T08:00)",
+            param_hint="'--since'",
+        ) from None
+    return moment.timestamp()
+
+
+STATUS_MARK = {
+    "Succeeded": ("✓", "green"),
+    "Failed": ("✗", "bold red"),
+    "Cancelled": ("■", "yellow"),
+    "Crashed": ("✗", "bold magenta"),
+    "Running": ("▶", "blue"),
+    "Skipped": ("↷", "cyan"),
+}
+
+
+def _status_text(status: str) -> Any:
+    from rich.text import Text
+
+    mark, style = STATUS_MARK.get(status, ("?", ""))
+    return Text(f"{mark} {status}", style=style)
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+@click.group()
+def runs() -> None:
+    """The history of recorded runs (`cascade run` records every run unless --no-record):
+    list, show, delete, prune, and an HTML report of one run."""
+
+
+@runs.command("list")
+@click.option("--target", "-t", metavar="TARGET", help="Only runs of this target.")
+@click.option(
+    "--status",
+    "-s",
+    type=click.Choice(STATUSES, case_sensitive=False),
+    help="Only runs that ended so (Crashed: killed, or its process is gone).",
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only runs started since WHEN: a duration back from now (7d, 12h) or a date or time.",
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many runs.",
+)
+@with_store_options
+@output_option
+def list_runs(
+    target: str | None,
+    status: str | None,
+    since: str | None,
+    limit: int,
+    database: str | None,
+    store: str | None,
+    output: str,
+) -> int:
+    """List recorded runs, newest first."""
+    chosen = open_store(database, store)
+    wanted = next((s for s in STATUSES if status and s.lower() == status.lower()), None)
+    found = chosen.runs(
+        target=target,
+        status=wanted,
+        since=parse_since(since) if since else None,
+        limit=limit,
+    )
+    if output == "json":
+        _echo_json({"store": chosen.location, "runs": [run.to_dict() for run in found]})
+        return EXIT_OK
+    console = _console()
+    if not found:
+        from rich.text import Text
+
+        console.print(Text(f"no recorded runs match in {chosen.location}"))
+        return EXIT_OK
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("Run", "Target", "Status", "Started", "Duration", "Tasks"):
+        table.add_column(column, overflow="fold")
+    for run in found:
+        name = run.label or run.target
+        if run.resumed_from:
+            name += f" (resumes {run.resumed_from[:8]})"
+        table.add_row(
+            Text(run.run_id[:12]),
+            Text(name),
+            _status_text(run.status),
+            _when(run.started),
+            _seconds(run.duration),
+            Text(_counts(dict(run.tasks))),
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN")
+@with_store_options
+@output_option
+def show_run(run_id: str, database: str | None, store: str | None, output: str) -> int:
+    """Show one run (an id, a unique prefix of one, or `last`) and what each task did:
+    status, attempts, duration and error."""
+    from cascade.records import summarize_tasks
+
+    chosen = open_store(database, store)
+    run = _find(chosen, run_id)
+    attempts = chosen.attempts(run.run_id)
+    summaries = summarize_tasks(attempts)
+    if output == "json":
+        _echo_json(
+            {
+                "store": chosen.location,
+                "run": run.to_dict(),
+                "tasks": [s.to_dict() for s in summaries],
+                "attempts": [a.to_dict() for a in attempts],
+            }
+        )
+        return EXIT_OK
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console()
+    head = Text(f"run {run.run_id}  ")
+    head.append_text(_status_text(run.status))
+    console.print(head)
+    facts = [
+        ("target", run.target + (f" (as {run.label})" if run.label else "")),
+        ("started", _when(run.started)),
+        ("ended", _when(run.ended)),
+        ("duration", _seconds(run.duration)),
+        ("host", f"{run.host}, pid {run.pid}"),
+        ("cascade", run.cascade_version),
+    ]
+    if run.params:
+        shown = []
+        for name, value in sorted(run.params.items()):
+            text = (
+                json.dumps(value["value"], ensure_ascii=False)
+                if "value" in value
+                else f"{value.get('repr')} ({value.get('type')})"
+            )
+            shown.append(f"{name}={text}")
+        facts.append(("params", ", ".join(shown)))
+    if run.trace_id:
+        facts.append(("trace id", run.trace_id))
+    if run.resumed_from:
+        facts.append(("resumed from", run.resumed_from))
+    if run.error:
+        facts.append(("error", run.error))
+    for name, value in facts:
+        console.print(Text(f"  {name}: {value}"))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("Task", overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Attempts", justify="right", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Details", overflow="fold")
+    for summary in summaries:
+        name = summary.task_name
+        if "[" in summary.task_id:
+            name += summary.task_id[summary.task_id.index("[") :]
+        detail = summary.error or summary.reason or ""
+        table.add_row(
+            Text(name),
+            _status_text(summary.status),
+            str(summary.attempts),
+            _seconds(summary.duration),
+            Text(detail),
+        )
+    if summaries:
+        console.print(table)
+    else:
+        console.print(Text("  no task finished"))
+    return EXIT_OK
+
+
+@runs.command("delete")
+@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True)
+@with_store_options
+@output_option
+def delete_runs(
+    run_ids: Sequence[str], database: str | None, store: str | None, output: str
+) -> int:
+    """Delete runs (ids or unique prefixes) and the checkpoints only they refer to."""
+    from cascade.records import RecordError
+    from cascade.records import delete_runs as delete
+
+    chosen = open_store(database, store)
+    found, missing = [], []
+    for run_id in run_ids:
+        try:
+            run = chosen.run(run_id)
+        except RecordError as exc:
+            raise click.UsageError(str(exc)) from None
+        if run is None:
+            missing.append(run_id)
+        elif run.run_id not in found:
+            found.append(run.run_id)
+    if missing and output != "json":
+        raise click.UsageError(
+            f"no run {', '.join(repr(m) for m in missing)} in {chosen.location}; nothing "
+            "deleted (see `cascade runs list`)"
+        )
+    removed = delete(chosen, found)
+    if output == "json":
+        _echo_json(
+            {
+                "store": chosen.location,
+                "deleted": found,
+                "not_found": missing,
+                "checkpoint_entries_removed": removed,
+            }
+        )
+        return EXIT_OK if not missing else 1
+    for run_id in found:
+        click.echo(f"deleted run {run_id}")
+    click.echo(f"removed {removed} checkpoint entr{'y' if removed == 1 else 'ies'}")
+    return EXIT_OK
+
+
+@runs.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    required=True,
+    help="Delete runs that started longer ago than AGE (30d, 12h, 1w2d).",
+)
+@click.option("--target", "-t", metavar="TARGET", help="Only runs of this target.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@with_store_options
+@output_option
+def prune_runs(
+    older_than: str,
+    target: str | None,
+    dry_run: bool,
+    database: str | None,
+    store: str | None,
+    output: str,
+) -> int:
+    """Delete old runs with their checkpoints (never a run still running)."""
+    from cascade.records import parse_duration, prune
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
+    chosen = open_store(database, store)
+    pruned = prune(chosen, seconds, target=target, dry_run=dry_run)
+    ids = [run.run_id for run in pruned.runs]
+    if output == "json":
+        _echo_json(
+            {
+                "store": chosen.location,
+                "older_than": seconds,
+                "dry_run": dry_run,
+                "deleted": [] if dry_run else ids,
+                "would_delete": ids if dry_run else [],
+                "checkpoint_entries_removed": pruned.checkpoint_entries,
+            }
+        )
+        return EXIT_OK
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {len(ids)} run{'' if len(ids) == 1 else 's'} started more than {older_than} "
+        f"ago from {chosen.location}"
+        + ("" if dry_run else f", and {pruned.checkpoint_entries} checkpoint entries")
+    )
+    for run in pruned.runs:
+        click.echo(f"  {run.run_id}  {run.status:<9}  {_when(run.started)}  {run.target}")
+    return EXIT_OK
+
+
+@runs.command("report")
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--output-file",
+    "-o",
+    metavar="FILE",
+    help="Where to write the HTML (default: run-<id>.html here; - for stdout).",
+)
+@with_store_options
+@output_option
+def report_run(
+    run_id: str, output_file: str | None, database: str | None, store: str | None, output: str
+) -> int:
+    """Write an HTML report of one run: one self-contained file (no network) with the graph
+    coloured by task status, a timeline of every attempt, the params and the errors."""
+    from cascade.records import render_report
+
+    chosen = open_store(database, store)
+    run = _find(chosen, run_id)
+    text = render_report(chosen, run.run_id)
+    path = output_file or f"run-{run.run_id[:8]}.html"
+    if path == "-":
+        if output == "json":
+            raise click.UsageError("--output json prints the document; give -o FILE")
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write '{path}': {exc.strerror or exc}", param_hint="'-o'"
+        ) from None
+    if output == "json":
+        _echo_json({"store": chosen.location, "run_id": run.run_id, "path": os.path.abspath(path)})
+    else:
+        click.echo(f"wrote {path} (run {run.run_id})")
+    return EXIT_OK
+
+
+__all__ = ["parse_since", "runs"]
