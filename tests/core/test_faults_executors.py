@@ -357,6 +357,8 @@ async def test_an_async_call_cancelled_before_its_thread_picks_it_up_never_runs(
         task = asyncio.ensure_future(ex.submit(_call(async_sleeper.fn, "queued", 30.0)))
         await asyncio.sleep(0)
         task.cancel()
+        for _ in range(10):  # let the cancellation reach the coroutine before the gate opens
+            await asyncio.sleep(0)
         gate.set()
         with pytest.raises(asyncio.CancelledError):
             await task
