@@ -385,7 +385,7 @@ def test_a_failure_on_threads_cancels_an_async_sibling_instead_of_waiting_for_it
 def test_a_timeout_on_threads_cancels_the_async_call() -> None:
     _async_log.clear()
     with pytest.raises(cs.TaskTimeoutError, match="async_sleeper"):
-        cs.run(async_sleeper("late", 60.0).with_timeout(0.5), executor="threads", log_level=None)
+        cs.run(async_sleeper("late", 60.0).with_timeout(2.0), executor="threads", log_level=None)
     assert _async_log == ["late started", "late cancelled"]
 
 
