@@ -176,8 +176,8 @@ def test_list_and_show_describe_runs_as_text_and_as_one_json_document(folder: Fo
         folder.cascade("runs", "list", "--target", "nope", "--output", "json").json()["runs"] == []
     )
     limited = folder.cascade("runs", "list", "--target", "flow.py:flow", "--limit", "1")
-    assert limited.code == 0 and runs[0]["run_id"][:12] in limited.stdout
-    assert failed_id[:12] not in limited.stdout
+    assert limited.code == 0 and runs[0]["run_id"][:8] in limited.stdout
+    assert failed_id[:8] not in limited.stdout
 
     shown = folder.show(failed_id[:8])
     assert set(shown) == {"store", "run", "tasks", "attempts"}

@@ -105,10 +105,10 @@ def _console() -> Any:
     return make_console(sys.stdout, terminal=terminal)
 
 
-def _when(seconds: float | None) -> str:
-    if seconds is None:
+def _when(moment: float | None, seconds: bool = True) -> str:
+    if moment is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+    return time.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""), time.localtime(moment))
 
 
 def _seconds(value: float | None) -> str:
@@ -121,8 +121,14 @@ def _seconds(value: float | None) -> str:
     return f"{value / 60:.1f} min"
 
 
+_SHORT = {"Succeeded": "ok", "Failed": "failed", "Cancelled": "cancelled", "Skipped": "skipped"}
+
+
 def _counts(tasks: dict[str, int]) -> str:
-    return ", ".join(f"{count} {status.lower()}" for status, count in sorted(tasks.items())) or "-"
+    """``"5 ok, 1 failed"``: a run's tasks by their last status."""
+    order = ["Failed", "Cancelled", "Succeeded", "Skipped"]
+    ranked = sorted(tasks.items(), key=lambda item: order.index(item[0]) if item[0] in order else 9)
+    return ", ".join(f"{n} {_SHORT.get(status, status.lower())}" for status, n in ranked) or "-"
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -227,17 +233,20 @@ def list_runs(
     from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in ("Run", "Target", "Status", "Started", "Duration", "Tasks"):
-        table.add_column(column, overflow="fold")
+    table.add_column("Run", no_wrap=True)
+    widest = max(len(run.label or run.target) for run in found)
+    table.add_column("Target", overflow="fold", min_width=min(widest, 30))
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Started", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Tasks", overflow="fold", min_width=10)
     for run in found:
         name = run.label or run.target
-        if run.resumed_from:
-            name += f" (resumes {run.resumed_from[:8]})"
         table.add_row(
-            Text(run.run_id[:12]),
+            Text(run.run_id[:8]),
             Text(name),
             _status_text(run.status),
-            _when(run.started),
+            _when(run.started, seconds=False),
             _seconds(run.duration),
             Text(_counts(dict(run.tasks))),
         )

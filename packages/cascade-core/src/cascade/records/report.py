@@ -210,7 +210,9 @@ def _graph_svg(nodes: list[GraphNode], summaries: list[TaskSummary]) -> tuple[st
 # -- the timeline --------------------------------------------------------------------------------
 
 
-def _timeline_svg(run: RecordedRun, summaries: list[TaskSummary]) -> tuple[str, str, int]:
+def _timeline_svg(
+    run: RecordedRun, summaries: list[TaskSummary], not_run: Sequence[GraphNode] = ()
+) -> tuple[str, str, int]:
     rows = summaries
     note = ""
     if len(rows) > MAX_TIMELINE_ROWS:
@@ -222,8 +224,9 @@ def _timeline_svg(run: RecordedRun, summaries: list[TaskSummary]) -> tuple[str, 
     finish = max([run.ended or 0.0, *ends, begin + 1e-3])
     span = max(finish - begin, 1e-3)
     label_width, plot_width, row_height = 230, 820, 22
-    height = 40 + len(rows) * row_height
-    width = label_width + plot_width + 20
+    idle = list(not_run)[: max(MAX_TIMELINE_ROWS - len(rows), 0)]
+    height = 40 + (len(rows) + len(idle)) * row_height
+    width = label_width + plot_width + 40
 
     def x_of(moment: float) -> float:
         return label_width + (moment - begin) / span * plot_width
@@ -276,6 +279,14 @@ def _timeline_svg(run: RecordedRun, summaries: list[TaskSummary]) -> tuple[str, 
             )
             bars += 1
         parts.append("</g>")
+    for index, node in enumerate(idle, len(rows)):
+        y = 24 + index * row_height
+        parts.append(
+            f'<g class="row not-run" data-task-id="{_e(node.task_id)}">'
+            f'<text class="label" x="{label_width - 8}" y="{y + 14}" text-anchor="end" '
+            f'fill="#5b6675">{_e(node.task_name)}</text>'
+            f'<text x="{label_width + 6}" y="{y + 14}" fill="#8a94a3">did not run</text></g>'
+        )
     parts.append("</svg>")
     return "".join(parts), note, bars
 
@@ -295,7 +306,9 @@ def render_report(store: RunStore, run_id: str) -> str:
     summaries = summarize_tasks(attempts)
     nodes = store.graph(run.run_id)
     graph, graph_note = _graph_svg(nodes, summaries)
-    timeline, timeline_note, bars = _timeline_svg(run, summaries)
+    ran = {s.task_id.split("[", 1)[0] for s in summaries}
+    idle = [n for n in nodes if n.kind != "param" and n.task_id not in ran]
+    timeline, timeline_note, bars = _timeline_svg(run, summaries, idle)
     colour = COLOURS.get(run.status, "#5b6675")
     title = f"Cascade run {run.run_id[:8]}: {run.label or run.target}"
     facts = [

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import operator
 import os
 import pickle
@@ -46,6 +47,8 @@ from cascade.records.model import (
     RecordError,
     effective_status,
 )
+
+logger = logging.getLogger("cascade.records")
 
 ENV_HOME = "CASCADE_HOME"
 """Environment variable naming the directory of the run store (default: ``.cascade`` here)."""
@@ -478,13 +481,26 @@ class SQLiteRunStore:
         make = RecordedAttempt._make
         found = []
         for (data,) in batches:
-            for row in _plain_loads(data):
+            try:
+                rows = _plain_loads(data)
+            except Exception as exc:
+                raise RecordError(
+                    f"the attempts of run {run_id} in {self.location} are damaged: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            for row in rows:
                 found.append(make((*row, delays.get((row[0], row[3])) if delays else None)))
         return found
 
     def graph(self, run_id: str) -> list[GraphNode]:
         rows = self._read("SELECT nodes FROM graphs WHERE run_id = ?", (run_id,))
-        return GraphSnapshot.from_plain(_plain_loads(rows[0][0])).nodes() if rows else []
+        if not rows:
+            return []
+        try:
+            return GraphSnapshot.from_plain(_plain_loads(rows[0][0])).nodes()
+        except Exception as exc:  # a damaged row: the rest of the record is still there
+            logger.warning("the graph of run %s in %s is unreadable: %s", run_id, self, exc)
+            return []
 
     def checkpoints(self, run_id: str) -> list[Checkpoint]:
         rows = self._read("SELECT entry, keys FROM checkpoint_entries WHERE run_id = ?", (run_id,))
