@@ -140,6 +140,21 @@ def install_graphviz() -> None:
         )
 
 
+def install_chromium() -> None:
+    """The run report (`cascade runs report`) is tested in headless Chromium (Debian's
+    `chromium` package, at /usr/bin/chromium); install it where we can, as for Graphviz."""
+    if os.path.exists("/usr/bin/chromium") or WINDOWS:
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        _say("installing Chromium (headless, for the run report's test) with apt-get")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
 # --------------------------------------------------------------------------- other Pythons
 
 
@@ -374,6 +389,7 @@ def command_test(args: list[str]) -> int:
     names = _chosen_checks(options)
     python = ensure_environment()
     install_graphviz()
+    install_chromium()
     others = []
     for (major, minor), executable, version in select_pythons(
         spec if "pytest" in names else "none"
