@@ -372,7 +372,7 @@ class DaskExecutor(BaseExecutor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         record: _RunRecord,
-    ) -> DaskResult:
+    ) -> Any:  # a DaskResult, or the LazyResults a task returned
         key = spec.key
         if self.worker_times:
             self._waiting.add(key)
