@@ -1,0 +1,135 @@
+"""What recording costs: the 10,000-task fan-out (10,000 async no-op tasks into one sum, the
+core benchmark's workload) with ``record=True`` against the same run unrecorded, in one
+process. Target: at most 1.10x.
+
+Run with ``python benchmarks/bench_records.py``. The store and the checkpoints go to a
+temporary ``CASCADE_HOME``. A recorded run's time includes everything it adds: the recorder's
+events, checkpointing every result, the background thread's writes, and waiting for its last
+write when the run ends. Also shown, for information: a ``map`` over 10,000 distinct inputs
+(every item has its own checkpoint key and entry), and how much of the fan-out's cost is the
+engine's own: the same run with a checkpoint policy that does nothing and the recorder's event
+subscriptions feeding a queue nobody reads (every task then takes the policy route and
+publishes its attempt's event, as in a recorded run, and nothing is stored). Best of several
+interleaved repetitions (CPU time of the process, so other work on the machine counts less);
+nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import cascade as cs
+from cascade.events import RunFinished, RunStarted, TaskExecutionFinished, TaskRetrying, TaskSkipped
+
+N = 10_000
+REPEAT = 7
+
+
+@cs.task
+async def async_noop() -> int:
+    return 1
+
+
+@cs.task
+def total(*values: int) -> int:
+    return sum(values)
+
+
+@cs.task
+async def inc(x: int) -> int:
+    return x + 1
+
+
+@cs.task
+def add_up(values: list[int]) -> int:
+    return sum(values)
+
+
+def fan_out(record: bool) -> None:
+    run = cs.Engine().run(total(*[async_noop() for _ in range(N)]), record=record)
+    assert asyncio.run(run) == N
+
+
+class NothingKept:
+    """A checkpoint policy that misses and keeps nothing."""
+
+    def lookup(self, context: cs.CacheContext) -> tuple[bool, Any]:
+        return False, None
+
+    def save(self, context: cs.CacheContext, value: Any) -> None:
+        pass
+
+
+def fan_out_engine_share(record: bool) -> None:
+    """``record=True`` here: the engine's part of recording, nothing stored."""
+    engine = cs.Engine()
+    policy = None
+    if record:
+        queue: deque[Any] = deque()
+        for kind in (RunStarted, RunFinished, TaskExecutionFinished, TaskSkipped, TaskRetrying):
+            engine.bus.subscribe(kind, queue.append)
+        policy = NothingKept()
+    run = engine.run(total(*[async_noop() for _ in range(N)]), checkpoint=policy)
+    assert asyncio.run(run) == N
+
+
+def mapped(record: bool) -> None:
+    run = cs.Engine().run(add_up(inc.map(list(range(N)))), record=record)
+    assert asyncio.run(run) == N * (N + 1) // 2
+
+
+def measure(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds) of one call."""
+    gc.collect()
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def compare(label: str, workload: Callable[[bool], None]) -> float:
+    workload(False)  # warm up imports and pools
+    workload(True)
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for _ in range(REPEAT):  # interleaved, so a noisy neighbour slows both alike
+        for record in (False, True):
+            runs[record].append(measure(functools.partial(workload, record)))
+    off_cpu, on_cpu = (min(t[0] for t in runs[r]) for r in (False, True))
+    off_wall, on_wall = (min(t[1] for t in runs[r]) for r in (False, True))
+    per = 1e6 / N
+    print(
+        f"| {label} | {off_cpu * per:.1f} | {on_cpu * per:.1f} | {on_cpu / off_cpu:.2f}x "
+        f"| {on_wall / off_wall:.2f}x |"
+    )
+    return on_cpu / off_cpu
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="cascade-bench-records-") as home:
+        os.environ["CASCADE_HOME"] = home
+        os.environ.pop("CASCADE_CACHE_DIR", None)
+        print(f"recording overhead, {N} tasks, Python {sys.version.split()[0]}")
+        print("| workload | unrecorded (µs/task, CPU) | recorded | ratio (CPU) | ratio (wall) |")
+        print("|---|---|---|---|---|")
+        ratio = compare(f"fan-out: {N} async no-op tasks → one sum", fan_out)
+        share = compare(
+            "the same fan-out, the engine's share only (nothing stored)", fan_out_engine_share
+        )
+        compare(f"map over {N} distinct inputs → one sum", mapped)
+        store = cs.records.SQLiteRunStore()
+        recorded = store.runs(limit=1)[0]
+        print(f"last run recorded: {recorded.run_id[:8]}, tasks {dict(recorded.tasks)}")
+        print(f"ratio recorded / unrecorded on the fan-out: {ratio:.2f}x (target <= 1.10x)")
+        print(f"of which the engine's policy route and attempt events: {share:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
