@@ -30,3 +30,18 @@ def test_the_summary_shows_added_tasks_and_a_call_that_fell_back(tmp_path: Path)
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "↩ FellBack" in lines["boom"]
     assert "✓ Succeeded" in lines["parse"]
+
+
+def test_a_resource_failing_in_setup_is_named(tmp_path: Path) -> None:
+    done = run_cascade("run", "pipelines/failing_resource.py:pipeline", env=base_env())
+    assert done.code == 1
+    assert "resource 'db' failed to set up: ConnectionRefusedError: db is down" in done.stdout
+    as_json = run_cascade(
+        "run", "pipelines/failing_resource.py:pipeline", "--output", "json", env=base_env()
+    )
+    error = as_json.json()["error"]
+    assert (error["type"], error["resource"], error["task"]) == (
+        "ConnectionRefusedError",
+        "db",
+        None,
+    )

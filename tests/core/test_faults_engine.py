@@ -316,4 +316,4 @@ def test_a_run_resource_failing_in_setup_is_named() -> None:
     with pytest.raises(ConnectionRefusedError) as raised:
         cs.run(uses(), bus=bus, log_level=None)
     assert "while setting up resource 'fault17_db'" in _notes(raised.value)
-    assert runs[0].exception is raised.value
+    assert runs[0].exception is raised.value and runs[0].failed_resource == "fault17_db"

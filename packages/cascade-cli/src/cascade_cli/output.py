@@ -193,6 +193,7 @@ def error_info(record: RunRecord, outcome: Outcome, with_traceback: bool) -> dic
         "message": str(exc) if exc is not None else (record.error or ""),
         "task": None,
         "task_id": None,
+        "resource": record.failed_resource,
     }
     failures = record.failures()
     if failures:
@@ -372,6 +373,8 @@ def print_ending(
         message = f"{info.get('type')}: {info.get('message')}"
         if info.get("task"):
             text = Text(f"task '{info['task']}' ({info['task_id']}) failed: ", style="bold red")
+        elif info.get("resource"):
+            text = Text(f"resource '{info['resource']}' failed to set up: ", style="bold red")
         else:
             text = Text("the run failed: ", style="bold red")
         text.append(message)

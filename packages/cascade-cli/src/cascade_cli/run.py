@@ -162,6 +162,7 @@ class RunRecord:
         self.params: dict[str, Any] | None = None  # as the engine resolved them
         self.started_at: float | None = None  # time.monotonic() at RunStarted
         self.status: str | None = None  # set by RunFinished
+        self.failed_resource: str | None = None  # set by RunFinished
         self.duration: float | None = None
         self.error: str | None = None
         self.retries = 0
@@ -353,6 +354,7 @@ class RunRecord:
             self.status = event.status
             self.duration = event.duration
             self.error = event.error
+            self.failed_resource = event.failed_resource
             for step in self.steps.values():
                 for unit in step.units.values():
                     if unit.status in (RUNNING, RETRYING):

@@ -63,6 +63,8 @@ class RunFinished(Event):
     duration: float = 0.0
     error: str | None = None
     error_type: str | None = None
+    #: The resource whose setup raised, when that is what failed the run.
+    failed_resource: str | None = None
     exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 

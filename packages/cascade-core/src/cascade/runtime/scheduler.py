@@ -52,6 +52,7 @@ class Run(GraphGrowth):
         self.failed = bytearray(count)
         self.any_failed = False
         self.failures: dict[str, BaseException] = {}
+        self.failed_resource: str | None = None
         self.completed = bytearray(count)
         self.finished = 0
         self.ready: deque[int] = deque()
@@ -109,6 +110,7 @@ class Run(GraphGrowth):
                     await plan.resources.enter(plan.providers[name], plan.resources.instances)
                 except Exception as exc:
                     add_note(exc, f"while setting up resource '{name}'")
+                    self.failed_resource = name
                     raise
             self.context = contextvars.copy_context()
             await self._schedule()
@@ -150,6 +152,7 @@ class Run(GraphGrowth):
                             duration=time.perf_counter() - started,
                             error=describe_error(failure) if failed else None,  # type: ignore[arg-type]
                             error_type=type(failure).__name__ if failed else None,
+                            failed_resource=self.failed_resource,
                             exception=failure if failed else None,
                         )
                     )
