@@ -7,6 +7,7 @@ writing into one store at once are in tests/cli/test_cli_runs.py."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib
 import json
 import linecache
@@ -17,7 +18,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -485,59 +485,65 @@ def test_a_store_below_a_file_warns_naming_the_path_and_the_run_succeeds(
     assert any(f"could not be written to {where}: NotADirectoryError" in m for m in messages)
 
 
+def _without_dac_override() -> None:
+    """In a child of root, before it runs Python: drop the capability that lets root write
+    into a directory it may not write to, so a read-only directory is one for it too."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+    for capability in (cap_dac_override, cap_dac_read_search):
+        if libc.prctl(pr_capbset_drop, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
 def test_a_read_only_directory_warns_naming_the_path_and_the_run_succeeds(
     tmp_path: Path,
 ) -> None:
-    # Root writes anywhere: then the run happens in a child process as user nobody, in a
-    # folder nobody can reach (pytest's own temporary folders are private to root).
-    root = Path(tempfile.mkdtemp(prefix="cascade-read-only-")) if os.geteuid() == 0 else tmp_path
-    try:
-        root.chmod(0o755)
-        home = root / "read-only"
-        home.mkdir()
-        script = root / "ro.py"
-        script.write_text(
-            textwrap.dedent(
-                """
-                import warnings, cascade as cs
+    home = tmp_path / "read-only"
+    home.mkdir()
+    script = tmp_path / "ro.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, warnings, cascade as cs
 
-                @cs.task
-                def add(a, b):
-                    return a + b
+            print(os.access(os.environ["CASCADE_HOME"], os.W_OK))
 
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    print(cs.run(add(1, 2), record=True, log_level=None))
-                for warning in caught:
-                    print(type(warning.message).__name__, warning.message)
-                """
-            )
+            @cs.task
+            def add(a, b):
+                return a + b
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                print(cs.run(add(1, 2), record=True, log_level=None))
+            for warning in caught:
+                print(type(warning.message).__name__, warning.message)
+            """
         )
-        script.chmod(0o644)
-        home.chmod(0o555)
-        user = {"user": 65534} if os.geteuid() == 0 else {}
-        env = {**os.environ, "CASCADE_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
-        env.pop("CASCADE_CACHE_DIR", None)
+    )
+    home.chmod(0o555)
+    env = {**os.environ, "CASCADE_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("CASCADE_CACHE_DIR", None)
+    try:
         done = subprocess.run(
             [sys.executable, str(script)],
             env=env,
-            cwd="/",
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
-            **user,  # type: ignore[call-overload]
+            # Root may write anywhere: its child runs without that capability.
+            preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
         )
-        home.chmod(0o755)
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.splitlines()
-        assert lines[0] == "3"
-        where = str(home / "runs.sqlite3")
-        assert any(line.startswith("RecordWarning") and where in line for line in lines), lines
     finally:
-        if root != tmp_path:
-            shutil.rmtree(root, ignore_errors=True)
+        home.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    writable, result, *warned = done.stdout.splitlines()
+    assert writable == "False", "the directory should not be writable for the run"
+    assert result == "3"
+    where = str(home / "runs.sqlite3")
+    assert any(line.startswith("RecordWarning") and where in line for line in warned), warned
+    assert not (home / "runs.sqlite3").exists()
 
 
 def test_a_store_locked_by_another_writer_warns_and_the_run_succeeds(
