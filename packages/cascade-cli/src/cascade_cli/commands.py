@@ -69,11 +69,18 @@ def run_command(
     executor_options: Mapping[str, Any] | None = None,
     keep_record: bool = True,
     resume: str | None = None,
+    pools: Sequence[str] = (),
+    keep_going: bool = False,
 ) -> int:
     """``cascade run``: load, check, run with the chosen output, and map the end to an exit
     code. The run is recorded in the run history unless ``keep_record`` is false."""
     if resume is not None and not keep_record:
         raise click.UsageError("--resume records the new run too; leave out --no-record")
+    run_options: dict[str, Any] = {"record": True, "resume": resume} if keep_record else {}
+    if pools:
+        run_options["pools"] = parse_pools(pools)
+    if keep_going:
+        run_options["on_failure"] = "continue"
     try:
         return _run(
             spec,
@@ -84,11 +91,31 @@ def run_command(
             log_level,
             output,
             executor_options or {},
-            {"record": True, "resume": resume} if keep_record else {},
+            run_options,
         )
     except KeyboardInterrupt:  # while importing the target, before the run started
         click.echo("cascade: interrupted before the run started", err=True)
         return EXIT_INTERRUPTED
+
+
+def parse_pools(given: Sequence[str]) -> dict[str, int]:
+    """``--pool openai=4 --pool db=2`` → ``{"openai": 4, "db": 2}``; a malformed one, or one
+    name given twice with different sizes, is a usage error naming it."""
+    pools: dict[str, int] = {}
+    for text in given:
+        name, sep, size = text.partition("=")
+        name = name.strip()
+        if not sep or not name or not size.strip().isdigit() or int(size) < 1:
+            raise click.UsageError(
+                f"--pool {text!r}: use NAME=SIZE with SIZE a whole number >= 1 (--pool openai=4)"
+            )
+        if name in pools and pools[name] != int(size):
+            raise click.UsageError(
+                f"--pool: pool '{name}' is given twice with different sizes ({pools[name]} and "
+                f"{int(size)}); give it once"
+            )
+        pools[name] = int(size)
+    return pools
 
 
 def _params(target: Target, assignments: Sequence[str], params_file: str | None) -> dict[str, Any]:

@@ -331,6 +331,20 @@ def with_param_options(command: Any) -> Any:
     help="Run again after a recorded run of TARGET: tasks that succeeded there with "
     "unchanged code and inputs take their checkpointed value; the rest run.",
 )
+@click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    metavar="NAME=SIZE",
+    help="Define a named pool of SIZE slots for the tasks that ask for it "
+    "(@cs.task(pools={NAME: 1})); repeatable.",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="When a task fails, go on with everything that does not depend on it, and report "
+    "every failure at the end (on_failure='continue').",
+)
 @output_option
 def run(
     target: str,
@@ -341,6 +355,8 @@ def run(
     log_level: str | None,
     keep_record: bool,
     resume: str | None,
+    pools: tuple[str, ...],
+    keep_going: bool,
     output: str,
     **executor_options: Any,
 ) -> int:
@@ -363,6 +379,8 @@ def run(
         executor_options=executor_options,
         keep_record=keep_record,
         resume=resume,
+        pools=pools,
+        keep_going=keep_going,
     )
 
 

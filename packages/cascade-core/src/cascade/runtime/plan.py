@@ -278,7 +278,8 @@ class RunPlan:
                 defined = ", ".join(sorted(self.pools)) or "none"
                 raise PoolError(
                     f"task '{task.name}' needs pool '{name}', which this run does not define "
-                    f"(defined: {defined}); pass pools={{'{name}': N}} to cs.run or the Engine"
+                    f"(defined: {defined}); pass pools={{'{name}': N}} to cs.run or the Engine "
+                    f"(--pool {name}=N on the command line)"
                 )
             if slots > limiter.limit:
                 raise PoolError(
