@@ -623,7 +623,8 @@ def test_a_resource_that_is_not_a_generator_is_left_out_with_a_warning() -> None
     manager = PluginManager(load_entrypoints=False)
     manager.register(BadResource(), "bad-resource")
     manager.register(example_module(), "example")
-    with pytest.warns(CascadePluginWarning, match="'bad-resource' registered something that is not a resource"):
+    refused = "'bad-resource' registered something that is not a resource"
+    with pytest.warns(CascadePluginWarning, match=refused):
         engine = cs.Engine(plugin_manager=manager, log_level=None)
     assert engine.get_resource_provider("example_greeting") is not None
 
