@@ -14,7 +14,8 @@ from cascade.graph.build import Graph, Node, _contains_lazy, _make_node, direct_
 from cascade.spec.task import LazyResult
 
 #: Types whose instances hold no LazyResult: checked by exact type, in C, per item.
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None), complex})
+_PLAIN = PLAIN_TYPES
 _CONTAINER_TYPES = (list, tuple, dict)
 
 

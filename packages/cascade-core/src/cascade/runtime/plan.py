@@ -259,6 +259,9 @@ class RunPlan:
         for node in self.graph.nodes:
             if node.lazy.task is not None:
                 self.attempt_gates(node)  # checks every pool a call asks for, before running
+        #: Whether any call has a gate to pass; when none has (the common case), the direct
+        #: route skips gate bookkeeping entirely (benchmarks/run.py, the fan-out rows).
+        self.gated = bool(self.limiter or self.pool_limiters or self.task_rates)
 
     def attempt_gates(self, node: Node) -> tuple[Weighted, ...]:
         """What one attempt of ``node`` holds or takes, in the order it enters them: slots of
@@ -295,6 +298,7 @@ class RunPlan:
                 bucket = self.task_rates[id(task)] = TokenBucket(
                     task.rate.per_second, task.rate.burst, f"rate limit of task '{task.name}'"
                 )
+                self.gated = True
             rates.append(Weighted(bucket, 1))
         gates = self._attempt_gates[key] = (*found, *rates)
         return gates

@@ -23,7 +23,7 @@ from typing import Any
 from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_PARAM, Node
-from cascade.graph.extend import returns_graph
+from cascade.graph.extend import PLAIN_TYPES, returns_graph
 from cascade.runtime.attempt import announce, as_future, report_finished, stoppable
 from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value
@@ -236,7 +236,7 @@ class Run(GraphGrowth):
             self.runners[runner] = node
             runner.add_done_callback(self.on_done, context=self.context)
             return
-        if self._pass_gates(node, plan.direct_gates(node), 0):
+        if not plan.gated or self._pass_gates(node, plan.direct_gates(node), 0):
             self._start_direct(node)
 
     def _pass_gates(self, node: Node, gates: tuple[Weighted, ...], first: int) -> bool:
@@ -314,8 +314,9 @@ class Run(GraphGrowth):
         future.add_done_callback(self.on_done, context=self.context)
 
     def _leave_gates(self, node: Node) -> None:
-        for weighted in self.plan.direct_gates(node):
-            weighted.gate.leave(weighted.weight)
+        if self.plan.gated:
+            for weighted in self.plan.direct_gates(node):
+                weighted.gate.leave(weighted.weight)
 
     # -- completion, the one path every node finishes through ------------------------------
 
@@ -348,7 +349,7 @@ class Run(GraphGrowth):
         if value is SKIPPED:
             self.skipped[node.index] = 1
             self.any_skipped = True
-        elif type(value) is Deferred or returns_graph(value):
+        elif type(value) not in PLAIN_TYPES and (type(value) is Deferred or returns_graph(value)):
             self._expand(node, value)
             self._pump()
             return
