@@ -23,7 +23,8 @@ def cascade_register_executors(register: Callable[[str, Callable[[], Any]], None
 
 @hookimpl
 def cascade_register_cache_stores(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    from cascade.caching.store import DirectoryStore, shared_memory_store
+    from cascade.caching.memory_store import shared_memory_store
+    from cascade.caching.store import DirectoryStore
 
     register("directory", DirectoryStore)
     register("memory", shared_memory_store)

@@ -21,11 +21,11 @@ if TYPE_CHECKING:
     from cascade.caching.file_target import FileExistenceCache
     from cascade.caching.hashing import UnhashableInputError, stable_hash
     from cascade.caching.input_hash import InputHashCache
+    from cascade.caching.memory_store import MemoryStore
     from cascade.caching.store import (
         CacheStats,
         CacheStore,
         DirectoryStore,
-        MemoryStore,
         TaskCacheStats,
         default_cache_dir,
     )
@@ -38,7 +38,7 @@ _LAZY = {
     "CacheStats": "cascade.caching.store",
     "CacheStore": "cascade.caching.store",
     "DirectoryStore": "cascade.caching.store",
-    "MemoryStore": "cascade.caching.store",
+    "MemoryStore": "cascade.caching.memory_store",
     "TaskCacheStats": "cascade.caching.store",
     "default_cache_dir": "cascade.caching.store",
     "UnhashableInputError": "cascade.caching.hashing",
