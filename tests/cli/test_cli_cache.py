@@ -18,7 +18,9 @@ def test_info_and_clear_see_what_runs_cached(tmp_path: Path) -> None:
     assert empty.json()["entries"] == 0
     assert empty.json()["directory"] == str(tmp_path / "cache")
 
-    first = run_cascade("run", "pipelines/cached.py:squares", "--output", "json", env=env)
+    first = run_cascade(
+        "run", "pipelines/cached.py:squares", "--no-record", "--output", "json", env=env
+    )
     assert first.code == 0, first.stderr
     assert first.stderr.count("computing") == 3  # task prints go to stderr in JSON mode
 
@@ -31,7 +33,9 @@ def test_info_and_clear_see_what_runs_cached(tmp_path: Path) -> None:
     assert f"cache: {tmp_path / 'cache'}" in text.stdout
     assert "3 entries" in text.stdout and "expensive" in text.stdout
 
-    again = run_cascade("run", "pipelines/cached.py:squares", "--output", "json", env=env)
+    again = run_cascade(
+        "run", "pipelines/cached.py:squares", "--no-record", "--output", "json", env=env
+    )
     document = again.json()
     assert document["result"] == 14
     expensive = document["tasks"][0]
@@ -57,7 +61,7 @@ def test_info_and_clear_see_what_runs_cached(tmp_path: Path) -> None:
 
 def test_dir_option_points_at_another_cache(tmp_path: Path) -> None:
     env = base_env(CASCADE_CACHE_DIR=str(tmp_path / "one"))
-    assert run_cascade("run", "pipelines/cached.py:squares", env=env).code == 0
+    assert run_cascade("run", "pipelines/cached.py:squares", "--no-record", env=env).code == 0
     (tmp_path / "two").mkdir()
     other = run_cascade("cache", "info", "--dir", str(tmp_path / "two"), "--output", "json")
     assert other.json()["entries"] == 0

@@ -53,7 +53,7 @@ def test_dry_run_says_which_cached_tasks_would_hit(tmp_path: Path) -> None:
     env = base_env(CASCADE_CACHE_DIR=str(tmp_path / "cache"))
     before = run_cascade("dry-run", "pipelines/cached.py:squares", env=env)
     assert "cache: 0 of 3 items stored, the rest would run" in before.stdout
-    assert run_cascade("run", "pipelines/cached.py:squares", env=env).code == 0
+    assert run_cascade("run", "pipelines/cached.py:squares", "--no-record", env=env).code == 0
     after = run_cascade("dry-run", "pipelines/cached.py:squares", "--output", "json", env=env)
     steps = after.json()["steps"]
     assert steps[0]["cache"] == {"status": "hit", "hits": 3, "items": 3}
@@ -107,7 +107,7 @@ def test_run_help_lists_the_targets_params_with_types_defaults_and_descriptions(
 def test_cache_clear_of_an_unknown_task_says_so_and_leaves_no_empty_shards(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     env = base_env(CASCADE_CACHE_DIR=str(cache))
-    assert run_cascade("run", "pipelines/cached.py:squares", env=env).code == 0
+    assert run_cascade("run", "pipelines/cached.py:squares", "--no-record", env=env).code == 0
     nope = run_cascade("cache", "clear", "--task", "nope", env=env)
     assert nope.code == 0
     assert nope.stdout == (

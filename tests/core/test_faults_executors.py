@@ -293,6 +293,9 @@ async def test_a_call_waiting_for_a_worker_process_reports_its_start_when_it_beg
         assert not second.done()
         gate.touch()
         assert await asyncio.gather(first, second) == [1, 42]
+        # The worker's report of the start may reach the loop just after the result does
+        # (the engine waits for either): wait for it rather than for a moment.
+        await _until(lambda: len(started) == 2)
         assert [i for i, _ in started] == [0, 1]
         assert {t for _, t in started} == {threading.get_ident()}
     finally:
