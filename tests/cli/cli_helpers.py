@@ -5,11 +5,13 @@ Imported by the test modules beside it (pytest puts this directory on ``sys.path
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -42,8 +44,16 @@ def base_env(**extra: str) -> dict[str, str]:
         if k not in ("FORCE_COLOR", "CLICOLOR_FORCE", "COLUMNS", "LINES", "NO_COLOR")
     }
     env["PYTHONIOENCODING"] = "utf-8"
+    # `cascade run` records every run: keep those records out of the source tree (a test of
+    # recording gives its own CASCADE_HOME).
+    env.setdefault("CASCADE_HOME", _scratch_home())
     env.update(extra)
     return env
+
+
+@functools.cache
+def _scratch_home() -> str:
+    return tempfile.mkdtemp(prefix="cascade-test-home-")
 
 
 @dataclass
