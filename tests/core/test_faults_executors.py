@@ -465,6 +465,7 @@ async def test_on_start_of_a_call_after_a_kill_waits_for_the_fresh_pool(tmp_path
             await running
         assert ex._pool is not old
         assert await ex.submit(_call(double.fn, 4, on_start=check_ready)) == 8
+        await _until(lambda: bool(states))  # the start report may land just after the result
         assert states == [True]
     finally:
         await ex.shutdown()
