@@ -17,4 +17,6 @@ def add(values: list[int]) -> int:
     return sum(values)
 
 
-total = add([square(i) for i in range(60)])
+# The unlucky call starts after the others ended, so the summary is the same on any machine.
+lucky = [square(i) for i in range(59)]
+total = add([*lucky, square(59).after(*lucky)])

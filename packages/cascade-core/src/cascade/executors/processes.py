@@ -430,6 +430,10 @@ class ProcessExecutor(BaseExecutor):
                     continue  # its pool was shut down under it before it ran: run it again
                 error = waiting.exception()
                 if error is None:
+                    if on_start is not None:
+                        # It ran: if its start report has not reached the loop yet, the start
+                        # is reported now, so on_start is called once, before the result.
+                        on_start()
                     outcome = waiting.result()
                     if type(outcome) is Failure:
                         raise outcome.rebuild(call.task_name)
