@@ -88,17 +88,11 @@ class Limiter(_Gate):
         self.limit = limit
         self.free = limit
 
-    def try_acquire(self, weight: int = 1) -> bool:
-        return self.try_enter(weight)
-
     def try_enter(self, weight: int = 1) -> bool:
         if self.free >= weight and not self.waiters:
             self.free -= weight
             return True
         return False
-
-    def release(self, weight: int = 1) -> None:
-        self.leave(weight)
 
     def leave(self, weight: int = 1) -> None:
         self.free += weight

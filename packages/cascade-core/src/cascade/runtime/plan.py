@@ -18,6 +18,7 @@ from uuid import uuid4
 
 from cascade.bus import MessageBus
 from cascade.events import (
+    TaskEvent,
     TaskExecutionFinished,
     TaskExecutionStarted,
     TaskRetrying,
@@ -321,17 +322,25 @@ class RunPlan:
         if self.observe_calls:  # someone reads it: the start event or a call hook
             self.waits.setdefault(task_id, (time.monotonic(), []))[1].append(gate.name)
         if self.want_waiting:
-            self.bus.publish(
-                make_event(
-                    TaskWaiting,
-                    run_id=self.run_id,
-                    task_id=task_id,
-                    task_name=node.name,
-                    parent_task_id=self.parent_of.get(node.index),
-                    waiting_for=gate.name,
-                    queued=gate.queued() + 1,
-                )
+            self.publish_task_event(
+                TaskWaiting, node, task_id, waiting_for=gate.name, queued=gate.queued() + 1
             )
+
+    def publish_task_event(
+        self, kind: type[TaskEvent], node: Node, task_id: str, **fields: Any
+    ) -> None:
+        """Publish a task event of ``node`` (or one of its map items, ``task_id``) with the
+        fields every task event has filled in: the run, the task and its parent."""
+        self.bus.publish(
+            make_event(
+                kind,
+                run_id=self.run_id,
+                task_id=task_id,
+                task_name=node.name,
+                parent_task_id=self.parent_of.get(node.index),
+                **fields,
+            )
+        )
 
     def all_gates(self) -> list[Gate]:
         gates: list[Gate] = [*self.pool_limiters.values(), *self.pool_rates.values()]

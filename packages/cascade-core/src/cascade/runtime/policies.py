@@ -15,7 +15,7 @@ import functools
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from cascade.events import TaskRetrying, TaskSkipped, describe_error, make_event, preview
+from cascade.events import TaskRetrying, TaskSkipped, describe_error, preview
 from cascade.graph.build import KIND_MAP, Node
 from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import run_attempt, will_retry
@@ -46,17 +46,7 @@ def publish_skip(
     plan: RunPlan, node: Node, task_id: str, reason: str, upstream: str | None = None
 ) -> None:
     if plan.want_skipped:
-        plan.bus.publish(
-            make_event(
-                TaskSkipped,
-                run_id=plan.run_id,
-                task_id=task_id,
-                task_name=node.name,
-                parent_task_id=plan.parent_of.get(node.index),
-                reason=reason,
-                upstream=upstream,
-            )
-        )
+        plan.publish_task_event(TaskSkipped, node, task_id, reason=reason, upstream=upstream)
 
 
 async def _run_map(
@@ -157,10 +147,10 @@ async def _limited(
             return await _cached(plan, node, task, task_id, args, kwargs)
         finally:
             if plan.limiter is not None:
-                plan.limiter.release()
+                plan.limiter.leave()
     finally:
         if task_limiter is not None:
-            task_limiter.release()
+            task_limiter.leave()
 
 
 async def _cached(
@@ -235,18 +225,15 @@ async def _retried(
                 raise
             delay = retry.delay_before(attempt, plan.rng)
             if plan.want_retrying:
-                plan.bus.publish(
-                    make_event(
-                        TaskRetrying,
-                        run_id=plan.run_id,
-                        task_id=task_id,
-                        task_name=task.name,
-                        attempt=attempt,
-                        delay=delay,
-                        error=describe_error(exc),
-                        error_type=type(exc).__name__,
-                        exception=exc,
-                    )
+                plan.publish_task_event(
+                    TaskRetrying,
+                    node,
+                    task_id,
+                    attempt=attempt,
+                    delay=delay,
+                    error=describe_error(exc),
+                    error_type=type(exc).__name__,
+                    exception=exc,
                 )
             attempt += 1
             if delay:
