@@ -180,50 +180,131 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
     )
 
 
+# Stack entries of ``build_graph``: a LazyResult not visited yet, or one whose inputs are
+# pushed, to be made into a node once they are (by the fast path or by ``_make_node``).
+_VISIT = 0
+_MAKE_PLAIN = 1
+_MAKE_GENERAL = 2
+# ``index_of`` holds this for a node whose inputs are still being visited: meeting it again
+# before it is made means the graph has a cycle.
+_OPEN = -1
+
+
 def build_graph(targets: list[LazyResult[Any]]) -> Graph:
     """Collect every node reachable from ``targets`` (shared LazyResults once) in topological
-    order, with each node's dependents filled in."""
+    order, with each node's dependents filled in.
+
+    Graph building is the largest cost Cascade adds on top of the event loop on long chains
+    (``benchmarks/run.py``, the graph-build row), so the shape almost every call has (a plain
+    task call whose inputs, if any, are LazyResults or plain values passed positionally) is
+    made inline here; every other shape goes through ``_make_node``.
+    """
     index_of: dict[int, int] = {}
     nodes: list[Node] = []
-    on_path: set[int] = set()
-    stack: list[tuple[LazyResult[Any], list[LazyResult[Any]] | None]] = [
-        (t, None) for t in reversed(targets)
-    ]
+    # Per node: None, the one node that takes it as an input (a chain's case, without a list
+    # per node), or a list of them.
+    dependents: list[int | list[int] | None] = []
+    # Pairs of entries (LazyResult, step), pushed flat so the walk allocates no tuple per visit.
+    stack: list[Any] = []
+    for target in reversed(targets):
+        stack += (target, _VISIT)
+    pop, push = stack.pop, stack.append
     while stack:
-        lazy, deps = stack.pop()
+        step = pop()
+        lazy = pop()
         key = id(lazy)
-        if key in index_of:
-            continue
-        if deps is None:
-            if not (lazy.args or lazy.kwargs or lazy.after_deps) and lazy.condition is MISSING:
-                # A call without inputs (the leaves of a wide fan-out): the cheapest case.
-                kind = KIND_PARAM if isinstance(lazy, Param) else KIND_TASK
-                index_of[key] = len(nodes)
-                nodes.append(Node(len(nodes), lazy, kind, ()))
+        if step == _VISIT:
+            state = index_of.get(key)
+            if state is not None:
+                if state == _OPEN:
+                    raise ValueError(f"the graph has a cycle through {lazy!r}")
                 continue
-            if key in on_path:
-                raise ValueError(f"the graph has a cycle through {lazy!r}")
-            deps = direct_dependencies(lazy)
-            if not deps:  # a leaf: no need to come back to it
-                node = _make_node(lazy, len(nodes), index_of)
-                index_of[key] = node.index
-                nodes.append(node)
+            args = lazy.args
+            if type(lazy) is LazyResult and not lazy.kwargs and not lazy.after_deps:
+                if not args and lazy.condition is MISSING:
+                    # A call without inputs (the leaves of a wide fan-out): the cheapest case.
+                    index_of[key] = len(nodes)
+                    nodes.append(Node(len(nodes), lazy, KIND_TASK, ()))
+                    dependents.append(None)
+                    continue
+                if len(args) == 1 and lazy.condition is MISSING and isinstance(args[0], LazyResult):
+                    # One input (a chain's step): pushed without building a list of inputs.
+                    upstream = args[0]
+                    state = index_of.get(id(upstream))
+                    if state is None:
+                        index_of[key] = _OPEN
+                        push(lazy)
+                        push(_MAKE_PLAIN)
+                        push(upstream)
+                        push(_VISIT)
+                        continue
+                    if state == _OPEN:
+                        raise ValueError(f"the graph has a cycle through {upstream!r}")
+                    deps: list[LazyResult[Any]] = []
+                    step = _MAKE_PLAIN
+                else:
+                    deps = []
+                    step = _MAKE_PLAIN if lazy.condition is MISSING else _MAKE_GENERAL
+                    for value in args:
+                        if isinstance(value, LazyResult):
+                            deps.append(value)
+                        elif isinstance(value, _CONTAINERS):
+                            step = _MAKE_GENERAL
+                            break
+                    if step == _MAKE_GENERAL:
+                        deps = direct_dependencies(lazy)
+            else:
+                deps = direct_dependencies(lazy)
+                step = _MAKE_GENERAL
+            if deps:
+                index_of[key] = _OPEN
+                push(lazy)
+                push(step)
+                for dep in reversed(deps):
+                    state = index_of.get(id(dep))
+                    if state is None:
+                        push(dep)
+                        push(_VISIT)
+                    elif state == _OPEN:
+                        raise ValueError(f"the graph has a cycle through {dep!r}")
                 continue
-            on_path.add(key)
-            stack.append((lazy, deps))
-            stack.extend((d, None) for d in reversed(deps) if id(d) not in index_of)
-            continue
-        node = _make_node(lazy, len(nodes), index_of)
-        index_of[key] = node.index
-        on_path.discard(key)
+            # No inputs to visit first: made at once.
+        index = len(nodes)
+        if step == _MAKE_PLAIN:
+            args = lazy.args
+            if len(args) == 1 and isinstance(args[0], LazyResult):
+                only = index_of[id(args[0])]
+                inputs: tuple[int, ...] = (only,)
+                node = Node(index, lazy, KIND_TASK, inputs, ((0, only),), (), (), (), -1, inputs)
+            else:
+                slots = tuple(
+                    [
+                        (pos, index_of[id(v)])
+                        for pos, v in enumerate(args)
+                        if isinstance(v, LazyResult)
+                    ]
+                )
+                if slots:
+                    inputs = tuple(dict.fromkeys([i for _, i in slots]))
+                    node = Node(index, lazy, KIND_TASK, inputs, slots, (), (), (), -1, inputs)
+                else:
+                    node = Node(index, lazy, KIND_TASK, ())
+        else:
+            node = _make_node(lazy, index, index_of)
+        index_of[key] = index
         nodes.append(node)
-    dependents: list[list[int]] = [[] for _ in nodes]
-    for node in nodes:
-        for dep in node.deps:
-            dependents[dep].append(node.index)
+        dependents.append(None)
+        for upstream_index in node.deps:
+            found = dependents[upstream_index]
+            if found is None:
+                dependents[upstream_index] = index
+            elif type(found) is int:
+                dependents[upstream_index] = [found, index]
+            else:
+                found.append(index)  # type: ignore[union-attr]
     for node, found in zip(nodes, dependents, strict=True):
-        if found:
-            node.dependents = tuple(found)
+        if found is not None:
+            node.dependents = (found,) if type(found) is int else tuple(found)  # type: ignore[arg-type]
     return Graph(nodes, index_of, [index_of[id(t)] for t in targets])
 
 
