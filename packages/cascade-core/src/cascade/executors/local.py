@@ -11,6 +11,7 @@ import collections
 import contextvars
 import os
 import queue
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -26,6 +27,11 @@ _Job = tuple[
     "contextvars.Context | None",
     "Callable[[], None] | None",
 ]
+
+
+#: Python 3.12 added tasks that take their first step when created (``eager_start``); before
+#: it, every task starts on the next event-loop pass.
+_EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 def default_thread_count() -> int:
@@ -277,6 +283,14 @@ class LocalExecutor(BaseExecutor):
         per-task ``TaskCall`` and its events are most of the engine's own cost on wide
         fan-outs (``benchmarks/run.py``, fan-out rows)."""
         if is_async:
+            if _EAGER_TASKS:
+                # The coroutine takes its first step now, as the task it will be: one that
+                # finishes without suspending (most do, on a chain of small steps) is done
+                # when this returns, with no event-loop pass to start it or to report it.
+                # The engine completes such a task at once (``Run._start_direct``).
+                return asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+                    fn(*args, **kwargs), loop=asyncio.get_running_loop(), eager_start=True
+                )
             return asyncio.get_running_loop().create_task(fn(*args, **kwargs))
         return self._threads().submit(fn, args, kwargs, contextvars.copy_context())
 

@@ -305,7 +305,9 @@ class BaseExecutor:
     #: Optional fast route, ``submit_plain(fn, args, kwargs, is_async) -> asyncio.Future``:
     #: an executor that can start a call without a ``TaskCall`` implements it, and the engine
     #: uses it for calls with no policies, no call hooks and no one listening to task events.
-    #: The result must behave exactly as ``submit``'s would. ``None``: always use ``submit``.
+    #: The result must behave exactly as ``submit``'s would, except that it may already be
+    #: done when returned (the engine then completes the call without waiting for a loop
+    #: pass). ``None``: always use ``submit``.
     submit_plain: (
         Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], bool], Any] | None
     ) = None

@@ -1,0 +1,113 @@
+"""Tasks that finish as they start: completed at once (Python 3.12+), as their own asyncio
+tasks, without starving the event loop."""
+
+import asyncio
+import sys
+
+import pytest
+
+import cascade as cs
+from cascade.runtime.scheduler import INLINE_BUDGET
+
+
+@cs.task
+async def step(x: int) -> int:
+    return x + 1
+
+
+def _chain(length: int):
+    node = step(0)
+    for _ in range(length - 1):
+        node = step(node)
+    return node
+
+
+async def _run_counting_loop_passes(target):
+    """Run ``target`` while a ticker counts the event loop's passes."""
+    passes = 0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal passes
+        while running:
+            passes += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    try:
+        result = await cs.Engine().run(target)
+    finally:
+        running = False
+        await ticking
+    return result, passes
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="tasks start eagerly from Python 3.12")
+def test_a_chain_of_steps_that_never_suspend_needs_no_loop_pass_per_step():
+    length = 4 * INLINE_BUDGET
+    result, passes = asyncio.run(_run_counting_loop_passes(_chain(length)))
+    assert result == length
+    # Started the next pass each, a step costs two loop passes (8 * INLINE_BUDGET in all);
+    # completed at once, the chain lets the loop in once per INLINE_BUDGET steps.
+    assert passes < length // 10
+
+
+def test_a_long_chain_of_steps_lets_the_event_loop_run_between_them():
+    length = 4 * INLINE_BUDGET
+    result, passes = asyncio.run(_run_counting_loop_passes(_chain(length)))
+    assert result == length
+    assert passes >= length // INLINE_BUDGET
+
+
+def test_a_step_runs_as_its_own_asyncio_task_so_timeouts_and_task_groups_work_in_it():
+    caller: list[asyncio.Task] = []
+
+    @cs.task
+    async def inside() -> tuple[bool, bool]:
+        me = asyncio.current_task()
+        # asyncio.timeout and TaskGroup (3.11+) and anyio's cancel scopes need a task.
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(30):
+                pass
+        return me is not None, me is not caller[0]
+
+    async def main():
+        caller.append(asyncio.current_task())
+        return await cs.Engine().run(inside())
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_a_step_that_fails_as_it_starts_fails_the_run_with_its_error():
+    ran: list[str] = []
+
+    @cs.task
+    async def broken(x: int) -> int:
+        raise ValueError(f"bad input {x}")
+
+    @cs.task
+    async def after(x: int) -> int:
+        ran.append("after")
+        return x
+
+    with pytest.raises(ValueError, match="bad input 1"):
+        cs.run(after(broken(step(0))))
+    assert ran == []
+
+
+def test_a_step_that_sets_a_context_variable_does_not_leak_it_to_the_next_step():
+    import contextvars
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    @cs.task
+    async def sets(x: int) -> str:
+        marker.set("set by the first step")
+        return marker.get()
+
+    @cs.task
+    async def reads(previous: str) -> tuple[str, str]:
+        return previous, marker.get()
+
+    assert cs.run(reads(sets(1))) == ("set by the first step", "unset")
