@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import cascade as cs
-from cascade.runtime.scheduler import INLINE_BUDGET
+from cascade.runtime.scheduler import LAUNCH_BUDGET
 
 
 @cs.task
@@ -45,19 +45,19 @@ async def _run_counting_loop_passes(target):
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="tasks start eagerly from Python 3.12")
 def test_a_chain_of_steps_that_never_suspend_needs_no_loop_pass_per_step():
-    length = 4 * INLINE_BUDGET
+    length = 4 * LAUNCH_BUDGET
     result, passes = asyncio.run(_run_counting_loop_passes(_chain(length)))
     assert result == length
-    # Started the next pass each, a step costs two loop passes (8 * INLINE_BUDGET in all);
-    # completed at once, the chain lets the loop in once per INLINE_BUDGET steps.
+    # Started the next pass each, a step costs two loop passes (8 * LAUNCH_BUDGET in all);
+    # completed at once, the chain lets the loop in once per LAUNCH_BUDGET steps.
     assert passes < length // 10
 
 
 def test_a_long_chain_of_steps_lets_the_event_loop_run_between_them():
-    length = 4 * INLINE_BUDGET
+    length = 4 * LAUNCH_BUDGET
     result, passes = asyncio.run(_run_counting_loop_passes(_chain(length)))
     assert result == length
-    assert passes >= length // INLINE_BUDGET
+    assert passes >= length // LAUNCH_BUDGET
 
 
 def test_a_step_runs_as_its_own_asyncio_task_so_timeouts_and_task_groups_work_in_it():
@@ -111,3 +111,27 @@ def test_a_step_that_sets_a_context_variable_does_not_leak_it_to_the_next_step()
         return previous, marker.get()
 
     assert cs.run(reads(sets(1))) == ("set by the first step", "unset")
+
+
+def test_a_wide_fan_out_keeps_only_a_few_batches_of_tasks_alive_at_once():
+    alive = 0
+    most = 0
+
+    @cs.task
+    async def leaf() -> int:
+        nonlocal alive, most
+        alive += 1
+        most = max(most, alive)
+        await asyncio.sleep(0)
+        alive -= 1
+        return 1
+
+    @cs.task
+    def total(*values: int) -> int:
+        return sum(values)
+
+    width = 8 * LAUNCH_BUDGET
+    assert cs.run(total(*[leaf() for _ in range(width)])) == width
+    # Every task runs; launched a batch per event-loop pass, no more than a few batches'
+    # worth are ever in flight together (all of them were, before).
+    assert LAUNCH_BUDGET <= most <= 3 * LAUNCH_BUDGET

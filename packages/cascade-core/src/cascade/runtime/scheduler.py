@@ -34,11 +34,12 @@ from cascade.runtime.plan import RunPlan
 from cascade.runtime.policies import publish_skip, run_node
 from cascade.spec.task import Task
 
-
-#: How many tasks that finish as they start one pump completes before it lets the event loop
-#: run: enough to make the loop's own cost vanish on chains of small steps, few enough that
-#: timers, I/O and Ctrl-C wait only a few milliseconds behind them.
-INLINE_BUDGET = 500
+#: How many nodes one pump launches before it lets the event loop run. Enough that the loop's
+#: own cost per pass vanishes; few enough that a wide fan-out keeps only a few batches of
+#: tasks alive at once (memory, and garbage-collector passes that walk every live task), and
+#: that timers, I/O and Ctrl-C wait only milliseconds behind a chain of steps that finish as
+#: they start (``benchmarks/run.py``: the 100,000-task fan-out and memory rows).
+LAUNCH_BUDGET = 500
 
 
 class Run(GraphGrowth):
@@ -71,7 +72,8 @@ class Run(GraphGrowth):
         #: Direct-route nodes that were given a slot of the run's limit while waiting for one.
         self.admitted: deque[int] = deque()
         self.pumping = False
-        self.inline_budget = INLINE_BUDGET
+        #: Launches left before the pump lets the event loop run (see LAUNCH_BUDGET).
+        self.budget = LAUNCH_BUDGET
         self.stopping = False
         self.error: BaseException | None = None
         # Futures in flight: direct-route calls, and the coroutines running policy chains.
@@ -208,31 +210,35 @@ class Run(GraphGrowth):
     # -- the loop ------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        if self.pumping:
+        if self.pumping or not self.budget:
             return
         self.pumping = True
-        self.inline_budget = INLINE_BUDGET
         try:
             ready, admitted, nodes = self.ready, self.admitted, self.nodes
             resolving = self.resolving
             while not self.stopping:
-                if self.inline_budget <= 0:
-                    # Tasks that finish as they start run inside this loop; after this many
-                    # the event loop gets its turn (timers, I/O, Ctrl-C) before the rest.
-                    self.loop.call_soon(self._pump, context=self.context)
-                    break
                 if admitted:
                     self._start_direct(nodes[admitted.popleft()])
                 elif ready:
                     self._launch(nodes[ready.popleft()])
                 elif resolving:
                     self._resolve(resolving.popleft())
+                    continue
                 else:
+                    break
+                self.budget -= 1
+                if not self.budget:
+                    self.loop.call_soon(self._refill, context=self.context)
                     break
         except Exception as exc:  # a defect here must end the run, not vanish in a callback
             self._fail(exc)
         finally:
             self.pumping = False
+
+    def _refill(self) -> None:
+        """The next event-loop pass after the pump spent its budget: launch the next batch."""
+        self.budget = LAUNCH_BUDGET
+        self._pump()
 
     def _launch(self, node: Node) -> None:
         if self.any_failed:
@@ -327,7 +333,6 @@ class Run(GraphGrowth):
         if future.done():
             # Finished as it started (see ``LocalExecutor.submit_plain``): completed now, and
             # its dependents join the queue this pump is draining.
-            self.inline_budget -= 1
             self._node_done(future)
         else:
             future.add_done_callback(self.on_done, context=self.context)
