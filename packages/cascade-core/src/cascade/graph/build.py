@@ -73,14 +73,20 @@ def _nested(lazy: LazyResult[Any], where: int | str, value: Any) -> list[LazyRes
 
 @dataclass(slots=True)
 class Node:
-    """One graph node. ``arg_slots``/``kwarg_slots`` say where top-level upstream results go;
-    ``nested`` lists argument positions holding containers with LazyResults inside."""
+    """One graph node. Top-level upstream results go to positional argument
+    ``arg_positions[k]`` from node ``arg_inputs[k]``, and to ``kwarg_slots`` (name, node);
+    ``nested`` lists arguments holding containers with LazyResults inside.
+
+    Positions and inputs are two tuples of ints rather than a tuple of pairs: fewer objects
+    per node for the garbage collector, and the positions of a call whose arguments are all
+    LazyResults are one shared tuple (``benchmarks/bench_mixed.py``)."""
 
     index: int
     lazy: LazyResult[Any]
     kind: int
     deps: tuple[int, ...]
-    arg_slots: tuple[tuple[int, int], ...] = ()
+    arg_positions: tuple[int, ...] = ()
+    arg_inputs: tuple[int, ...] = ()
     kwarg_slots: tuple[tuple[str, int], ...] = ()
     nested_args: tuple[int, ...] = ()
     nested_kwargs: tuple[str, ...] = ()
@@ -140,12 +146,14 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
         and not isinstance(lazy.condition, LazyResult)
     ):
         return Node(index, lazy, KIND_TASK, ())
-    arg_slots: list[tuple[int, int]] = []
+    arg_positions: list[int] = []
+    arg_inputs: list[int] = []
     nested_args: list[int] = []
     value_deps: list[int] = []
     for pos, value in enumerate(lazy.args):
         if isinstance(value, LazyResult):
-            arg_slots.append((pos, index_of[id(value)]))
+            arg_positions.append(pos)
+            arg_inputs.append(index_of[id(value)])
         elif isinstance(value, _CONTAINERS) and (inner := _nested(lazy, pos, value)):
             nested_args.append(pos)
             value_deps.extend(index_of[id(x)] for x in inner)
@@ -157,7 +165,7 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
         elif isinstance(value, _CONTAINERS) and (inner := _nested(lazy, key, value)):
             nested_kwargs.append(key)
             value_deps.extend(index_of[id(x)] for x in inner)
-    value_deps.extend(d for _, d in arg_slots)
+    value_deps.extend(arg_inputs)
     value_deps.extend(d for _, d in kwarg_slots)
     condition = -1
     if isinstance(lazy.condition, LazyResult):
@@ -171,7 +179,8 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
         lazy,
         kind,
         tuple(deps),
-        tuple(arg_slots),
+        tuple(arg_positions),
+        tuple(arg_inputs),
         tuple(kwarg_slots),
         tuple(nested_args),
         tuple(nested_kwargs),
@@ -188,6 +197,8 @@ _MAKE_GENERAL = 2
 # ``index_of`` holds this for a node whose inputs are still being visited: meeting it again
 # before it is made means the graph has a cycle.
 _OPEN = -1
+#: ``arg_positions`` of calls whose arguments are all LazyResults, shared by every such node.
+_POSITIONS = [tuple(range(count)) for count in range(17)]
 
 
 def build_graph(targets: list[LazyResult[Any]]) -> Graph:
@@ -256,37 +267,60 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
             else:
                 deps = direct_dependencies(lazy)
                 step = _MAKE_GENERAL
-            if deps:
-                index_of[key] = _OPEN
-                push(lazy)
-                push(step)
-                for dep in reversed(deps):
-                    state = index_of.get(id(dep))
-                    if state is None:
-                        push(dep)
-                        push(_VISIT)
-                    elif state == _OPEN:
-                        raise ValueError(f"the graph has a cycle through {dep!r}")
+            waiting = False
+            for dep in reversed(deps):
+                state = index_of.get(id(dep))
+                if state is None:
+                    if not waiting:
+                        # Made when its inputs are: below them on the stack.
+                        index_of[key] = _OPEN
+                        push(lazy)
+                        push(step)
+                        waiting = True
+                    push(dep)
+                    push(_VISIT)
+                elif state == _OPEN:
+                    raise ValueError(f"the graph has a cycle through {dep!r}")
+            if waiting:
                 continue
-            # No inputs to visit first: made at once.
+            # Every input is made already (or there is none): made at once.
         index = len(nodes)
         if step == _MAKE_PLAIN:
             args = lazy.args
             if len(args) == 1 and isinstance(args[0], LazyResult):
-                only = index_of[id(args[0])]
-                inputs: tuple[int, ...] = (only,)
-                node = Node(index, lazy, KIND_TASK, inputs, ((0, only),), (), (), (), -1, inputs)
-            else:
-                slots = tuple(
-                    [
-                        (pos, index_of[id(v)])
-                        for pos, v in enumerate(args)
-                        if isinstance(v, LazyResult)
-                    ]
+                inputs: tuple[int, ...] = (index_of[id(args[0])],)
+                node = Node(
+                    index, lazy, KIND_TASK, inputs, _POSITIONS[1], inputs, (), (), (), -1, inputs
                 )
-                if slots:
-                    inputs = tuple(dict.fromkeys([i for _, i in slots]))
-                    node = Node(index, lazy, KIND_TASK, inputs, slots, (), (), (), -1, inputs)
+            else:
+                positions: list[int] = []
+                found: list[int] = []
+                for pos, value in enumerate(args):
+                    if isinstance(value, LazyResult):
+                        positions.append(pos)
+                        found.append(index_of[id(value)])
+                count = len(found)
+                if count:
+                    arg_inputs = tuple(found)
+                    unique = dict.fromkeys(found)
+                    inputs = arg_inputs if len(unique) == count else tuple(unique)
+                    if count == len(args) and count < len(_POSITIONS):
+                        arg_positions = _POSITIONS[count]
+                    else:
+                        arg_positions = tuple(positions)
+                    node = Node(
+                        index,
+                        lazy,
+                        KIND_TASK,
+                        inputs,
+                        arg_positions,
+                        arg_inputs,
+                        (),
+                        (),
+                        (),
+                        -1,
+                        inputs,
+                    )
                 else:
                     node = Node(index, lazy, KIND_TASK, ())
         else:
@@ -295,16 +329,16 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
         nodes.append(node)
         dependents.append(None)
         for upstream_index in node.deps:
-            found = dependents[upstream_index]
-            if found is None:
+            known = dependents[upstream_index]
+            if known is None:
                 dependents[upstream_index] = index
-            elif type(found) is int:
-                dependents[upstream_index] = [found, index]
+            elif type(known) is int:
+                dependents[upstream_index] = [known, index]
             else:
-                found.append(index)  # type: ignore[union-attr]
-    for node, found in zip(nodes, dependents, strict=True):
-        if found is not None:
-            node.dependents = (found,) if type(found) is int else tuple(found)  # type: ignore[arg-type]
+                known.append(index)  # type: ignore[union-attr]
+    for node, known in zip(nodes, dependents, strict=True):
+        if known is not None:
+            node.dependents = (known,) if type(known) is int else tuple(known)  # type: ignore[arg-type]
     return Graph(nodes, index_of, [index_of[id(t)] for t in targets])
 
 

@@ -18,9 +18,13 @@ def arguments(
     kwargs dict may be the LazyResult's own: callers copy it before changing it."""
     lazy = node.lazy
     args = lazy.args
-    if node.arg_slots or node.nested_args:
+    if node.arg_inputs and len(node.arg_inputs) == len(args):
+        # Every positional argument is an upstream result (the common shape): one C-level
+        # pass, no list to patch (``benchmarks/bench_mixed.py``).
+        args = tuple(map(results.__getitem__, node.arg_inputs))
+    elif node.arg_inputs or node.nested_args:
         arg_list = list(args)
-        for pos, dep in node.arg_slots:
+        for pos, dep in zip(node.arg_positions, node.arg_inputs, strict=True):
             arg_list[pos] = results[dep]
         for pos in node.nested_args:
             arg_list[pos] = resolve_nested(arg_list[pos], results, index_of)
@@ -65,7 +69,7 @@ async def fetch_inputs(
     own = plan.executor_for(task)[1] if task is not None else None
     keep_remote: set[int] = set()
     if node.kind != KIND_MAP and node.lazy.cache is None:
-        keep_remote = {d for _, d in node.arg_slots} | {d for _, d in node.kwarg_slots}
+        keep_remote = set(node.arg_inputs) | {d for _, d in node.kwarg_slots}
     wanted: dict[int, tuple[Executor, list[int]]] = {}
     nodes = plan.graph.nodes
     for dep in node.value_deps:

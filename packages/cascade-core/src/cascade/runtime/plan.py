@@ -258,7 +258,8 @@ class RunPlan:
             tuple[int, tuple[tuple[str, int], ...]], tuple[Weighted, ...]
         ] = {}
         for node in self.graph.nodes:
-            if node.lazy.task is not None:
+            lazy = node.lazy
+            if lazy.task is not None and (lazy.pools or lazy.task.rate is not None):
                 self.attempt_gates(node)  # checks every pool a call asks for, before running
         #: Whether any call has a gate to pass; when none has (the common case), the direct
         #: route skips gate bookkeeping entirely (benchmarks/run.py, the fan-out rows).

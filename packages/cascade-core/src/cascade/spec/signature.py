@@ -4,6 +4,7 @@ argument fails where it was written rather than in the middle of a run."""
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,15 @@ class SignatureCheck:
     """Cheap build-time check that a call fits the function's signature, so a wrong argument
     fails where it was written rather than in the middle of a run."""
 
-    __slots__ = ("max_positional", "name", "names", "open_args", "open_kwargs", "required")
+    __slots__ = (
+        "enough_positional",
+        "max_positional",
+        "name",
+        "names",
+        "open_args",
+        "open_kwargs",
+        "required",
+    )
 
     def __init__(self, fn: Callable[..., Any], name: str) -> None:
         self.name = name
@@ -33,6 +42,14 @@ class SignatureCheck:
             for i, p in enumerate(params)
             if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         )
+        #: A call passing this many positional arguments (and no keywords) has every required
+        #: one, so the check per call skips the loop over them: this check runs for every
+        #: call a graph is built from.
+        self.enough_positional = (
+            sys.maxsize
+            if any(index < 0 for index, _ in self.required)
+            else max((index + 1 for index, _ in self.required), default=0)
+        )
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if len(args) > self.max_positional and not self.open_args:
@@ -44,6 +61,7 @@ class SignatureCheck:
             for key in kwargs:
                 if key not in self.names:
                     raise TypeError(f"task '{self.name}' got an unexpected argument '{key}'")
-        for index, pname in self.required:
-            if (index < 0 or index >= len(args)) and pname not in kwargs:
-                raise TypeError(f"task '{self.name}' is missing the argument '{pname}'")
+        if kwargs or len(args) < self.enough_positional:
+            for index, pname in self.required:
+                if (index < 0 or index >= len(args)) and pname not in kwargs:
+                    raise TypeError(f"task '{self.name}' is missing the argument '{pname}'")
