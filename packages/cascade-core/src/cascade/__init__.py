@@ -82,11 +82,16 @@ async def run_async(
     pools: Mapping[str, int | Pool] | None = None,
     record: bool | str | RunStore = False,
     resume: str | None = None,
+    freeze_gc: bool = False,
 ) -> Any:
     """Run ``target`` inside a running event loop: ``await cs.run_async(...)``. Same options
     and result as ``cs.run``."""
     engine = Engine(
-        bus=bus, executor=executor, max_concurrency=max_concurrency, log_level=log_level
+        bus=bus,
+        executor=executor,
+        max_concurrency=max_concurrency,
+        log_level=log_level,
+        freeze_gc=freeze_gc,
     )
     if log_level is None:
         return await engine.run(
@@ -110,6 +115,7 @@ def run(
     pools: Mapping[str, int | Pool] | None = None,
     record: bool | str | RunStore = False,
     resume: str | None = None,
+    freeze_gc: bool = False,
 ) -> Any:
     """Run the graph behind ``target`` and return its result.
 
@@ -128,7 +134,9 @@ def run(
     ``$CASCADE_HOME``; a store name, an SQLite path or a ``RunStore`` also work) and
     checkpoints its results; ``resume="last"`` (or a run id) takes the checkpointed value of
     every task that succeeded in that run of the same target with unchanged code and inputs,
-    and runs the rest (see docs/history.md).
+    and runs the rest (see docs/history.md). ``freeze_gc=True`` keeps the graph out of the
+    garbage collector's walks while it runs, for very large graphs (``gc.freeze()``, undone
+    at the end; see docs/performance.md).
     """
     try:
         asyncio.get_running_loop()
@@ -151,6 +159,7 @@ def run(
             pools=pools,
             record=record,
             resume=resume,
+            freeze_gc=freeze_gc,
         )
     )
 

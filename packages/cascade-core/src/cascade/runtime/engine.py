@@ -25,6 +25,7 @@ from cascade.executors import Executor, TaskCall
 from cascade.graph.build import build_graph
 from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginManager, get_plugin_manager
+from cascade.runtime.collector import frozen_collector
 from cascade.runtime.plan import RunPlan
 from cascade.runtime.scheduler import Run
 from cascade.spec.cache_policy import CachePolicy
@@ -45,7 +46,10 @@ class Engine:
     or a plugin's) or an executor instance; ``max_concurrency`` bounds the task attempts in
     flight at once; ``pools`` defines named pools (``{"openai": 4, "db": cs.Pool(2,
     rate_limit="10/second")}``) that tasks hold slots of; ``log_level`` attaches the
-    human-readable log subscriber (``None`` for none).
+    human-readable log subscriber (``None`` for none). ``freeze_gc=True`` keeps each run's
+    graph out of the cyclic garbage collector's walks while it runs (``gc.freeze()``, undone
+    when it ends): faster runs of very large graphs, at the price of process-wide state (see
+    docs/performance.md).
     Plugins configure every new engine through the ``cascade_engine_created`` hook.
     """
 
@@ -58,6 +62,7 @@ class Engine:
         log_level: str | None = None,
         plugin_manager: PluginManager | None = None,
         pools: Mapping[str, int | Pool] | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.bus = bus if bus is not None else MessageBus()
         if executor is not None and not isinstance(executor, (str, Executor)):
@@ -66,6 +71,7 @@ class Engine:
         self.max_concurrency = check_concurrency(max_concurrency, "max_concurrency")
         self.pools = check_pools_given(pools, "Engine")
         self.log_level = log_level
+        self.freeze_gc = freeze_gc
         self.plugins = plugin_manager if plugin_manager is not None else get_plugin_manager()
         self.call_hooks: list[Callable[[TaskCall], None]] = []
         self._resource_providers: dict[str, ResourceDefinition] = dict(self.plugins.resources())
@@ -143,7 +149,8 @@ class Engine:
             plan = RunPlan(self, graph, dict(params or {}), on_failure, checkpoint, run_pools)
             if session is not None:
                 session.bind(plan.run_id)
-            values = await Run(plan, shape).execute()
+            with frozen_collector(self.freeze_gc):
+                values = await Run(plan, shape).execute()
         finally:
             if session is not None:
                 await session.close()

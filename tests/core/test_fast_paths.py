@@ -1,7 +1,9 @@
-"""Tasks that finish as they start: completed at once (Python 3.12+), as their own asyncio
-tasks, without starving the event loop."""
+"""The engine's fast paths keep their promises: tasks that finish as they start are completed
+at once (Python 3.12+) as their own asyncio tasks without starving the event loop; a wide
+fan-out keeps a few batches alive; the garbage collector is left alone unless asked."""
 
 import asyncio
+import gc
 import sys
 
 import pytest
@@ -135,3 +137,58 @@ def test_a_wide_fan_out_keeps_only_a_few_batches_of_tasks_alive_at_once():
     # Every task runs; launched a batch per event-loop pass, no more than a few batches'
     # worth are ever in flight together (all of them were, before).
     assert LAUNCH_BUDGET <= most <= 3 * LAUNCH_BUDGET
+
+
+# -- the garbage collector: untouched by default, frozen for the run on request ---------------
+
+
+@cs.task
+async def collector_state(_: object = None) -> tuple[bool, int]:
+    return gc.isenabled(), gc.get_freeze_count()
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it():
+    assert gc.get_freeze_count() == 0
+    enabled, frozen = cs.run(collector_state(step(1)), log_level=None)
+    assert (enabled, frozen) == (True, 0)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_freeze_gc_keeps_the_graph_out_of_collections_during_the_run_and_undoes_it():
+    assert gc.get_freeze_count() == 0
+    enabled, frozen = cs.run(collector_state(step(1)), log_level=None, freeze_gc=True)
+    assert enabled
+    assert frozen > 0  # the graph and everything alive when the run started
+    assert gc.get_freeze_count() == 0
+
+
+def test_freeze_gc_undoes_the_freeze_only_when_the_last_frozen_run_ends():
+    release = asyncio.Event()
+
+    @cs.task
+    async def held() -> int:
+        await release.wait()
+        return gc.get_freeze_count()
+
+    async def main() -> tuple[int, int, int]:
+        engine = cs.Engine(freeze_gc=True)
+        long_run = asyncio.ensure_future(engine.run(held()))
+        _, during_short = await engine.run(collector_state())
+        release.set()
+        during_long = await long_run
+        return during_short, during_long, gc.get_freeze_count()
+
+    during_short, during_long, after = asyncio.run(main())
+    assert during_short > 0
+    assert during_long > 0  # the short run ending did not unfreeze under the long one
+    assert after == 0
+
+
+def test_freeze_gc_leaves_an_application_s_own_freeze_alone():
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        cs.run(collector_state(step(1)), log_level=None, freeze_gc=True)
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
