@@ -288,7 +288,6 @@ class Run(GraphGrowth):
         """Submit a node without policies; it finishes in ``_node_done``."""
         plan = self.plan
         task: Task[Any] = node.lazy.task  # type: ignore[assignment]
-        executor_name, executor = plan.executor_for(task)
         try:
             args, kwargs = arguments(node, self.results, plan.graph.index_of)
             if task.injections:
@@ -314,6 +313,7 @@ class Run(GraphGrowth):
             if self.started_at is not None:
                 self.started_at[node.index] = time.time()
         else:
+            executor_name, executor = plan.executor_for(task)
             call = TaskCall(
                 node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
             )
@@ -349,7 +349,7 @@ class Run(GraphGrowth):
         direct = node is not None
         if node is None:
             node = self.runners.pop(future)
-        else:
+        elif self.plan.gated:
             self._leave_gates(node)
         reported = self.reported.pop(future, None) if self.reported else None
         try:
