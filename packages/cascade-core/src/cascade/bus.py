@@ -117,7 +117,8 @@ class MessageBus:
                     type(event).__name__,
                 )
                 continue
-            if inspect.isawaitable(outcome):
+            # Most handlers return None: that test is cheap, isawaitable is not (per event).
+            if outcome is not None and inspect.isawaitable(outcome):
                 self._schedule(handler, event, outcome)
 
     def _schedule(self, handler: Handler, event: Event, outcome: Awaitable[Any]) -> None:
