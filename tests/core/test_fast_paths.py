@@ -192,3 +192,140 @@ def test_freeze_gc_leaves_an_application_s_own_freeze_alone():
         assert gc.get_freeze_count() == before
     finally:
         gc.unfreeze()
+
+
+# -- successes in bulk: TasksSucceeded ---------------------------------------------------------
+
+
+def test_bulk_successes_carry_every_succeeded_attempt_before_the_run_finishes():
+    from cascade.events import RunFinished, TaskExecutionFinished, TasksSucceeded
+
+    seen: list[object] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TasksSucceeded, seen.append)
+    bus.subscribe(RunFinished, seen.append)
+    failures: list[TaskExecutionFinished] = []
+    bus.subscribe(TaskExecutionFinished, failures.append, statuses=("Failed",))
+    tries = 0
+
+    @cs.task(retries=1)
+    async def flaky(x: int) -> int:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise ConnectionError("first try")
+        return x
+
+    @cs.task
+    def total(*values: int) -> int:
+        return sum(values)
+
+    width = 3 * LAUNCH_BUDGET
+    target = total(flaky(1), *[step(i) for i in range(width)])
+    assert asyncio.run(cs.Engine(bus=bus).run(target)) == 1 + sum(range(1, width + 1))
+    assert isinstance(seen[-1], RunFinished)
+    bulks = seen[:-1]
+    assert bulks and all(isinstance(b, TasksSucceeded) for b in bulks)
+    attempts = [a for b in bulks for a in b.attempts]  # type: ignore[attr-defined]
+    assert len(attempts) == width + 2  # every step, flaky's second attempt, the total
+    by_name: dict[str, list[tuple]] = {}
+    for attempt in attempts:
+        by_name.setdefault(attempt[1], []).append(attempt)
+    assert len(by_name["step"]) == width
+    assert [a[3] for a in by_name["flaky"]] == [2]  # the attempt that succeeded
+    _, name, parent, number, started, ended, executor = by_name["total"][0]
+    assert (name, parent, number, executor) == ("total", None, 1, "local")
+    assert started <= ended
+    assert len({a[0] for a in attempts}) == len(attempts)  # one row per task id
+    assert [f.attempt for f in failures] == [1]  # failures still come one by one
+
+
+def test_bulk_successes_reach_only_their_own_subscribers():
+    from cascade.events import Event, TasksSucceeded
+
+    everything: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(Event, everything.append)
+    bus.subscribe(TasksSucceeded, lambda event: None)
+    assert asyncio.run(cs.Engine(bus=bus).run(step(step(1)))) == 3
+    assert not any(isinstance(e, TasksSucceeded) for e in everything)
+    assert [type(e).__name__ for e in everything].count("TaskExecutionFinished") == 2
+
+
+def test_a_failure_on_the_direct_route_names_the_task_that_added_it():
+    from cascade.events import TaskExecutionFinished
+
+    failed: list[TaskExecutionFinished] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TaskExecutionFinished, failed.append, statuses=("Failed",))
+
+    @cs.task
+    async def broken() -> int:
+        raise ValueError("broken child")
+
+    @cs.task
+    async def parent() -> object:
+        return broken()
+
+    target = parent()
+    with pytest.raises(ValueError, match="broken child"):
+        asyncio.run(cs.Engine(bus=bus).run(target))
+    assert [(f.task_name, f.parent_task_id) for f in failed] == [("broken", target.id)]
+
+
+# -- a checkpoint policy on the direct route ---------------------------------------------------
+
+
+class CountingCheckpoint:
+    """A checkpoint policy keeping values by task name and first argument."""
+
+    def __init__(self, kept: dict[tuple[str, object], object] | None = None) -> None:
+        self.kept = dict(kept or {})
+        self.looked_up: list[str] = []
+
+    def lookup(self, context: cs.CacheContext) -> tuple[bool, object]:
+        self.looked_up.append(context.task_name)
+        key = (context.task_name, context.args[0] if context.args else None)
+        return (key in self.kept, self.kept.get(key))
+
+    def save(self, context: cs.CacheContext, value: object) -> None:
+        self.kept[(context.task_name, context.args[0] if context.args else None)] = value
+
+
+def test_a_run_wide_checkpoint_keeps_plain_tasks_results_and_a_hit_skips_the_call():
+    from cascade.events import TaskSkipped
+
+    runs: list[int] = []
+
+    @cs.task
+    async def double(x: int) -> int:
+        runs.append(x)
+        return 2 * x
+
+    @cs.task
+    def total(*values: int) -> int:
+        return sum(values)
+
+    policy = CountingCheckpoint()
+    first = asyncio.run(cs.Engine().run(total(double(1), double(2)), checkpoint=policy))
+    assert first == 6 and sorted(runs) == [1, 2]
+    assert policy.kept[("double", 1)] == 2 and policy.kept[("total", 2)] == 6
+
+    skipped: list[TaskSkipped] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TaskSkipped, skipped.append)
+    again = CountingCheckpoint({("double", 1): 20})
+    second = asyncio.run(cs.Engine(bus=bus).run(total(double(1), double(3)), checkpoint=again))
+    assert second == 26  # the kept 20, and double(3) run
+    assert sorted(runs) == [1, 2, 3]
+    assert [(s.task_name, s.reason) for s in skipped] == [("double", "CacheHit")]
+
+
+def test_a_checkpoint_that_cannot_be_read_fails_the_task_naming_it():
+    class Broken(CountingCheckpoint):
+        def lookup(self, context: cs.CacheContext) -> tuple[bool, object]:
+            raise OSError("checkpoint store unreadable")
+
+    with pytest.raises(OSError, match="unreadable") as caught:
+        asyncio.run(cs.Engine().run(step(1), checkpoint=Broken()))
+    assert any("checkpoint of task 'step'" in note for note in caught.value.__notes__)

@@ -1,10 +1,11 @@
 """The message bus: typed publish/subscribe for lifecycle events.
 
-Dispatch is resolved once per event type (walking its MRO) and cached until the subscriptions
-change, so publishing costs one dict lookup; ``wants()`` lets the engine skip building events
-nobody listens to. A subscription may name the ``statuses`` it cares about (for events that
-have one, such as ``TaskExecutionFinished``), so the engine can skip successes that only a
-failure handler would have seen.
+Dispatch is resolved once per event type (walking its MRO, except for bulk events that reach
+only their own subscribers) and cached until the subscriptions change, so publishing costs one
+dict lookup; ``wants()`` lets the engine skip building events nobody listens to. A
+subscription may name the ``statuses`` it cares about (for events that have one, such as
+``TaskExecutionFinished``), so the engine can skip successes that only a failure handler
+would have seen.
 """
 
 from __future__ import annotations
@@ -82,8 +83,11 @@ class MessageBus:
 
     def _resolve(self, event_type: type[Event]) -> tuple[_Subscription, ...]:
         found: list[_Subscription] = []
-        for klass in event_type.__mro__:
-            found.extend(self._handlers.get(klass, ()))
+        if not event_type.delivered_to_base_subscribers:
+            found.extend(self._handlers.get(event_type, ()))
+        else:
+            for klass in event_type.__mro__:
+                found.extend(self._handlers.get(klass, ()))
         resolved = tuple(found)
         self._dispatch[event_type] = resolved
         return resolved

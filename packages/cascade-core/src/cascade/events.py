@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 _random_bits = random.getrandbits
 
@@ -39,6 +39,10 @@ def _new_event_id() -> str:
 @dataclass(frozen=True)
 class Event:
     """Base of all events. ``timestamp`` is wall-clock seconds (``time.time()``)."""
+
+    #: Whether subscribers of a base class (``Event``, ``TaskEvent``) receive this type too;
+    #: false for bulk events that repeat what other events say (``TasksSucceeded``).
+    delivered_to_base_subscribers: ClassVar[bool] = True
 
     event_id: str = field(default_factory=_new_event_id)
     timestamp: float = field(default_factory=time.time)
@@ -140,6 +144,28 @@ class TaskExecutionFinished(TaskEvent):
         return cached  # type: ignore[no-any-return]
 
 
+#: One succeeded attempt in ``TasksSucceeded``: task id, task name, parent task id, attempt,
+#: start and end (wall-clock seconds) and executor name.
+SucceededAttempt = tuple[str, str, "str | None", int, float, float, str]
+
+
+@dataclass(frozen=True)
+class TasksSucceeded(Event):
+    """Attempts that succeeded, in bulk: for subscribers that keep every attempt (the run
+    recorder) and would otherwise cost a ``TaskExecutionFinished`` per task.
+
+    The engine collects the succeeded attempts of one event-loop pass and publishes them
+    together at its end (and the rest before ``RunFinished``); each is a ``SucceededAttempt``
+    tuple. It repeats what per-attempt events say, so it reaches only subscribers of this
+    type itself, never those of ``Event`` (``delivered_to_base_subscribers``). Results and
+    returned graphs are not in it: subscribe to ``TaskExecutionFinished`` for those.
+    """
+
+    delivered_to_base_subscribers: ClassVar[bool] = False
+
+    attempts: tuple[SucceededAttempt, ...] = ()
+
+
 @dataclass(frozen=True)
 class TaskSkipped(TaskEvent):
     """A task did not run: ``"CacheHit"``, ``"ConditionFalse"``, ``"UpstreamSkipped"``, or
@@ -216,6 +242,8 @@ __all__ = [
     "TaskRetrying",
     "TaskSkipped",
     "TaskWaiting",
+    "TasksSucceeded",
+    "SucceededAttempt",
     "describe_error",
     "make_event",
     "preview",

@@ -33,9 +33,11 @@ from cascade.caching.store import CacheStore
 from cascade.events import (
     RunFinished,
     RunStarted,
+    SucceededAttempt,
     TaskExecutionFinished,
     TaskRetrying,
     TaskSkipped,
+    TasksSucceeded,
 )
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph
 from cascade.records.model import (
@@ -80,6 +82,10 @@ _NO_SKIP: tuple[None, None, None] = (None, None, None)
 _MAKE_ATTEMPT: Callable[[tuple[Any, ...]], RecordedAttempt] = functools.partial(
     tuple.__new__, RecordedAttempt
 )
+#: The status of a ``TasksSucceeded`` attempt.
+SUCCEEDED = "Succeeded"
+#: A succeeded attempt's fields after ``parent_task_id``: no error, no retry, no skip.
+_SUCCESS_REST = (None, None, False, False, None, None, None)
 _TASK_ID = attrgetter("task_id")
 _LAZY_ID = attrgetter("lazy.id")
 _LAZY_NAME = attrgetter("lazy.name")
@@ -162,9 +168,13 @@ class Recorder:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.finished: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # Successes come in bulk (``TasksSucceeded``, one event per event-loop pass): an
+        # event per succeeded task was most of what recording cost a wide run
+        # (benchmarks/bench_records.py); failures and cancellations come one by one.
         self._subscriptions: list[tuple[type[Any], Callable[[Any], Any], Any]] = [
             (RunStarted, self._on_run_started, None),
-            (TaskExecutionFinished, self._events.append, None),
+            (TasksSucceeded, self._events.append, None),
+            (TaskExecutionFinished, self._events.append, ("Failed", "Cancelled")),
             (TaskExecutionFinished, self._on_failed, ("Failed",)),
             (TaskSkipped, self._events.append, None),
             (TaskRetrying, self._events.append, None),
@@ -324,19 +334,19 @@ class Recorder:
         if not taken:
             return
         run_id = self.run_id
-        finished = [e for e in taken if type(e) is TaskExecutionFinished and e.run_id == run_id]
-        if len(finished) == len(taken):  # the common case: rows built in C, one per attempt
-            rows = map(operator.add, map(_ATTEMPT_FIELDS, finished), repeat(_NO_SKIP))
-            batch.attempts.extend(map(_MAKE_ATTEMPT, rows))
-            self._count(finished)
-            return
         restored = self.restored
         counted = []
         for event in taken:
             if event.run_id != run_id:
                 continue
             kind = type(event)
-            if kind is TaskExecutionFinished:
+            if kind is TasksSucceeded:
+                # Statuses are counted in the order things happened: a task that failed and
+                # then succeeded on a retry counts as succeeded.
+                self._count(counted)
+                counted = []
+                self._take_successes(batch, event.attempts)
+            elif kind is TaskExecutionFinished:
                 batch.attempts.append(_MAKE_ATTEMPT(_ATTEMPT_FIELDS(event) + _NO_SKIP))
                 counted.append(event)
             elif kind is TaskSkipped:
@@ -370,6 +380,28 @@ class Recorder:
                     event.error_type,
                 )
         self._count(counted)
+
+    def _take_successes(self, batch: RecordBatch, attempts: tuple[SucceededAttempt, ...]) -> None:
+        """Rows for a ``TasksSucceeded``'s attempts, built in C: a wide run has many."""
+        if not attempts:
+            return
+        ids, names, parents, numbers, starts, ends, executors = zip(*attempts, strict=True)
+        rows = zip(
+            ids,
+            names,
+            repeat(SUCCEEDED),
+            numbers,
+            starts,
+            ends,
+            map(operator.sub, ends, starts),
+            executors,
+            parents,
+            strict=False,  # the repeat is endless; the attempts decide the length
+        )
+        full = map(operator.add, rows, repeat(_SUCCESS_REST))
+        batch.attempts.extend(map(_MAKE_ATTEMPT, full))
+        self._last_status.update(zip(ids, repeat(SUCCEEDED)))
+        self._counts_changed = True
 
     def _count(self, events: list[Any]) -> None:
         """Each task's last status, for the run's task counts."""

@@ -79,11 +79,59 @@ def report_finished(
     fell_back: bool = False,
 ) -> None:
     """Publish ``TaskExecutionFinished`` for an attempt, if anyone wants its status."""
+    publish_finished(
+        plan,
+        call.task_id,
+        call.task_name,
+        call.parent_task_id,
+        call.attempt,
+        call.start_time,
+        call.end_time,
+        executor_name,
+        value,
+        exc,
+        cancelled=cancelled,
+        will_retry=will_retry,
+        fell_back=fell_back,
+    )
+
+
+def publish_finished(
+    plan: RunPlan,
+    task_id: str,
+    task_name: str,
+    parent_task_id: str | None,
+    attempt: int,
+    start_time: float | None,
+    end_time: float | None,
+    executor_name: str,
+    value: Any,
+    exc: BaseException | None,
+    *,
+    cancelled: bool = False,
+    will_retry: bool = False,
+    fell_back: bool = False,
+) -> None:
+    """``report_finished`` from an attempt's fields, for the direct route's calls that have
+    no ``TaskCall`` (``end_time`` ``None``: now)."""
     if cancelled or isinstance(exc, asyncio.CancelledError):
         if not plan.want_cancelled:
             return
         status = "Cancelled"
     elif exc is None:
+        if plan.want_bulk_successes:
+            end_time = end_time or time.time()
+            plan.note_succeeded(
+                (
+                    task_id,
+                    task_name,
+                    parent_task_id,
+                    attempt,
+                    start_time or end_time,
+                    end_time,
+                    executor_name,
+                )
+            )
         if not plan.want_succeeded:
             return
         status = "Succeeded"
@@ -91,17 +139,17 @@ def report_finished(
         if not plan.want_failed:
             return
         status = "Failed"
-    end = call.end_time or time.time()
-    start = call.start_time or end
+    end = end_time or time.time()
+    start = start_time or end
     fields: dict[str, Any] = {
         "run_id": plan.run_id,
         "timestamp": end,
-        "task_id": call.task_id,
-        "task_name": call.task_name,
-        "parent_task_id": call.parent_task_id,
+        "task_id": task_id,
+        "task_name": task_name,
+        "parent_task_id": parent_task_id,
         "status": status,
         "duration": max(end - start, 0.0),
-        "attempt": call.attempt,
+        "attempt": attempt,
         "start_time": start,
         "executor": executor_name,
     }

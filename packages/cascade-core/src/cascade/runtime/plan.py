@@ -18,11 +18,13 @@ from uuid import uuid4
 
 from cascade.bus import MessageBus
 from cascade.events import (
+    SucceededAttempt,
     TaskEvent,
     TaskExecutionFinished,
     TaskExecutionStarted,
     TaskRetrying,
     TaskSkipped,
+    TasksSucceeded,
     TaskWaiting,
     make_event,
 )
@@ -97,11 +99,24 @@ class RunPlan:
         self.want_skipped = bus.wants(TaskSkipped)
         self.want_retrying = bus.wants(TaskRetrying)
         self.want_waiting = bus.wants(TaskWaiting)
+        self.want_bulk_successes = bus.wants(TasksSucceeded)
+        #: Succeeded attempts not published yet in a ``TasksSucceeded`` (see
+        #: ``note_succeeded``).
+        self.succeeded: list[SucceededAttempt] = []
         #: Calls that waited at a gate: task id → (since, what for), read when they start.
         self.waits: dict[str, tuple[float, list[str]]] = {}
         #: Whether an attempt needs a ``TaskCall`` even without policies: someone listens to
-        #: every attempt, or call hooks want to see it.
-        self.observe_calls = self.want_started or self.want_succeeded or bool(self.call_hooks)
+        #: attempts starting, or call hooks want to see them. Listeners to attempts ending
+        #: alone (the run recorder, the log subscriber above INFO) do not need one: the
+        #: direct route reports those from the times it keeps (``Run.started_at``).
+        self.observe_calls = self.want_started or bool(self.call_hooks)
+        #: Whether direct-route calls without a ``TaskCall`` report how they ended.
+        self.report_plain = not self.observe_calls and (
+            self.want_succeeded
+            or self.want_failed
+            or self.want_cancelled
+            or self.want_bulk_successes
+        )
         #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
         self.plain_submit: dict[int, PlainSubmit | None] = {
             key: None if self.observe_calls else getattr(executor, "submit_plain", None)
@@ -233,7 +248,6 @@ class RunPlan:
             or lazy.retry is not None
             or lazy.timeout is not None
             or lazy.cache is not None
-            or self.checkpoint is not None
             or lazy.condition is not MISSING
             or lazy.fallback is not MISSING
             or task.concurrency is not None
@@ -326,6 +340,20 @@ class RunPlan:
             self.publish_task_event(
                 TaskWaiting, node, task_id, waiting_for=gate.name, queued=gate.queued() + 1
             )
+
+    def note_succeeded(self, attempt: SucceededAttempt) -> None:
+        """Keep a succeeded attempt for the next ``TasksSucceeded``, published once this
+        event-loop pass is over: one event for a pass's worth of attempts rather than one
+        each (``benchmarks/bench_records.py``)."""
+        if not self.succeeded:
+            self.loop.call_soon(self.publish_succeeded)
+        self.succeeded.append(attempt)
+
+    def publish_succeeded(self) -> None:
+        """Publish the succeeded attempts kept so far (also called before ``RunFinished``)."""
+        if self.succeeded:
+            attempts, self.succeeded = tuple(self.succeeded), []
+            self.bus.publish(make_event(TasksSucceeded, run_id=self.run_id, attempts=attempts))
 
     def publish_task_event(
         self, kind: type[TaskEvent], node: Node, task_id: str, **fields: Any

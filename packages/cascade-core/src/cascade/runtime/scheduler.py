@@ -24,7 +24,13 @@ from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_PARAM, Node
 from cascade.graph.extend import PLAIN_TYPES, returns_graph
-from cascade.runtime.attempt import announce, as_future, report_finished, stoppable
+from cascade.runtime.attempt import (
+    announce,
+    as_future,
+    publish_finished,
+    report_finished,
+    stoppable,
+)
 from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value
 from cascade.runtime.limits import Weighted
@@ -32,6 +38,7 @@ from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
 from cascade.runtime.plan import RunPlan
 from cascade.runtime.policies import publish_skip, run_node
+from cascade.spec.cache_policy import CacheContext
 from cascade.spec.task import Task
 
 #: How many nodes one pump launches before it lets the event loop run. Enough that the loop's
@@ -81,11 +88,12 @@ class Run(GraphGrowth):
         self.runners: dict[asyncio.Future[Any], Node] = {}
         self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
         self.done: asyncio.Future[None] = self.loop.create_future()
-        # When failures are wanted but attempts are not observed, a direct-route failure is
+        # When attempt ends are wanted but attempts are not observed, a direct-route call is
         # reported with the start time kept here (a float per node: nothing for the GC).
-        self.started_at: list[float] | None = (
-            [0.0] * count if plan.want_failed and not plan.observe_calls else None
-        )
+        self.started_at: list[float] | None = [0.0] * count if plan.report_plain else None
+        #: Direct-route calls of a run with a checkpoint policy: the context their result is
+        #: saved under when they succeed (looked up in ``_start_direct``).
+        self.checkpointing: dict[asyncio.Future[Any], CacheContext] = {}
         # Made once per run rather than per task: a bound method or a closure per task would
         # be more objects for the garbage collector to walk in a wide fan-out.
         self.on_done = self._node_done
@@ -151,6 +159,7 @@ class Run(GraphGrowth):
             finally:
                 for executor in reversed(started_executors):
                     await executor.shutdown()
+                plan.publish_succeeded()
                 await bus.flush()
                 if bus.wants(RunFinished):
                     failed = status == "Failed" and failure is not None
@@ -290,16 +299,33 @@ class Run(GraphGrowth):
         task: Task[Any] = node.lazy.task  # type: ignore[assignment]
         try:
             args, kwargs = arguments(node, self.results, plan.graph.index_of)
-            if task.injections:
-                kwargs = dict(kwargs)
-                instances = plan.resources.instances
-                for param, resource_name in task.injections:
-                    kwargs.setdefault(param, instances[resource_name])
         except Exception as exc:
             add_note(exc, f"while building the arguments of task '{node.name}'")
             self._leave_gates(node)
             self._fail(exc, node)
             return
+        context: CacheContext | None = None
+        if plan.checkpoint is not None:
+            # Keyed on the call's own arguments, before resources are injected, as the
+            # policy route keys a cached call.
+            context = CacheContext(task, node.lazy.id, args, kwargs)
+            try:
+                hit, cached = plan.checkpoint.lookup(context)
+            except Exception as exc:
+                add_note(exc, f"while looking up the checkpoint of task '{node.name}'")
+                self._leave_gates(node)
+                self._fail(exc, node)
+                return
+            if hit:
+                self._leave_gates(node)
+                publish_skip(plan, node, node.lazy.id, "CacheHit")
+                self._complete(node.index, cached)
+                return
+        if task.injections:
+            kwargs = dict(kwargs)
+            instances = plan.resources.instances
+            for param, resource_name in task.injections:
+                kwargs.setdefault(param, instances[resource_name])
         submit_plain = plan.plain_submit[id(task)]
         if submit_plain is not None:
             # The direct route's own fast path: the executor starts the call without a
@@ -329,6 +355,8 @@ class Run(GraphGrowth):
                 self._fail(exc, node)
                 return
             self.reported[future] = (call, executor_name)
+        if context is not None:
+            self.checkpointing[future] = context
         self.inflight[future] = node
         if future.done():
             # Finished as it started (see ``LocalExecutor.submit_plain``): completed now, and
@@ -352,6 +380,7 @@ class Run(GraphGrowth):
         elif self.plan.gated:
             self._leave_gates(node)
         reported = self.reported.pop(future, None) if self.reported else None
+        context = self.checkpointing.pop(future, None) if self.checkpointing else None
         try:
             value = future.result()
         except asyncio.CancelledError:
@@ -368,8 +397,18 @@ class Run(GraphGrowth):
             return
         if reported is not None:
             report_finished(self.plan, reported[0], reported[1], value, None)
+        elif direct and self.started_at is not None:
+            self._report_direct(node, None, value, None)
         if self.stopping:
             return
+        if context is not None:
+            try:
+                value = self._checkpoint_save(context, value)
+            except Exception as exc:
+                add_note(exc, f"while checkpointing the result of task '{node.name}'")
+                self._fail(exc, node)
+                self._pump()
+                return
         if value is SKIPPED:
             self.skipped[node.index] = 1
             self.any_skipped = True
@@ -380,6 +419,16 @@ class Run(GraphGrowth):
         self._complete(node.index, value)
         self._pump()
 
+    def _checkpoint_save(self, context: CacheContext, value: Any) -> Any:
+        """Save a direct-route call's result under the run's checkpoint policy, as the policy
+        route saves a cached call's: a returned graph once it has resolved."""
+        checkpoint = self.plan.checkpoint
+        assert checkpoint is not None
+        if type(value) not in PLAIN_TYPES and returns_graph(value):
+            return Deferred(value, functools.partial(checkpoint.save, context))
+        checkpoint.save(context, value)
+        return value
+
     def _report_direct(
         self,
         node: Node,
@@ -389,14 +438,25 @@ class Run(GraphGrowth):
         cancelled: bool = False,
     ) -> None:
         plan = self.plan
-        if reported is None:
-            if self.started_at is None:
-                return
-            task: Task[Any] = node.lazy.task  # type: ignore[assignment]
-            call = TaskCall(node.lazy.id, task.name, task.fn, (), {}, task.is_async, plan.run_id)
-            call.start_time = self.started_at[node.index] or None
-            reported = (call, plan.executor_for(task)[0])
-        report_finished(plan, reported[0], reported[1], value, exc, cancelled=cancelled)
+        if reported is not None:
+            report_finished(plan, reported[0], reported[1], value, exc, cancelled=cancelled)
+            return
+        if self.started_at is None:
+            return
+        task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+        publish_finished(
+            plan,
+            node.lazy.id,
+            task.name,
+            plan.parent_of.get(node.index) if plan.parent_of else None,
+            1,
+            self.started_at[node.index] or None,
+            None,
+            plan.executor_for(task)[0],
+            value,
+            exc,
+            cancelled=cancelled,
+        )
 
     def _complete(self, index: int, value: Any) -> None:
         """Record a node's result and queue the dependents whose inputs are now complete."""
