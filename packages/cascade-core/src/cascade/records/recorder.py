@@ -335,7 +335,7 @@ class Recorder:
             return
         run_id = self.run_id
         restored = self.restored
-        counted = []
+        counted: list[Any] = []
         for event in taken:
             if event.run_id != run_id:
                 continue
