@@ -89,14 +89,14 @@ def fan_out_logged(level: str | None) -> Callable[[], None]:
     return job
 
 
-def gather_baseline() -> None:
+def gather_baseline(count: int = N) -> None:
     async def noop() -> int:
         return 1
 
     async def main() -> int:
-        return sum(await asyncio.gather(*[noop() for _ in range(N)]))
+        return sum(await asyncio.gather(*[noop() for _ in range(count)]))
 
-    assert asyncio.run(main()) == N
+    assert asyncio.run(main()) == count
 
 
 def fan_out_100k() -> None:
@@ -109,13 +109,7 @@ def fan_out_100k_frozen() -> None:
 
 
 def gather_100k() -> None:
-    async def noop() -> int:
-        return 1
-
-    async def main() -> int:
-        return sum(await asyncio.gather(*[noop() for _ in range(BIG)]))
-
-    assert asyncio.run(main()) == BIG
+    gather_baseline(BIG)
 
 
 def graph_build_per_node(nodes: int = BIG) -> float:
