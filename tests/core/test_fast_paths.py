@@ -329,3 +329,24 @@ def test_a_checkpoint_that_cannot_be_read_fails_the_task_naming_it():
     with pytest.raises(OSError, match="unreadable") as caught:
         asyncio.run(cs.Engine().run(step(1), checkpoint=Broken()))
     assert any("checkpoint of task 'step'" in note for note in caught.value.__notes__)
+
+
+def test_an_attempt_reported_without_a_task_call_carries_its_own_start_and_duration():
+    import time
+
+    from cascade.events import TaskExecutionFinished
+
+    ended: list[TaskExecutionFinished] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TaskExecutionFinished, ended.append)  # ends only: no TaskCall is built
+
+    @cs.task
+    async def busy() -> int:
+        time.sleep(0.05)  # never suspends: on 3.12+ it runs to its end as it starts
+        return 1
+
+    assert asyncio.run(cs.Engine(bus=bus).run(busy())) == 1
+    (event,) = ended
+    assert event.status == "Succeeded"
+    assert event.duration >= 0.04
+    assert event.start_time <= event.timestamp - 0.04

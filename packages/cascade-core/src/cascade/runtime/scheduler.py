@@ -4,9 +4,12 @@ A node whose inputs are complete is *launched* by one of two routes: straight to
 when it has no policies (``RunPlan.needs_policies``), or as a coroutine running the policy
 chain (``cascade.runtime.policies``). Both routes end in the same completion callback,
 ``_node_done``, which records the value, counts down the dependents' pending inputs and queues
-the ready ones. One pump drains the queues, so nothing recurses however deep or wide the graph
-is. The first failure stops new launches, cancels what can be stopped, waits for what cannot,
-tears resources down and re-raises the original exception.
+the ready ones. The direct route also takes a run-wide checkpoint (looked up before the call,
+saved after it), and completes at once a call that finished as it started (Python 3.12+). One
+pump drains the queues, a batch of launches per event-loop pass (``LAUNCH_BUDGET``), so
+nothing recurses however deep or wide the graph is. The first failure stops new launches,
+cancels what can be stopped, waits for what cannot, tears resources down and re-raises the
+original exception.
 """
 
 from __future__ import annotations
@@ -330,14 +333,14 @@ class Run(GraphGrowth):
         if submit_plain is not None:
             # The direct route's own fast path: the executor starts the call without a
             # TaskCall, because nobody would look at one (see Executor.submit_plain).
+            if self.started_at is not None:  # before the call: it may finish as it starts
+                self.started_at[node.index] = time.time()
             try:
                 future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
             except Exception as exc:
                 self._leave_gates(node)
                 self._fail(exc, node)
                 return
-            if self.started_at is not None:
-                self.started_at[node.index] = time.time()
         else:
             executor_name, executor = plan.executor_for(task)
             call = TaskCall(
