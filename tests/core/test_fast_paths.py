@@ -72,6 +72,8 @@ def test_a_step_runs_as_its_own_asyncio_task_so_timeouts_and_task_groups_work_in
         if sys.version_info >= (3, 11):
             async with asyncio.timeout(30):
                 pass
+            async with asyncio.TaskGroup() as group:
+                group.create_task(asyncio.sleep(0))
         return me is not None, me is not caller[0]
 
     async def main():
