@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cascade_cli._version import __version__
+from cascade_cli.options import option_group
 from cascade_cli.runs import runs
 
 if TYPE_CHECKING:
@@ -274,10 +275,7 @@ param_options = [
 ]
 
 
-def with_param_options(command: Any) -> Any:
-    for option in reversed(param_options):
-        command = option(command)
-    return command
+with_param_options = option_group(param_options)
 
 
 @click.command(cls=RunCommand, epilog=EPILOG)
@@ -446,10 +444,7 @@ store_options = [
 ]
 
 
-def with_store_options(command: Any) -> Any:
-    for option in reversed(store_options):
-        command = option(command)
-    return command
+with_store_options = option_group(store_options)
 
 
 @click.group()

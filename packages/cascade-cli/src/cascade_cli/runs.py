@@ -1,10 +1,10 @@
 """``cascade runs``: the run history ``cascade run`` records (``list``, ``show``, ``delete``,
 ``prune``, ``report``).
 
-Only click is imported at module level, as in ``cascade_cli.main``: the records package, rich
-and the store load inside the commands. Every command takes ``--output json`` and then prints
-one JSON document on stdout and nothing else; ``--db`` picks another SQLite file and
-``--store`` a run store a plugin registered.
+Only click (and ``cascade_cli.options``) is imported at module level, as in
+``cascade_cli.main``: the records package, rich and the store load inside the commands. Every
+command takes ``--output json`` and then prints one JSON document on stdout and nothing else;
+``--db`` picks another SQLite file and ``--store`` a run store a plugin registered.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+
+from cascade_cli.options import option_group
 
 EXIT_OK = 0
 STATUSES = ["Running", "Succeeded", "Failed", "Cancelled", "Crashed"]
@@ -46,10 +48,7 @@ store_options = [
 ]
 
 
-def with_store_options(command: Any) -> Any:
-    for option in reversed(store_options):
-        command = option(command)
-    return command
+with_store_options = option_group(store_options)
 
 
 # -- shared ------------------------------------------------------------------------------------

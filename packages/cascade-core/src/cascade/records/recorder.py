@@ -45,6 +45,7 @@ from cascade.records.model import (
     HEARTBEAT_SECONDS,
     RUNNING,
     SKIPPED,
+    SUCCEEDED,
     Checkpoint,
     GraphSnapshot,
     RecordBatch,
@@ -82,8 +83,6 @@ _NO_SKIP: tuple[None, None, None] = (None, None, None)
 _MAKE_ATTEMPT: Callable[[tuple[Any, ...]], RecordedAttempt] = functools.partial(
     tuple.__new__, RecordedAttempt
 )
-#: The status of a ``TasksSucceeded`` attempt.
-SUCCEEDED = "Succeeded"
 #: A succeeded attempt's fields after ``parent_task_id``: no error, no retry, no skip.
 _SUCCESS_REST = (None, None, False, False, None, None, None)
 _TASK_ID = attrgetter("task_id")

@@ -24,7 +24,7 @@ from cascade.runtime.limits import Gate
 from cascade.runtime.markers import SKIPPED, Deferred
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
-from cascade.spec.cache_policy import CacheContext
+from cascade.spec.cache_policy import CacheContext, CachePolicy
 from cascade.spec.task import MISSING, MappedLazyResult, Task
 
 
@@ -172,8 +172,14 @@ async def _cached(
     value = await _retried(plan, node, task, task_id, args, kwargs)
     if plan.has_references:
         value = (await plan.executor_for(task)[1].materialize([value]))[0]
+    return save_result(policy, context, value)
+
+
+def save_result(policy: CachePolicy, context: CacheContext, value: Any) -> Any:
+    """Save a call's result under ``policy`` and return what the node's value is: a returned
+    graph is saved once it has resolved (the cache keeps what it resolves to), so it comes
+    back ``Deferred``. Both routes save through here."""
     if returns_graph(value):
-        # The cache keeps what the returned graph resolves to, once it has run.
         return Deferred(value, functools.partial(policy.save, context))
     policy.save(context, value)
     return value

@@ -40,7 +40,7 @@ from cascade.runtime.limits import Weighted
 from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
 from cascade.runtime.plan import RunPlan
-from cascade.runtime.policies import publish_skip, run_node
+from cascade.runtime.policies import publish_skip, run_node, save_result
 from cascade.spec.cache_policy import CacheContext
 from cascade.spec.task import Task
 
@@ -406,7 +406,7 @@ class Run(GraphGrowth):
             return
         if context is not None:
             try:
-                value = self._checkpoint_save(context, value)
+                value = save_result(self.plan.checkpoint, context, value)  # type: ignore[arg-type]
             except Exception as exc:
                 add_note(exc, f"while checkpointing the result of task '{node.name}'")
                 self._fail(exc, node)
@@ -421,16 +421,6 @@ class Run(GraphGrowth):
             return
         self._complete(node.index, value)
         self._pump()
-
-    def _checkpoint_save(self, context: CacheContext, value: Any) -> Any:
-        """Save a direct-route call's result under the run's checkpoint policy, as the policy
-        route saves a cached call's: a returned graph once it has resolved."""
-        checkpoint = self.plan.checkpoint
-        assert checkpoint is not None
-        if type(value) not in PLAIN_TYPES and returns_graph(value):
-            return Deferred(value, functools.partial(checkpoint.save, context))
-        checkpoint.save(context, value)
-        return value
 
     def _report_direct(
         self,
