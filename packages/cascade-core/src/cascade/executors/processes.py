@@ -241,10 +241,15 @@ class ProcessExecutor(BaseExecutor):
     async def _find_culprits(self, pool: _Pool) -> None:
         self._replace(pool)
         pool.executor.shutdown(wait=False, cancel_futures=True)
-        # The listener ends once every worker has exited: then it has read every report.
+        # The listener ends once every worker has closed its end of the pipe: then it has read
+        # every report. A worker closes its files a moment before its exit code can be read,
+        # so the exit codes are waited for too (a None would hide the worker that died).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10.0
-        while pool.listener.is_alive() and loop.time() < deadline:
+        workers = list(pool.processes.values())
+        while loop.time() < deadline and (
+            pool.listener.is_alive() or any(w.exitcode is None for w in workers)
+        ):
             await asyncio.sleep(0.01)
         for pid, process in pool.processes.items():
             code = process.exitcode
