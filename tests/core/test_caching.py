@@ -761,3 +761,16 @@ def test_stable_hash_properties() -> None:
             assert stable_hash(value) == stable_hash(dict(items))
 
     check()
+
+
+def test_long_sequences_of_numbers_keep_the_keys_item_by_item_hashing_gave() -> None:
+    # Long all-int and all-float sequences are encoded in one pass; the digests are the ones
+    # the item-by-item encoding gave (recorded before that pass existed), so no key changes.
+    ints = [*range(-50, 50), 2**70, -(2**65)]
+    floats = (*[i / 7 for i in range(40)], float("inf"), -0.0, float("nan"))
+    assert stable_hash(ints) == "75121cc5d56323000ea31ad19078c80eae3043fcdf7cbb6d676a8985c6bbd781"
+    assert stable_hash(floats) == "1fb9d0d718577851f25d3a6e85cb5d2be5795899e9946e0bf6f6a734fd3ad272"
+    mixed = [1, True] * 10  # bool is not int here: item by item
+    assert stable_hash(mixed) == "e40707f92c66a13b010e7511f34e08478d5ad40444b96535df8ff279810741da"
+    assert stable_hash(list(range(20))) != stable_hash(tuple(range(20)))
+    assert stable_hash([1.0] * 20) != stable_hash([1] * 20)
