@@ -155,15 +155,41 @@ class TasksSucceeded(Event):
     recorder) and would otherwise cost a ``TaskExecutionFinished`` per task.
 
     The engine collects the succeeded attempts of one event-loop pass and publishes them
-    together at its end (and the rest before ``RunFinished``); each is a ``SucceededAttempt``
-    tuple. It repeats what per-attempt events say, so it reaches only subscribers of this
-    type itself, never those of ``Event`` (``delivered_to_base_subscribers``). Results and
-    returned graphs are not in it: subscribe to ``TaskExecutionFinished`` for those.
+    together at its end (and the rest before ``RunFinished``). They come as columns, one
+    tuple per field with an item per attempt (item ``i`` of each is attempt ``i``): the engine
+    builds them, and a subscriber such as the recorder stores them, without a Python object
+    per attempt. ``attempts`` gives the same as one ``SucceededAttempt`` tuple each. It
+    repeats what per-attempt events say, so it reaches only subscribers of this type itself,
+    never those of ``Event`` (``delivered_to_base_subscribers``). Results and returned graphs
+    are not in it: subscribe to ``TaskExecutionFinished`` for those.
     """
 
     delivered_to_base_subscribers: ClassVar[bool] = False
 
-    attempts: tuple[SucceededAttempt, ...] = ()
+    task_ids: tuple[str, ...] = ()
+    task_names: tuple[str, ...] = ()
+    parent_task_ids: tuple[str | None, ...] = ()
+    attempt_numbers: tuple[int, ...] = ()
+    start_times: tuple[float, ...] = ()
+    end_times: tuple[float, ...] = ()
+    executors: tuple[str, ...] = ()
+
+    @property
+    def attempts(self) -> tuple[SucceededAttempt, ...]:
+        """The attempts one tuple each: (task id, task name, parent task id, attempt, start,
+        end, executor)."""
+        return tuple(
+            zip(
+                self.task_ids,
+                self.task_names,
+                self.parent_task_ids,
+                self.attempt_numbers,
+                self.start_times,
+                self.end_times,
+                self.executors,
+                strict=True,
+            )
+        )
 
 
 @dataclass(frozen=True)

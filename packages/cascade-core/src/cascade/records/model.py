@@ -185,29 +185,76 @@ class RunEnd:
     error_type: str | None = None
 
 
+class SucceededColumns(NamedTuple):
+    """Succeeded attempts as columns, one sequence per field with an item per attempt: how a
+    recorder hands a wide run's successes to its store without an object per attempt (they
+    arrive so from ``cascade.events.TasksSucceeded``). ``rows`` gives them as attempts."""
+
+    task_ids: Sequence[str]
+    task_names: Sequence[str]
+    parent_task_ids: Sequence[str | None]
+    attempt_numbers: Sequence[int]
+    start_times: Sequence[float]
+    end_times: Sequence[float]
+    executors: Sequence[str]
+
+    def rows(self) -> list[RecordedAttempt]:
+        """One ``RecordedAttempt`` each, in order."""
+        return [
+            RecordedAttempt(
+                task_id,
+                name,
+                SUCCEEDED,
+                number,
+                start,
+                end,
+                max(end - start, 0.0),
+                executor,
+                parent,
+            )
+            for task_id, name, parent, number, start, end, executor in zip(*self, strict=True)
+        ]
+
+
 @dataclass
 class RecordBatch:
     """What one write of a recorder holds, written in one transaction: the run itself on the
     first write, its graph, attempts and checkpoints as they come, the retry delays (task id,
     failed attempt, delay), the run's task counts so far (by each task's last status), a
-    heartbeat, and its end. ``seq`` numbers a run's batches from 1."""
+    heartbeat, and its end. ``seq`` numbers a run's batches from 1.
+
+    Attempts are in two parts: ``attempts``, one ``RecordedAttempt`` each (failures, skips,
+    cancellations), and ``successes``, succeeded attempts as columns. A success is a task's
+    last attempt, so reading ``attempts`` before ``successes`` keeps each task's attempts in
+    order. A store that keeps rows reads both through ``all_attempts``; the SQLite store
+    keeps the columns as they are."""
 
     run_id: str
     seq: int = 0
     start: RecordedRun | None = None
     graph: GraphSnapshot | None = None
     attempts: list[RecordedAttempt] = field(default_factory=list)
+    successes: list[SucceededColumns] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     retry_delays: list[tuple[str, int, float]] = field(default_factory=list)
     tasks: Mapping[str, int] | None = None
     heartbeat: float | None = None
     end: RunEnd | None = None
 
+    def all_attempts(self) -> list[RecordedAttempt]:
+        """Every attempt of the batch as a ``RecordedAttempt``: ``attempts``, then
+        ``successes``."""
+        found = list(self.attempts)
+        for columns in self.successes:
+            found.extend(columns.rows())
+        return found
+
     def __bool__(self) -> bool:
         return bool(
             self.start is not None
             or self.graph is not None
             or self.attempts
+            or self.successes
             or self.checkpoints
             or self.retry_delays
             or self.heartbeat is not None
@@ -401,6 +448,7 @@ __all__ = [
     "RecordedRun",
     "RunEnd",
     "RunStore",
+    "SucceededColumns",
     "current_label",
     "effective_status",
     "iso_time",

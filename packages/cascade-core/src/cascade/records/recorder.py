@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
-import operator
 import os
 import pickle
 import sqlite3
@@ -33,7 +32,6 @@ from cascade.caching.store import CacheStore
 from cascade.events import (
     RunFinished,
     RunStarted,
-    SucceededAttempt,
     TaskExecutionFinished,
     TaskRetrying,
     TaskSkipped,
@@ -53,6 +51,7 @@ from cascade.records.model import (
     RecordedRun,
     RunEnd,
     RunStore,
+    SucceededColumns,
     param_record,
     process_token,
     this_host,
@@ -83,8 +82,6 @@ _NO_SKIP: tuple[None, None, None] = (None, None, None)
 _MAKE_ATTEMPT: Callable[[tuple[Any, ...]], RecordedAttempt] = functools.partial(
     tuple.__new__, RecordedAttempt
 )
-#: A succeeded attempt's fields after ``parent_task_id``: no error, no retry, no skip.
-_SUCCESS_REST = (None, None, False, False, None, None, None)
 _TASK_ID = attrgetter("task_id")
 _LAZY_ID = attrgetter("lazy.id")
 _LAZY_NAME = attrgetter("lazy.name")
@@ -344,7 +341,7 @@ class Recorder:
                 # then succeeded on a retry counts as succeeded.
                 self._count(counted)
                 counted = []
-                self._take_successes(batch, event.attempts)
+                self._take_successes(batch, event)
             elif kind is TaskExecutionFinished:
                 batch.attempts.append(_MAKE_ATTEMPT(_ATTEMPT_FIELDS(event) + _NO_SKIP))
                 counted.append(event)
@@ -380,26 +377,23 @@ class Recorder:
                 )
         self._count(counted)
 
-    def _take_successes(self, batch: RecordBatch, attempts: tuple[SucceededAttempt, ...]) -> None:
-        """Rows for a ``TasksSucceeded``'s attempts, built in C: a wide run has many."""
-        if not attempts:
+    def _take_successes(self, batch: RecordBatch, event: TasksSucceeded) -> None:
+        """A ``TasksSucceeded``'s columns go to the store as they are: a wide run has many
+        successes, and no object is made per attempt."""
+        if not event.task_ids:
             return
-        ids, names, parents, numbers, starts, ends, executors = zip(*attempts, strict=True)
-        rows = zip(
-            ids,
-            names,
-            repeat(SUCCEEDED),
-            numbers,
-            starts,
-            ends,
-            map(operator.sub, ends, starts),
-            executors,
-            parents,
-            strict=False,  # the repeat is endless; the attempts decide the length
+        batch.successes.append(
+            SucceededColumns(
+                event.task_ids,
+                event.task_names,
+                event.parent_task_ids,
+                event.attempt_numbers,
+                event.start_times,
+                event.end_times,
+                event.executors,
+            )
         )
-        full = map(operator.add, rows, repeat(_SUCCESS_REST))
-        batch.attempts.extend(map(_MAKE_ATTEMPT, full))
-        self._last_status.update(zip(ids, repeat(SUCCEEDED)))
+        self._last_status.update(zip(event.task_ids, repeat(SUCCEEDED)))
         self._counts_changed = True
 
     def _count(self, events: list[Any]) -> None:
@@ -451,6 +445,7 @@ def _merge(first: RecordBatch, second: RecordBatch) -> RecordBatch:
     first.start = first.start or second.start
     first.graph = first.graph if first.graph is not None else second.graph
     first.attempts.extend(second.attempts)
+    first.successes.extend(second.successes)
     first.checkpoints.extend(second.checkpoints)
     first.retry_delays.extend(second.retry_delays)
     first.heartbeat = second.heartbeat or first.heartbeat

@@ -45,6 +45,7 @@ from cascade.records.model import (
     RecordedAttempt,
     RecordedRun,
     RecordError,
+    SucceededColumns,
     effective_status,
 )
 
@@ -329,13 +330,15 @@ class SQLiteRunStore:
                 "INSERT OR REPLACE INTO graphs (run_id, nodes) VALUES (?, ?)",
                 (run_id, pickle.dumps(batch.graph.to_plain(), protocol=4)),
             )
-        if batch.attempts:
+        if batch.attempts or batch.successes:
             # Attempts are named tuples: stored as plain tuples in their fields' order, without
-            # retry_delay (delays come as retry_delays).
+            # retry_delay (delays come as retry_delays); successes stay columns (a tuple of
+            # plain tuples each), as the recorder got them.
             rows = list(map(tuple, map(_STORED, batch.attempts)))
+            successes = [tuple(columns) for columns in batch.successes]
             conn.execute(
                 "INSERT OR REPLACE INTO attempt_batches (run_id, seq, attempts) VALUES (?, ?, ?)",
-                (run_id, batch.seq, pickle.dumps(rows, protocol=4)),
+                (run_id, batch.seq, pickle.dumps((rows, successes), protocol=4)),
             )
         if batch.retry_delays:
             conn.executemany(
@@ -482,7 +485,10 @@ class SQLiteRunStore:
         found = []
         for (data,) in batches:
             try:
-                rows = _plain_loads(data)
+                stored = _plain_loads(data)
+                # (rows, success columns); a batch an earlier Cascade wrote is a list of
+                # rows.
+                rows, successes = (stored, []) if isinstance(stored, list) else stored
             except Exception as exc:
                 raise RecordError(
                     f"the attempts of run {run_id} in {self.location} are damaged: "
@@ -490,6 +496,8 @@ class SQLiteRunStore:
                 ) from exc
             for row in rows:
                 found.append(make((*row, delays.get((row[0], row[3])) if delays else None)))
+            for columns in successes:
+                found.extend(SucceededColumns(*columns).rows())
         return found
 
     def graph(self, run_id: str) -> list[GraphNode]:

@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 from uuid import uuid4
 
@@ -38,6 +39,12 @@ from cascade.spec.params import ParamError
 from cascade.spec.pools import Pool
 from cascade.spec.resource import ResourceDefinition, declared_resources
 from cascade.spec.task import MISSING, Param, Task
+
+#: What ``publish_succeeded`` reads of each node, task and executor entry, in C.
+_TASK = attrgetter("lazy.task")
+_TASK_ID = attrgetter("lazy.id")
+_NAME = attrgetter("name")
+_FIRST = itemgetter(0)
 
 
 class PoolError(ValueError):
@@ -72,6 +79,10 @@ class RunPlan:
         #: A cache policy applied to every task without one of its own (how a resumed run
         #: takes the values a recorded run checkpointed).
         self.checkpoint = checkpoint
+        #: Tasks whose calls without inputs skip the checkpoint step (see ``CachePolicy``).
+        #: (The policy's own mapping, which fills as the run goes: not a copy.)
+        settled = getattr(checkpoint, "settled", None)
+        self.checkpoint_settled: Mapping[int, Any] = {} if settled is None else settled
         self.keep_going = on_failure == CONTINUE
         self.run_id = uuid4().hex
         self.bus = engine.bus
@@ -101,8 +112,12 @@ class RunPlan:
         self.want_waiting = bus.wants(TaskWaiting)
         self.want_bulk_successes = bus.wants(TasksSucceeded)
         #: Succeeded attempts not published yet in a ``TasksSucceeded`` (see
-        #: ``note_succeeded``).
+        #: ``note_succeeded``), and the direct route's own: node indices and end times, their
+        #: start times being in ``started_at`` (the scheduler's, see ``publish_succeeded``).
         self.succeeded: list[SucceededAttempt] = []
+        self.succeeded_nodes: list[int] = []
+        self.succeeded_ends: list[float] = []
+        self.started_at: list[float] | None = None
         #: Calls that waited at a gate: task id → (since, what for), read when they start.
         self.waits: dict[str, tuple[float, list[str]]] = {}
         #: Whether an attempt needs a ``TaskCall`` even without policies: someone listens to
@@ -344,16 +359,55 @@ class RunPlan:
     def note_succeeded(self, attempt: SucceededAttempt) -> None:
         """Keep a succeeded attempt for the next ``TasksSucceeded``, published once this
         event-loop pass is over: one event for a pass's worth of attempts rather than one
-        each (``benchmarks/bench_records.py``)."""
-        if not self.succeeded:
+        each (``benchmarks/bench_records.py``). The direct route keeps its own successes
+        without a call (``Run._node_done``)."""
+        if not self.succeeded and not self.succeeded_nodes:
             self.loop.call_soon(self.publish_succeeded)
         self.succeeded.append(attempt)
 
     def publish_succeeded(self) -> None:
-        """Publish the succeeded attempts kept so far (also called before ``RunFinished``)."""
-        if self.succeeded:
-            attempts, self.succeeded = tuple(self.succeeded), []
-            self.bus.publish(make_event(TasksSucceeded, run_id=self.run_id, attempts=attempts))
+        """Publish the succeeded attempts kept so far (also called before ``RunFinished``).
+
+        The direct route's successes become columns here, each built by one pass in C over
+        the node indices: a wide run's successes cost a few list appends each on the loop
+        rather than a call and a tuple (``benchmarks/bench_records.py``)."""
+        indices, rows = self.succeeded_nodes, self.succeeded
+        if not indices and not rows:
+            return
+        ends = self.succeeded_ends
+        self.succeeded_nodes, self.succeeded_ends, self.succeeded = [], [], []
+        count = len(indices)
+        nodes = list(map(self.graph.nodes.__getitem__, indices))
+        tasks = list(map(_TASK, nodes))
+        started_at = self.started_at
+        assert started_at is not None or not indices
+        ids = list(map(_TASK_ID, nodes))
+        names = list(map(_NAME, tasks))
+        parents: list[str | None] = (
+            list(map(self.parent_of.get, indices)) if self.parent_of else [None] * count
+        )
+        numbers = [1] * count
+        starts = list(map(started_at.__getitem__, indices)) if started_at is not None else []
+        executors = list(map(_FIRST, map(self.executor_of_task.__getitem__, map(id, tasks))))
+        if rows:
+            columns = tuple(zip(*rows, strict=True))
+            for column, extra in zip(
+                (ids, names, parents, numbers, starts, ends, executors), columns, strict=True
+            ):
+                column.extend(extra)  # type: ignore[attr-defined]
+        self.bus.publish(
+            make_event(
+                TasksSucceeded,
+                run_id=self.run_id,
+                task_ids=tuple(ids),
+                task_names=tuple(names),
+                parent_task_ids=tuple(parents),
+                attempt_numbers=tuple(numbers),
+                start_times=tuple(starts),
+                end_times=tuple(ends),
+                executors=tuple(executors),
+            )
+        )
 
     def publish_task_event(
         self, kind: type[TaskEvent], node: Node, task_id: str, **fields: Any

@@ -94,6 +94,7 @@ class Run(GraphGrowth):
         # When attempt ends are wanted but attempts are not observed, a direct-route call is
         # reported with the start time kept here (a float per node: nothing for the GC).
         self.started_at: list[float] | None = [0.0] * count if plan.report_plain else None
+        plan.started_at = self.started_at
         #: Direct-route calls of a run with a checkpoint policy: the context their result is
         #: saved under when they succeed (looked up in ``_start_direct``).
         self.checkpointing: dict[asyncio.Future[Any], CacheContext] = {}
@@ -308,7 +309,9 @@ class Run(GraphGrowth):
             self._fail(exc, node)
             return
         context: CacheContext | None = None
-        if plan.checkpoint is not None:
+        if plan.checkpoint is not None and (
+            args or kwargs or id(task) not in plan.checkpoint_settled
+        ):
             # Keyed on the call's own arguments, before resources are injected, as the
             # policy route keys a cached call.
             context = CacheContext(task, node.lazy.id, args, kwargs)
@@ -401,7 +404,16 @@ class Run(GraphGrowth):
         if reported is not None:
             report_finished(self.plan, reported[0], reported[1], value, None)
         elif direct and self.started_at is not None:
-            self._report_direct(node, None, value, None)
+            plan = self.plan
+            if plan.want_succeeded:
+                self._report_direct(node, None, value, None)
+            elif plan.want_bulk_successes:
+                # The recorder's path, without a call: the node and its end are all a
+                # ``TasksSucceeded`` needs (``RunPlan.publish_succeeded``).
+                if not plan.succeeded_nodes and not plan.succeeded:
+                    plan.loop.call_soon(plan.publish_succeeded)
+                plan.succeeded_nodes.append(node.index)
+                plan.succeeded_ends.append(time.time())
         if self.stopping:
             return
         if context is not None:

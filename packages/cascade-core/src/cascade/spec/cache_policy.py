@@ -34,6 +34,12 @@ class CachePolicy(Protocol):
     ``lookup`` returns ``(True, value)`` on a hit, and the engine skips the task with
     ``TaskSkipped(reason="CacheHit")``; ``(False, None)`` on a miss, after which the task runs and
     ``save`` receives its result. Both run on the event loop and should be quick.
+
+    A policy given to ``Engine.run(checkpoint=...)`` may also have a ``settled`` mapping
+    whose keys are ``id(task)`` of tasks whose calls without inputs it no longer needs to
+    see (a lookup would miss and a save would do nothing, as for a key saved already in a
+    run that resumes nothing); the engine then runs those calls without a context, a
+    lookup or a save. The policy keeps each such task alive, so its id stays its own.
     """
 
     def lookup(self, context: CacheContext) -> tuple[bool, Any]: ...

@@ -1,0 +1,205 @@
+"""Recording a wide run without an object per task: successes travel as columns
+(``TasksSucceeded``, ``SucceededColumns``) into the SQLite store, and calls without inputs of a
+task whose checkpoint is saved skip the checkpoint step, while a resume still restores them."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cascade as cs
+from cascade.events import TasksSucceeded
+from cascade.records import (
+    CHECKPOINT,
+    SUCCEEDED,
+    RecordBatch,
+    RecordedAttempt,
+    SQLiteRunStore,
+    SucceededColumns,
+)
+from cascade.records.checkpoint import CheckpointPolicy
+from cascade.runtime.scheduler import LAUNCH_BUDGET
+
+pytestmark = pytest.mark.timeout(120)
+
+CALLS: Counter[str] = Counter()
+
+
+@cs.task
+async def tick() -> int:
+    CALLS["tick"] += 1
+    return 1
+
+
+@cs.task
+def total(*values: int) -> int:
+    CALLS["total"] += 1
+    return sum(values)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    CALLS.clear()
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CASCADE_CACHE_DIR", raising=False)
+    return tmp_path / "home"
+
+
+def test_bulk_successes_are_columns_of_equal_length_that_agree_with_attempts() -> None:
+    seen: list[TasksSucceeded] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TasksSucceeded, seen.append)
+    tries = Counter[str]()
+
+    @cs.task(retries=1)  # the policy route: its success joins the direct route's columns
+    async def flaky() -> int:
+        tries["flaky"] += 1
+        if tries["flaky"] == 1:
+            raise ConnectionError("first try")
+        return 5
+
+    width = 40
+    assert asyncio.run(cs.Engine(bus=bus).run(total(flaky(), *[tick() for _ in range(width)])))
+    columns = [
+        (
+            b.task_ids,
+            b.task_names,
+            b.parent_task_ids,
+            b.attempt_numbers,
+            b.start_times,
+            b.end_times,
+            b.executors,
+        )
+        for b in seen
+    ]
+    for group in columns:
+        assert all(type(column) is tuple for column in group)
+        assert len({len(column) for column in group}) == 1
+    attempts = [a for b in seen for a in b.attempts]
+    assert attempts == [row for group in columns for row in zip(*group, strict=True)]
+    names = Counter(a[1] for a in attempts)
+    assert names == {"tick": width, "flaky": 1, "total": 1}
+    assert [a[3] for a in attempts if a[1] == "flaky"] == [2]
+    assert all(a[6] == "local" and a[4] <= a[5] for a in attempts)
+
+
+def test_a_batch_reads_its_rows_then_its_success_columns_as_attempts() -> None:
+    failed = RecordedAttempt("a-1", "a", "Failed", 1, 1.0, 2.0, 1.0, "local", error="boom")
+    columns = SucceededColumns(
+        ("a-1", "b-2"), ("a", "b"), (None, "p-0"), (2, 1), (3.0, 4.0), (3.5, 6.0), ("local",) * 2
+    )
+    batch = RecordBatch("run", attempts=[failed], successes=[columns])
+    assert batch  # successes alone make a batch worth writing
+    assert RecordBatch("run", successes=[columns])
+    rows = batch.all_attempts()
+    assert rows[0] == failed
+    assert rows[1:] == [
+        RecordedAttempt("a-1", "a", SUCCEEDED, 2, 3.0, 3.5, 0.5, "local", None),
+        RecordedAttempt("b-2", "b", SUCCEEDED, 1, 4.0, 6.0, 2.0, "local", "p-0"),
+    ]
+
+
+def test_a_recorded_wide_run_stores_every_success_and_reads_back_each_attempt(home: Path) -> None:
+    width = 300
+    assert cs.run(total(*[tick() for _ in range(width)]), record=True, log_level=None) == width
+    store = SQLiteRunStore()
+    (run,) = store.runs()
+    attempts = store.attempts(run.run_id)
+    assert len(attempts) == width + 1
+    assert {a.status for a in attempts} == {SUCCEEDED}
+    assert len({a.task_id for a in attempts}) == width + 1
+    assert all(a.duration == pytest.approx(a.ended - a.started) for a in attempts)
+    assert dict(run.tasks) == {SUCCEEDED: width + 1}
+
+
+def test_attempts_an_earlier_cascade_stored_as_rows_still_read(home: Path) -> None:
+    assert cs.run(total(tick(), tick()), record=True, log_level=None) == 2
+    store = SQLiteRunStore()
+    (run,) = store.runs()
+    before = store.attempts(run.run_id)
+    rows = [tuple(a)[:-1] for a in before]  # every field but retry_delay, as rows were stored
+    database = home / "runs.sqlite3"
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM attempt_batches WHERE run_id = ?", (run.run_id,))
+        conn.execute(
+            "INSERT INTO attempt_batches (run_id, seq, attempts) VALUES (?, 1, ?)",
+            (run.run_id, pickle.dumps(rows, protocol=4)),
+        )
+    assert SQLiteRunStore(database).attempts(run.run_id) == before
+
+
+def _count_lookups(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    looked: Counter[str] = Counter()
+    lookup = CheckpointPolicy.lookup
+
+    def counting(self: CheckpointPolicy, context: cs.CacheContext) -> tuple[bool, Any]:
+        looked[context.task_name] += 1
+        return lookup(self, context)
+
+    monkeypatch.setattr(CheckpointPolicy, "lookup", counting)
+    return looked
+
+
+def test_calls_without_inputs_skip_a_saved_checkpoint_and_a_resume_restores_them(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked = _count_lookups(monkeypatch)
+    width = 6 * LAUNCH_BUDGET
+    target = total(*[tick() for _ in range(width)])
+    assert cs.run(target, record=True, log_level=None) == width
+    # Once a call has saved the key every call of `tick` shares, the rest need no step: only
+    # the calls launched before the first one finished (a launch budget or two) are looked up.
+    assert 1 <= looked["tick"] <= 2 * LAUNCH_BUDGET
+    assert looked["total"] == 1
+    assert dict(CALLS) == {"tick": width, "total": 1}
+
+    looked.clear()
+    CALLS.clear()
+    assert cs.run(target, record=True, resume="last", log_level=None) == width
+    assert not CALLS  # every call took its checkpoint
+    assert looked["tick"] == width  # a resume looks every call up
+    store = SQLiteRunStore()
+    resumed = store.runs(limit=1)[0]
+    reasons = Counter(a.reason for a in store.attempts(resumed.run_id))
+    assert reasons == {CHECKPOINT: width + 1}
+
+
+class SettlingPolicy:
+    """A checkpoint policy that, like the recorder's, settles a task once it saved the key
+    its calls without inputs share."""
+
+    def __init__(self) -> None:
+        self.settled: dict[int, Any] = {}
+        self.lookups: Counter[str] = Counter()
+        self.saves: Counter[str] = Counter()
+
+    def lookup(self, context: cs.CacheContext) -> tuple[bool, Any]:
+        self.lookups[context.task_name] += 1
+        return False, None
+
+    def save(self, context: cs.CacheContext, value: Any) -> None:
+        self.saves[context.task_name] += 1
+        if not context.args and not context.kwargs:
+            self.settled[id(context.task)] = context.task
+
+
+def test_the_engine_skips_the_checkpoint_step_only_for_settled_calls_without_inputs() -> None:
+    @cs.task
+    async def echo(x: int) -> int:
+        return x
+
+    policy = SettlingPolicy()
+    width = 6 * LAUNCH_BUDGET
+    target = total(*[tick() for _ in range(width)], *[echo(i) for i in range(width)])
+    run = cs.Engine().run(target, checkpoint=policy)
+    assert asyncio.run(run) == width + sum(range(width))
+    # Settled once a call has saved: only the calls launched before that are looked up.
+    assert 1 <= policy.lookups["tick"] == policy.saves["tick"] <= 2 * LAUNCH_BUDGET
+    assert policy.lookups["echo"] == policy.saves["echo"] == width  # inputs: every call
+    assert policy.lookups["total"] == policy.saves["total"] == 1
