@@ -64,8 +64,13 @@ def test_bulk_successes_are_columns_of_equal_length_that_agree_with_attempts() -
             raise ConnectionError("first try")
         return 5
 
-    width = 40
-    assert asyncio.run(cs.Engine(bus=bus).run(total(flaky(), *[tick() for _ in range(width)])))
+    @cs.task
+    async def echo(x: int) -> int:
+        return x
+
+    width = 40  # ticks and echoes finish in the same passes: columns of several tasks
+    target = total(flaky(), *[t for i in range(width) for t in (tick(), echo(i))])
+    assert asyncio.run(cs.Engine(bus=bus).run(target)) == 5 + width + sum(range(width))
     columns = [
         (
             b.task_ids,
@@ -84,7 +89,8 @@ def test_bulk_successes_are_columns_of_equal_length_that_agree_with_attempts() -
     attempts = [a for b in seen for a in b.attempts]
     assert attempts == [row for group in columns for row in zip(*group, strict=True)]
     names = Counter(a[1] for a in attempts)
-    assert names == {"tick": width, "flaky": 1, "total": 1}
+    assert names == {"tick": width, "echo": width, "flaky": 1, "total": 1}
+    assert any(len(set(b.task_names)) > 1 for b in seen)
     assert [a[3] for a in attempts if a[1] == "flaky"] == [2]
     assert all(a[6] == "local" and a[4] <= a[5] for a in attempts)
 

@@ -41,8 +41,9 @@ from cascade.spec.resource import ResourceDefinition, declared_resources
 from cascade.spec.task import MISSING, Param, Task
 
 #: What ``publish_succeeded`` reads of each node, task and executor entry, in C.
-_TASK = attrgetter("lazy.task")
-_TASK_ID = attrgetter("lazy.id")
+_LAZY = attrgetter("lazy")
+_TASK = attrgetter("task")
+_ID = attrgetter("id")
 _NAME = attrgetter("name")
 _FIRST = itemgetter(0)
 
@@ -369,43 +370,53 @@ class RunPlan:
         """Publish the succeeded attempts kept so far (also called before ``RunFinished``).
 
         The direct route's successes become columns here, each built by one pass in C over
-        the node indices: a wide run's successes cost a few list appends each on the loop
-        rather than a call and a tuple (``benchmarks/bench_records.py``)."""
+        the node indices (and a column that is one value over and over, as a fan-out's task
+        names are, by repeating it): a wide run's successes cost two list appends each on
+        the loop rather than a call and a tuple (``benchmarks/bench_records.py``)."""
         indices, rows = self.succeeded_nodes, self.succeeded
         if not indices and not rows:
             return
         ends = self.succeeded_ends
         self.succeeded_nodes, self.succeeded_ends, self.succeeded = [], [], []
-        count = len(indices)
-        nodes = list(map(self.graph.nodes.__getitem__, indices))
-        tasks = list(map(_TASK, nodes))
-        started_at = self.started_at
-        assert started_at is not None or not indices
-        ids = list(map(_TASK_ID, nodes))
-        names = list(map(_NAME, tasks))
-        parents: list[str | None] = (
-            list(map(self.parent_of.get, indices)) if self.parent_of else [None] * count
-        )
-        numbers = [1] * count
-        starts = list(map(started_at.__getitem__, indices)) if started_at is not None else []
-        executors = list(map(_FIRST, map(self.executor_of_task.__getitem__, map(id, tasks))))
+        columns: list[tuple[Any, ...]] = []
+        if indices:
+            count = len(indices)
+            lazies = list(map(_LAZY, map(self.graph.nodes.__getitem__, indices)))
+            tasks = list(map(_TASK, lazies))
+            if len(dict.fromkeys(map(id, tasks))) == 1:
+                names: tuple[str, ...] = (tasks[0].name,) * count
+                executors = (self.executor_for(tasks[0])[0],) * count
+            else:
+                names = tuple(map(_NAME, tasks))
+                executors = tuple(
+                    map(_FIRST, map(self.executor_of_task.__getitem__, map(id, tasks)))
+                )
+            started_at = self.started_at
+            assert started_at is not None
+            columns = [
+                tuple(map(_ID, lazies)),
+                names,
+                tuple(map(self.parent_of.get, indices)) if self.parent_of else (None,) * count,
+                (1,) * count,
+                tuple(map(started_at.__getitem__, indices)),
+                tuple(ends),
+                executors,
+            ]
         if rows:
-            columns = tuple(zip(*rows, strict=True))
-            for column, extra in zip(
-                (ids, names, parents, numbers, starts, ends, executors), columns, strict=True
-            ):
-                column.extend(extra)  # type: ignore[attr-defined]
+            more = list(zip(*rows, strict=True))
+            columns = [a + b for a, b in zip(columns, more, strict=True)] if columns else more
+        ids, names, parents, numbers, starts, ended, executors = columns
         self.bus.publish(
             make_event(
                 TasksSucceeded,
                 run_id=self.run_id,
-                task_ids=tuple(ids),
-                task_names=tuple(names),
-                parent_task_ids=tuple(parents),
-                attempt_numbers=tuple(numbers),
-                start_times=tuple(starts),
-                end_times=tuple(ends),
-                executors=tuple(executors),
+                task_ids=ids,
+                task_names=names,
+                parent_task_ids=parents,
+                attempt_numbers=numbers,
+                start_times=starts,
+                end_times=ended,
+                executors=executors,
             )
         )
 
