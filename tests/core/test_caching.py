@@ -6,6 +6,7 @@ a process boundary run real ``python`` subprocesses.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -774,3 +775,36 @@ def test_long_sequences_of_numbers_keep_the_keys_item_by_item_hashing_gave() -> 
     assert stable_hash(mixed) == "e40707f92c66a13b010e7511f34e08478d5ad40444b96535df8ff279810741da"
     assert stable_hash(list(range(20))) != stable_hash(tuple(range(20)))
     assert stable_hash([1.0] * 20) != stable_hash([1] * 20)
+
+
+def test_a_tasks_code_is_read_once_per_process_and_a_redefinition_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cascade.caching.inputs as inputs
+
+    read: list[str] = []
+    getsource = inputs.inspect.getsource
+
+    def counting(obj: Any) -> str:
+        read.append(getattr(obj, "__name__", "?"))
+        return getsource(obj)
+
+    monkeypatch.setattr(inputs.inspect, "getsource", counting)
+
+    def define(factor: int) -> Any:
+        @cs.task
+        def scale(x: int) -> int:
+            return x * factor
+
+        return scale
+
+    def checkpointed(target: Any) -> Any:
+        # A policy of its own per run, as every recorded run has.
+        return asyncio.run(cs.Engine().run(target, checkpoint=cs.InputHashCache()))
+
+    scale = define(2)
+    assert [checkpointed(scale(i)) for i in range(3)] == [0, 2, 4]
+    assert read.count("scale") == 1
+    again = define(3)  # a new function object: its code is read for itself
+    assert checkpointed(again(1)) == 3
+    assert read.count("scale") == 2

@@ -157,7 +157,7 @@ def task_identity(task: Any, version: str | None) -> str:
     either the explicit ``version`` or the code fingerprint."""
     fn = task.fn
     qualified = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', None)}"
-    marker = f"version:{version}" if version is not None else f"code:{code_fingerprint(fn)}"
+    marker = f"version:{version}" if version is not None else f"code:{_fingerprint(fn)}"
     return f"{task.name}\0{qualified}\0{marker}"
 
 
@@ -175,6 +175,10 @@ class OutsideValueError(UnhashableInputError):
 
 
 _global_names_of: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+#: Code fingerprints by function, once per function per process: reading and parsing the
+#: source costs about a millisecond, which would otherwise be paid per run by every task a
+#: run checkpoints (``benchmarks/bench_records.py``). A reloaded or redefined function is a
+#: new object with its own fingerprint.
 _fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
