@@ -209,3 +209,16 @@ def test_the_engine_skips_the_checkpoint_step_only_for_settled_calls_without_inp
     assert 1 <= policy.lookups["tick"] == policy.saves["tick"] <= 2 * LAUNCH_BUDGET
     assert policy.lookups["echo"] == policy.saves["echo"] == width  # inputs: every call
     assert policy.lookups["total"] == policy.saves["total"] == 1
+
+
+def test_a_settled_attribute_that_is_not_a_mapping_is_an_error_naming_the_policy() -> None:
+    class Odd(SettlingPolicy):
+        def __repr__(self) -> str:
+            return "Odd()"
+
+    CALLS.clear()
+    policy = Odd()
+    policy.settled = True  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"checkpoint policy Odd\(\): its 'settled' must be a"):
+        asyncio.run(cs.Engine().run(tick(), checkpoint=policy))
+    assert not CALLS  # nothing ran

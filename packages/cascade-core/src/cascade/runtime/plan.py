@@ -83,6 +83,11 @@ class RunPlan:
         #: Tasks whose calls without inputs skip the checkpoint step (see ``CachePolicy``).
         #: (The policy's own mapping, which fills as the run goes: not a copy.)
         settled = getattr(checkpoint, "settled", None)
+        if settled is not None and not isinstance(settled, Mapping):
+            raise TypeError(
+                f"checkpoint policy {checkpoint!r}: its 'settled' must be a mapping of "
+                f"id(task) to task, got {type(settled).__name__}"
+            )
         self.checkpoint_settled: Mapping[int, Any] = {} if settled is None else settled
         self.keep_going = on_failure == CONTINUE
         self.run_id = uuid4().hex
