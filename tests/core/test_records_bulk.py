@@ -222,3 +222,32 @@ def test_a_settled_attribute_that_is_not_a_mapping_is_an_error_naming_the_policy
     with pytest.raises(TypeError, match=r"checkpoint policy Odd\(\): its 'settled' must be a"):
         asyncio.run(cs.Engine().run(tick(), checkpoint=policy))
     assert not CALLS  # nothing ran
+
+
+@cs.task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@cs.task
+def add_all(values: list[int], more: int) -> int:
+    return sum(values) + more
+
+
+@pytest.mark.parametrize("shape", ["tasks", "with a map", "with a param"])
+def test_the_graph_snapshot_names_every_node_and_its_kind(home: Path, shape: str) -> None:
+    if shape == "tasks":
+        target = total(tick(), tick())
+        expected = {("tick", "task"), ("total", "task")}
+    elif shape == "with a map":
+        target = add_all(double.map([1, 2, 3]), total(tick()))
+        expected = {("double", "map"), ("tick", "task"), ("total", "task"), ("add_all", "task")}
+    else:
+        target = add_all(double.map([1]), cs.Param("extra", type=int, default=4))
+        expected = {("double", "map"), ("param:extra", "param"), ("add_all", "task")}
+    assert cs.run(target, record=True, log_level=None) is not None
+    store = SQLiteRunStore()
+    (run,) = store.runs()
+    nodes = store.graph(run.run_id)
+    assert {(node.task_name, node.kind) for node in nodes} == expected
+    assert len({node.task_id for node in nodes}) == len(nodes)

@@ -85,6 +85,7 @@ _MAKE_ATTEMPT: Callable[[tuple[Any, ...]], RecordedAttempt] = functools.partial(
 _TASK_ID = attrgetter("task_id")
 _LAZY_ID = attrgetter("lazy.id")
 _LAZY_NAME = attrgetter("lazy.name")
+_TASK_NAME = attrgetter("lazy.task.name")
 _KIND = attrgetter("kind")
 _DEPS = attrgetter("deps")
 _KIND_NAMES = {KIND_MAP: "map", KIND_PARAM: "param"}
@@ -317,11 +318,17 @@ class Recorder:
 
     def _graph_nodes(self) -> GraphSnapshot:
         nodes = self._graph.nodes[: self._graph_size]
+        codes = list(map(_KIND, nodes))
+        if KIND_PARAM in codes:  # a param has no task: its name is its own
+            names = list(map(_LAZY_NAME, nodes))
+        else:  # the task's name without ``LazyResult.name``, a property call per node
+            names = list(map(_TASK_NAME, nodes))
+        if KIND_PARAM in codes or KIND_MAP in codes:
+            kinds = list(map(_KIND_NAMES.get, codes, repeat("task")))
+        else:
+            kinds = ["task"] * len(codes)
         return GraphSnapshot(
-            ids=list(map(_LAZY_ID, nodes)),
-            names=list(map(_LAZY_NAME, nodes)),
-            kinds=list(map(_KIND_NAMES.get, map(_KIND, nodes), repeat("task"))),
-            deps=list(map(_DEPS, nodes)),
+            ids=list(map(_LAZY_ID, nodes)), names=names, kinds=kinds, deps=list(map(_DEPS, nodes))
         )
 
     def _take_events(self, batch: RecordBatch) -> None:
