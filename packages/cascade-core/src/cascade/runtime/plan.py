@@ -119,11 +119,10 @@ class RunPlan:
         self.want_bulk_successes = bus.wants(TasksSucceeded)
         #: Succeeded attempts not published yet in a ``TasksSucceeded`` (see
         #: ``note_succeeded``), and the direct route's own: node indices and end times, their
-        #: start times being in ``started_at`` (the scheduler's, see ``publish_succeeded``).
+        #: start times being in ``started_at`` (see ``publish_succeeded``).
         self.succeeded: list[SucceededAttempt] = []
         self.succeeded_nodes: list[int] = []
         self.succeeded_ends: list[float] = []
-        self.started_at: list[float] | None = None
         #: Calls that waited at a gate: task id → (since, what for), read when they start.
         self.waits: dict[str, tuple[float, list[str]]] = {}
         #: Whether an attempt needs a ``TaskCall`` even without policies: someone listens to
@@ -137,6 +136,12 @@ class RunPlan:
             or self.want_failed
             or self.want_cancelled
             or self.want_bulk_successes
+        )
+        #: When attempt ends are wanted but attempts are not observed, a direct-route call is
+        #: reported with the start time kept here, by node index (a float per node: nothing
+        #: for the GC); the graph's growth extends it.
+        self.started_at: list[float] | None = (
+            [0.0] * len(graph.nodes) if self.report_plain else None
         )
         #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
         self.plain_submit: dict[int, PlainSubmit | None] = {

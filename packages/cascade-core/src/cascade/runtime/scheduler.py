@@ -91,10 +91,7 @@ class Run(GraphGrowth):
         self.runners: dict[asyncio.Future[Any], Node] = {}
         self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
         self.done: asyncio.Future[None] = self.loop.create_future()
-        # When attempt ends are wanted but attempts are not observed, a direct-route call is
-        # reported with the start time kept here (a float per node: nothing for the GC).
-        self.started_at: list[float] | None = [0.0] * count if plan.report_plain else None
-        plan.started_at = self.started_at
+        self.started_at = plan.started_at  # the plan's: read on every launch and completion
         #: Direct-route calls of a run with a checkpoint policy: the context their result is
         #: saved under when they succeed (looked up in ``_start_direct``).
         self.checkpointing: dict[asyncio.Future[Any], CacheContext] = {}
