@@ -161,6 +161,10 @@ class RunPlan:
         #: Executors and tasks met at run time that are not started or set up yet.
         self.unprepared_executors: list[Executor] = []
         self.unprepared: set[int] = set()
+        #: Executors started for this run, in order; the run shuts them down in reverse.
+        self.started_executors: list[Executor] = []
+        #: Held while a task met at run time is prepared (see ``prepare_task``).
+        self.preparing = asyncio.Lock()
         self.executor_of_task: dict[int, tuple[str, Executor]] = {}
         for node in self.graph.nodes:
             task = node.lazy.task
@@ -206,28 +210,43 @@ class RunPlan:
             None if self.observe_calls else getattr(known[1], "submit_plain", None)
         )
         needs = [(res, f"task '{task.name}'") for _, res in task.injections]
-        for name in plan_resources(self.providers, needs):
-            if self.providers[name].scope == "task":
-                self.task_resources.add(name)
-            elif name not in self.resources.instances:
-                ready = False
+        if known[1].remote_resources:
+            # Set up where the call runs, by the executor, as for the run's own tasks.
+            for name in plan_resources(self.providers, needs):
+                self.remote_providers.setdefault(name, self.providers[name])
+        else:
+            for name in plan_resources(self.providers, needs):
+                if self.providers[name].scope == "task":
+                    self.task_resources.add(name)
+                elif name not in self.resources.instances:
+                    ready = False
         if not ready:
             self.unprepared.add(id(task))
         return ready
 
     async def prepare_task(self, task: Task[Any]) -> None:
-        """Start what a task met at run time needs: its executor, its run-scoped resources."""
-        while self.unprepared_executors:
-            executor = self.unprepared_executors.pop()
-            await executor.start()
-            self.executors.append(executor)
-            self.has_references = self.has_references or executor.returns_references
-        needs = [(res, f"task '{task.name}'") for _, res in task.injections]
-        for name in plan_resources(self.providers, needs):
-            definition = self.providers[name]
-            if definition.scope == "run" and name not in self.resources.instances:
-                await self.resources.enter(definition, self.resources.instances)
-        self.unprepared.discard(id(task))
+        """Start what a task met at run time needs: its executor, its run-scoped resources.
+
+        Many calls of a new task (a fan-out) arrive here at once; one at a time goes in, so
+        an executor is started and a run-scoped resource set up once per run, and the others
+        find them ready (an async setup suspends while they wait)."""
+        async with self.preparing:
+            if id(task) not in self.unprepared:
+                return
+            while self.unprepared_executors:
+                executor = self.unprepared_executors[-1]
+                await executor.start()
+                self.unprepared_executors.pop()
+                self.started_executors.append(executor)
+                self.executors.append(executor)
+                self.has_references = self.has_references or executor.returns_references
+            if not self.executor_for(task)[1].remote_resources:
+                needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+                for name in plan_resources(self.providers, needs):
+                    definition = self.providers[name]
+                    if definition.scope == "run" and name not in self.resources.instances:
+                        await self.resources.enter(definition, self.resources.instances)
+            self.unprepared.discard(id(task))
 
     # -- resources -------------------------------------------------------------------------
 

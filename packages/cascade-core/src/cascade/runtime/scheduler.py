@@ -118,7 +118,7 @@ class Run(GraphGrowth):
             )
         status = "Succeeded"
         failure: BaseException | None = None
-        started_executors: list[Executor] = []
+        started_executors = plan.started_executors
         try:
             for executor in plan.executors:
                 await executor.start()

@@ -26,8 +26,23 @@ _ids = itertools.count(1)
 
 
 class _Missing:
+    """The one "no value" marker (no fallback, no condition, a required param). It pickles
+    as a reference to the module-level instance, so a graph returned from a worker process
+    still compares ``is MISSING`` in the driver (a copy would look like a fallback)."""
+
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "<required>"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+    def __copy__(self) -> _Missing:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Missing:
+        return self
 
 
 MISSING: Any = _Missing()
