@@ -5,13 +5,11 @@ reproduction that failed before its fix. Synchronised on events, markers and cou
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import pytest
 
 import cascade as cs
-from cascade.events import TaskWaiting
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -107,13 +107,25 @@ class ResourceStack:
     async def close(self, error: BaseException | None) -> None:
         """Tear everything down in reverse. ``error`` (the run's failure, if any) is thrown into
         each generator so it can roll back. A teardown that fails on a successful run is raised
-        after all others ran; on a failed run it is logged, so the original error surfaces."""
+        after all others ran; on a failed run it is logged, so the original error surfaces.
+
+        A cancellation that arrives meanwhile (once or many times) cuts no teardown short:
+        every resource is torn down, in reverse order, and the cancellation is raised after
+        the last one."""
         first_failure: BaseException | None = None
+        cancelled = False
         while self._open:
             name, generator = self._open.pop()
             self.instances.pop(name, None)
             try:
-                await _finish_generator(name, generator, error)
+                if inspect.isasyncgen(generator):
+                    await run_to_end(_finish_generator(name, generator, error))
+                else:  # never suspends, so nothing can interrupt it
+                    await _finish_generator(name, generator, error)
+            except asyncio.CancelledError as exc:
+                cancelled = True
+                if isinstance(exc.__cause__, Exception):
+                    logger.error("teardown of resource '%s' failed: %r", name, exc.__cause__)
             except Exception as exc:
                 if error is None and first_failure is None:
                     first_failure = exc
@@ -123,6 +135,8 @@ class ResourceStack:
                 self._bus.publish(ResourceReleased(run_id=self._run_id, resource_name=name))
         if first_failure is not None:
             raise first_failure
+        if cancelled:
+            raise asyncio.CancelledError
 
     # -- from a thread that runs no event loop (a worker) ------------------------------------
 
@@ -148,6 +162,26 @@ class ResourceStack:
             _on_loop(self.close(error), loop, "to close is")
         else:
             _drive(self.close(error))
+
+
+async def run_to_end(step: Coroutine[Any, Any, Any]) -> Any:
+    """Await a teardown step to its end however often the caller is cancelled meanwhile (a
+    second Ctrl-C, a cancelled ``cs.run_async``): a teardown cut short leaves what it
+    guards open. A cancellation that arrived is raised once the step has ended."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            cancelled = True
+    if cancelled:
+        # The step's own failure, if any, rides along as the cause (and counts as retrieved).
+        failure = None if task.cancelled() else task.exception()
+        raise asyncio.CancelledError from failure
+    return task.result()
 
 
 def _drive(coroutine: Coroutine[Any, Any, Any]) -> Any:

@@ -30,6 +30,7 @@ from cascade.events import (
 from cascade.executors import Executor, TaskCall
 from cascade.graph.extend import returns_graph
 from cascade.resources import ResourceStack, plan_resources
+from cascade.runtime.limits import Gate
 from cascade.runtime.plan import RunPlan
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
 from cascade.spec.task import Task
@@ -215,8 +216,11 @@ async def run_attempt(
     *,
     parent: str | None = None,
     has_fallback: bool = False,
+    abandoned: list[asyncio.Future[Any]] | None = None,
 ) -> Any:
-    """Run one attempt with its task-scoped resources and timeout, reporting it."""
+    """Run one attempt with its task-scoped resources and timeout, reporting it. Work the
+    attempt had to abandon after its timeout (a thread) is added to ``abandoned``: what the
+    caller holds for the attempt is given back when it really ends (``give_back``)."""
     executor_name, executor = plan.executor_for(task)
     scoped: ResourceStack | None = None
     remote = executor.remote_resources
@@ -273,34 +277,66 @@ async def run_attempt(
         failure = exc
         raise
     finally:
+        running = [f for f in submitted if not f.done()]
+        if running and isinstance(failure, TaskTimeoutError) and abandoned is not None:
+            abandoned.extend(running)
         if scoped is not None:
-            await _close_after_attempt(plan, scoped, failure, submitted)
+            await _close_after_attempt(plan, scoped, failure, running)
+
+
+def give_back(plan: RunPlan, gate: Gate, weight: int, abandoned: list[asyncio.Future[Any]]) -> None:
+    """Leave ``gate`` for an attempt, or, when the attempt abandoned work that still runs (a
+    thread after a timeout), once that work has really stopped: a slot stays held while
+    something runs in it. The run waits for such work before it ends, so the slot comes back
+    (an engine's pools outlive the run)."""
+    running = [f for f in abandoned if not f.done()]
+    if not running:
+        gate.leave(weight)
+        return
+    left = len(running)
+
+    def stopped(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if not left:
+            gate.leave(weight)
+
+    for future in running:
+        future.add_done_callback(stopped)
+        _wait_at_run_end(plan, future)
 
 
 async def _close_after_attempt(
     plan: RunPlan,
     scoped: ResourceStack,
     failure: BaseException | None,
-    submitted: list[asyncio.Future[Any]],
+    running: list[asyncio.Future[Any]],
 ) -> None:
-    """Tear an attempt's task-scoped resources down once its work has stopped."""
-    running = [f for f in submitted if not f.done()]
+    """Tear an attempt's task-scoped resources down once its work has stopped. A
+    cancellation that arrives meanwhile is raised once teardown is over."""
     if running and isinstance(failure, TaskTimeoutError):
-        # Abandoned after a timeout: the thread goes on, so its resources close when it ends.
+        # Abandoned after a timeout: the thread goes on, so its resources close when it
+        # ends; the run waits for both before it ends (its event loop must still be there).
         def close_later(_: asyncio.Future[Any]) -> None:
             closing = plan.loop.create_task(scoped.close(failure))
             plan.unstoppable.add(closing)
             closing.add_done_callback(plan.unstoppable.discard)
 
         running[0].add_done_callback(close_later)
+        _wait_at_run_end(plan, running[0])
         return
+    cancelled = False
     while running:
         try:
             await asyncio.wait(running)
         except asyncio.CancelledError:
-            pass  # cancelled again: the work still has to stop before teardown
+            cancelled = True  # the work still has to stop before teardown
         running = [f for f in running if not f.done()]
-    await scoped.close(failure)
+    try:
+        await scoped.close(failure)
+    finally:
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 async def _enter_task_resource(plan: RunPlan, scoped: ResourceStack, name: str) -> Any:
@@ -371,6 +407,8 @@ def _mark_started(started: asyncio.Future[None]) -> None:
 
 
 def _wait_at_run_end(plan: RunPlan, future: asyncio.Future[Any]) -> None:
+    if future in plan.unstoppable:
+        return
     plan.unstoppable.add(future)
     future.add_done_callback(plan.unstoppable.discard)
     future.add_done_callback(_retrieve)

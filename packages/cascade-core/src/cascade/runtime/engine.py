@@ -26,7 +26,7 @@ from cascade.graph.build import build_graph
 from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginManager, get_plugin_manager
 from cascade.runtime.collector import frozen_collector
-from cascade.runtime.plan import RunPlan
+from cascade.runtime.plan import PoolGates, RunPlan, pool_gates
 from cascade.runtime.scheduler import Run
 from cascade.spec.cache_policy import CachePolicy
 from cascade.spec.policies import check_concurrency
@@ -70,6 +70,10 @@ class Engine:
         self.executor = executor
         self.max_concurrency = check_concurrency(max_concurrency, "max_concurrency")
         self.pools = check_pools_given(pools, "Engine")
+        #: One quota per pool for every run of this engine, concurrent runs included.
+        self.pool_gates: Mapping[str, PoolGates] = {
+            name: pool_gates(name, pool) for name, pool in self.pools.items()
+        }
         self.log_level = log_level
         self.freeze_gc = freeze_gc
         self.plugins = plugin_manager if plugin_manager is not None else get_plugin_manager()

@@ -21,25 +21,36 @@ from dataclasses import dataclass
 _order = itertools.count()
 
 
+#: A waiter: (-priority, arrival, weight, what to call when it passes, whose it is).
+_Waiter = tuple[int, int, int, Callable[[], None], object]
+
+
 class _Gate:
-    """Waiters in a heap by (-priority, arrival)."""
+    """Waiters in a heap by (-priority, arrival). A gate may be shared by several runs (an
+    engine's pools): each waiter names its owner, so a run that stops drops only its own."""
 
     __slots__ = ("name", "waiters")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.waiters: list[tuple[int, int, int, Callable[[], None]]] = []
+        self.waiters: list[_Waiter] = []
 
     def queued(self) -> int:
         return len(self.waiters)
 
-    def wait(self, on_pass: Callable[[], None], weight: int = 1, priority: int = 0) -> None:
+    def wait(
+        self,
+        on_pass: Callable[[], None],
+        weight: int = 1,
+        priority: int = 0,
+        owner: object = None,
+    ) -> None:
         """Call ``on_pass()`` once ``weight`` has been taken for it (it must be cheap and must
         not release anything itself: queue the work, do not run it)."""
-        heapq.heappush(self.waiters, (-priority, next(_order), weight, on_pass))
+        heapq.heappush(self.waiters, (-priority, next(_order), weight, on_pass, owner))
         self._serve()
 
-    async def acquire(self, weight: int = 1, priority: int = 0) -> None:
+    async def acquire(self, weight: int = 1, priority: int = 0, owner: object = None) -> None:
         """Wait for ``weight`` (for coroutines: the policy route)."""
         if not self.waiters and self.try_enter(weight):
             return
@@ -51,7 +62,7 @@ class _Gate:
             else:
                 future.set_result(None)
 
-        entry = (-priority, next(_order), weight, hand_over)
+        entry = (-priority, next(_order), weight, hand_over, owner)
         heapq.heappush(self.waiters, entry)
         self._serve()
         try:
@@ -64,9 +75,14 @@ class _Gate:
                 heapq.heapify(self.waiters)
             raise
 
-    def close(self) -> None:
-        """Drop every waiter (the run is stopping: nothing more starts)."""
-        self.waiters.clear()
+    def close(self, owner: object = None) -> None:
+        """Drop the waiters of ``owner`` (a run that is stopping: nothing more of it starts),
+        or every waiter when no owner is given."""
+        if owner is None:
+            self.waiters.clear()
+        else:
+            self.waiters = [w for w in self.waiters if w[4] is not owner]
+            heapq.heapify(self.waiters)
 
     def try_enter(self, weight: int = 1) -> bool:
         raise NotImplementedError
@@ -101,7 +117,7 @@ class Limiter(_Gate):
     def _serve(self) -> None:
         waiters = self.waiters
         while waiters and waiters[0][2] <= self.free:
-            _, _, weight, on_pass = heapq.heappop(waiters)
+            _, _, weight, on_pass, _ = heapq.heappop(waiters)
             self.free -= weight
             on_pass()
 
@@ -141,7 +157,7 @@ class TokenBucket(_Gate):
         self._refill()
         waiters = self.waiters
         while waiters and self.tokens >= waiters[0][2]:
-            _, _, weight, on_pass = heapq.heappop(waiters)
+            _, _, weight, on_pass, _ = heapq.heappop(waiters)
             self.tokens -= weight
             on_pass()
         if waiters and self._timer is None:
@@ -152,9 +168,9 @@ class TokenBucket(_Gate):
         self._timer = None
         self._serve()
 
-    def close(self) -> None:
-        super().close()
-        if self._timer is not None:
+    def close(self, owner: object = None) -> None:
+        super().close(owner)
+        if self._timer is not None and not self.waiters:
             self._timer.cancel()
             self._timer = None
 

@@ -52,12 +52,26 @@ class PoolError(ValueError):
     """A call asks for a pool the run does not define, or for more slots than it has."""
 
 
+#: The gates of one pool: its slots, and its rate if it has one.
+PoolGates = tuple[Limiter, "TokenBucket | None"]
+
+
+def pool_gates(name: str, pool: Pool) -> PoolGates:
+    """New gates for pool ``name``."""
+    rate = None
+    if pool.rate is not None:
+        rate = TokenBucket(pool.rate.per_second, pool.rate.burst, f"rate limit of pool '{name}'")
+    return Limiter(pool.size, f"pool '{name}'"), rate
+
+
 class EngineSettings(Protocol):
     """What a run takes from its engine (``cascade.runtime.engine.Engine``)."""
 
     bus: MessageBus
     max_concurrency: int | None
     call_hooks: list[Callable[[TaskCall], None]]
+    #: The gates of the engine's own pools, shared by all its runs.
+    pool_gates: Mapping[str, PoolGates]
 
     def resolve_executor(self, spec: str | Executor | None) -> tuple[str, Executor]: ...
 
@@ -101,7 +115,7 @@ class RunPlan:
         self.call_hooks = tuple(engine.call_hooks)
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
         self.task_limiters: dict[int, Limiter] = {}
-        self._plan_pools(dict(pools or {}))
+        self._plan_pools(dict(pools or {}), engine.pool_gates)
         self.rng = random.Random()
         #: For nodes added at run time: node index → id of the task that returned them.
         self.parent_of: dict[int, str] = {}
@@ -302,16 +316,13 @@ class RunPlan:
 
     # -- pools, rates and the gates a call passes --------------------------------------------
 
-    def _plan_pools(self, pools: dict[str, Pool]) -> None:
+    def _plan_pools(self, pools: dict[str, Pool], shared: Mapping[str, PoolGates]) -> None:
+        """A pool the engine defines is one quota for all of the engine's runs: its gates are
+        the engine's (``shared``); a pool given to this run alone gets gates of its own."""
         self.pools = pools
-        self.pool_limiters = {
-            name: Limiter(pool.size, f"pool '{name}'") for name, pool in pools.items()
-        }
-        self.pool_rates = {
-            name: TokenBucket(pool.rate.per_second, pool.rate.burst, f"rate limit of pool '{name}'")
-            for name, pool in pools.items()
-            if pool.rate is not None
-        }
+        gates = {name: shared.get(name) or pool_gates(name, pool) for name, pool in pools.items()}
+        self.pool_limiters = {name: limiter for name, (limiter, _) in gates.items()}
+        self.pool_rates = {name: rate for name, (_, rate) in gates.items() if rate is not None}
         self.task_rates: dict[int, TokenBucket] = {}
         self._attempt_gates: dict[
             tuple[int, tuple[tuple[str, int], ...]], tuple[Weighted, ...]

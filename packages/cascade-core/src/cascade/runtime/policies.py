@@ -18,7 +18,7 @@ from typing import Any
 from cascade.events import TaskRetrying, TaskSkipped, describe_error, preview
 from cascade.graph.build import KIND_MAP, Node
 from cascade.graph.extend import returns_graph
-from cascade.runtime.attempt import run_attempt, will_retry
+from cascade.runtime.attempt import give_back, run_attempt, will_retry
 from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Gate
 from cascade.runtime.markers import SKIPPED, Deferred
@@ -138,19 +138,20 @@ async def _limited(
     task: Task[Any] = node.lazy.task  # type: ignore[assignment]
     priority = node.lazy.priority
     task_limiter = plan.task_limiter(task)
+    abandoned: list[asyncio.Future[Any]] = []  # every attempt's, see ``give_back``
     if task_limiter is not None:
         await _enter(plan, node, task_id, task_limiter, 1, priority)
     try:
         if plan.limiter is not None:
             await _enter(plan, node, task_id, plan.limiter, 1, priority)
         try:
-            return await _cached(plan, node, task, task_id, args, kwargs)
+            return await _cached(plan, node, task, task_id, args, kwargs, abandoned)
         finally:
             if plan.limiter is not None:
-                plan.limiter.leave()
+                give_back(plan, plan.limiter, 1, abandoned)
     finally:
         if task_limiter is not None:
-            task_limiter.leave()
+            give_back(plan, task_limiter, 1, abandoned)
 
 
 async def _cached(
@@ -160,16 +161,17 @@ async def _cached(
     task_id: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    abandoned: list[asyncio.Future[Any]],
 ) -> Any:
     policy = node.lazy.cache or plan.checkpoint
     if policy is None:
-        return await _retried(plan, node, task, task_id, args, kwargs)
+        return await _retried(plan, node, task, task_id, args, kwargs, abandoned)
     context = CacheContext(task, task_id, args, kwargs)
     hit, cached = policy.lookup(context)
     if hit:
         publish_skip(plan, node, task_id, "CacheHit")
         return cached
-    value = await _retried(plan, node, task, task_id, args, kwargs)
+    value = await _retried(plan, node, task, task_id, args, kwargs, abandoned)
     if plan.has_references:
         value = (await plan.executor_for(task)[1].materialize([value]))[0]
     return save_result(policy, context, value)
@@ -192,6 +194,7 @@ async def _retried(
     task_id: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    abandoned: list[asyncio.Future[Any]],
 ) -> Any:
     lazy = node.lazy
     retry = lazy.retry
@@ -202,6 +205,7 @@ async def _retried(
     attempt = 1
     while True:
         entered = 0
+        left_running: list[asyncio.Future[Any]] = []  # this attempt's, see ``give_back``
         try:
             try:
                 # Pool slots are held while an attempt runs, not between retries; every
@@ -220,10 +224,12 @@ async def _retried(
                     retry,
                     parent=parent,
                     has_fallback=fallback is not MISSING,
+                    abandoned=left_running,
                 )
             finally:
+                abandoned.extend(left_running)
                 for weighted in gates[:entered]:
-                    weighted.gate.leave(weighted.weight)
+                    give_back(plan, weighted.gate, weighted.weight, left_running)
         except Exception as exc:
             if retry is None or not will_retry(retry, attempt, exc):
                 if fallback is not MISSING:
@@ -251,7 +257,7 @@ async def _enter(
 ) -> None:
     if not gate.try_enter(weight):
         plan.note_wait(node, task_id, gate)
-        await gate.acquire(weight, priority)
+        await gate.acquire(weight, priority, plan)
 
 
 def _as_list(value: Any, task_name: str, label: str) -> list[Any]:

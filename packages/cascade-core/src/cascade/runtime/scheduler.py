@@ -27,6 +27,7 @@ from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_PARAM, Node
 from cascade.graph.extend import PLAIN_TYPES, returns_graph
+from cascade.resources import run_to_end
 from cascade.runtime.attempt import (
     announce,
     as_future,
@@ -81,6 +82,9 @@ class Run(GraphGrowth):
         self.retired: dict[int, weakref.ref[Any]] = {}
         #: Direct-route nodes that were given a slot of the run's limit while waiting for one.
         self.admitted: deque[int] = deque()
+        #: Direct-route nodes not started yet that hold some of their gates: node index →
+        #: how many (given back if the run stops before they start).
+        self.gate_holds: dict[int, int] = {}
         self.pumping = False
         #: Launches left before the pump lets the event loop run (see LAUNCH_BUDGET).
         self.budget = LAUNCH_BUDGET
@@ -150,18 +154,27 @@ class Run(GraphGrowth):
             status, failure = "Failed", exc
             raise
         finally:
-            await self._stop_everything()
+            # Cleaning up runs to its end however often the run is cancelled meanwhile; a
+            # cancellation that arrived is raised once it has (not swallowed by a failure).
+            cancelled = await self._stop_everything()
             try:
                 await plan.resources.close(failure)
+            except asyncio.CancelledError:
+                cancelled = True
             except BaseException as exc:
                 if failure is None:
                     status, failure = "Failed", exc
                 raise
             finally:
                 for executor in reversed(started_executors):
-                    await executor.shutdown()
+                    try:
+                        await run_to_end(executor.shutdown())
+                    except asyncio.CancelledError:
+                        cancelled = True
+                if cancelled and status != "Cancelled":
+                    status, failure = "Cancelled", asyncio.CancelledError()
                 plan.publish_succeeded()
-                await bus.flush()
+                await run_to_end(bus.flush())
                 if bus.wants(RunFinished):
                     failed = status == "Failed" and failure is not None
                     bus.publish(
@@ -175,7 +188,9 @@ class Run(GraphGrowth):
                             exception=failure if failed else None,
                         )
                     )
-                await bus.flush()
+                await run_to_end(bus.flush())
+                if cancelled:
+                    raise asyncio.CancelledError
 
     async def _schedule(self) -> None:
         if not self.nodes:
@@ -191,15 +206,23 @@ class Run(GraphGrowth):
         if self.error is not None:
             raise self.error
 
-    async def _stop_everything(self) -> None:
+    async def _stop_everything(self) -> bool:
         """Stop launching, cancel what can be cancelled, and wait for everything in flight
-        (an attempt abandoned after a timeout is not waited for)."""
+        (an attempt abandoned after a timeout only while it holds something the run must give
+        back). Returns whether the run was cancelled meanwhile: it finishes first."""
         self.stopping = True
         self.ready.clear()
         self.admitted.clear()
         plan = self.plan
         for gate in plan.all_gates():
-            gate.close()
+            gate.close(plan)
+        # Calls that will not start now give back the slots they took (an engine's pools
+        # are shared with its other runs).
+        holds, self.gate_holds = self.gate_holds, {}
+        for index, held in holds.items():
+            for weighted in plan.direct_gates(self.nodes[index])[:held]:
+                weighted.gate.leave(weighted.weight)
+        cancelled = False
         while self.inflight or self.runners or plan.unstoppable:
             for future in self.runners:
                 future.cancel()
@@ -210,12 +233,14 @@ class Run(GraphGrowth):
             try:
                 await asyncio.wait(waiting)
             except asyncio.CancelledError:
+                cancelled = True
                 continue  # cancelled again while cleaning up: finish cleaning up first
             for future in waiting:
                 if future.done():
                     self.inflight.pop(future, None)
                     self.runners.pop(future, None)
                     plan.unstoppable.discard(future)
+        return cancelled
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -275,14 +300,17 @@ class Run(GraphGrowth):
             weighted = gates[k]
             if not weighted.gate.try_enter(weighted.weight):
                 self.plan.note_wait(node, node.lazy.id, weighted.gate)
+                self.gate_holds[node.index] = k
                 passed = functools.partial(self._passed_gate, node.index, k + 1)
-                weighted.gate.wait(passed, weighted.weight, node.lazy.priority)
+                weighted.gate.wait(passed, weighted.weight, node.lazy.priority, self.plan)
                 return False
         return True
 
     def _passed_gate(self, index: int, next_gate: int) -> None:
         node = self.nodes[index]
-        if self._pass_gates(node, self.plan.direct_gates(node), next_gate):
+        gates = self.plan.direct_gates(node)
+        if self._pass_gates(node, gates, next_gate):
+            self.gate_holds[index] = len(gates)  # until it starts
             self.admitted.append(index)
             self._pump()
 
@@ -298,6 +326,8 @@ class Run(GraphGrowth):
         """Submit a node without policies; it finishes in ``_node_done``."""
         plan = self.plan
         task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+        if self.gate_holds:
+            self.gate_holds.pop(node.index, None)
         try:
             args, kwargs = arguments(node, self.results, plan.graph.index_of)
         except Exception as exc:
