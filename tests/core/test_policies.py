@@ -162,7 +162,7 @@ def test_retry_delays_are_published_and_waited(tmp_path):
     elapsed = time.perf_counter() - started
     assert result == 3
     assert [e.delay for e in events if isinstance(e, TaskRetrying)] == [0.1, 0.2]
-    assert 0.3 <= elapsed < 2.0
+    assert elapsed >= 0.3  # the delays were waited (time is the behaviour: a lower bound only)
 
 
 def test_bad_retry_settings_are_rejected_with_the_setting_named(tmp_path):
@@ -178,10 +178,10 @@ def test_bad_retry_settings_are_rejected_with_the_setting_named(tmp_path):
 
 
 def test_timeout_fails_with_task_timeout_error_naming_task_and_limit(executor):
-    started = time.perf_counter()
+    # The attempt would sleep for a minute: the run ending at all (well inside the test's
+    # own timeout) shows the attempt was cut short, however loaded the machine is.
     with pytest.raises(cs.TaskTimeoutError, match=r"task 'sleeper' timed out after 0.3 s"):
-        _run(sleeper(5).with_timeout(0.3), executor)
-    assert time.perf_counter() - started < 4
+        _run(sleeper(60).with_timeout(0.3), executor)
     assert issubclass(cs.TaskTimeoutError, TimeoutError)
 
 
