@@ -55,3 +55,48 @@ def test_a_graph_returned_on_dask_is_shipped_back_and_runs_on_the_cluster(client
     assert all(e.executor == "dask" for e in started)
     returned = {e.task_name for e in finished if e.returned_graph}
     assert returned == {"route", "fan", "countdown"}
+
+
+@cs.task
+def boom(x: int) -> int:
+    raise ValueError(f"boom {x}")
+
+
+@cs.task
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@cs.task
+def returns_a_failure() -> Any:
+    return boom(1)
+
+
+@cs.task
+def returns_a_failure_and_a_success() -> Any:
+    return [plus_one(boom(2)), plus_one(41)]
+
+
+@cs.task
+def returns_a_required_param() -> Any:
+    return plus_one(cs.Param("needed"))
+
+
+@pytest.mark.parametrize("log_level", [None, "INFO"])
+def test_a_failure_in_a_graph_returned_from_a_dask_worker_is_not_taken_for_a_fallback(
+    client: Any, log_level: str | None
+) -> None:
+    """Issue 22, item 2: the graph comes back pickled, and its "no fallback" marker with it."""
+    executor = DaskExecutor(client=client)
+    with pytest.raises(ValueError, match="boom 1"):
+        cs.run(returns_a_failure(), executor=executor, log_level=log_level)
+    with pytest.raises(cs.RunFailed) as caught:
+        cs.run(
+            returns_a_failure_and_a_success(),
+            executor=executor,
+            log_level=log_level,
+            on_failure="continue",
+        )
+    assert [type(e) for e in caught.value.failures.values()] == [ValueError]
+    with pytest.raises(cs.ParamError, match="needed"):
+        cs.run(returns_a_required_param(), executor=executor, log_level=log_level)
