@@ -105,6 +105,10 @@ class GraphGrowth:
         index_of = self.graph.index_of
         self._check_no_cycle(node.index, tuple(index_of[id(d)] for d in direct_dependencies(call)))
         self._retire(node.lazy, node.index)
+        if self.plan.succeeded_nodes:
+            # Successes kept by node index are read when published: the returning task's
+            # own must go out under its id before the node becomes the call it returned.
+            self.plan.publish_succeeded()
         new = replace_node(self.graph, node.index, call, self.extra_dependents)
         self.nodes[node.index] = new
         self.plan.parent_of[node.index] = node.lazy.id
