@@ -179,9 +179,7 @@ def reference(case: dict[str, Any]) -> tuple[list[Any], dict[int, str]]:
         inputs = [values[p] for p in spec["parents"]]
         if any(v == FAILED for v in inputs):
             values.append(FAILED)
-        elif spec["skip"]:
-            values.append(SKIPPED)
-        elif any(v == SKIPPED for v in inputs):
+        elif spec["skip"] or any(v == SKIPPED for v in inputs):
             values.append(SKIPPED)
         elif spec["kind"] == "map":
             values.append([2 * (i + _flatten(v)) for v in inputs] if inputs else [])
