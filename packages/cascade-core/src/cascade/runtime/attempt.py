@@ -37,6 +37,7 @@ from cascade.spec.task import Task
 
 _CoroutineType = types.CoroutineType
 _TASKS_TAKE_CONTEXT = sys.version_info >= (3, 11)
+_EAGER_TASKS = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True)
 
 
 def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
@@ -52,20 +53,50 @@ def announce(plan: RunPlan, call: TaskCall, executor_name: str) -> None:
             context.run(hook, call)
         call.context = context
     if plan.want_started:
-        plan.bus.publish(
-            make_event(
-                TaskExecutionStarted,
-                run_id=plan.run_id,
-                task_id=call.task_id,
-                task_name=call.task_name,
-                parent_task_id=call.parent_task_id,
-                attempt=call.attempt,
-                executor=executor_name,
-                waited=call.waited,
-                waited_for=call.waited_for,
-            )
+        publish_started(
+            plan,
+            call.task_id,
+            call.task_name,
+            call.parent_task_id,
+            call.attempt,
+            executor_name,
+            call.waited,
+            call.waited_for,
         )
     call.start_time = time.time()
+
+
+def publish_started(
+    plan: RunPlan,
+    task_id: str,
+    task_name: str,
+    parent_task_id: str | None,
+    attempt: int,
+    executor_name: str,
+    waited: float | None = None,
+    waited_for: tuple[str, ...] = (),
+) -> None:
+    """Publish ``TaskExecutionStarted`` from an attempt's fields; the direct route's calls
+    without a ``TaskCall`` publish through here too (their wait is taken from the plan)."""
+    if waited is None and plan.waits:
+        wait = plan.waits.pop(task_id, None)
+        if wait is not None:
+            waited, waited_for = time.monotonic() - wait[0], tuple(wait[1])
+    if waited is None:
+        waited = 0.0
+    plan.bus.publish(
+        make_event(
+            TaskExecutionStarted,
+            run_id=plan.run_id,
+            task_id=task_id,
+            task_name=task_name,
+            parent_task_id=parent_task_id,
+            attempt=attempt,
+            executor=executor_name,
+            waited=waited,
+            waited_for=waited_for,
+        )
+    )
 
 
 def report_finished(
@@ -170,13 +201,22 @@ def publish_finished(
 
 
 def as_future(
-    plan: RunPlan, awaitable: Awaitable[Any], context: contextvars.Context | None
+    plan: RunPlan,
+    awaitable: Awaitable[Any],
+    context: contextvars.Context | None,
+    eager: bool = False,
 ) -> asyncio.Future[Any]:
     """What an executor's ``submit`` returned, as a future the engine can wait on; a
-    coroutine becomes a task running in the attempt's context when there is one."""
+    coroutine becomes a task running in the attempt's context when there is one. ``eager``
+    (the direct route, Python 3.12+) starts it as ``submit_plain`` does, so a call takes its
+    first step at the same moment whether or not it was built as a ``TaskCall``."""
     if isinstance(awaitable, asyncio.Future):
         return awaitable
     loop = plan.loop
+    if eager and _EAGER_TASKS and type(awaitable) is _CoroutineType:
+        return asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+            awaitable, loop=loop, context=context, eager_start=True
+        )
     if type(awaitable) is _CoroutineType:
         if context is None:
             return loop.create_task(awaitable)  # type: ignore[arg-type]

@@ -139,14 +139,16 @@ class RunPlan:
         self.succeeded_ends: list[float] = []
         #: Calls that waited at a gate: task id → (since, what for), read when they start.
         self.waits: dict[str, tuple[float, list[str]]] = {}
-        #: Whether an attempt needs a ``TaskCall`` even without policies: someone listens to
-        #: attempts starting, or call hooks want to see them. Listeners to attempts ending
-        #: alone (the run recorder, the log subscriber above INFO) do not need one: the
-        #: direct route reports those from the times it keeps (``Run.started_at``).
-        self.observe_calls = self.want_started or bool(self.call_hooks)
-        #: Whether direct-route calls without a ``TaskCall`` report how they ended.
-        self.report_plain = not self.observe_calls and (
-            self.want_succeeded
+        #: Whether a direct-route call is built as a ``TaskCall``: only for call hooks,
+        #: which see and change each attempt (its context, its carrier). Who listens never
+        #: decides it: the direct route publishes the start and end of a call without a
+        #: ``TaskCall`` from what the scheduler keeps, so every observer set runs the same
+        #: steps in the same order (tests/core/test_observers_property.py).
+        self.builds_calls = bool(self.call_hooks)
+        #: Whether direct-route calls without a ``TaskCall`` report how they went.
+        self.report_plain = not self.builds_calls and (
+            self.want_started
+            or self.want_succeeded
             or self.want_failed
             or self.want_cancelled
             or self.want_bulk_successes
@@ -159,7 +161,7 @@ class RunPlan:
         )
         #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
         self.plain_submit: dict[int, PlainSubmit | None] = {
-            key: None if self.observe_calls else getattr(executor, "submit_plain", None)
+            key: None if self.builds_calls else getattr(executor, "submit_plain", None)
             for key, (_, executor) in self.executor_of_task.items()
         }
 
@@ -221,7 +223,7 @@ class RunPlan:
             ready = False
         self.executor_of_task[id(task)] = known
         self.plain_submit[id(task)] = (
-            None if self.observe_calls else getattr(known[1], "submit_plain", None)
+            None if self.builds_calls else getattr(known[1], "submit_plain", None)
         )
         needs = [(res, f"task '{task.name}'") for _, res in task.injections]
         if known[1].remote_resources:
@@ -390,7 +392,7 @@ class RunPlan:
     def note_wait(self, node: Node, task_id: str, gate: Gate) -> None:
         """A call waits at ``gate``: say so to whoever listens, and remember it for the
         call's start event."""
-        if self.observe_calls:  # someone reads it: the start event or a call hook
+        if self.want_started or self.builds_calls:  # read by the start event or a hook
             self.waits.setdefault(task_id, (time.monotonic(), []))[1].append(gate.name)
         if self.want_waiting:
             self.publish_task_event(

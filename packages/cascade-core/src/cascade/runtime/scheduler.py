@@ -32,6 +32,7 @@ from cascade.runtime.attempt import (
     announce,
     as_future,
     publish_finished,
+    publish_started,
     report_finished,
     stoppable,
 )
@@ -364,6 +365,15 @@ class Run(GraphGrowth):
             # The direct route's own fast path: the executor starts the call without a
             # TaskCall, because nobody would look at one (see Executor.submit_plain).
             if self.started_at is not None:  # before the call: it may finish as it starts
+                if plan.want_started:
+                    publish_started(
+                        plan,
+                        node.lazy.id,
+                        task.name,
+                        plan.parent_of.get(node.index) if plan.parent_of else None,
+                        1,
+                        plan.executor_for(task)[0],
+                    )
                 self.started_at[node.index] = time.time()
             try:
                 future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
@@ -381,7 +391,7 @@ class Run(GraphGrowth):
                 call.parent_task_id = plan.parent_of.get(node.index)
             try:
                 announce(plan, call, executor_name)
-                future = as_future(plan, executor.submit(call), call.context)
+                future = as_future(plan, executor.submit(call), call.context, eager=True)
             except BaseException as exc:
                 report_finished(plan, call, executor_name, None, exc)
                 self._leave_gates(node)
