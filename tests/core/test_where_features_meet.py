@@ -471,3 +471,36 @@ async def test_a_cancel_while_a_failed_run_waits_for_its_threads_is_raised(
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await run
+
+
+# -- issue 21: resource providers are checked once, the same way for every executor
+
+
+@cs.resource(scope="task")
+def per_call_token() -> Any:
+    yield "token"
+
+
+@cs.resource
+def run_wide_client(token: str = cs.inject("per_call_token")) -> Any:
+    yield f"client({token})"
+
+
+@cs.task
+def uses_client(client: str = cs.inject("run_wide_client")) -> str:
+    return client
+
+
+@cs.task(executor="processes")
+def uses_client_in_a_worker(client: str = cs.inject("run_wide_client")) -> str:
+    return client
+
+
+@pytest.mark.parametrize("task", [uses_client, uses_client_in_a_worker])
+def test_a_run_scoped_resource_cannot_inject_a_task_scoped_one_on_any_executor(task: Any) -> None:
+    with pytest.raises(
+        cs.ResourceError,
+        match="run-scoped resource 'run_wide_client' cannot inject task-scoped resource "
+        "'per_call_token'",
+    ):
+        cs.run(task(), log_level=None)

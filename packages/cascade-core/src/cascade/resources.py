@@ -31,8 +31,11 @@ def plan_resources(
 ) -> list[str]:
     """Every resource needed (transitively) in setup order, dependencies first.
 
-    ``wanted`` pairs a resource name with who wants it (``"task 'load'"``), so an unknown name
-    or a cycle fails with an error naming the chain, before any task runs.
+    ``wanted`` pairs a resource name with who wants it (``"task 'load'"``), so an unknown name,
+    a cycle, or a run-scoped resource that injects a task-scoped one (it would outlive what it
+    holds) fails with an error naming them, before any task runs. Every place that sets
+    resources up (the engine, the processes executor, Dask workers) orders them through here,
+    so the rules are checked once, the same way.
     """
     order: list[str] = []
     done: set[str] = set()
@@ -64,6 +67,11 @@ def plan_resources(
             on_path.append(name)
             stack.append((name, chain, True))
             for _, dep in reversed(definition.injections):
+                injected = providers.get(dep)
+                if definition.scope != "task" and injected is not None and injected.scope == "task":
+                    raise ResourceError(
+                        f"run-scoped resource '{name}' cannot inject task-scoped resource '{dep}'"
+                    )
                 stack.append((dep, [*chain, f"resource '{name}'"], False))
     return order
 

@@ -474,13 +474,6 @@ class DaskExecutor(BaseExecutor):
         )
         needed = {name: available[name] for name in order}
         for name, definition in needed.items():
-            if definition.scope != "task":
-                for _, dep in definition.injections:
-                    if needed[dep].scope == "task":
-                        raise ResourceError(
-                            f"run-scoped resource '{name}' cannot inject task-scoped "
-                            f"resource '{dep}'"
-                        )
             if id(definition) in self._picklable:
                 continue
             try:

@@ -358,13 +358,6 @@ class ProcessExecutor(BaseExecutor):
         needed: dict[str, Provider] = {}
         for name in order:
             definition = available[name]
-            if definition.scope != "task":
-                for _, dep in definition.injections:
-                    if available[dep].scope == "task":
-                        raise ResourceError(
-                            f"run-scoped resource '{name}' cannot inject task-scoped "
-                            f"resource '{dep}'"
-                        )
             function = PortableFunction(definition.func)
             provider = Provider(definition.name, definition.scope, function)
             if id(definition) not in self._sendable:

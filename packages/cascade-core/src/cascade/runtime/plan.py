@@ -31,7 +31,7 @@ from cascade.events import (
 )
 from cascade.executors import Executor, PlainSubmit, TaskCall
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
-from cascade.resources import ResourceError, ResourceStack, plan_resources
+from cascade.resources import ResourceStack, plan_resources
 from cascade.runtime.limits import Gate, Limiter, TokenBucket, Weighted
 from cascade.runtime.outcome import CONTINUE, STOP, check_failure_mode
 from cascade.spec.cache_policy import CachePolicy
@@ -285,14 +285,6 @@ class RunPlan:
         self.remote_providers = {n: providers[n] for n in plan_resources(providers, remote)}
         order = plan_resources(providers, wanted)
         task_scoped = {name for name in order if providers[name].scope == "task"}
-        for name in order:
-            if name in task_scoped:
-                continue
-            for _, dep in providers[name].injections:
-                if dep in task_scoped:
-                    raise ResourceError(
-                        f"run-scoped resource '{name}' cannot inject task-scoped resource '{dep}'"
-                    )
         self.run_resources = [n for n in order if n not in task_scoped]
         self.task_resources = task_scoped
 
