@@ -30,6 +30,7 @@ from cascade.events import (
 from cascade.executors import Executor, TaskCall
 from cascade.graph.extend import returns_graph
 from cascade.resources import ResourceStack, plan_resources
+from cascade.runtime.inputs import with_run_resources
 from cascade.runtime.limits import Gate
 from cascade.runtime.plan import RunPlan
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
@@ -269,16 +270,12 @@ async def run_attempt(
     try:
         if task.injections and not remote:
             kwargs = dict(kwargs)
-            instances = plan.resources.instances
             for param, name in task.injections:
-                if param in kwargs:
-                    continue
-                if name in plan.task_resources:
+                if param not in kwargs and name in plan.task_resources:
                     if scoped is None:
                         scoped = ResourceStack(plan.bus, plan.run_id)
                     kwargs[param] = await _enter_task_resource(plan, scoped, name)
-                else:
-                    kwargs[param] = instances[name]
+            kwargs = with_run_resources(plan, task, kwargs)
         call = TaskCall(
             task_id,
             task.name,

@@ -37,7 +37,7 @@ from cascade.runtime.attempt import (
     stoppable,
 )
 from cascade.runtime.growth import GraphGrowth, Join
-from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value
+from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value, with_run_resources
 from cascade.runtime.limits import Weighted
 from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
@@ -356,10 +356,7 @@ class Run(GraphGrowth):
                 self._complete(node.index, cached)
                 return
         if task.injections:
-            kwargs = dict(kwargs)
-            instances = plan.resources.instances
-            for param, resource_name in task.injections:
-                kwargs.setdefault(param, instances[resource_name])
+            kwargs = with_run_resources(plan, task, kwargs)
         submit_plain = plan.plain_submit[id(task)]
         if submit_plain is not None:
             # The direct route's own fast path: the executor starts the call without a
