@@ -435,19 +435,8 @@ class Run(GraphGrowth):
             self._fail(exc, node)
             self._pump()
             return
-        if reported is not None:
-            report_finished(self.plan, reported[0], reported[1], value, None)
-        elif direct and self.started_at is not None:
-            plan = self.plan
-            if plan.want_succeeded:
-                self._report_direct(node, None, value, None)
-            elif plan.want_bulk_successes:
-                # The recorder's path, without a call: the node and its end are all a
-                # ``TasksSucceeded`` needs (``RunPlan.publish_succeeded``).
-                if not plan.succeeded_nodes and not plan.succeeded:
-                    plan.loop.call_soon(plan.publish_succeeded)
-                plan.succeeded_nodes.append(node.index)
-                plan.succeeded_ends.append(time.time())
+        if direct and (reported is not None or self.started_at is not None):
+            self._report_direct(node, reported, value, None)
         if self.stopping:
             return
         if context is not None:
@@ -476,11 +465,23 @@ class Run(GraphGrowth):
         exc: BaseException | None,
         cancelled: bool = False,
     ) -> None:
+        """How a direct-route call ended, reported once, here: through its ``TaskCall`` when
+        it has one, else from the start time kept for its node. A success that only
+        ``TasksSucceeded`` wants (the recorder's path) is kept as its node index and end time,
+        which ``RunPlan.publish_succeeded`` turns into columns: no tuple per call
+        (``benchmarks/bench_records.py``)."""
         plan = self.plan
         if reported is not None:
             report_finished(plan, reported[0], reported[1], value, exc, cancelled=cancelled)
             return
         if self.started_at is None:
+            return
+        if exc is None and not cancelled and not plan.want_succeeded:
+            if plan.want_bulk_successes:
+                if not plan.succeeded_nodes and not plan.succeeded:
+                    plan.loop.call_soon(plan.publish_succeeded)
+                plan.succeeded_nodes.append(node.index)
+                plan.succeeded_ends.append(time.time())
             return
         task: Task[Any] = node.lazy.task  # type: ignore[assignment]
         publish_finished(
