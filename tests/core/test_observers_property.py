@@ -102,9 +102,11 @@ def double(x: int) -> int:
     return 2 * x
 
 
-@cs.task
+@cs.task(executor="local")
 def grows(key: int) -> Any:
-    """Returns, at run time, the call the static graph would have made."""
+    """Returns, at run time, the call the static graph would have made. It reads what to
+    return from this process, so it runs here; what it returns runs on the run's executor
+    (a graph returned from a worker process has tests of its own)."""
     return _call(*returned_calls[key])
 
 
