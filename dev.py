@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""One entry point for a fresh machine: ``python dev.py test``, ``example``, ``dist``, ``bump``.
+"""One entry point for a fresh machine: ``python dev.py test``, ``example``, ``dist``, ``bump``,
+``docs``.
 
 It needs only Python >= 3.10 and pip. It creates ``.venv`` beside this file with the Python that
 runs it, installs every workspace package editable (plus the example plugin under ``tests/`` and
@@ -50,6 +51,7 @@ CHECKS: list[tuple[str, list[str]]] = [
     ("ruff format", ["-m", "ruff", "format", "--check", "."]),
     ("mypy", ["-m", "mypy"]),
     ("lint-imports", ["lint-imports"]),  # import-linter; contracts in [tool.importlinter]
+    ("docs", ["-m", "mkdocs", "build", "--strict", "--quiet"]),  # the site, into site/
     ("pytest", ["-m", "pytest"]),
 ]
 CHECK_NAMES = [name for name, _ in CHECKS]
@@ -522,7 +524,7 @@ def version_files(root: Path = ROOT) -> dict[str, list[Path]]:
                 *root.glob("packages/*/README.md"),
                 root / "README.md",
                 root / "CONTRIBUTING.md",
-                *root.glob("docs/*.md"),
+                *root.glob("docs/**/*.md"),
             ]
         ),
     }
@@ -624,11 +626,28 @@ def command_bench(args: list[str]) -> int:
     return 1 if failures else 0
 
 
+def command_docs(args: list[str]) -> int:
+    """Build the documentation site into site/ with ``mkdocs build --strict`` (the "docs"
+    check), or with ``--serve`` serve it on 127.0.0.1, rebuilding as the pages change. Other
+    arguments go to mkdocs (``--serve --dev-addr 127.0.0.1:8001``)."""
+    python = ensure_environment()
+    if "--serve" in args:
+        rest = [a for a in args if a != "--serve"]
+        chosen = any(a.startswith("--dev-addr") or a == "-a" for a in rest)
+        address = [] if chosen else ["--dev-addr", "127.0.0.1:8000"]
+        return _run(python, "-m", "mkdocs", "serve", "--strict", *address, *rest, check=False)
+    code = _run(python, "-m", "mkdocs", "build", "--strict", *args, check=False)
+    if code == 0:
+        _say(f"built {ROOT / 'site'}; `python dev.py docs --serve` serves it on 127.0.0.1")
+    return code
+
+
 COMMANDS = {
     "test": command_test,
     "check": command_check,
     "example": command_example,
     "bench": command_bench,
+    "docs": command_docs,
     "dist": command_dist,
     "bump": command_bump,
 }
@@ -649,6 +668,8 @@ USAGE = """usage: python dev.py COMMAND [args...]
           run examples/etl_pipeline.py (CSV files to SQLite)
   bench [ARGS]
           run every benchmark: benchmarks/run.py, then benchmarks/bench_*.py
+  docs [--serve] [MKDOCS ARGS]
+          build the documentation site into site/ (strict), or serve it on 127.0.0.1:8000
 """
 
 

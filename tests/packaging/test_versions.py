@@ -116,7 +116,7 @@ def _copy_version_files(destination: Path) -> None:
         "packages/*/README.md",
         "packages/*/src/*/_version.py",
         f"{EXAMPLE_PLUGIN}/pyproject.toml",
-        "docs/*.md",
+        "docs/**/*.md",
     ]:
         for source in ROOT.glob(pattern):
             target = destination / source.relative_to(ROOT)
