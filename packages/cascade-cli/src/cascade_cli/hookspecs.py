@@ -52,3 +52,6 @@ def cascade_register_run_options(register: Any) -> None:
     error naming the executor. Called once per ``cascade run`` (for parsing and for ``--help``),
     never for other commands; keep it cheap and import heavy modules inside ``apply``.
     """
+
+
+__all__ = ["cascade_register_commands", "cascade_register_run_options"]

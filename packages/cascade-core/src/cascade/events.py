@@ -144,9 +144,9 @@ class TaskExecutionFinished(TaskEvent):
         return cached  # type: ignore[no-any-return]
 
 
-#: One succeeded attempt in ``TasksSucceeded``: task id, task name, parent task id, attempt,
-#: start and end (wall-clock seconds) and executor name.
 SucceededAttempt = tuple[str, str, "str | None", int, float, float, str]
+"""One succeeded attempt in ``TasksSucceeded``: task id, task name, parent task id, attempt,
+start and end (wall-clock seconds) and executor name."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from typing import Any
 import pluggy
 
 hookspec = pluggy.HookspecMarker("cascade")
-#: Marks a plugin's hook implementations; also exported as ``cascade.hookimpl``.
 hookimpl = pluggy.HookimplMarker("cascade")
+"""Marks a plugin's hook implementations (``@hookimpl def cascade_register_executors(...)``);
+also exported as ``cascade.hookimpl``."""
 
 
 # -- registration: called once per process, the first time Cascade needs the registry ------
@@ -76,3 +77,13 @@ def cascade_engine_created(engine: Any) -> None:
     span current while it runs). Keep it cheap: it runs for every engine, and ``cs.run`` makes
     one per call.
     """
+
+
+__all__ = [
+    "cascade_engine_created",
+    "cascade_register_cache_stores",
+    "cascade_register_executors",
+    "cascade_register_resources",
+    "cascade_register_run_stores",
+    "hookimpl",
+]

@@ -25,3 +25,6 @@ def override_resource(
             engine._resource_providers.pop(name, None)
         else:
             engine._resource_providers[name] = previous
+
+
+__all__ = ["override_resource"]

@@ -24,8 +24,8 @@ from cascade import Engine
 from cascade_otel._version import __version__
 from cascade_otel.tracing import EngineTracing, values_recorded_by_default
 
-#: The instrumentation scope name spans are reported under.
 INSTRUMENTATION_NAME = "cascade_otel"
+"""The instrumentation scope name spans are reported under."""
 
 _attached: weakref.WeakKeyDictionary[Engine, EngineTracing] = weakref.WeakKeyDictionary()
 

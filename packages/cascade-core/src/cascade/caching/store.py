@@ -91,17 +91,28 @@ class CacheStore(Protocol):
     entry was removed; ``clear`` returns how many were.
     """
 
-    def get(self, key: str) -> tuple[bool, Any]: ...
+    def get(self, key: str) -> tuple[bool, Any]:
+        """``(True, value)`` for a live entry, else ``(False, None)``; never raises."""
+        ...
 
     def set(
         self, key: str, value: Any, ttl: float | None = None, *, task: str | None = None
-    ) -> None: ...
+    ) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry), noting
+        the ``task`` that made it; raise if it cannot be stored."""
+        ...
 
-    def delete(self, key: str) -> bool: ...
+    def delete(self, key: str) -> bool:
+        """Remove the entry of ``key``; whether there was one."""
+        ...
 
-    def clear(self, task: str | None = None) -> int: ...
+    def clear(self, task: str | None = None) -> int:
+        """Remove every entry (of ``task`` only, if given); how many were removed."""
+        ...
 
-    def stats(self) -> CacheStats: ...
+    def stats(self) -> CacheStats:
+        """Entries, bytes and this process's hit, miss, write and error counts."""
+        ...
 
 
 # -- per-process counters, shared by store instances at one location -----------------------

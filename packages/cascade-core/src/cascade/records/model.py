@@ -22,21 +22,25 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from cascade.caching.store import CacheStore
 
-#: Run statuses. ``Running`` is what a live run's record says; a ``Running`` record whose
-#: process has gone reads as ``Crashed``.
-RUNNING, SUCCEEDED, FAILED, CANCELLED, CRASHED = (
-    "Running",
-    "Succeeded",
-    "Failed",
-    "Cancelled",
-    "Crashed",
-)
+# Run statuses. ``Running`` is what a live run's record says; a ``Running`` record whose
+# process has gone reads as ``Crashed``.
+RUNNING = "Running"
+"""A run in progress (or, if its process has gone, one that reads as ``CRASHED``)."""
+SUCCEEDED = "Succeeded"
+"""A run whose target was computed; also an attempt that returned."""
+FAILED = "Failed"
+"""A run that ended with an exception; also an attempt that raised."""
+CANCELLED = "Cancelled"
+"""A run that was cancelled (Ctrl-C, a cancelled ``asyncio`` task); also such an attempt."""
+CRASHED = "Crashed"
+"""A ``RUNNING`` record whose process stopped proving it is alive (killed, power cut)."""
 RUN_STATUSES = (RUNNING, SUCCEEDED, FAILED, CANCELLED, CRASHED)
-#: An attempt's status: one of the run's (Succeeded, Failed, Cancelled) or ``Skipped`` (the
-#: task did not run: ``reason`` says why).
+"""Every status a run record can have, in that order."""
 SKIPPED = "Skipped"
-#: The skip reason of a task that took its value from the checkpoint of the run it resumed.
+"""An attempt's status when the task did not run (``reason`` says why); the other statuses of
+an attempt are ``SUCCEEDED``, ``FAILED`` and ``CANCELLED``."""
 CHECKPOINT = "Checkpoint"
+"""The skip reason of a task that took its value from the checkpoint of the run it resumed."""
 
 #: How often a recording process proves it is alive, and after how long without that a
 #: ``Running`` record on another host reads as ``Crashed``.
@@ -281,8 +285,11 @@ class RunStore(Protocol):
     """
 
     location: str
+    """Where the store is (a path or an address), as ``cascade runs`` shows it."""
 
-    def write(self, batch: RecordBatch) -> None: ...
+    def write(self, batch: RecordBatch) -> None:
+        """Apply one batch of records atomically."""
+        ...
 
     def runs(
         self,
@@ -292,23 +299,41 @@ class RunStore(Protocol):
         since: float | None = None,
         before: float | None = None,
         limit: int | None = None,
-    ) -> list[RecordedRun]: ...
+    ) -> list[RecordedRun]:
+        """The runs, newest first, filtered as the arguments say."""
+        ...
 
-    def run(self, run_id: str) -> RecordedRun | None: ...
+    def run(self, run_id: str) -> RecordedRun | None:
+        """One run by id or unique id prefix; ``None`` if there is none."""
+        ...
 
-    def attempts(self, run_id: str) -> list[RecordedAttempt]: ...
+    def attempts(self, run_id: str) -> list[RecordedAttempt]:
+        """Every task attempt of a run, in the order they were recorded."""
+        ...
 
-    def graph(self, run_id: str) -> list[GraphNode]: ...
+    def graph(self, run_id: str) -> list[GraphNode]:
+        """The nodes of a run's graph, as recorded."""
+        ...
 
-    def checkpoints(self, run_id: str) -> list[Checkpoint]: ...
+    def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        """The checkpoints a run saved."""
+        ...
 
-    def delete(self, run_ids: Sequence[str]) -> list[tuple[str | None, str]]: ...
+    def delete(self, run_ids: Sequence[str]) -> list[tuple[str | None, str]]:
+        """Remove runs; the checkpoint entries no remaining run refers to."""
+        ...
 
-    def checkpoint_store(self, location: str | None = None) -> CacheStore: ...
+    def checkpoint_store(self, location: str | None = None) -> CacheStore:
+        """The cache store of the checkpoints recorded at ``location``."""
+        ...
 
-    def checkpoint_location(self) -> str: ...
+    def checkpoint_location(self) -> str:
+        """Where new runs save their checkpoints."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections; the store is not used afterwards."""
+        ...
 
 
 # -- values -----------------------------------------------------------------------------------

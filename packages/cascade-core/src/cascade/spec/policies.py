@@ -17,16 +17,44 @@ class TaskTimeoutError(TimeoutError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``retries + 1`` attempts. The delay before retry ``k`` (1-based) is
+    """How often, and after how long, a failed attempt of a task is tried again.
+
+    A task makes at most ``retries + 1`` attempts. The delay before retry ``k`` (1-based) is
     ``delay * backoff ** (k - 1)``, capped by ``max_delay``, then moved by up to ``± jitter``
-    of itself at random. Only exceptions that are instances of ``on`` are retried."""
+    of itself at random, so that many calls failing together do not retry in step. Only
+    exceptions that are instances of ``on`` are retried; any other surfaces at once, and when
+    the attempts run out the last exception surfaces unchanged. Each retry publishes
+    ``cascade.events.TaskRetrying``. A timeout (``TaskTimeoutError``) counts as a failed
+    attempt.
+
+    Most code never builds one by hand: ``@cs.task(retries=3)`` makes ``RetryPolicy(3)`` for
+    every call of the task, and ``call.with_retry(retries=3, delay=0.5, backoff=2, on=...)``
+    sets one for a single call. Build one to share a policy between tasks:
+
+    ```python
+    flaky_network = cs.RetryPolicy(retries=4, delay=0.2, backoff=2.0, max_delay=5,
+                                   jitter=0.1, on=(ConnectionError, TimeoutError))
+
+    @cs.task(retries=flaky_network)
+    def fetch(url: str) -> bytes: ...
+    ```
+
+    Invalid values (negative numbers, ``on`` that is not exception classes) raise
+    ``ValueError`` or ``TypeError`` naming the field. See docs/policies.md.
+    """
 
     retries: int = 0
+    """How many times a failed attempt is tried again (0: once only)."""
     delay: float = 0.0
+    """Seconds to wait before the first retry."""
     backoff: float = 1.0
+    """What each later wait is multiplied by (2.0 doubles it every retry)."""
     max_delay: float | None = None
+    """The longest wait, in seconds, whatever ``backoff`` makes of it (``None``: no cap)."""
     jitter: float = 0.0
+    """The share of each wait, at most, that is added or taken at random (0.1: ± 10 %)."""
     on: tuple[type[BaseException], ...] = (Exception,)
+    """The exceptions that are retried; a single class is taken as a one-class tuple."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
