@@ -1,4 +1,4 @@
-"""Every shell and Python snippet of the READMEs and ``docs/*.md`` runs.
+"""Every shell and Python snippet of the READMEs and ``docs/**/*.md`` (the site) runs.
 
 Each fenced block is one test, named ``file:line``:
 
@@ -9,6 +9,10 @@ Each fenced block is one test, named ``file:line``:
   after one are its sample output. A command whose sample output shows an error (a line that
   starts with ``Error:``) must fail and print that line; any other command must exit 0.
 - Any other block (``text``, ``json``, ``toml``, ``mermaid``, no language) is not run.
+- A block with a file name, ```` ```python title="flow.py" ```` (how the site shows a file
+  to save), is that file: it is written into the page's scratch folder before anything of the
+  page runs, for the page's commands to use (``cascade run flow.py:report``), and is not run
+  in the page's namespace; a Python file must compile.
 
 Commands run in a scratch folder, one per Markdown file, that holds links to the repository's
 top-level folders, so ``examples/etl_pipeline.py`` works and what the commands write stays out
@@ -50,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OURS = {"cascade-core", "cascade-otel", "cascade-cli", "cascade-dask"}
 SHELL = {"bash", "sh", "shell", "console"}
 NO_RUN = re.compile(r"<!--\s*no-run\b:?(.*?)-->", re.S)
+TITLE = re.compile(r'\btitle="(?P<title>[^"]+)"')
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -60,7 +65,7 @@ def markdown_files() -> list[Path]:
         ROOT / "CONTRIBUTING.md",
         *sorted(ROOT.glob("packages/*/README.md")),
         ROOT / "tests/plugins/cascade-example-plugin/README.md",
-        *sorted(ROOT.glob("docs/*.md")),
+        *sorted(ROOT.glob("docs/**/*.md")),
     ]
     return [f for f in files if f.exists()]
 
@@ -72,6 +77,7 @@ class Snippet:
     language: str
     code: str
     no_run: str | None  # the reason given in <!-- no-run: ... -->, or None
+    title: str | None = None  # title="flow.py": the block is that file
 
     @property
     def name(self) -> str:
@@ -93,6 +99,7 @@ def extract(path: Path) -> list[Snippet]:
             continue
         indent, fence = match["indent"], match["fence"]
         language = (match["info"].strip().split() or [""])[0].lower()
+        title = TITLE.search(match["info"])
         start = i
         body = []
         i += 1
@@ -104,7 +111,9 @@ def extract(path: Path) -> list[Snippet]:
         before = next((ln for ln in reversed(lines[:start]) if ln.strip()), "")
         marker = NO_RUN.search(before)
         no_run = marker.group(1).strip() if marker else None
-        snippets.append(Snippet(path, start + 1, language, "\n".join(body) + "\n", no_run))
+        code = "\n".join(body) + "\n"
+        name = title["title"] if title else None
+        snippets.append(Snippet(path, start + 1, language, code, no_run, name))
     return snippets
 
 
@@ -209,6 +218,10 @@ def scratch(markdown: Path) -> Path:
         if entry.name.startswith(".") or entry.name in ("dist", "build"):
             continue
         (folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    for snippet in extract(markdown):
+        if snippet.title is not None:
+            (folder / snippet.title).parent.mkdir(parents=True, exist_ok=True)
+            (folder / snippet.title).write_text(snippet.code, encoding="utf-8")
     return folder
 
 
@@ -326,7 +339,7 @@ def python_results(markdown: Path) -> tuple[dict[str, str | None], str]:
     blocks = [
         {"name": s.name, "code": s.code}
         for s in SNIPPETS
-        if s.path == markdown and s.language == "python" and s.no_run is None
+        if s.path == markdown and s.language == "python" and s.no_run is None and not s.title
     ]
     folder = scratch(markdown)
     (folder / ".snippets.json").write_text(json.dumps(blocks), encoding="utf-8")
@@ -375,6 +388,11 @@ def test_snippet_runs(snippet: Snippet) -> None:
         if not snippet.no_run:
             pytest.fail(f"{snippet.name}: <!-- no-run --> needs a reason: <!-- no-run: why -->")
         pytest.skip(f"no-run: {snippet.no_run}")
+    if snippet.title is not None:
+        scratch(snippet.path)  # writes the file
+        if snippet.language == "python":
+            compile(snippet.code, snippet.name, "exec")
+        return
     if snippet.language == "python":
         run_python(snippet)
     else:
@@ -387,6 +405,8 @@ def test_snippets_are_found() -> None:
     assert any(n.startswith("README.md:") for n in names)
     assert any(n.startswith("packages/cascade-cli/README.md:") for n in names)
     assert sum(n.startswith("docs/") for n in names) >= 10
+    assert any(n.startswith("docs/tutorials/") for n in names)
+    assert any(n.startswith("docs/getting-started/") for n in names)
 
 
 def test_install_check_catches_the_unpinned_commands() -> None:
