@@ -1,5 +1,6 @@
 """Cascade: build task graphs with plain Python calls, run them on an async dataflow engine.
 
+```python
 import cascade as cs
 
 @cs.task
@@ -8,6 +9,7 @@ def add(a, b):
 
 total = add(add(1, 2), cs.Param("n", type=int))
 cs.run(total, params={"n": "3"})   # 6
+```
 """
 
 from __future__ import annotations

@@ -4,13 +4,15 @@ Installing ``cascade-otel`` is enough: its plugin instruments every new ``cascad
 against the global tracer provider, and does nothing at all (no hook, no subscription) while
 that provider is the API's no-op one, so an application without the SDK pays nothing.
 ``CASCADE_OTEL_DISABLED=1`` turns the plugin off. Tests and applications that manage their own
-provider attach it explicitly::
+provider attach it explicitly:
 
-    import cascade as cs
-    import cascade_otel
+```python
+import cascade as cs
+import cascade_otel
 
-    engine = cs.Engine()
-    cascade_otel.instrument(engine, tracer_provider=provider)
+engine = cs.Engine()
+cascade_otel.instrument(engine, tracer_provider=provider)
+```
 """
 
 from __future__ import annotations
