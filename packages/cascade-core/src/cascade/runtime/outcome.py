@@ -47,7 +47,8 @@ class RunFailed(ExceptionGroup):  # type: ignore[misc,unused-ignore]
         super().__init__(self.message, list(failures.values()))
 
     def derive(self, excs: Any) -> ExceptionGroup[Any]:
-        # split()/subgroup() make plain groups: a part of the failures is not a run's outcome.
+        """A plain ``ExceptionGroup`` of ``excs`` (what ``split()`` and ``subgroup()`` make):
+        a part of the failures is not a run's outcome."""
         return ExceptionGroup(self.message, excs)
 
     def __reduce__(self) -> Any:

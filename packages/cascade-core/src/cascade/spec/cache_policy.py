@@ -19,6 +19,7 @@ class CacheContext:
 
     @property
     def task_name(self) -> str:
+        """The name of the task being called."""
         return str(self.task.name)
 
 
@@ -42,9 +43,14 @@ class CachePolicy(Protocol):
     lookup or a save. The policy keeps each such task alive, so its id stays its own.
     """
 
-    def lookup(self, context: CacheContext) -> tuple[bool, Any]: ...
+    def lookup(self, context: CacheContext) -> tuple[bool, Any]:
+        """``(True, value)`` when the call's result is known (the task is skipped), else
+        ``(False, None)`` (the task runs)."""
+        ...
 
-    def save(self, context: CacheContext, value: Any) -> None: ...
+    def save(self, context: CacheContext, value: Any) -> None:
+        """Remember ``value``, the result of the call ``lookup`` missed."""
+        ...
 
 
 def check_cache_policy(policy: Any, task_name: str) -> CachePolicy | None:

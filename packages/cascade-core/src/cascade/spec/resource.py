@@ -49,10 +49,12 @@ class ResourceDefinition:
 
     @property
     def is_async(self) -> bool:
+        """Whether the provider is an async generator (set up and torn down on the loop)."""
         return inspect.isasyncgenfunction(self.func)
 
     @property
     def injections(self) -> tuple[tuple[str, str], ...]:
+        """``(parameter, resource name)`` of the other resources the provider injects."""
         return find_injections(self.func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -250,10 +250,12 @@ class Param(LazyResult[Any]):
 
     @property
     def name(self) -> str:
+        """``param:<name>``, as graphs and events show the param's node."""
         return f"param:{self.param_name}"
 
     @property
     def required(self) -> bool:
+        """Whether a run must be given the param (it has no default)."""
         return self.default is MISSING
 
     def __repr__(self) -> str:
