@@ -29,3 +29,13 @@ def test_readme_example_runs_and_prints_what_it_says(tmp_path):
             stem = re.sub(r" in [\d.]+s$", "", shown_line)
             assert any(line.startswith(stem) for line in log), shown_line
     assert sum("fetch[" in line and "succeeded" in line for line in log) == 3
+
+
+def test_readme_links_name_files_of_the_repository():
+    # The README is read on the repository host: its relative links must name real files.
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.S)
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    relative = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    assert len(relative) > 20
+    missing = [t for t in relative if not (README.parent / t).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
