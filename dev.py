@@ -656,8 +656,9 @@ COMMANDS = {
 USAGE = """usage: python dev.py COMMAND [args...]
 
   test [--pythons ends|all|none|3.10,...] [--jobs N] [--only CHECKS] [PYTEST ARGS]
-          set up .venv (and .venv-3.X), run ruff, ruff format, mypy, lint-imports and pytest
-          with this Python, then pytest with the lowest and highest other CPython 3.10-3.13
+          set up .venv (and .venv-3.X), run ruff, ruff format, mypy, lint-imports, the docs
+          build and pytest with this Python, then pytest with the lowest and highest other
+          CPython 3.10-3.13
   check [--only CHECKS] [PYTEST ARGS]
           the same checks with the current interpreter, installing nothing (Hatch uses it)
   dist [--outdir DIR]
