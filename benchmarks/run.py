@@ -2,7 +2,7 @@
 
 Run with ``python dev.py bench`` (or ``python benchmarks/run.py``). Prints a markdown table of
 per-task microseconds, the ratio to the baseline and the target; these figures go into the
-README's performance table. Timings take the best of several repetitions, as machines here are
+tables of docs/performance.md. Timings take the best of several repetitions, as machines here are
 noisy; nothing in the test suite asserts on time.
 """
 
