@@ -19,6 +19,7 @@ import functools
 import html.parser
 import http.server
 import importlib
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -163,6 +164,44 @@ def test_no_page_loads_anything_from_another_host(site: Path) -> None:
     assert not remote, f"pages that load from the network: {remote}"
     css = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.css"))
     assert "fonts.googleapis" not in css and "fonts.gstatic" not in css
+
+
+def _links_hook() -> object:
+    spec = importlib.util.spec_from_file_location("links_hook", ROOT / "docs/_hooks/links.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _FakeFile:
+    def __init__(self, src_uri: str) -> None:
+        self.src_uri = src_uri
+
+
+class _FakePage:
+    def __init__(self, src_uri: str) -> None:
+        self.file = _FakeFile(src_uri)
+
+
+def test_links_out_of_docs_point_at_the_repository_and_a_wrong_one_stops_the_build() -> None:
+    hook = _links_hook()
+    repository = "https://example.org/cascade"
+    config = {"docs_dir": str(ROOT / "docs"), "extra": {"repository": repository}}
+    page = _FakePage("tutorials/etl.md")
+    text = "[x](../../examples/etl_pipeline.py) [y](../concepts.md#events) [z](https://a.b/c)"
+    out = hook.on_page_markdown(text, page=page, config=config, files=None)  # type: ignore[attr-defined]
+    assert out == (
+        f"[x]({repository}/blob/main/examples/etl_pipeline.py) [y](../concepts.md#events) "
+        "[z](https://a.b/c)"
+    )
+    with pytest.raises(ValueError, match="no_such_file.py"):
+        hook.on_page_markdown("[x](../../no_such_file.py)", page=page, config=config, files=None)  # type: ignore[attr-defined]
+    changelog = hook.on_page_markdown(  # type: ignore[attr-defined]
+        '--8<-- "CHANGELOG.md"\n', page=_FakePage("changelog.md"), config=config, files=None
+    )
+    assert changelog.startswith("# Changelog")
+    assert f"]({repository}/blob/main/CONTRIBUTING.md#releasing)" in changelog
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
