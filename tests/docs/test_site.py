@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Route, expect, sync_playwright
@@ -166,7 +167,7 @@ def test_no_page_loads_anything_from_another_host(site: Path) -> None:
     assert "fonts.googleapis" not in css and "fonts.gstatic" not in css
 
 
-def _links_hook() -> object:
+def _links_hook() -> Any:
     spec = importlib.util.spec_from_file_location("links_hook", ROOT / "docs/_hooks/links.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -190,14 +191,14 @@ def test_links_out_of_docs_point_at_the_repository_and_a_wrong_one_stops_the_bui
     config = {"docs_dir": str(ROOT / "docs"), "extra": {"repository": repository}}
     page = _FakePage("tutorials/etl.md")
     text = "[x](../../examples/etl_pipeline.py) [y](../concepts.md#events) [z](https://a.b/c)"
-    out = hook.on_page_markdown(text, page=page, config=config, files=None)  # type: ignore[attr-defined]
+    out = hook.on_page_markdown(text, page=page, config=config, files=None)
     assert out == (
         f"[x]({repository}/blob/main/examples/etl_pipeline.py) [y](../concepts.md#events) "
         "[z](https://a.b/c)"
     )
     with pytest.raises(ValueError, match="no_such_file.py"):
-        hook.on_page_markdown("[x](../../no_such_file.py)", page=page, config=config, files=None)  # type: ignore[attr-defined]
-    changelog = hook.on_page_markdown(  # type: ignore[attr-defined]
+        hook.on_page_markdown("[x](../../no_such_file.py)", page=page, config=config, files=None)
+    changelog = hook.on_page_markdown(
         '--8<-- "CHANGELOG.md"\n', page=_FakePage("changelog.md"), config=config, files=None
     )
     assert changelog.startswith("# Changelog")
