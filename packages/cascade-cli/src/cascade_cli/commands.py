@@ -119,13 +119,22 @@ def parse_pools(given: Sequence[str]) -> dict[str, int]:
 
 
 def _params(target: Target, assignments: Sequence[str], params_file: str | None) -> dict[str, Any]:
-    from cascade_cli.params import ParamsError, build_params, read_params_file
+    from cascade_cli.params import ParamsError, build_params, check_unknown, read_params_file
+    from cascade_cli.target import lazy_results
 
+    declared = find_params(target.graph)
+    grows = any(
+        getattr(lazy.task, "dynamic", False) for lazy in lazy_results(target.graph).values()
+    )
     try:
         from_file = read_params_file(params_file, sys.stdin) if params_file else {}
-        return build_params(find_params(target.graph), from_file, assignments)
+        values = build_params(declared, from_file, assignments)
+        warning = check_unknown(declared, values, grows)
     except ParamsError as exc:
         raise click.UsageError(str(exc)) from None
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
+    return values
 
 
 def _executors_used(target: Target, executor: str | None) -> set[str]:
@@ -216,6 +225,10 @@ def _run(
         return EXIT_OK
     if outcome.status == CANCELLED:
         return EXIT_INTERRUPTED
+    from cascade import ParamError
+
+    if isinstance(outcome.error, ParamError):
+        return EXIT_USAGE  # a param nothing in the run declared (known once it had grown)
     return EXIT_FAILED
 
 
@@ -325,7 +338,10 @@ def _resolved_params(target: Target, given: Mapping[str, Any]) -> dict[str, Any]
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from None
         elif not param.required:
-            values[name] = param.default
+            try:
+                values[name] = param.default_value()
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
     return values
 
 

@@ -25,7 +25,7 @@ from cascade.runtime.markers import SKIPPED, Deferred
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.spec.cache_policy import CacheContext, CachePolicy
-from cascade.spec.task import MISSING, MappedLazyResult, Task
+from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
 
 
 async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
@@ -54,18 +54,36 @@ async def _run_map(
 ) -> list[Any]:
     lazy = node.lazy
     assert isinstance(lazy, MappedLazyResult)
+    # Which arguments fan out is decided from their values: a Param or a task that produced
+    # text, bytes or a mapping passes it whole, as a literal one would be.
+    whole: list[str] = []
     columns: dict[str, list[Any]] = {}
+    arg_columns: list[tuple[int, list[Any]]] = []
+    kwarg_columns: list[tuple[str, list[Any]]] = []
     for pos in lazy.iterated_args:
-        columns[f"argument {pos}"] = _as_list(args[pos], node.name, f"argument {pos}")
+        label = f"argument {pos}"
+        if passed_whole(args[pos]):
+            whole.append(label)
+            continue
+        columns[label] = _as_list(args[pos], node.name, label)
+        arg_columns.append((pos, columns[label]))
     for key in lazy.iterated_kwargs:
-        columns[f"argument '{key}'"] = _as_list(kwargs[key], node.name, f"argument '{key}'")
+        label = f"argument '{key}'"
+        if passed_whole(kwargs[key]):
+            whole.append(label)
+            continue
+        columns[label] = _as_list(kwargs[key], node.name, label)
+        kwarg_columns.append((key, columns[label]))
+    if not columns:
+        raise TypeError(
+            f"{node.name}.map(): nothing to fan out over: {', '.join(whole)} produced text, "
+            "bytes or a mapping, which is passed whole to every item; map over a list"
+        )
     lengths = {label: len(items) for label, items in columns.items()}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{label} has {n}" for label, n in lengths.items())
         raise ValueError(f"{node.name}.map(): iterated arguments differ in length: {detail}")
     count = next(iter(lengths.values()))
-    arg_columns = [(pos, columns[f"argument {pos}"]) for pos in lazy.iterated_args]
-    kwarg_columns = [(key, columns[f"argument '{key}'"]) for key in lazy.iterated_kwargs]
 
     def item_call(k: int) -> Coroutine[Any, Any, Any]:
         item_args = list(args)
@@ -268,5 +286,5 @@ def _as_list(value: Any, task_name: str, label: str) -> list[Any]:
     except TypeError:
         raise TypeError(
             f"{task_name}.map(): {label} must be iterable, got {type(value).__name__}: "
-            f"{preview(value)}"
+            f"{preview(value)}; to pass it whole to every item, wrap it in cs.unmapped(...)"
         ) from None

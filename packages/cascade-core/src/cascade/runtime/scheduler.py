@@ -41,7 +41,7 @@ from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value, with_ru
 from cascade.runtime.limits import Weighted
 from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
-from cascade.runtime.plan import RunPlan
+from cascade.runtime.plan import RunPlan, unknown_params_error
 from cascade.runtime.policies import publish_skip, run_node, save_result
 from cascade.spec.cache_policy import CacheContext
 from cascade.spec.task import Task
@@ -147,6 +147,8 @@ class Run(GraphGrowth):
             values = [None if v is SKIPPED or v is FAILED else v for v in values]
             if self.failures:
                 raise RunFailed(dict(self.failures), self.shape(values))
+            if plan.unclaimed:  # the whole run is known now: nothing declared these
+                raise unknown_params_error(plan.unclaimed, plan.params, grown=True)
             return values
         except asyncio.CancelledError as exc:
             status, failure = "Cancelled", exc

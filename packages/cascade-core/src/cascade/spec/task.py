@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
-from cascade.spec.params import convert_param
+from cascade.spec.params import ParamError, convert_param
 from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
 from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
@@ -227,7 +227,9 @@ class Param(LazyResult[Any]):
     ``type`` converts the given value (``"3"`` from a command line becomes ``3`` with
     ``type=int``) and refuses values it would change the meaning of; it may also be a model
     class with ``model_validate`` (pydantic), which validates a mapping. A param without a
-    default is required; the default is used as it is.
+    default is required. The default goes through ``type`` like a given value (so a task
+    gets one type either way), except ``None``, which stays ``None`` (an optional param); a
+    default the type refuses is a ``ParamError`` before anything runs.
     """
 
     __slots__ = ("default", "description", "param_name", "type")
@@ -271,6 +273,23 @@ class Param(LazyResult[Any]):
         ``cascade.spec.params`` for what each kind of type accepts."""
         return convert_param(self.param_name, self.type, value)
 
+    def default_value(self) -> Any:
+        """The default as a run uses it: converted by ``type`` (``None`` stays ``None``). A
+        default the type refuses is a ``ParamError`` saying it is the default."""
+        if self.default is None or self.default is MISSING:
+            return self.default
+        try:
+            return self.convert(self.default)
+        except ParamError as exc:
+            raise ParamError(
+                f"param '{self.param_name}': its default {self.default!r} does not convert "
+                f"to {exc.expected}: {exc.reason}; fix the default in cs.Param(...)",
+                param=self.param_name,
+                value=self.default,
+                expected=exc.expected,
+                reason=exc.reason,
+            ) from None
+
 
 class unmapped:
     """Wrap an argument of ``task.map(...)`` to pass it whole to every item."""
@@ -297,12 +316,19 @@ class MappedLazyResult(LazyResult[list[R]]):
     iterated_kwargs: tuple[str, ...]
 
 
+def passed_whole(value: Any) -> bool:
+    """Whether a value given to ``.map`` goes whole to every item rather than being iterated:
+    text, bytes and mappings, whether written in the call or produced at run time by a
+    ``Param`` or a task (``.map`` decides again once such a value is known)."""
+    return isinstance(value, (str, bytes, bytearray, Mapping))
+
+
 def _is_iterated(value: Any) -> bool:
     if isinstance(value, unmapped):
         return False
     if isinstance(value, LazyResult):
         return True
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
+    return isinstance(value, Iterable) and not passed_whole(value)
 
 
 class Task(Generic[R]):
@@ -377,8 +403,9 @@ class Task(Generic[R]):
 
     def map(self, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
         """Call the task once per item of the iterated arguments (lists, tuples, ranges, or
-        LazyResults producing one). Strings, mappings and ``cs.unmapped(value)`` are passed
-        whole to every item. Iterated arguments must have equal lengths."""
+        LazyResults producing one). Strings, bytes, mappings and ``cs.unmapped(value)`` are
+        passed whole to every item, also when a ``Param`` or a task produces them at run
+        time. Iterated arguments must have equal lengths."""
         iterated_args = tuple(i for i, a in enumerate(args) if _is_iterated(a))
         iterated_kwargs = tuple(k for k, v in kwargs.items() if _is_iterated(v))
         if not iterated_args and not iterated_kwargs:

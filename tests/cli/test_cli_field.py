@@ -1,0 +1,48 @@
+"""The command line as a new user meets it (field report): params that join at run time, typed
+defaults and maps over params, through the installed ``cascade`` and real pipes."""
+
+from __future__ import annotations
+
+import pytest
+from cli_helpers import run_cascade
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_param_used_only_in_a_returned_graph_can_be_set_on_the_command_line():
+    done = run_cascade("run", "pipelines/field.py:job", "-p", "threshold=12", "--output", "json")
+    assert done.code == 0, done.stderr
+    assert done.json()["result"] == [20]
+    # The default applies when it is not given.
+    done = run_cascade("run", "pipelines/field.py:job", "--output", "json")
+    assert done.code == 0, done.stderr
+    assert done.json()["result"] == [8, 12, 20]
+
+
+def test_a_misspelt_param_of_a_growing_graph_warns_first_and_fails_the_run():
+    done = run_cascade("run", "pipelines/field.py:job", "-p", "treshold=12")
+    assert done.code == 2
+    assert "param(s) treshold are not declared by the graph as built" in done.stderr
+    assert "unknown param(s) treshold: nothing in this run declared them" in done.stdout
+
+
+def test_a_misspelt_param_of_a_graph_that_cannot_grow_is_a_usage_error():
+    done = run_cascade("run", "pipelines/field.py:dated", "-p", "dya=2026-01-01")
+    assert done.code == 2
+    assert "unknown param(s) dya; this graph takes: day" in done.stderr
+
+
+def test_a_default_goes_through_the_params_type_on_the_command_line():
+    done = run_cascade("run", "pipelines/field.py:dated", "--output", "json")
+    assert done.code == 0, done.stderr
+    assert done.json()["result"] == "date 2026-01-31"
+    done = run_cascade(
+        "run", "pipelines/field.py:dated", "-p", "day=2026-02-01", "--output", "json"
+    )
+    assert done.json()["result"] == "date 2026-02-01"
+
+
+def test_a_string_param_is_passed_whole_to_every_map_item():
+    done = run_cascade("run", "pipelines/field.py:regions", "-p", "region=west", "--output", "json")
+    assert done.code == 0, done.stderr
+    assert done.json()["result"] == ["west:1", "west:2", "west:3"]
