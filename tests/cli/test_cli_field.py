@@ -46,3 +46,16 @@ def test_a_string_param_is_passed_whole_to_every_map_item():
     done = run_cascade("run", "pipelines/field.py:regions", "-p", "region=west", "--output", "json")
     assert done.code == 0, done.stderr
     assert done.json()["result"] == ["west:1", "west:2", "west:3"]
+
+
+def test_a_failed_map_item_is_reported_with_its_own_error():
+    done = run_cascade("run", "pipelines/field.py:pages", "--pool", "api=4", "--output", "json")
+    assert done.code == 1, done.stderr
+    error = done.json()["error"]
+    index = error["task_id"].rsplit("[", 1)[1].rstrip("]")
+    assert error["task"] == "fetch_page"
+    assert error["message"] == f"page {index}: HTTP 503"
+    done = run_cascade("run", "pipelines/field.py:pages", "--pool", "api=4")
+    last = [line for line in done.stdout.splitlines() if "failed:" in line][-1]
+    index = last.split("[", 1)[1].split("]", 1)[0]
+    assert f"task 'fetch_page' (" in last and last.endswith(f"page {index}: HTTP 503")

@@ -35,3 +35,25 @@ def fetch(page, region):
 
 
 regions = fetch.map([1, 2, 3], region=cs.Param("region", default="north"))
+
+
+_gate: list = []
+
+
+@cs.task(pools={"api": 1}, retries=1)
+async def fetch_page(n):
+    import asyncio
+
+    if not _gate:
+        _gate.append(asyncio.Event())
+    if n == 7:
+        _gate[0].set()
+        raise ConnectionError(f"page {n}: HTTP 503")
+    if n == 3:
+        await _gate[0].wait()
+        raise ConnectionError(f"page {n}: HTTP 503")
+    return n
+
+
+#: Items 3 and 7 fail after a retry; run with --pool api=4.
+pages = fetch_page.map(range(10))

@@ -197,8 +197,11 @@ def error_info(record: RunRecord, outcome: Outcome, with_traceback: bool) -> dic
     }
     failures = record.failures()
     if failures:
-        info["task"] = failures[0].task
-        info["task_id"] = failures[0].task_id
+        # The unit whose attempt raised this very exception: id, name and error always
+        # belong to the same attempt (two map items may fail at once).
+        culprit = next((u for u in failures if u.exception is exc), failures[0])
+        info["task"] = culprit.task
+        info["task_id"] = culprit.task_id
     if with_traceback and exc is not None:
         info["traceback"] = format_traceback(exc)
     return info

@@ -97,6 +97,11 @@ async def _run_map(
     items = [plan.loop.create_task(item_call(k)) for k in range(count)]
     if not items:
         return []
+    # Items in the order they ended, so the failure raised is the one that failed first (the
+    # one events reported first), not the first in item order.
+    ended: list[asyncio.Task[Any]] = []
+    for item in items:
+        item.add_done_callback(ended.append)
     # Stopping at the first failure cancels the other items; keeping going lets them finish.
     until = asyncio.ALL_COMPLETED if plan.keep_going else asyncio.FIRST_EXCEPTION
     try:
@@ -105,13 +110,13 @@ async def _run_map(
         for item in items:
             item.cancel()
         await asyncio.wait(items)
-        _retrieve(items)
+        _retrieve(items, ended)
         raise
     if pending:
         for item in pending:
             item.cancel()
         await asyncio.wait(pending)
-    first = _retrieve(items)
+    first = _retrieve(items, ended)
     if first is not None and plan.keep_going and isinstance(first, Exception):
         failures = {
             f"{lazy.id}[{k}]": item.exception()
@@ -137,16 +142,18 @@ async def _run_map(
     return Deferred(values, fill_caches)  # type: ignore[return-value]
 
 
-def _retrieve(items: list[asyncio.Task[Any]]) -> BaseException | None:
-    """The first item's exception (in item order), after retrieving every item's, so none is
-    reported as "never retrieved"."""
-    first = None
+def _retrieve(
+    items: list[asyncio.Task[Any]], ended: list[asyncio.Task[Any]]
+) -> BaseException | None:
+    """The exception of the item that failed first (``ended`` is the order items ended in),
+    after retrieving every item's, so none is reported as "never retrieved"."""
     for item in items:
         if item.done() and not item.cancelled():
-            exc = item.exception()
-            if exc is not None and first is None:
-                first = exc
-    return first
+            item.exception()
+    for item in ended:
+        if not item.cancelled() and item.exception() is not None:
+            return item.exception()
+    return None
 
 
 async def _limited(
