@@ -58,4 +58,4 @@ def test_a_failed_map_item_is_reported_with_its_own_error():
     done = run_cascade("run", "pipelines/field.py:pages", "--pool", "api=4")
     last = [line for line in done.stdout.splitlines() if "failed:" in line][-1]
     index = last.split("[", 1)[1].split("]", 1)[0]
-    assert f"task 'fetch_page' (" in last and last.endswith(f"page {index}: HTTP 503")
+    assert "task 'fetch_page' (" in last and last.endswith(f"page {index}: HTTP 503")
