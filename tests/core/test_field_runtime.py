@@ -49,3 +49,88 @@ def test_the_failure_a_map_raises_is_the_one_its_events_report_first():
     assert first.task_id.endswith("[7]")
     assert str(caught.value) == "page 7: HTTP 503"
     assert first.error.endswith(str(caught.value))
+
+
+# -- item 5: a retry keeps its place in a pool's queue ----------------------------------------
+
+_starts: list[tuple[int, int]] = []
+
+
+@cs.task(pools={"api": 1}, retries=1)
+async def call_api(n: int, fail_times: int) -> int:
+    attempt = 1 + sum(1 for item, _ in _starts if item == n)
+    _starts.append((n, attempt))
+    await asyncio.sleep(0)
+    if n == 1 and attempt <= fail_times:
+        raise ConnectionError(f"item {n} attempt {attempt}")
+    return n
+
+
+def test_a_retry_keeps_its_place_in_the_pools_queue():
+    _starts.clear()
+    result = cs.run(call_api.map(range(10), fail_times=1), pools={"api": 2}, log_level=None)
+    assert result == list(range(10))
+    retry = _starts.index((1, 2))
+    # Items 0 and 1 end together and hand their slots to items 2 and 3; the retry of item 1
+    # is next in line, not behind the six items still queued after it.
+    assert _starts[:5] == [(0, 1), (1, 1), (2, 1), (3, 1), (1, 2)], _starts
+    assert retry == 4
+
+
+def test_a_map_whose_item_keeps_failing_stops_without_running_the_rest_first():
+    _starts.clear()
+    with pytest.raises(ConnectionError, match="item 1 attempt 2"):
+        cs.run(call_api.map(range(10), fail_times=2), pools={"api": 2}, log_level=None)
+    # The retry runs beside item 4 (the pool has two slots); nothing starts once it failed.
+    assert _starts == [(0, 1), (1, 1), (2, 1), (3, 1), (1, 2), (4, 1)]
+
+
+# -- item 6: nothing starts after the run decided to stop -----------------------------------
+
+_ran: list[int] = []
+
+
+@cs.task(concurrency=1)
+def one_at_a_time(n: int) -> int:
+    _ran.append(n)
+    if n == 0:
+        raise ValueError("item 0 failed")
+    return n
+
+
+@cs.task(concurrency=1)
+async def one_at_a_time_async(n: int) -> int:
+    _ran.append(n)
+    if n == 0:
+        raise ValueError("item 0 failed")
+    return n
+
+
+@pytest.mark.parametrize("task", [one_at_a_time, one_at_a_time_async], ids=["sync", "async"])
+def test_no_item_starts_after_a_map_failed(task):
+    _ran.clear()
+    bus, seen = _collect()
+    with pytest.raises(ValueError, match="item 0 failed"):
+        cs.run(task.map(range(5)), bus=bus, log_level=None)
+    assert _ran == [0]
+    started = [e.task_id for e in seen if type(e).__name__ == "TaskExecutionStarted"]
+    assert len(started) == 1 and started[0].endswith("[0]")
+
+
+@cs.task(pools={"db": 1})
+def uses_db(n: int) -> int:
+    _ran.append(n)
+    if n == 0:
+        raise ValueError("item 0 failed")
+    return n
+
+
+@pytest.mark.parametrize("route", ["direct", "policies"])
+def test_no_call_waiting_for_a_pool_starts_after_the_run_failed(route):
+    _ran.clear()
+    calls = [uses_db(n) for n in range(4)]
+    if route == "policies":
+        calls = [call.with_retry(retries=0) for call in calls]
+    with pytest.raises(ValueError, match="item 0 failed"):
+        cs.run(calls, pools={"db": 1}, log_level=None)
+    assert _ran == [0]

@@ -117,6 +117,9 @@ class RunPlan:
         self.task_limiters: dict[int, Limiter] = {}
         self._plan_pools(dict(pools or {}), engine.pool_gates)
         self.rng = random.Random()
+        #: Set once the run has decided to stop (the first failure of a stop-mode run, a map
+        #: item's included): from then on no attempt starts, even one already past its gates.
+        self.halted = False
         #: For nodes added at run time: node index → id of the task that returned them.
         self.parent_of: dict[int, str] = {}
         #: Futures of attempts that cannot be stopped (sync work in threads): the run waits for

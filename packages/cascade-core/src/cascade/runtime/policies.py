@@ -20,7 +20,7 @@ from cascade.graph.build import KIND_MAP, Node
 from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import give_back, run_attempt, will_retry
 from cascade.runtime.inputs import arguments
-from cascade.runtime.limits import Gate
+from cascade.runtime.limits import Gate, arrival
 from cascade.runtime.markers import SKIPPED, Deferred
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
@@ -159,7 +159,20 @@ def _retrieve(
 async def _limited(
     plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """A node (or mapped item) inside its task's concurrency limit and the run's."""
+    """A node (or mapped item) inside its task's concurrency limit and the run's. In a
+    stop-mode run its failure stops the run: that is decided here, as it fails, before the
+    slots it frees wake anyone, so nothing waiting for them starts."""
+    try:
+        return await _within_limits(plan, node, task_id, args, kwargs)
+    except Exception:
+        if not plan.keep_going:
+            plan.halted = True
+        raise
+
+
+async def _within_limits(
+    plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     task: Task[Any] = node.lazy.task  # type: ignore[assignment]
     priority = node.lazy.priority
     task_limiter = plan.task_limiter(task)
@@ -227,6 +240,7 @@ async def _retried(
     fallback = lazy.fallback
     parent = plan.parent_of.get(node.index)
     gates = plan.attempt_gates(node)
+    place = arrival()  # kept by every attempt: a retry keeps its place in a gate's queue
     attempt = 1
     while True:
         entered = 0
@@ -236,8 +250,12 @@ async def _retried(
                 # Pool slots are held while an attempt runs, not between retries; every
                 # attempt takes a token of each rate.
                 for weighted in gates:
-                    await _enter(plan, node, task_id, weighted.gate, weighted.weight, lazy.priority)
+                    await _enter(
+                        plan, node, task_id, weighted.gate, weighted.weight, lazy.priority, place
+                    )
                     entered += 1
+                if plan.halted:  # the run decided to stop while this call waited
+                    raise asyncio.CancelledError
                 return await run_attempt(
                     plan,
                     task,
@@ -278,11 +296,17 @@ async def _retried(
 
 
 async def _enter(
-    plan: RunPlan, node: Node, task_id: str, gate: Gate, weight: int, priority: int
+    plan: RunPlan,
+    node: Node,
+    task_id: str,
+    gate: Gate,
+    weight: int,
+    priority: int,
+    place: int | None = None,
 ) -> None:
     if not gate.try_enter(weight):
         plan.note_wait(node, task_id, gate)
-        await gate.acquire(weight, priority, plan)
+        await gate.acquire(weight, priority, plan, place)
 
 
 def _as_list(value: Any, task_name: str, label: str) -> list[Any]:

@@ -310,6 +310,8 @@ class Run(GraphGrowth):
         return True
 
     def _passed_gate(self, index: int, next_gate: int) -> None:
+        if self.plan.halted:
+            return  # the run decided to stop: nothing starts (its gates are closed next)
         node = self.nodes[index]
         gates = self.plan.direct_gates(node)
         if self._pass_gates(node, gates, next_gate):
@@ -420,6 +422,8 @@ class Run(GraphGrowth):
         if node is None:
             node = self.runners.pop(future)
         elif self.plan.gated:
+            if not self.plan.keep_going and not future.cancelled() and future.exception():
+                self.plan.halted = True  # before its slots wake a waiter: it must not start
             self._leave_gates(node)
         reported = self.reported.pop(future, None) if self.reported else None
         context = self.checkpointing.pop(future, None) if self.checkpointing else None
@@ -534,6 +538,7 @@ class Run(GraphGrowth):
         if self.error is None and not self.stopping:
             self.error = exc
             self.stopping = True
+            self.plan.halted = True
             self.ready.clear()
             self.admitted.clear()
             if not self.done.done():
