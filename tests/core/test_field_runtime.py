@@ -5,11 +5,12 @@ and a task's duration is the time it ran."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 import cascade as cs
-from cascade.events import Event, TaskExecutionFinished
+from cascade.events import Event, TaskExecutionFinished, TaskExecutionStarted, TasksSucceeded
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -134,3 +135,59 @@ def test_no_call_waiting_for_a_pool_starts_after_the_run_failed(route):
     with pytest.raises(ValueError, match="item 0 failed"):
         cs.run(calls, pools={"db": 1}, log_level=None)
     assert _ran == [0]
+
+
+# -- item 7: a duration is the time the task ran ------------------------------------------
+
+
+@cs.task
+def noop(x: int) -> int:
+    return x
+
+
+@cs.task
+async def anoop(x: int) -> int:
+    return x
+
+
+@cs.task
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def _durations(seen: list[Event]) -> list[float]:
+    found: list[float] = []
+    for event in seen:
+        if isinstance(event, TasksSucceeded):
+            found += [end - start for start, end in zip(event.start_times, event.end_times)]
+        elif isinstance(event, TaskExecutionFinished):
+            found.append(event.duration)
+    return found
+
+
+@pytest.mark.parametrize("task", [noop, anoop], ids=["sync", "async"])
+@pytest.mark.parametrize("observed", [False, True], ids=["bulk", "per-attempt"])
+def test_durations_of_a_wide_fan_out_do_not_count_time_spent_waiting(task, observed):
+    bus = cs.MessageBus()
+    seen: list[Event] = []
+    if observed:  # every attempt observed: the route with a TaskCall
+        bus.subscribe(TaskExecutionStarted, lambda event: None)
+        bus.subscribe(TaskExecutionFinished, seen.append)
+    else:  # successes in bulk (the run recorder's way): the direct route without a TaskCall
+        bus.subscribe(TasksSucceeded, seen.append)
+    began = time.perf_counter()
+    cs.run([task(i) for i in range(5000)], bus=bus, log_level=None)
+    wall = time.perf_counter() - began
+    durations = _durations(seen)
+    assert len(durations) == 5000
+    # Each call does nothing: together they ran for a small part of the run, not thousands of
+    # times its length (which is what waiting for a thread or for the loop added up to).
+    assert sum(durations) < wall, (sum(durations), wall)
+
+
+def test_a_duration_still_covers_the_time_the_task_ran():
+    bus, seen = _collect()
+    cs.run([nap(0.05), nap(0.05)], bus=bus, log_level=None)
+    durations = _durations(seen)
+    assert len(durations) == 2 and all(d >= 0.05 for d in durations), durations

@@ -125,6 +125,8 @@ class GraphGrowth:
             self.completed.extend(bytes(grow))
             if self.started_at is not None:
                 self.started_at.extend([0.0] * grow)
+            if self.plan.ended_at is not None:
+                self.plan.ended_at.extend([0.0] * grow)
         parent_of = self.plan.parent_of
         for index in added:
             parent_of[index] = parent

@@ -157,11 +157,13 @@ class RunPlan:
             or self.want_bulk_successes
         )
         #: When attempt ends are wanted but attempts are not observed, a direct-route call is
-        #: reported with the start time kept here, by node index (a float per node: nothing
-        #: for the GC); the graph's growth extends it.
+        #: reported with the start and end times kept here, by node index (a float per node:
+        #: nothing for the GC), written by the call where it runs (``cascade.runtime.clock``);
+        #: the graph's growth extends them.
         self.started_at: list[float] | None = (
             [0.0] * len(graph.nodes) if self.report_plain else None
         )
+        self.ended_at: list[float] | None = [0.0] * len(graph.nodes) if self.report_plain else None
         #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
         self.plain_submit: dict[int, PlainSubmit | None] = {
             key: None if self.builds_calls else getattr(executor, "submit_plain", None)

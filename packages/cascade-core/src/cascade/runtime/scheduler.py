@@ -36,6 +36,7 @@ from cascade.runtime.attempt import (
     report_finished,
     stoppable,
 )
+from cascade.runtime.clock import timed_async, timed_sync
 from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value, with_run_resources
 from cascade.runtime.limits import Weighted
@@ -365,6 +366,8 @@ class Run(GraphGrowth):
         if submit_plain is not None:
             # The direct route's own fast path: the executor starts the call without a
             # TaskCall, because nobody would look at one (see Executor.submit_plain).
+            fn = task.fn
+            ended_at = plan.ended_at
             if self.started_at is not None:  # before the call: it may finish as it starts
                 if plan.want_started:
                     publish_started(
@@ -376,8 +379,13 @@ class Run(GraphGrowth):
                         plan.executor_for(task)[0],
                     )
                 self.started_at[node.index] = time.time()
+                if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
+                    # The call notes when its own code ran (``cascade.runtime.clock``).
+                    ended_at[node.index] = 0.0
+                    args = (fn, node.index, self.started_at, ended_at, *args)
+                    fn = timed_async if task.is_async else timed_sync
             try:
-                future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
+                future: asyncio.Future[Any] = submit_plain(fn, args, kwargs, task.is_async)
             except Exception as exc:
                 self._leave_gates(node)
                 self._fail(exc, node)
@@ -487,7 +495,10 @@ class Run(GraphGrowth):
                 if not plan.succeeded_nodes and not plan.succeeded:
                     plan.loop.call_soon(plan.publish_succeeded)
                 plan.succeeded_nodes.append(node.index)
-                plan.succeeded_ends.append(time.time())
+                ended_at = plan.ended_at  # written by the call itself (runtime/clock.py)
+                plan.succeeded_ends.append(
+                    (ended_at[node.index] if ended_at is not None else 0.0) or time.time()
+                )
             return
         task: Task[Any] = node.lazy.task  # type: ignore[assignment]
         publish_finished(
@@ -497,7 +508,7 @@ class Run(GraphGrowth):
             plan.parent_of.get(node.index) if plan.parent_of else None,
             1,
             self.started_at[node.index] or None,
-            None,
+            (plan.ended_at[node.index] if plan.ended_at is not None else 0.0) or None,
             plan.executor_for(task)[0],
             value,
             exc,
