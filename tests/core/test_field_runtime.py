@@ -160,7 +160,9 @@ def _durations(seen: list[Event]) -> list[float]:
     found: list[float] = []
     for event in seen:
         if isinstance(event, TasksSucceeded):
-            found += [end - start for start, end in zip(event.start_times, event.end_times)]
+            found += [
+                end - start for start, end in zip(event.start_times, event.end_times, strict=True)
+            ]
         elif isinstance(event, TaskExecutionFinished):
             found.append(event.duration)
     return found
