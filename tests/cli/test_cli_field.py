@@ -59,3 +59,36 @@ def test_a_failed_map_item_is_reported_with_its_own_error():
     last = [line for line in done.stdout.splitlines() if "failed:" in line][-1]
     index = last.split("[", 1)[1].split("]", 1)[0]
     assert "task 'fetch_page' (" in last and last.endswith(f"page {index}: HTTP 503")
+
+
+# -- item 8: dry-run makes the run's checks ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pipelines/field.py:needs_pool"], "task 'pooled' needs pool 'api'"),
+        (["pipelines/field.py:misspelt_resource"], "needs resource 'databse'"),
+        (["pipelines/field.py:needs_pool", "--pool", "api=1", "-e", "warp"], "unknown executor"),
+        (["pipelines/field.py:unpicklable"], "task 'inner' runs on executor 'processes'"),
+        (["pipelines/field.py:dated", "-p", "day=31/01"], "param 'day'"),
+    ],
+)
+def test_dry_run_refuses_what_run_refuses(args, message):
+    dry = run_cascade("dry-run", *args)
+    assert dry.code == 2, dry.stdout + dry.stderr
+    assert message in dry.stderr
+    assert "would run" not in dry.stdout
+    if "unpicklable" not in args[0]:  # the run finds that one out when it submits the task
+        run = run_cascade("run", "--no-record", *args)
+        assert run.code == 2 and message in run.stderr
+
+
+def test_dry_run_takes_runs_options_and_says_its_own_exit_codes():
+    done = run_cascade("dry-run", "pipelines/field.py:needs_pool", "--pool", "api=2", "-j", "2")
+    assert done.code == 0, done.stderr
+    assert "1 task(s) would run" in done.stdout
+    shown = run_cascade("dry-run", "--help")
+    assert "--pool" in shown.stdout and "--executor" in shown.stdout
+    assert "0 the run would start, 2 it would be refused" in shown.stdout
+    assert "1 a task failed" not in shown.stdout

@@ -57,3 +57,36 @@ async def fetch_page(n):
 
 #: Items 3 and 7 fail after a retry; run with --pool api=4.
 pages = fetch_page.map(range(10))
+
+
+@cs.task(pools={"api": 1})
+def pooled(x):
+    return x
+
+
+@cs.task
+def needs_db(x, db=cs.inject("databse")):
+    return x
+
+
+#: Needs `--pool api=N`.
+needs_pool = pooled(1)
+#: Asks for a resource nobody registered (a misspelling).
+misspelt_resource = needs_db(1)
+
+
+@cs.task(executor="processes")
+def shipped(x):
+    return x
+
+
+def _local_builder():
+    @cs.task(executor="processes")
+    def inner(x):
+        return x
+
+    return inner(1)
+
+
+#: A task the processes executor would have to pickle, defined inside a function.
+unpicklable = _local_builder

@@ -307,13 +307,24 @@ def dry_run_command(
     output: str,
     assignments: Sequence[str] = (),
     params_file: str | None = None,
+    *,
+    executor: str | None = None,
+    max_concurrency: int | None = None,
+    pools: Sequence[str] = (),
+    keep_going: bool = False,
+    executor_options: Mapping[str, Any] | None = None,
 ) -> int:
     """``cascade dry-run``: the plan with params filled in, policies, resources and which
-    cached tasks would hit, as text or JSON."""
+    cached tasks would hit, as text or JSON, after every check ``cascade run`` makes before
+    it starts (a refusal is the same usage error, exit code 2)."""
     from cascade_cli.inspect_plan import dry_run_lines, dry_run_steps
 
     target = _load(spec)
     given = _params(target, assignments, params_file)
+    if executor is not None:
+        _check_executor(executor)
+    _apply_executor_options(target, executor, executor_options or {})
+    _check_run(target, given, executor, max_concurrency, pools, keep_going)
     params = _resolved_params(target, given)
     steps = dry_run_steps(target, params)
     if output == "json":
@@ -325,6 +336,35 @@ def dry_run_command(
         for line in dry_run_lines(steps, params):
             click.echo(line)
     return EXIT_OK
+
+
+def _check_run(
+    target: Target,
+    params: Mapping[str, Any],
+    executor: str | None,
+    max_concurrency: int | None,
+    pools: Sequence[str],
+    keep_going: bool,
+) -> None:
+    """The checks ``Engine.run`` makes before it starts, with nothing started: a refusal is a
+    usage error with the run's own message."""
+    import asyncio
+
+    from cascade_cli.run import SetupError, make_engine
+
+    try:
+        engine = make_engine(target, executor, max_concurrency)
+        check = engine.check(
+            target.graph,
+            params,
+            on_failure="continue" if keep_going else "stop",
+            pools=parse_pools(pools),
+        )
+        asyncio.run(check)
+    except SetupError as exc:
+        raise click.UsageError(str(exc)) from None
+    except Exception as exc:
+        raise click.UsageError(f"the run could not start: {exc}") from None
 
 
 def _resolved_params(target: Target, given: Mapping[str, Any]) -> dict[str, Any]:

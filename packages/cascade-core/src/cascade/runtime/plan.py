@@ -10,6 +10,7 @@ before anything has started.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -204,6 +205,29 @@ class RunPlan:
             if all(executor is not known for known in self.executors):
                 self.executors.append(executor)
         self.has_references = any(e.returns_references for e in self.executors)
+
+    def check_shippable(self) -> None:
+        """Every task an executor sends to another process (``requires_pickle``) can be
+        pickled; one that cannot (a lambda, a function defined inside another) is a
+        ``TypeError`` naming it and the executor. Run by ``Engine.check`` (a dry run): a run
+        finds it out when the task is submitted."""
+        seen: set[int] = set()
+        for node in self.graph.nodes:
+            task = node.lazy.task
+            if task is None or id(task) in seen:
+                continue
+            seen.add(id(task))
+            name, executor = self.executor_for(task)
+            if not executor.requires_pickle:
+                continue
+            try:
+                pickle.dumps(task.fn)
+            except Exception as exc:
+                raise TypeError(
+                    f"task '{task.name}' runs on executor '{name}', which sends it to another "
+                    f"process, but it cannot be pickled ({type(exc).__name__}: {exc}); define "
+                    "it at module level"
+                ) from None
 
     def executor_for(self, task: Task[Any]) -> tuple[str, Executor]:
         """The executor name and instance a task's attempts go to."""
