@@ -355,6 +355,7 @@ class Task(Generic[R]):
 
         self.fn = fn
         self.name = name or getattr(fn, "__name__", None) or repr(fn)
+        _refuse_methods(fn, self.name)
         self.is_async = inspect.iscoroutinefunction(fn)
         if executor is not None and not (
             isinstance(executor, str) or callable(getattr(executor, "submit", None))
@@ -427,6 +428,27 @@ class Task(Generic[R]):
         mapped.iterated_args = iterated_args
         mapped.iterated_kwargs = iterated_kwargs
         return mapped
+
+
+def _refuse_methods(fn: Callable[..., Any], name: str) -> None:
+    """A function written in a class body whose first parameter is ``self`` or ``cls`` is a
+    method: a task is not bound to an object (calling it on one would pass the arguments one
+    place off, and fail or worse), so it is refused where it is declared."""
+    qualname = getattr(fn, "__qualname__", "") or ""
+    owner, dot, _ = qualname.rpartition("<locals>.")[2].rpartition(".")
+    if not dot:
+        return
+    try:
+        first = next(iter(inspect.signature(fn).parameters), None)
+    except (TypeError, ValueError):
+        return
+    if first in ("self", "cls"):
+        raise TypeError(
+            f"task '{name}' is a method of class '{owner}': @cs.task makes plain functions, "
+            f"which are not bound to an object ('{first}' would be taken from the first "
+            "argument); define the task at module level and pass the object (or what the "
+            "task needs of it) as an argument"
+        )
 
 
 def _load_task(module: str, qualname: str) -> Any:
