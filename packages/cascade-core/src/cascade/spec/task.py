@@ -48,10 +48,36 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-def _retry_from(retries: int | RetryPolicy | None) -> RetryPolicy | None:
-    if retries is None or isinstance(retries, RetryPolicy):
+def _retry_from(retries: int | RetryPolicy | None, owner: str, **shape: Any) -> RetryPolicy | None:
+    """The task default retry policy from ``@cs.task(retries=..., retry_delay=..., backoff=...,
+    max_retry_delay=..., jitter=..., retry_on=...)``; ``shape`` holds the options given."""
+    given = {name: value for name, value in shape.items() if value is not None}
+    if isinstance(retries, RetryPolicy):
+        if given:
+            raise TypeError(
+                f"{owner}: {', '.join(f'{n}=' for n in given)} cannot be combined with "
+                "retries=RetryPolicy(...); give the delay and backoff in the policy"
+            )
         return retries
-    return RetryPolicy(retries=retries)
+    if retries is None:
+        if given:
+            raise TypeError(
+                f"{owner}: {', '.join(f'{n}=' for n in given)} shape retries, but retries= "
+                "is not given; add retries=N (the number of retries after the first attempt)"
+            )
+        return None
+    on = given.get("retry_on", (Exception,))
+    try:
+        return RetryPolicy(
+            retries=retries,
+            delay=given.get("retry_delay", 0.0),
+            backoff=given.get("backoff", 1.0),
+            max_delay=given.get("max_retry_delay"),
+            jitter=given.get("jitter", 0.0),
+            on=on if isinstance(on, tuple) else (on,),
+        )
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{owner}: {exc}") from None
 
 
 class LazyResult(Generic[R]):
@@ -349,6 +375,11 @@ class Task(Generic[R]):
         pools: Mapping[str, int] | None = None,
         rate_limit: str | None = None,
         priority: int = 0,
+        retry_delay: float | None = None,
+        backoff: float | None = None,
+        max_retry_delay: float | None = None,
+        jitter: float | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -365,7 +396,15 @@ class Task(Generic[R]):
                 f"got {executor!r}"
             )
         self.executor = executor
-        self.retry = _retry_from(retries)
+        self.retry = _retry_from(
+            retries,
+            f"task '{self.name}'",
+            retry_delay=retry_delay,
+            backoff=backoff,
+            max_retry_delay=max_retry_delay,
+            jitter=jitter,
+            retry_on=retry_on,
+        )
         self.timeout = check_timeout(timeout)
         self.cache = check_cache_policy(cache, self.name)
         self.concurrency = check_concurrency(concurrency, f"task '{self.name}': concurrency")
@@ -473,6 +512,11 @@ def task(
     pools: Mapping[str, int] | None = None,
     rate_limit: str | None = None,
     priority: int = 0,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
+    max_retry_delay: float | None = None,
+    jitter: float | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -488,10 +532,22 @@ def task(
     pools: Mapping[str, int] | None = None,
     rate_limit: str | None = None,
     priority: int = 0,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
+    max_retry_delay: float | None = None,
+    jitter: float | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
-    ``with_*`` methods of a ``LazyResult`` override them for one call."""
+    ``with_*`` methods of a ``LazyResult`` override them for one call.
+
+    Retries: ``retries=3`` attempts a failing call up to three more times; ``retry_delay``
+    (seconds before the first retry, default 0), ``backoff`` (the factor each later delay is
+    multiplied by), ``max_retry_delay`` (a cap), ``jitter`` (a random ± fraction) and
+    ``retry_on`` (the exception classes that are retried, default every ``Exception``) shape
+    them: ``@cs.task(retries=3, retry_delay=1.0, backoff=2.0)`` waits 1 s, 2 s, then 4 s.
+    ``retries=cs.RetryPolicy(...)`` gives the same as one object."""
     options = dict(
         name=name,
         executor=executor,
@@ -503,6 +559,11 @@ def task(
         pools=pools,
         rate_limit=rate_limit,
         priority=priority,
+        retry_delay=retry_delay,
+        backoff=backoff,
+        max_retry_delay=max_retry_delay,
+        jitter=jitter,
+        retry_on=retry_on,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]
