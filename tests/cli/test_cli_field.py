@@ -92,3 +92,21 @@ def test_dry_run_takes_runs_options_and_says_its_own_exit_codes():
     assert "--pool" in shown.stdout and "--executor" in shown.stdout
     assert "0 the run would start, 2 it would be refused" in shown.stdout
     assert "1 a task failed" not in shown.stdout
+
+
+# -- item 10: a resource whose teardown raises is named ------------------------------------
+
+
+def test_a_failed_teardown_names_the_resource():
+    done = run_cascade("run", "--no-record", "pipelines/field.py:teardown_fails")
+    assert done.code == 1
+    assert (
+        "resource 'flaky_connection' failed to tear down: RuntimeError: error while closing"
+        in done.stdout
+    )
+    done = run_cascade(
+        "run", "--no-record", "pipelines/field.py:teardown_fails", "--output", "json"
+    )
+    error = done.json()["error"]
+    assert error["resource"] == "flaky_connection"
+    assert error["type"] == "RuntimeError" and error["message"] == "error while closing"

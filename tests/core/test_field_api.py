@@ -44,3 +44,24 @@ def test_static_functions_and_nested_functions_are_still_tasks():
         return inner
 
     assert cs.run([Holder.double(2), make()(1)], log_level=None) == [4, 2]
+
+
+def test_a_failed_teardown_names_the_resource_from_python():
+    from cascade.events import RunFinished
+
+    @cs.resource(name="field_conn")
+    def field_conn():
+        yield "connection"
+        raise RuntimeError("error while closing")
+
+    @cs.task
+    def query(conn: str = cs.inject("field_conn")) -> str:
+        return conn
+
+    bus = cs.MessageBus()
+    finished: list[RunFinished] = []
+    bus.subscribe(RunFinished, finished.append)
+    with pytest.raises(RuntimeError, match="error while closing") as caught:
+        cs.run(query(), bus=bus, log_level=None)
+    assert "while tearing down resource 'field_conn'" in getattr(caught.value, "__notes__", [])
+    assert finished[0].failed_resource == "field_conn"

@@ -90,3 +90,18 @@ def _local_builder():
 
 #: A task the processes executor would have to pickle, defined inside a function.
 unpicklable = _local_builder
+
+
+@cs.resource
+def flaky_connection():
+    yield "connection"
+    raise RuntimeError("error while closing")
+
+
+@cs.task
+def query(conn=cs.inject("flaky_connection")):
+    return f"rows from {conn}"
+
+
+#: Its resource's teardown raises.
+teardown_fails = query()

@@ -377,7 +377,9 @@ def print_ending(
         if info.get("task"):
             text = Text(f"task '{info['task']}' ({info['task_id']}) failed: ", style="bold red")
         elif info.get("resource"):
-            text = Text(f"resource '{info['resource']}' failed to set up: ", style="bold red")
+            notes = getattr(outcome.error, "__notes__", None) or ()
+            phase = "tear down" if any("while tearing down" in n for n in notes) else "set up"
+            text = Text(f"resource '{info['resource']}' failed to {phase}: ", style="bold red")
         else:
             text = Text("the run failed: ", style="bold red")
         text.append(message)

@@ -166,8 +166,12 @@ class Run(GraphGrowth):
             except asyncio.CancelledError:
                 cancelled = True
             except BaseException as exc:
+                name = plan.resources.failed_teardown
+                if name is not None:
+                    add_note(exc, f"while tearing down resource '{name}'")
                 if failure is None:
                     status, failure = "Failed", exc
+                    self.failed_resource = name
                 raise
             finally:
                 for executor in reversed(started_executors):
