@@ -166,12 +166,12 @@ class Run(GraphGrowth):
             except asyncio.CancelledError:
                 cancelled = True
             except BaseException as exc:
-                name = plan.resources.failed_teardown
-                if name is not None:
-                    add_note(exc, f"while tearing down resource '{name}'")
+                culprit = plan.resources.failed_teardown
+                if culprit is not None:
+                    add_note(exc, f"while tearing down resource '{culprit}'")
                 if failure is None:
                     status, failure = "Failed", exc
-                    self.failed_resource = name
+                    self.failed_resource = culprit
                 raise
             finally:
                 for executor in reversed(started_executors):
