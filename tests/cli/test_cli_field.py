@@ -110,3 +110,28 @@ def test_a_failed_teardown_names_the_resource():
     error = done.json()["error"]
     assert error["resource"] == "flaky_connection"
     assert error["type"] == "RuntimeError" and error["message"] == "error while closing"
+
+
+# -- item 12: keep-going failures list each task with its own error -----------------------
+
+
+def test_keep_going_failures_list_each_task_with_its_own_error():
+    done = run_cascade(
+        "run", "--no-record", "--keep-going", "pipelines/field.py:two_failures", "--output", "json"
+    )
+    assert done.code == 1
+    error = done.json()["error"]
+    assert error["type"] == "RunFailed"
+    assert "sub-exceptions" not in error["message"]
+    assert "(ValueError: bad row 3)" in error["message"]
+    assert "(ConnectionError: page 3: HTTP 503)" in error["message"]
+    assert [(f["task"], f["type"], f["message"]) for f in error["failures"]] == [
+        ("early_fail", "ValueError", "bad row 3"),
+        ("flaky", "ConnectionError", "page 3: HTTP 503"),
+    ]
+    text = run_cascade("run", "--no-record", "--keep-going", "pipelines/field.py:two_failures")
+    lines = text.stdout.splitlines()
+    at = lines.index("2 task(s) failed:")
+    assert lines[at + 1].startswith("  task 'early_fail' (early_fail-")
+    assert lines[at + 1].endswith("): ValueError: bad row 3")
+    assert lines[at + 2].endswith("): ConnectionError: page 3: HTTP 503")

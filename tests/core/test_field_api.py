@@ -65,3 +65,20 @@ def test_a_failed_teardown_names_the_resource_from_python():
         cs.run(query(), bus=bus, log_level=None)
     assert "while tearing down resource 'field_conn'" in getattr(caught.value, "__notes__", [])
     assert finished[0].failed_resource == "field_conn"
+
+
+def test_run_failed_names_each_task_with_its_own_error():
+    @cs.task
+    def early_fail() -> None:
+        raise ValueError("bad row 3")
+
+    @cs.task
+    def flaky() -> None:
+        raise ConnectionError("page 3: HTTP 503")
+
+    with pytest.raises(cs.RunFailed) as caught:
+        cs.run([early_fail(), flaky()], on_failure="continue", log_level=None)
+    text = str(caught.value)
+    assert text.startswith("2 task(s) failed: early_fail-")
+    assert "(ValueError: bad row 3)" in text and "(ConnectionError: page 3: HTTP 503)" in text
+    assert "sub-exceptions" not in text

@@ -105,3 +105,22 @@ def query(conn=cs.inject("flaky_connection")):
 
 #: Its resource's teardown raises.
 teardown_fails = query()
+
+
+@cs.task
+def early_fail():
+    raise ValueError("bad row 3")
+
+
+@cs.task
+def flaky():
+    raise ConnectionError("page 3: HTTP 503")
+
+
+@cs.task
+def fine():
+    return 1
+
+
+#: Two independent failures and a success, for --keep-going.
+two_failures = [early_fail(), flaky(), fine()]

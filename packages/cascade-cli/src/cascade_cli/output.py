@@ -202,6 +202,19 @@ def error_info(record: RunRecord, outcome: Outcome, with_traceback: bool) -> dic
         culprit = next((u for u in failures if u.exception is exc), failures[0])
         info["task"] = culprit.task
         info["task_id"] = culprit.task_id
+    grouped = getattr(exc, "failures", None)
+    if isinstance(grouped, dict):  # a keep-going run: every failed task with its own error
+        info["task"] = info["task_id"] = None  # the error is the group, not one task's
+        names = {u.task_id: u.task for s in record.steps.values() for u in s.units.values()}
+        info["failures"] = [
+            {
+                "task_id": task_id,
+                "task": names.get(task_id, task_id.split("[", 1)[0].rsplit("-", 1)[0]),
+                "type": type(failure).__name__,
+                "message": str(failure),
+            }
+            for task_id, failure in grouped.items()
+        ]
     if with_traceback and exc is not None:
         info["traceback"] = format_traceback(exc)
     return info
@@ -374,6 +387,19 @@ def print_ending(
     elif outcome.status == FAILED:
         info = error_info(record, outcome, with_traceback=False) or {}
         message = f"{info.get('type')}: {info.get('message')}"
+        failures = info.get("failures")
+        if failures:
+            console.print(Text(f"{len(failures)} task(s) failed:", style="bold red"))
+            for failure in failures:
+                line = Text(f"  task '{failure['task']}' ({failure['task_id']}): ", style="red")
+                line.append(f"{failure['type']}: {failure['message']}")
+                console.print(line)
+            exc = outcome.error
+            if log_level == "DEBUG" and exc is not None:
+                print_traceback(console, format_traceback(exc))
+            else:
+                console.print(Text("(run with --log-level DEBUG for the traceback)", style="dim"))
+            return
         if info.get("task"):
             text = Text(f"task '{info['task']}' ({info['task_id']}) failed: ", style="bold red")
         elif info.get("resource"):
