@@ -135,3 +135,44 @@ def test_keep_going_failures_list_each_task_with_its_own_error():
     assert lines[at + 1].startswith("  task 'early_fail' (early_fail-")
     assert lines[at + 1].endswith("): ValueError: bad row 3")
     assert lines[at + 2].endswith("): ConnectionError: page 3: HTTP 503")
+
+
+# -- item 14: a restored task has one name everywhere -------------------------------------
+
+RESUMABLE = """
+import os
+import cascade as cs
+
+@cs.task
+def load() -> int:
+    return 10
+
+@cs.task
+def check(value: int) -> int:
+    if os.environ.get("FIELD_FAIL") == "1":
+        raise ValueError("check failed")
+    return value + 1
+
+flow = check(load())
+"""
+
+
+def test_a_task_restored_by_resume_is_a_checkpoint_in_run_and_in_the_history(tmp_path):
+    from cli_helpers import base_env
+
+    (tmp_path / "flow.py").write_text(RESUMABLE, encoding="utf-8")
+    env = base_env(CASCADE_HOME=str(tmp_path / "home"))
+    failed = run_cascade("run", "flow.py:flow", cwd=tmp_path, env={**env, "FIELD_FAIL": "1"})
+    assert failed.code == 1
+    resumed = run_cascade(
+        "run", "flow.py:flow", "--resume", "last", "--output", "json", cwd=tmp_path, env=env
+    )
+    assert resumed.code == 0, resumed.stderr
+    rows = {row["task"]: row for row in resumed.json()["tasks"]}
+    assert (rows["load"]["status"], rows["load"]["skip_reason"]) == ("Skipped", "Checkpoint")
+    shown = run_cascade("runs", "show", "last", "--output", "json", cwd=tmp_path, env=env)
+    history = {row["task"]: row for row in shown.json()["tasks"]}
+    assert history["load"]["skip_reason"] == "Checkpoint"
+    plain = run_cascade("run", "flow.py:flow", "--resume", "last", cwd=tmp_path, env=env)
+    assert "load skipped (Checkpoint)" in plain.stdout
+    assert "CacheHit" not in plain.stdout

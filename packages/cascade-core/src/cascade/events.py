@@ -196,7 +196,9 @@ class TasksSucceeded(Event):
 
 @dataclass(frozen=True)
 class TaskSkipped(TaskEvent):
-    """A task did not run: ``"CacheHit"``, ``"ConditionFalse"``, ``"UpstreamSkipped"``, or
+    """A task did not run: ``"CacheHit"`` (its cache policy had the result), ``"Checkpoint"``
+    (a resumed run restored the value its earlier run checkpointed), ``"ConditionFalse"``,
+    ``"UpstreamSkipped"``, or
     ``"UpstreamFailed"`` (with ``on_failure="continue"``; ``upstream`` names the failed
     task)."""
 

@@ -207,7 +207,8 @@ async def _cached(
     context = CacheContext(task, task_id, args, kwargs)
     hit, cached = policy.lookup(context)
     if hit:
-        publish_skip(plan, node, task_id, "CacheHit")
+        # A value restored from the run this one resumes is a checkpoint, not a cache hit.
+        publish_skip(plan, node, task_id, "CacheHit" if node.lazy.cache else "Checkpoint")
         return cached
     value = await _retried(plan, node, task, task_id, args, kwargs, abandoned)
     if plan.has_references:

@@ -361,7 +361,7 @@ class Run(GraphGrowth):
                 return
             if hit:
                 self._leave_gates(node)
-                publish_skip(plan, node, node.lazy.id, "CacheHit")
+                publish_skip(plan, node, node.lazy.id, "Checkpoint")  # restored, not cached
                 self._complete(node.index, cached)
                 return
         if task.injections:
