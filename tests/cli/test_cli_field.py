@@ -176,3 +176,19 @@ def test_a_task_restored_by_resume_is_a_checkpoint_in_run_and_in_the_history(tmp
     plain = run_cascade("run", "flow.py:flow", "--resume", "last", cwd=tmp_path, env=env)
     assert "load skipped (Checkpoint)" in plain.stdout
     assert "CacheHit" not in plain.stdout
+
+
+# -- item 11: the DEBUG traceback starts at the task's own code ---------------------------
+
+
+def test_the_debug_traceback_starts_at_the_task_even_with_a_run_scoped_resource():
+    done = run_cascade(
+        "run", "--no-record", "pipelines/field.py:fails_with_resource", "--log-level", "DEBUG"
+    )
+    assert done.code == 1
+    lines = done.stdout.splitlines()
+    at = lines.index("Traceback (most recent call last):")
+    assert lines[at + 1].endswith("in load_rows"), lines[at : at + 4]
+    frames = [line for line in lines[at:] if line.startswith('  File "')]
+    assert [line.rsplit(" in ", 1)[1] for line in frames] == ["load_rows", "parse_rows"]
+    assert "cascade/runtime" not in "\n".join(lines[at:])

@@ -124,3 +124,21 @@ def fine():
 
 #: Two independent failures and a success, for --keep-going.
 two_failures = [early_fail(), flaky(), fine()]
+
+
+@cs.resource
+def warehouse():
+    yield "warehouse"
+
+
+@cs.task
+def load_rows(conn=cs.inject("warehouse")):
+    return parse_rows(conn)
+
+
+def parse_rows(conn):
+    raise ValueError("bad row 3")
+
+
+#: Fails in the task's own code, with a run-scoped resource open.
+fails_with_resource = load_rows()

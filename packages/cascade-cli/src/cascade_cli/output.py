@@ -108,11 +108,18 @@ def _is_engine_frame(filename: str, folders: tuple[str, ...]) -> bool:
     return resolved.startswith(folders)
 
 
+def _tears_down(frame: traceback.FrameSummary) -> bool:
+    """Whether Cascade's frame is the one that throws a run's failure into a resource's
+    generator at teardown (the resource's frame after it is not the task's code)."""
+    return Path(frame.filename).name == "resources.py" and frame.name == "_finish_generator"
+
+
 def format_traceback(exc: BaseException) -> str:
     """The traceback of a failed task as its author wants it: the frames of Cascade and of the
-    event loop that called the task are left out up to the task's own first frame (a note says
-    how many), so it starts where the user's code does. An error raised inside Cascade itself
-    keeps every frame."""
+    event loop that called the task (and of a resource generator the failure was thrown into
+    at teardown) are left out up to the task's own first frame (a note says how many), so it
+    starts where the user's code does. An error raised inside Cascade itself keeps every
+    frame."""
     folders = _engine_folders()
     report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
     seen: set[int] = set()
@@ -123,8 +130,16 @@ def format_traceback(exc: BaseException) -> str:
             continue
         seen.add(id(current))
         frames = list(current.stack)
+        engine = [_is_engine_frame(frame.filename, folders) for frame in frames]
+        # The task's code starts at the first frame of user code that Cascade called: frames
+        # before it are Cascade's and the event loop's, and possibly a run-scoped resource's
+        # generator, into which the failure was thrown at teardown.
         first_user = next(
-            (i for i, frame in enumerate(frames) if not _is_engine_frame(frame.filename, folders)),
+            (
+                i
+                for i in range(1, len(frames))
+                if engine[i - 1] and not engine[i] and not _tears_down(frames[i - 1])
+            ),
             None,
         )
         if first_user:
