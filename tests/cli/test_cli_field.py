@@ -192,3 +192,44 @@ def test_the_debug_traceback_starts_at_the_task_even_with_a_run_scoped_resource(
     frames = [line for line in lines[at:] if line.startswith('  File "')]
     assert [line.rsplit(" in ", 1)[1] for line in frames] == ["load_rows", "parse_rows"]
     assert "cascade/runtime" not in "\n".join(lines[at:])
+
+
+# -- item 13: the live display's last frame shows the real outcome and counts ---------------
+
+
+def _progress_line(text: str) -> str:
+    return next(line for line in text.splitlines() if " tasks " in line and "/" in line)
+
+
+def test_a_failed_keep_going_run_ends_on_a_failed_frame():
+    from cli_helpers import Terminal
+
+    terminal = Terminal("run", "--no-record", "--keep-going", "pipelines/field.py:two_failures")
+    code = terminal.finish()
+    assert code == 1
+    screen = terminal.text()
+    line = _progress_line(screen)
+    assert line.lstrip().startswith("✗") and "3/3" in line, screen
+    assert "✓" not in line
+    assert "✗ failed" in screen and "failures: 2" in screen
+
+
+def test_a_stopped_run_leaves_no_spinner_nor_stale_queue_and_counts_every_item(tmp_path):
+    from cli_helpers import Terminal
+
+    release = tmp_path / "release"
+    terminal = Terminal(
+        "run", "--no-record", "--pool", "api=1", "pipelines/field.py:queued",
+        FIELD_RELEASE=str(release),
+    )  # fmt: skip
+    terminal.wait_for(r"waiting for pool 'api' \(\d+ queued\)")
+    release.write_text("go")
+    code = terminal.finish()
+    assert code == 1
+    screen = terminal.text()
+    assert "waiting for pool" not in screen, screen
+    assert "running:" not in screen
+    line = _progress_line(screen)
+    assert line.lstrip().startswith("✗"), screen
+    assert "✗ failed" in screen
+    assert "[map of 15]" in screen, screen

@@ -142,3 +142,21 @@ def parse_rows(conn):
 
 #: Fails in the task's own code, with a run-scoped resource open.
 fails_with_resource = load_rows()
+
+
+@cs.task(pools={"api": 1})
+def call_api(n):
+    import os
+    import pathlib
+    import time
+
+    if n == 0:
+        release = pathlib.Path(os.environ["FIELD_RELEASE"])
+        while not release.exists():  # the test releases it once the queue is on screen
+            time.sleep(0.01)
+        raise ConnectionError("HTTP 503")
+    return n
+
+
+#: Fifteen calls through a pool of one: the first fails (once released), the rest queue.
+queued = call_api.map(range(15))

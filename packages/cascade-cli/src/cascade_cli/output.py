@@ -252,7 +252,8 @@ def task_rows(record: RunRecord) -> list[dict[str, Any]]:
                 "parent_task_id": step.parent_task_id,
             }
             if step.is_map:
-                row["map_items"] = len(step.units)
+                # Every item it has, also those that never started (a map stopped early).
+                row["map_items"] = step.weight() if (step.units or step.expected) else 0
                 wall = step.wall
                 row["wall_duration"] = round(wall, 6) if wall is not None else None
             rows.append(row)
@@ -570,6 +571,16 @@ class _Activity:
             waiting = record.waiting()
             failures = record.failed
             retries = record.retries
+        if record.status is not None:
+            # The run has ended: nothing runs or waits any more, whatever was in flight when
+            # it stopped; the last frame says how it ended.
+            word, style = _ENDED.get(record.status, (record.status.lower(), ""))
+            text = Text(word, style=style)
+            text.append("   ")
+            text.append(f"retries: {retries}", style="yellow" if retries else "dim")
+            text.append("   ")
+            text.append(f"failures: {failures}", style="bold red" if failures else "dim")
+            return text
         text = Text("running: ", style="bold")
         if running:
             shown = ", ".join(running[:8])
@@ -586,6 +597,27 @@ class _Activity:
         text.append("   ")
         text.append(f"failures: {failures}", style="bold red" if failures else "dim")
         return text
+
+
+#: How the last frame of the live display says a run ended.
+_ENDED = {
+    SUCCEEDED: ("✓ succeeded", "green"),
+    FAILED: ("✗ failed", "bold red"),
+    CANCELLED: ("■ interrupted", "yellow"),
+}
+
+
+class _Outcome(ProgressColumn):
+    """The mark of the last frame, in the spinner's place: the run's own outcome (✓, ✗ or ■),
+    not whether every unit finished (a keep-going run can finish every unit and still have
+    failed, a stopped one leaves units unfinished)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__()
+        self.mark, self.style = _ENDED.get(status, ("?", ""))
+
+    def render(self, task: Task) -> RenderableType:
+        return Text(self.mark[0], style=self.style)
 
 
 class _Counts(ProgressColumn):
@@ -704,6 +736,9 @@ class LiveOutput:
         self.capture.stop()
         if self.live.is_started:
             self.update()
+            status = self.record.status
+            if status is not None:  # the spinner gives way to how the run ended
+                self.progress.columns = (_Outcome(status), *self.progress.columns[1:])
             self.progress.stop_task(self.bar)
             self.live.refresh()
             self.live.stop()
