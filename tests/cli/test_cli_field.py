@@ -233,3 +233,22 @@ def test_a_stopped_run_leaves_no_spinner_nor_stale_queue_and_counts_every_item(t
     assert line.lstrip().startswith("✗"), screen
     assert "✗ failed" in screen
     assert "[map of 15]" in screen, screen
+
+
+def test_an_interrupted_run_ends_on_an_interrupted_frame(tmp_path):
+    from cli_helpers import Terminal, wait_for_marker
+
+    marker = tmp_path / "marker.txt"
+    terminal = Terminal(
+        "run", "--no-record", "pipelines/naps.py:holds", CASCADE_TEST_MARKER=str(marker)
+    )
+    wait_for_marker(marker, "set up", "holding 0", "holding 1")
+    terminal.wait_for(r"running: hold\[")
+    terminal.child.sendintr()
+    terminal.wait_for(r"interrupted: stopping tasks and tearing resources down")
+    (tmp_path / "marker.txt.release").write_text("go")  # the threads return; the run ends
+    assert terminal.finish() == 130
+    screen = terminal.text()
+    line = _progress_line(screen)
+    assert line.lstrip().startswith("■"), screen
+    assert "■ interrupted" in screen and "running:" not in screen
