@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 import cascade as cs
-from cascade_cli.params import ParamsError, build_params, choose_value, parse_value
+from cascade_cli.params import (
+    ParamsError,
+    build_params,
+    check_unknown,
+    choose_value,
+    parse_value,
+)
 from cascade_cli.target import find_params
 
 
@@ -67,13 +73,16 @@ def test_build_params_merges_file_then_flags_and_checks_names() -> None:
     declared = {"a": cs.Param("a", type=int), "b": cs.Param("b", default="x")}
     assert build_params(declared, {"a": 1, "b": "file"}, ["b=flag", "a=2"]) == {"a": 2, "b": "flag"}
     with pytest.raises(ParamsError, match=r"unknown param\(s\) c; this graph takes: a: int, b"):
-        build_params(declared, {}, ["a=1", "c=2"])
+        check_unknown(declared, build_params(declared, {}, ["a=1", "c=2"]), grows=False)
+    # A graph that can grow (a task declared dynamic=True) may declare it later: a warning.
+    warning = check_unknown(declared, build_params(declared, {}, ["a=1", "c=2"]), grows=True)
+    assert warning is not None and "param(s) c are not declared by the graph as built" in warning
     with pytest.raises(ParamsError, match=r"missing required param\(s\) a; pass --param a=VALUE"):
         build_params(declared, {}, [])
     with pytest.raises(ParamsError, match="cannot convert 'nope' to int"):
         build_params(declared, {"a": "nope"}, [])
     with pytest.raises(ParamsError, match="takes no params"):
-        build_params({}, {}, ["a=1"])
+        check_unknown({}, build_params({}, {}, ["a=1"]), grows=False)
 
 
 def test_find_params_walks_arguments_conditions_and_ordering() -> None:

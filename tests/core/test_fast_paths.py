@@ -320,7 +320,8 @@ def test_a_run_wide_checkpoint_keeps_plain_tasks_results_and_a_hit_skips_the_cal
     second = asyncio.run(cs.Engine(bus=bus).run(total(double(1), double(3)), checkpoint=again))
     assert second == 26  # the kept 20, and double(3) run
     assert sorted(runs) == [1, 2, 3]
-    assert [(s.task_name, s.reason) for s in skipped] == [("double", "CacheHit")]
+    # Restored from the run-wide checkpoint: a "Checkpoint" skip, not a task cache's "CacheHit".
+    assert [(s.task_name, s.reason) for s in skipped] == [("double", "Checkpoint")]
 
 
 def test_a_checkpoint_that_cannot_be_read_fails_the_task_naming_it():

@@ -119,13 +119,22 @@ def parse_pools(given: Sequence[str]) -> dict[str, int]:
 
 
 def _params(target: Target, assignments: Sequence[str], params_file: str | None) -> dict[str, Any]:
-    from cascade_cli.params import ParamsError, build_params, read_params_file
+    from cascade_cli.params import ParamsError, build_params, check_unknown, read_params_file
+    from cascade_cli.target import lazy_results
 
+    declared = find_params(target.graph)
+    grows = any(
+        getattr(lazy.task, "dynamic", False) for lazy in lazy_results(target.graph).values()
+    )
     try:
         from_file = read_params_file(params_file, sys.stdin) if params_file else {}
-        return build_params(find_params(target.graph), from_file, assignments)
+        values = build_params(declared, from_file, assignments)
+        warning = check_unknown(declared, values, grows)
     except ParamsError as exc:
         raise click.UsageError(str(exc)) from None
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
+    return values
 
 
 def _executors_used(target: Target, executor: str | None) -> set[str]:
@@ -216,6 +225,10 @@ def _run(
         return EXIT_OK
     if outcome.status == CANCELLED:
         return EXIT_INTERRUPTED
+    from cascade import ParamError
+
+    if isinstance(outcome.error, ParamError):
+        return EXIT_USAGE  # a param nothing in the run declared (known once it had grown)
     return EXIT_FAILED
 
 
@@ -294,13 +307,24 @@ def dry_run_command(
     output: str,
     assignments: Sequence[str] = (),
     params_file: str | None = None,
+    *,
+    executor: str | None = None,
+    max_concurrency: int | None = None,
+    pools: Sequence[str] = (),
+    keep_going: bool = False,
+    executor_options: Mapping[str, Any] | None = None,
 ) -> int:
     """``cascade dry-run``: the plan with params filled in, policies, resources and which
-    cached tasks would hit, as text or JSON."""
+    cached tasks would hit, as text or JSON, after every check ``cascade run`` makes before
+    it starts (a refusal is the same usage error, exit code 2)."""
     from cascade_cli.inspect_plan import dry_run_lines, dry_run_steps
 
     target = _load(spec)
     given = _params(target, assignments, params_file)
+    if executor is not None:
+        _check_executor(executor)
+    _apply_executor_options(target, executor, executor_options or {})
+    _check_run(target, given, executor, max_concurrency, pools, keep_going)
     params = _resolved_params(target, given)
     steps = dry_run_steps(target, params)
     if output == "json":
@@ -314,6 +338,35 @@ def dry_run_command(
     return EXIT_OK
 
 
+def _check_run(
+    target: Target,
+    params: Mapping[str, Any],
+    executor: str | None,
+    max_concurrency: int | None,
+    pools: Sequence[str],
+    keep_going: bool,
+) -> None:
+    """The checks ``Engine.run`` makes before it starts, with nothing started: a refusal is a
+    usage error with the run's own message."""
+    import asyncio
+
+    from cascade_cli.run import SetupError, make_engine
+
+    try:
+        engine = make_engine(target, executor, max_concurrency)
+        check = engine.check(
+            target.graph,
+            params,
+            on_failure="continue" if keep_going else "stop",
+            pools=parse_pools(pools),
+        )
+        asyncio.run(check)
+    except SetupError as exc:
+        raise click.UsageError(str(exc)) from None
+    except Exception as exc:
+        raise click.UsageError(f"the run could not start: {exc}") from None
+
+
 def _resolved_params(target: Target, given: Mapping[str, Any]) -> dict[str, Any]:
     """Every param's value as a run would see it: given ones converted, the rest defaults
     (required ones not given are left out)."""
@@ -325,7 +378,10 @@ def _resolved_params(target: Target, given: Mapping[str, Any]) -> dict[str, Any]
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from None
         elif not param.required:
-            values[name] = param.default
+            try:
+                values[name] = param.default_value()
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
     return values
 
 

@@ -170,8 +170,14 @@ def cache_forecast(target: Target, params: Mapping[str, Any]) -> dict[str, dict[
 def _forecast_map(
     lazy: LazyResult[Any], args: list[Any], kwargs: dict[str, Any], known: dict[str, Any]
 ) -> dict[str, Any]:
-    positions = list(getattr(lazy, "iterated_args", ()) or ())
-    names = list(getattr(lazy, "iterated_kwargs", ()) or ())
+    # Text, bytes and mappings a param or a task produced are passed whole, as the run does.
+    whole = (str, bytes, bytearray, Mapping)
+    positions = [
+        i for i in getattr(lazy, "iterated_args", ()) or () if not isinstance(args[i], whole)
+    ]
+    names = [
+        k for k in getattr(lazy, "iterated_kwargs", ()) or () if not isinstance(kwargs[k], whole)
+    ]
     try:
         columns = [list(args[i]) for i in positions] + [list(kwargs[k]) for k in names]
     except TypeError:

@@ -278,71 +278,64 @@ param_options = [
 with_param_options = option_group(param_options)
 
 
+#: The options of `cascade run`, which `cascade dry-run` takes too (a dry run of a command
+#: line checks what that run would).
+run_option_list = [
+    *param_options,
+    click.option(
+        "--executor",
+        "-e",
+        metavar="NAME",
+        help="Executor for tasks that do not choose one: local (default), threads, processes, "
+        "or any a plugin registers (see `cascade plugins`).",
+    ),
+    click.option(
+        "--max-concurrency",
+        "-j",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Run at most N task attempts at once.",
+    ),
+    click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        help="Log lines to show (default INFO; WARNING under the live display). DEBUG also "
+        "prints the traceback of a failed task.",
+    ),
+    click.option(
+        "--record/--no-record",
+        "keep_record",
+        default=True,
+        show_default=True,
+        help="Record the run in the run history ($CASCADE_HOME/runs.sqlite3, else "
+        ".cascade/runs.sqlite3 here) and checkpoint its results; see `cascade runs`.",
+    ),
+    click.option(
+        "--resume",
+        metavar="last|RUN_ID",
+        help="Run again after a recorded run of TARGET: tasks that succeeded there with "
+        "unchanged code and inputs take their checkpointed value; the rest run.",
+    ),
+    click.option(
+        "--pool",
+        "pools",
+        multiple=True,
+        metavar="NAME=SIZE",
+        help="Define a named pool of SIZE slots for the tasks that ask for it "
+        "(@cs.task(pools={NAME: 1})); repeatable.",
+    ),
+    click.option(
+        "--keep-going",
+        is_flag=True,
+        help="When a task fails, go on with everything that does not depend on it, and report "
+        "every failure at the end (on_failure='continue').",
+    ),
+]
+
+
 @click.command(cls=RunCommand, epilog=EPILOG)
 @click.argument("target")
-@click.option(
-    "--param",
-    "-p",
-    "assignments",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Set a cs.Param (repeatable). VALUE is parsed as JSON, falling back to a string, "
-    "then converted by the param's type.",
-)
-@click.option(
-    "--params",
-    "params_file",
-    metavar="FILE.json",
-    help="Read params from a JSON object in FILE ('-' for stdin); --param values win.",
-)
-@click.option(
-    "--executor",
-    "-e",
-    metavar="NAME",
-    help="Executor for tasks that do not choose one: local (default), threads, processes, "
-    "or any a plugin registers (see `cascade plugins`).",
-)
-@click.option(
-    "--max-concurrency",
-    "-j",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Run at most N task attempts at once.",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Log lines to show (default INFO; WARNING under the live display). DEBUG also "
-    "prints the traceback of a failed task.",
-)
-@click.option(
-    "--record/--no-record",
-    "keep_record",
-    default=True,
-    show_default=True,
-    help="Record the run in the run history ($CASCADE_HOME/runs.sqlite3, else "
-    ".cascade/runs.sqlite3 here) and checkpoint its results; see `cascade runs`.",
-)
-@click.option(
-    "--resume",
-    metavar="last|RUN_ID",
-    help="Run again after a recorded run of TARGET: tasks that succeeded there with "
-    "unchanged code and inputs take their checkpointed value; the rest run.",
-)
-@click.option(
-    "--pool",
-    "pools",
-    multiple=True,
-    metavar="NAME=SIZE",
-    help="Define a named pool of SIZE slots for the tasks that ask for it "
-    "(@cs.task(pools={NAME: 1})); repeatable.",
-)
-@click.option(
-    "--keep-going",
-    is_flag=True,
-    help="When a task fails, go on with everything that does not depend on it, and report "
-    "every failure at the end (on_failure='continue').",
-)
+@option_group(run_option_list)
 @output_option
 def run(
     target: str,
@@ -407,17 +400,53 @@ def graph(target: str, fmt: str, output_file: str | None) -> int:
     return graph_command(target, fmt, output_file)
 
 
-@click.command("dry-run", epilog=EPILOG)
+DRY_RUN_EPILOG = """\b
+TARGET is path/to/file.py:name or package.module:name (split on the last colon); name is a
+LazyResult, a list or dict of them, or a zero-argument function returning one.
+
+\b
+Exit codes: 0 the run would start, 2 it would be refused (a usage error: the same checks and
+messages as `cascade run`).
+"""
+
+
+@click.command("dry-run", cls=RunCommand, epilog=DRY_RUN_EPILOG)
 @click.argument("target")
-@with_param_options
+@option_group(run_option_list)
 @output_option
-def dry_run(target: str, assignments: tuple[str, ...], params_file: str | None, output: str) -> int:
+def dry_run(
+    target: str,
+    assignments: tuple[str, ...],
+    params_file: str | None,
+    executor: str | None,
+    max_concurrency: int | None,
+    log_level: str | None,
+    keep_record: bool,
+    resume: str | None,
+    pools: tuple[str, ...],
+    keep_going: bool,
+    output: str,
+    **executor_options: Any,
+) -> int:
     """Show the order tasks would start in, with their inputs (params filled in), each task's
     policies (retries, timeout, cache, concurrency) and injected resources, and which cached
-    tasks would be skipped because their result is stored. Runs nothing, sets up nothing."""
+    tasks would be skipped because their result is stored. Takes `cascade run`'s options and
+    makes every check that run makes before it starts (params, executors, resources, pools,
+    tasks an executor must pickle), refusing what it would refuse. Runs nothing, sets up
+    nothing, records nothing."""
     from cascade_cli.commands import dry_run_command
 
-    return dry_run_command(target, output, assignments, params_file)
+    return dry_run_command(
+        target,
+        output,
+        assignments,
+        params_file,
+        executor=executor,
+        max_concurrency=max_concurrency,
+        pools=pools,
+        keep_going=keep_going,
+        executor_options=executor_options,
+    )
 
 
 @click.command()

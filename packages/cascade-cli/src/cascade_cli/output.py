@@ -108,11 +108,18 @@ def _is_engine_frame(filename: str, folders: tuple[str, ...]) -> bool:
     return resolved.startswith(folders)
 
 
+def _tears_down(frame: traceback.FrameSummary) -> bool:
+    """Whether Cascade's frame is the one that throws a run's failure into a resource's
+    generator at teardown (the resource's frame after it is not the task's code)."""
+    return Path(frame.filename).name == "resources.py" and frame.name == "_finish_generator"
+
+
 def format_traceback(exc: BaseException) -> str:
     """The traceback of a failed task as its author wants it: the frames of Cascade and of the
-    event loop that called the task are left out up to the task's own first frame (a note says
-    how many), so it starts where the user's code does. An error raised inside Cascade itself
-    keeps every frame."""
+    event loop that called the task (and of a resource generator the failure was thrown into
+    at teardown) are left out up to the task's own first frame (a note says how many), so it
+    starts where the user's code does. An error raised inside Cascade itself keeps every
+    frame."""
     folders = _engine_folders()
     report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
     seen: set[int] = set()
@@ -123,8 +130,16 @@ def format_traceback(exc: BaseException) -> str:
             continue
         seen.add(id(current))
         frames = list(current.stack)
+        engine = [_is_engine_frame(frame.filename, folders) for frame in frames]
+        # The task's code starts at the first frame of user code that Cascade called: frames
+        # before it are Cascade's and the event loop's, and possibly a run-scoped resource's
+        # generator, into which the failure was thrown at teardown.
         first_user = next(
-            (i for i, frame in enumerate(frames) if not _is_engine_frame(frame.filename, folders)),
+            (
+                i
+                for i in range(1, len(frames))
+                if engine[i - 1] and not engine[i] and not _tears_down(frames[i - 1])
+            ),
             None,
         )
         if first_user:
@@ -197,8 +212,24 @@ def error_info(record: RunRecord, outcome: Outcome, with_traceback: bool) -> dic
     }
     failures = record.failures()
     if failures:
-        info["task"] = failures[0].task
-        info["task_id"] = failures[0].task_id
+        # The unit whose attempt raised this very exception: id, name and error always
+        # belong to the same attempt (two map items may fail at once).
+        culprit = next((u for u in failures if u.exception is exc), failures[0])
+        info["task"] = culprit.task
+        info["task_id"] = culprit.task_id
+    grouped = getattr(exc, "failures", None)
+    if isinstance(grouped, dict):  # a keep-going run: every failed task with its own error
+        info["task"] = info["task_id"] = None  # the error is the group, not one task's
+        names = {u.task_id: u.task for s in record.steps.values() for u in s.units.values()}
+        info["failures"] = [
+            {
+                "task_id": task_id,
+                "task": names.get(task_id, task_id.split("[", 1)[0].rsplit("-", 1)[0]),
+                "type": type(failure).__name__,
+                "message": str(failure),
+            }
+            for task_id, failure in grouped.items()
+        ]
     if with_traceback and exc is not None:
         info["traceback"] = format_traceback(exc)
     return info
@@ -221,7 +252,8 @@ def task_rows(record: RunRecord) -> list[dict[str, Any]]:
                 "parent_task_id": step.parent_task_id,
             }
             if step.is_map:
-                row["map_items"] = len(step.units)
+                # Every item it has, also those that never started (a map stopped early).
+                row["map_items"] = step.weight() if (step.units or step.expected) else 0
                 wall = step.wall
                 row["wall_duration"] = round(wall, 6) if wall is not None else None
             rows.append(row)
@@ -371,10 +403,25 @@ def print_ending(
     elif outcome.status == FAILED:
         info = error_info(record, outcome, with_traceback=False) or {}
         message = f"{info.get('type')}: {info.get('message')}"
+        failures = info.get("failures")
+        if failures:
+            console.print(Text(f"{len(failures)} task(s) failed:", style="bold red"))
+            for failure in failures:
+                line = Text(f"  task '{failure['task']}' ({failure['task_id']}): ", style="red")
+                line.append(f"{failure['type']}: {failure['message']}")
+                console.print(line)
+            exc = outcome.error
+            if log_level == "DEBUG" and exc is not None:
+                print_traceback(console, format_traceback(exc))
+            else:
+                console.print(Text("(run with --log-level DEBUG for the traceback)", style="dim"))
+            return
         if info.get("task"):
             text = Text(f"task '{info['task']}' ({info['task_id']}) failed: ", style="bold red")
         elif info.get("resource"):
-            text = Text(f"resource '{info['resource']}' failed to set up: ", style="bold red")
+            notes = getattr(outcome.error, "__notes__", None) or ()
+            phase = "tear down" if any("while tearing down" in n for n in notes) else "set up"
+            text = Text(f"resource '{info['resource']}' failed to {phase}: ", style="bold red")
         else:
             text = Text("the run failed: ", style="bold red")
         text.append(message)
@@ -524,6 +571,16 @@ class _Activity:
             waiting = record.waiting()
             failures = record.failed
             retries = record.retries
+        if record.status is not None:
+            # The run has ended: nothing runs or waits any more, whatever was in flight when
+            # it stopped; the last frame says how it ended.
+            word, style = _ENDED.get(record.status, (record.status.lower(), ""))
+            text = Text(word, style=style)
+            text.append("   ")
+            text.append(f"retries: {retries}", style="yellow" if retries else "dim")
+            text.append("   ")
+            text.append(f"failures: {failures}", style="bold red" if failures else "dim")
+            return text
         text = Text("running: ", style="bold")
         if running:
             shown = ", ".join(running[:8])
@@ -540,6 +597,27 @@ class _Activity:
         text.append("   ")
         text.append(f"failures: {failures}", style="bold red" if failures else "dim")
         return text
+
+
+#: How the last frame of the live display says a run ended.
+_ENDED = {
+    SUCCEEDED: ("✓ succeeded", "green"),
+    FAILED: ("✗ failed", "bold red"),
+    CANCELLED: ("■ interrupted", "yellow"),
+}
+
+
+class _Outcome(ProgressColumn):
+    """The mark of the last frame, in the spinner's place: the run's own outcome (✓, ✗ or ■),
+    not whether every unit finished (a keep-going run can finish every unit and still have
+    failed, a stopped one leaves units unfinished)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__()
+        self.mark, self.style = _ENDED.get(status, ("?", ""))
+
+    def render(self, task: Task) -> RenderableType:
+        return Text(self.mark[0], style=self.style)
 
 
 class _Counts(ProgressColumn):
@@ -658,6 +736,9 @@ class LiveOutput:
         self.capture.stop()
         if self.live.is_started:
             self.update()
+            status = self.record.status
+            if status is not None:  # the spinner gives way to how the run ended
+                self.progress.columns = (_Outcome(status), *self.progress.columns[1:])
             self.progress.stop_task(self.bar)
             self.live.refresh()
             self.live.stop()

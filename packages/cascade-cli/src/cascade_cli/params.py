@@ -144,8 +144,9 @@ def build_params(
     assignments: Iterable[str],
 ) -> dict[str, Any]:
     """Merge ``--params`` (first) and ``--param`` (later ones win) and check them against the
-    params the graph declares: unknown names, missing required ones and values the declared
-    type rejects are ``ParamsError``s that say what the graph takes."""
+    params the graph declares: missing required ones and values the declared type rejects are
+    ``ParamsError``s that say what the graph takes. Names the graph does not declare are kept:
+    a graph one of its tasks returns may declare them (``unknown_params_warning``)."""
     values: dict[str, Any] = {}
     for name, value in from_file.items():
         param = declared.get(name)
@@ -155,9 +156,6 @@ def build_params(
     for text in assignments:
         name, raw = split_assignment(text)
         values[name] = choose_value(declared.get(name), raw)
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
-        raise ParamsError(f"unknown param(s) {', '.join(unknown)}; {_takes(declared)}")
     missing = sorted(n for n, p in declared.items() if p.required and n not in values)
     if missing:
         hint = " ".join(f"--param {n}=VALUE" for n in missing)
@@ -165,3 +163,26 @@ def build_params(
             f"missing required param(s) {', '.join(missing)}; pass {hint} ({_takes(declared)})"
         )
     return values
+
+
+def check_unknown(
+    declared: Mapping[str, Param], values: Mapping[str, Any], grows: bool
+) -> str | None:
+    """Given params the graph as built does not declare. When the graph cannot grow (no task
+    is declared ``dynamic=True``) they are a ``ParamsError``; when it can, a graph a task
+    returns may declare them, and the warning to show before the run is returned (the run
+    fails at its end if nothing declared them). ``None`` when every name is declared."""
+    unknown = sorted(set(values) - set(declared))
+    if not unknown:
+        return None
+    if not grows:
+        raise ParamsError(
+            f"unknown param(s) {', '.join(unknown)}; {_takes(declared)} (a param used only in "
+            "a graph a task returns can be given once that task is declared "
+            "@cs.task(dynamic=True))"
+        )
+    return (
+        f"param(s) {', '.join(unknown)} are not declared by the graph as built (before any "
+        f"task ran; {_takes(declared)}); unless a graph returned by one of its dynamic tasks "
+        "declares them, the run will fail"
+    )

@@ -53,6 +53,9 @@ class Attempts:
     reason: str | None = None
     executor: str = ""
     ended: int = -1  # order in which the unit reached its current final status
+    #: The exception of its last failed attempt (same process only), to tell which unit an
+    #: exception the run raised belongs to.
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -323,6 +326,7 @@ class RunRecord:
             self._set(step, unit, status)
             unit.duration += event.duration
             unit.error = f"fell back after {event.error}" if event.fell_back else event.error
+            unit.exception = event.exception
             self._order += 1
             unit.ended = self._order
             start = event.start_time or event.timestamp

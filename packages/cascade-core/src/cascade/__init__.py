@@ -72,6 +72,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    # The lazily loaded names are part of the API: completion and dir() list them too.
+    return sorted({*globals(), *_LAZY})
+
+
 async def run_async(
     target: Any,
     params: Mapping[str, Any] | None = None,

@@ -67,7 +67,9 @@ class RunFinished(Event):
     duration: float = 0.0
     error: str | None = None
     error_type: str | None = None
-    #: The resource whose setup raised, when that is what failed the run.
+    #: The resource whose setup or teardown raised, when that is what failed the run (the
+    #: exception's note says which: "while setting up resource ..." / "while tearing down
+    #: resource ...").
     failed_resource: str | None = None
     exception: BaseException | None = field(default=None, compare=False, repr=False)
 
@@ -194,7 +196,9 @@ class TasksSucceeded(Event):
 
 @dataclass(frozen=True)
 class TaskSkipped(TaskEvent):
-    """A task did not run: ``"CacheHit"``, ``"ConditionFalse"``, ``"UpstreamSkipped"``, or
+    """A task did not run: ``"CacheHit"`` (its cache policy had the result), ``"Checkpoint"``
+    (a resumed run restored the value its earlier run checkpointed), ``"ConditionFalse"``,
+    ``"UpstreamSkipped"``, or
     ``"UpstreamFailed"`` (with ``on_failure="continue"``; ``upstream`` names the failed
     task)."""
 

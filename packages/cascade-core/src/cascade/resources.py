@@ -87,6 +87,8 @@ class ResourceStack:
         self._run_id = run_id
         self._open: list[tuple[str, Any]] = []
         self.instances: dict[str, Any] = {}
+        #: The resource whose teardown raised the error ``close`` raises, if any.
+        self.failed_teardown: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -137,6 +139,7 @@ class ResourceStack:
             except Exception as exc:
                 if error is None and first_failure is None:
                     first_failure = exc
+                    self.failed_teardown = name
                 else:
                     logger.error("teardown of resource '%s' failed: %r", name, exc)
             if self._bus is not None and self._bus.wants(ResourceReleased):

@@ -28,6 +28,7 @@ from typing import Any
 from opentelemetry import context, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
+import cascade
 from cascade import Engine, TaskCall
 from cascade.events import (
     RunFinished,
@@ -69,9 +70,13 @@ def _ns(seconds: float) -> int:
 
 
 def _qualified_name(cls: type) -> str:
+    """The class's name as users import it: ``cascade.RunFailed`` for Cascade's public
+    exceptions (not the internal module that defines them), ``module.Class`` otherwise."""
     module = cls.__module__
     if module in ("builtins", "__main__", None):
         return cls.__qualname__
+    if module.startswith("cascade.") and getattr(cascade, cls.__name__, None) is cls:
+        return f"cascade.{cls.__name__}"
     return f"{module}.{cls.__qualname__}"
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import string
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cascade.caching.inputs import call_inputs, named_inputs
+from cascade.caching.user_site import warn_at_user_code
 from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 Target = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
@@ -88,22 +88,22 @@ class FileExistenceCache:
     def save(self, context: CacheContext, value: Any) -> None:
         path: Path = context.state
         if not path.exists():
-            warnings.warn(
+            warn_at_user_code(
                 f"task '{context.task_name}' finished without creating its FileExistenceCache "
                 f"target '{path}', so it will run again next time; write the file in the task",
                 CacheWarning,
-                stacklevel=2,
+                context.task,
             )
         elif not _same_path(value, path):
             shown = repr(value)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            warnings.warn(
+            warn_at_user_code(
                 f"task '{context.task_name}' returned {type(value).__name__} {shown} "
                 f"rather than the path of its FileExistenceCache target '{path}'; when the "
                 "target exists the task is skipped and its result is that Path, so return the "
                 "path to keep one result type",
                 CacheWarning,
-                stacklevel=2,
+                context.task,
             )
 
 

@@ -39,10 +39,12 @@ _SCHEME = b"cascade-stable-hash/1\0"
 class UnhashableInputError(TypeError):
     """A value has no stable hash. ``where`` locates the offending part (``[2].name``)."""
 
-    def __init__(self, reason: str, where: str = "") -> None:
+    def __init__(self, reason: str, where: str = "", advice: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.where = where
+        #: What to do about it, for messages that give no advice of their own.
+        self.advice = advice
         self.argument: str | None = None
 
     def inside(self, segment: str) -> UnhashableInputError:
@@ -51,7 +53,8 @@ class UnhashableInputError(TypeError):
         return self
 
     def __str__(self) -> str:
-        return f"{self.reason} (at {self.short_where})" if self.where else self.reason
+        text = f"{self.reason} (at {self.short_where})" if self.where else self.reason
+        return f"{text}; {self.advice}" if self.advice else text
 
     @property
     def short_where(self) -> str:
@@ -300,8 +303,8 @@ def _feed_other(h: Any, value: Any, kind: type, depth: int, active: set[int]) ->
         _feed_subclass(h, value, kind, depth, active)
     elif not _feed_library(h, value, kind, depth, active):
         raise UnhashableInputError(
-            f"a {_class_name(kind)} has no stable hash (define __cascade_hash__ on the class, "
-            "or pass key_fn= to the cache policy)"
+            f"a {_class_name(kind)} has no stable hash",
+            advice="define __cascade_hash__ on the class, or pass key_fn= to the cache policy",
         )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import numbers
-import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from cascade.caching.inputs import (
     task_identity,
 )
 from cascade.caching.store import CacheStore, check_store, resolve_store
+from cascade.caching.user_site import warn_at_user_code
 from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 logger = logging.getLogger("cascade.caching")
@@ -102,7 +102,7 @@ class InputHashCache:
         a value the task's code reads from outside its arguments, has no stable hash."""
         key, problem = self.compute_key(context)
         if problem is not None:
-            warnings.warn(f"task '{context.task_name}': {problem}", CacheWarning, stacklevel=2)
+            warn_at_user_code(f"task '{context.task_name}': {problem}", CacheWarning, context.task)
         return key
 
     def compute_key(
@@ -184,12 +184,12 @@ class InputHashCache:
         try:
             store.set(key, value, self.ttl, task=context.task_name)
         except Exception as exc:
-            warnings.warn(
+            warn_at_user_code(
                 f"task '{context.task_name}': its result was not cached because the store "
                 f"{store!r} could not save it: {type(exc).__name__}: {exc}. Results must be "
                 "picklable to be cached.",
                 CacheWarning,
-                stacklevel=2,
+                context.task,
             )
 
 

@@ -13,6 +13,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -150,6 +151,25 @@ class ThreadPool:
             self._jobs.put(None)
 
 
+def _timed(call: TaskCall) -> Any:
+    """A sync call, in its thread, noting when its code started and ended (a duration is the
+    time the task ran, not the time it queued for a thread or for the event loop)."""
+    call.start_time = time.time()
+    try:
+        return call.fn(*call.args, **call.kwargs)
+    finally:
+        call.end_time = time.time()
+
+
+async def _timed_async(call: TaskCall) -> Any:
+    """An async call, noting when its first step ran and when it ended."""
+    call.start_time = time.time()
+    try:
+        return await call.fn(*call.args, **call.kwargs)
+    finally:
+        call.end_time = time.time()
+
+
 class _ThreadCoroutine:
     """An ``async def`` call run with ``asyncio.run`` in a pool thread, which the event loop's
     side can cancel: the cancellation is handed to the thread's loop, before or while the
@@ -205,7 +225,7 @@ async def _run_in_thread_loop(
     """What ``ThreadExecutor.submit`` returns for an ``async def`` call: the engine runs it as a
     task, so cancelling it (a timeout, a failed or cancelled run) cancels the coroutine in its
     thread, and this completes only once the coroutine has stopped."""
-    runner = _ThreadCoroutine(call.fn, call.args, call.kwargs)
+    runner = _ThreadCoroutine(_timed_async, (call,), {})
     # A copy: the engine may run this coroutine in ``context`` itself, and one context cannot
     # be entered by two threads at once.
     future = pool.submit(runner.run, (), {}, context.copy(), call.on_start)
@@ -265,11 +285,11 @@ class LocalExecutor(BaseExecutor):
             if call.on_start is not None:
                 # Before the task's first step, which the engine schedules after this returns.
                 asyncio.get_running_loop().call_soon(call.on_start)
-            return call.fn(*call.args, **call.kwargs)  # type: ignore[no-any-return]
+            return _timed_async(call)
         # A sync task sees the caller's context variables, as an async task does (each call
         # in a copy of its own: one context cannot be entered by two threads at once).
         context = call.context if call.context is not None else contextvars.copy_context()
-        return self._threads().submit(call.fn, call.args, call.kwargs, context, call.on_start)
+        return self._threads().submit(_timed, (call,), {}, context, call.on_start)
 
     def submit_plain(
         self,
@@ -307,7 +327,7 @@ class ThreadExecutor(LocalExecutor):
         context = call.context if call.context is not None else contextvars.copy_context()
         if call.is_async:
             return _run_in_thread_loop(self._threads(), call, context)
-        return self._threads().submit(call.fn, call.args, call.kwargs, context, call.on_start)
+        return self._threads().submit(_timed, (call,), {}, context, call.on_start)
 
     # Every call goes through ``submit``: async calls need their own loop in a thread.
     submit_plain = None  # type: ignore[assignment]

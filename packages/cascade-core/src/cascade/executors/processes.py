@@ -31,6 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from cascade.executors.main_guard import check_main_guard
 from cascade.executors.process_worker import (
     CallSpec,
     Failure,
@@ -193,6 +194,7 @@ class ProcessExecutor(BaseExecutor):
         from concurrent.futures import ProcessPoolExecutor
 
         context = self._mp_context or multiprocessing.get_context("spawn")
+        check_main_guard(self.name, context.get_start_method())
         reader, writer = context.Pipe(duplex=False)
         barrier = context.Barrier(self.max_workers)
         executor = ProcessPoolExecutor(

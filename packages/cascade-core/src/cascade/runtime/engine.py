@@ -160,6 +160,25 @@ class Engine:
                 await session.close()
         return shape(values)
 
+    async def check(
+        self,
+        target: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_failure: str = "stop",
+        pools: Mapping[str, int | Pool] | None = None,
+    ) -> None:
+        """Make every check ``run`` makes before it starts anything, and start nothing (a dry
+        run): the graph builds, params are given and convert, every executor and resource
+        is known, pools are defined and large enough, and the tasks an executor sends to
+        another process can be pickled. A failed check raises the error ``run`` would
+        (``ParamError``, ``ResourceError``, ``PoolError``, ``PluginError``...)."""
+        run_pools = merge_pools(self.pools, check_pools_given(pools, "run"))
+        targets, _ = normalize_target(target)
+        graph = build_graph(targets)
+        plan = RunPlan(self, graph, dict(params or {}), on_failure, None, run_pools)
+        plan.check_shippable()
+
     def resolve_executor(self, spec: str | Executor | None) -> tuple[str, Executor]:
         """An executor instance for a name or instance (``None`` means the engine default)."""
         spec = spec if spec is not None else self.executor

@@ -22,9 +22,9 @@ from typing import Any
 from cascade.graph.build import KIND_PARAM, Graph, Node, direct_dependencies, resolve_nested
 from cascade.graph.extend import GraphCycleError, extend_graph, lazies_in, replace_node
 from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
-from cascade.runtime.plan import RunPlan
+from cascade.runtime.plan import RunPlan, claim_param
 from cascade.spec.params import ParamError
-from cascade.spec.task import MISSING, LazyResult, Param
+from cascade.spec.task import LazyResult, Param
 
 
 @dataclass(slots=True)
@@ -125,6 +125,8 @@ class GraphGrowth:
             self.completed.extend(bytes(grow))
             if self.started_at is not None:
                 self.started_at.extend([0.0] * grow)
+            if self.plan.ended_at is not None:
+                self.plan.ended_at.extend([0.0] * grow)
         parent_of = self.plan.parent_of
         for index in added:
             parent_of[index] = parent
@@ -144,15 +146,7 @@ class GraphGrowth:
             self.ready.append(node.index)
 
     def _param_value(self, param: Param) -> Any:
-        params = self.plan.params
-        if param.param_name in params:
-            return params[param.param_name]
-        if param.default is not MISSING:
-            return param.default
-        raise ParamError(
-            f"param '{param.param_name}' is required by a task added at run time, but the run "
-            "was not given it and it has no default"
-        )
+        return claim_param(param, self.plan.params, self.plan.unclaimed)
 
     def _check_no_cycle(self, parent: int, children: tuple[int, ...]) -> None:
         """A returned graph that needs the returning task itself would wait forever."""

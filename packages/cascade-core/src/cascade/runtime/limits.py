@@ -25,6 +25,13 @@ _order = itertools.count()
 _Waiter = tuple[int, int, int, Callable[[], None], object]
 
 
+def arrival() -> int:
+    """A place in line: waiters of equal priority are served in the order of these. A call
+    that is retried keeps the one it took for its first attempt, so its retry does not go to
+    the back of a queue the other calls joined meanwhile."""
+    return next(_order)
+
+
 class _Gate:
     """Waiters in a heap by (-priority, arrival). A gate may be shared by several runs (an
     engine's pools): each waiter names its owner, so a run that stops drops only its own."""
@@ -50,8 +57,16 @@ class _Gate:
         heapq.heappush(self.waiters, (-priority, next(_order), weight, on_pass, owner))
         self._serve()
 
-    async def acquire(self, weight: int = 1, priority: int = 0, owner: object = None) -> None:
-        """Wait for ``weight`` (for coroutines: the policy route)."""
+    async def acquire(
+        self,
+        weight: int = 1,
+        priority: int = 0,
+        owner: object = None,
+        place: int | None = None,
+    ) -> None:
+        """Wait for ``weight`` (for coroutines: the policy route); ``place`` is the waiter's
+        ``arrival()`` when it has one already (a retry), else it joins the end of its
+        priority."""
         if not self.waiters and self.try_enter(weight):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -62,7 +77,7 @@ class _Gate:
             else:
                 future.set_result(None)
 
-        entry = (-priority, next(_order), weight, hand_over, owner)
+        entry = (-priority, next(_order) if place is None else place, weight, hand_over, owner)
         heapq.heappush(self.waiters, entry)
         self._serve()
         try:

@@ -36,8 +36,7 @@ class RunFailed(ExceptionGroup):  # type: ignore[misc,unused-ignore]
     results: Any
 
     def __new__(cls, failures: dict[str, BaseException], results: Any) -> RunFailed:
-        names = ", ".join(failures)
-        message = f"{len(failures)} task(s) failed: {names}"
+        message = f"{len(failures)} task(s) failed: {_each(failures)}"
         self = cast(RunFailed, super().__new__(cls, message, list(failures.values())))
         self.failures = failures
         self.results = results
@@ -46,6 +45,10 @@ class RunFailed(ExceptionGroup):  # type: ignore[misc,unused-ignore]
     def __init__(self, failures: dict[str, BaseException], results: Any) -> None:
         super().__init__(self.message, list(failures.values()))
 
+    def __str__(self) -> str:
+        # The message lists every failure already; not "... (2 sub-exceptions)" after it.
+        return str(self.message)
+
     def derive(self, excs: Any) -> ExceptionGroup[Any]:
         """A plain ``ExceptionGroup`` of ``excs`` (what ``split()`` and ``subgroup()`` make):
         a part of the failures is not a run's outcome."""
@@ -53,6 +56,26 @@ class RunFailed(ExceptionGroup):  # type: ignore[misc,unused-ignore]
 
     def __reduce__(self) -> Any:
         return (type(self), (self.failures, self.results))
+
+
+#: How many failures the message of a ``RunFailed`` spells out (``failures`` has them all).
+_SHOWN = 10
+
+
+def _each(failures: dict[str, BaseException]) -> str:
+    """``load-1 (ValueError: bad row), fetch-3 (ConnectionError: reset)``: each failed task
+    with its own exception, so a one-line report says what went wrong where."""
+    parts = []
+    for task_id, exc in list(failures.items())[:_SHOWN]:
+        text = str(exc)
+        text = text if len(text) <= 200 else text[:197] + "..."
+        parts.append(
+            f"{task_id} ({type(exc).__name__}: {text})"
+            if text
+            else f"{task_id} ({type(exc).__name__})"
+        )
+    more = len(failures) - _SHOWN
+    return ", ".join(parts) + (f", and {more} more" if more > 0 else "")
 
 
 class MapItemsFailed(Exception):

@@ -10,6 +10,7 @@ before anything has started.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -108,7 +109,7 @@ class RunPlan:
         self.bus = engine.bus
         self.loop = asyncio.get_running_loop()
         self.graph = graph
-        self.params = resolve_params(graph, params)
+        self.params, self.unclaimed = resolve_params(graph, params)
         self._plan_executors(engine)
         self._plan_resources(engine.resource_providers())
         self.resources = ResourceStack(self.bus, self.run_id)
@@ -117,6 +118,9 @@ class RunPlan:
         self.task_limiters: dict[int, Limiter] = {}
         self._plan_pools(dict(pools or {}), engine.pool_gates)
         self.rng = random.Random()
+        #: Set once the run has decided to stop (the first failure of a stop-mode run, a map
+        #: item's included): from then on no attempt starts, even one already past its gates.
+        self.halted = False
         #: For nodes added at run time: node index → id of the task that returned them.
         self.parent_of: dict[int, str] = {}
         #: Futures of attempts that cannot be stopped (sync work in threads): the run waits for
@@ -154,11 +158,13 @@ class RunPlan:
             or self.want_bulk_successes
         )
         #: When attempt ends are wanted but attempts are not observed, a direct-route call is
-        #: reported with the start time kept here, by node index (a float per node: nothing
-        #: for the GC); the graph's growth extends it.
+        #: reported with the start and end times kept here, by node index (a float per node:
+        #: nothing for the GC), written by the call where it runs (``cascade.runtime.clock``);
+        #: the graph's growth extends them.
         self.started_at: list[float] | None = (
             [0.0] * len(graph.nodes) if self.report_plain else None
         )
+        self.ended_at: list[float] | None = [0.0] * len(graph.nodes) if self.report_plain else None
         #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
         self.plain_submit: dict[int, PlainSubmit | None] = {
             key: None if self.builds_calls else getattr(executor, "submit_plain", None)
@@ -199,6 +205,29 @@ class RunPlan:
             if all(executor is not known for known in self.executors):
                 self.executors.append(executor)
         self.has_references = any(e.returns_references for e in self.executors)
+
+    def check_shippable(self) -> None:
+        """Every task an executor sends to another process (``requires_pickle``) can be
+        pickled; one that cannot (a lambda, a function defined inside another) is a
+        ``TypeError`` naming it and the executor. Run by ``Engine.check`` (a dry run): a run
+        finds it out when the task is submitted."""
+        seen: set[int] = set()
+        for node in self.graph.nodes:
+            task = node.lazy.task
+            if task is None or id(task) in seen:
+                continue
+            seen.add(id(task))
+            name, executor = self.executor_for(task)
+            if not executor.requires_pickle:
+                continue
+            try:
+                pickle.dumps(task.fn)
+            except Exception as exc:
+                raise TypeError(
+                    f"task '{task.name}' runs on executor '{name}', which sends it to another "
+                    f"process, but it cannot be pickled ({type(exc).__name__}: {exc}); define "
+                    "it at module level"
+                ) from None
 
     def executor_for(self, task: Task[Any]) -> tuple[str, Executor]:
         """The executor name and instance a task's attempts go to."""
@@ -488,26 +517,70 @@ class RunPlan:
         return limiter
 
 
-def resolve_params(graph: Graph, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The value of every param the graph declares: given ones converted by their ``type``,
-    the rest their defaults. Unknown and missing params are a ``ParamError``."""
+def resolve_params(graph: Graph, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The value of every param the graph declares (given ones and defaults, both converted
+    by the param's ``type``), and the given values no param of the graph claims yet: a graph
+    a task returns may declare them (``claim_param``). A missing required param, or a value or
+    default its type refuses, is a ``ParamError``."""
     declared: dict[str, Param] = {}
     for node in graph.nodes:
         if node.kind == KIND_PARAM:
             param = node.lazy
             assert isinstance(param, Param)
             declared.setdefault(param.param_name, param)
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        takes = ", ".join(sorted(declared)) or "no params"
-        raise ParamError(f"unknown param(s) {', '.join(unknown)}; this graph takes: {takes}")
     missing = sorted(n for n, p in declared.items() if p.required and n not in given)
     if missing:
         raise ParamError(
             f"missing required param(s): {', '.join(missing)}; pass them with "
             "params={...} (or --param name=value on the command line)"
         )
-    return {
-        name: param.convert(given[name]) if name in given else param.default
+    values = {
+        name: param.convert(given[name]) if name in given else param.default_value()
         for name, param in declared.items()
     }
+    unclaimed = {name: value for name, value in given.items() if name not in declared}
+    if unclaimed and not any(
+        node.lazy.task is not None and node.lazy.task.dynamic for node in graph.nodes
+    ):
+        raise unknown_params_error(unclaimed, declared, grown=False)
+    return values, unclaimed
+
+
+def claim_param(param: Param, values: dict[str, Any], unclaimed: dict[str, Any]) -> Any:
+    """The value of a param met at run time, in a graph a task returned: the run's value for
+    its name (converted by this param's ``type`` the first time it is claimed), else its
+    default; required and not given is a ``ParamError``."""
+    name = param.param_name
+    if name in values:
+        return values[name]
+    if name in unclaimed:
+        value = values[name] = param.convert(unclaimed.pop(name))
+        return value
+    if param.required:
+        raise ParamError(
+            f"param '{name}' is required by a task added at run time, but the run "
+            "was not given it and it has no default"
+        )
+    value = values[name] = param.default_value()
+    return value
+
+
+def unknown_params_error(
+    unknown: Mapping[str, Any], declared: Mapping[str, Any], *, grown: bool
+) -> ParamError:
+    """The error for given params nothing declares. ``grown``: the run ended, so the graphs
+    its tasks returned were looked at too. Otherwise the graph as built (no task declared
+    ``dynamic=True``) was all there was to look at, and the message says how a param used
+    only in a returned graph is given."""
+    names = ", ".join(sorted(unknown))
+    takes = ", ".join(sorted(declared)) or "no params"
+    if grown:
+        return ParamError(
+            f"unknown param(s) {names}: nothing in this run declared them (neither the graph "
+            f"nor any graph its tasks returned); this run takes: {takes}"
+        )
+    return ParamError(
+        f"unknown param(s) {names}; this graph takes: {takes} (checked before any task ran; "
+        "if a graph returned by a task declares them, declare that task "
+        "@cs.task(dynamic=True) and they are matched as the run grows)"
+    )

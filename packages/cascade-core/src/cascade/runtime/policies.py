@@ -20,12 +20,12 @@ from cascade.graph.build import KIND_MAP, Node
 from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import give_back, run_attempt, will_retry
 from cascade.runtime.inputs import arguments
-from cascade.runtime.limits import Gate
+from cascade.runtime.limits import Gate, arrival
 from cascade.runtime.markers import SKIPPED, Deferred
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.spec.cache_policy import CacheContext, CachePolicy
-from cascade.spec.task import MISSING, MappedLazyResult, Task
+from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
 
 
 async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
@@ -54,18 +54,36 @@ async def _run_map(
 ) -> list[Any]:
     lazy = node.lazy
     assert isinstance(lazy, MappedLazyResult)
+    # Which arguments fan out is decided from their values: a Param or a task that produced
+    # text, bytes or a mapping passes it whole, as a literal one would be.
+    whole: list[str] = []
     columns: dict[str, list[Any]] = {}
+    arg_columns: list[tuple[int, list[Any]]] = []
+    kwarg_columns: list[tuple[str, list[Any]]] = []
     for pos in lazy.iterated_args:
-        columns[f"argument {pos}"] = _as_list(args[pos], node.name, f"argument {pos}")
+        label = f"argument {pos}"
+        if passed_whole(args[pos]):
+            whole.append(label)
+            continue
+        columns[label] = _as_list(args[pos], node.name, label)
+        arg_columns.append((pos, columns[label]))
     for key in lazy.iterated_kwargs:
-        columns[f"argument '{key}'"] = _as_list(kwargs[key], node.name, f"argument '{key}'")
+        label = f"argument '{key}'"
+        if passed_whole(kwargs[key]):
+            whole.append(label)
+            continue
+        columns[label] = _as_list(kwargs[key], node.name, label)
+        kwarg_columns.append((key, columns[label]))
+    if not columns:
+        raise TypeError(
+            f"{node.name}.map(): nothing to fan out over: {', '.join(whole)} produced text, "
+            "bytes or a mapping, which is passed whole to every item; map over a list"
+        )
     lengths = {label: len(items) for label, items in columns.items()}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{label} has {n}" for label, n in lengths.items())
         raise ValueError(f"{node.name}.map(): iterated arguments differ in length: {detail}")
     count = next(iter(lengths.values()))
-    arg_columns = [(pos, columns[f"argument {pos}"]) for pos in lazy.iterated_args]
-    kwarg_columns = [(key, columns[f"argument '{key}'"]) for key in lazy.iterated_kwargs]
 
     def item_call(k: int) -> Coroutine[Any, Any, Any]:
         item_args = list(args)
@@ -79,6 +97,11 @@ async def _run_map(
     items = [plan.loop.create_task(item_call(k)) for k in range(count)]
     if not items:
         return []
+    # Items in the order they ended, so the failure raised is the one that failed first (the
+    # one events reported first), not the first in item order.
+    ended: list[asyncio.Task[Any]] = []
+    for item in items:
+        item.add_done_callback(ended.append)
     # Stopping at the first failure cancels the other items; keeping going lets them finish.
     until = asyncio.ALL_COMPLETED if plan.keep_going else asyncio.FIRST_EXCEPTION
     try:
@@ -87,13 +110,13 @@ async def _run_map(
         for item in items:
             item.cancel()
         await asyncio.wait(items)
-        _retrieve(items)
+        _retrieve(items, ended)
         raise
     if pending:
         for item in pending:
             item.cancel()
         await asyncio.wait(pending)
-    first = _retrieve(items)
+    first = _retrieve(items, ended)
     if first is not None and plan.keep_going and isinstance(first, Exception):
         failures = {
             f"{lazy.id}[{k}]": item.exception()
@@ -119,22 +142,37 @@ async def _run_map(
     return Deferred(values, fill_caches)  # type: ignore[return-value]
 
 
-def _retrieve(items: list[asyncio.Task[Any]]) -> BaseException | None:
-    """The first item's exception (in item order), after retrieving every item's, so none is
-    reported as "never retrieved"."""
-    first = None
+def _retrieve(
+    items: list[asyncio.Task[Any]], ended: list[asyncio.Task[Any]]
+) -> BaseException | None:
+    """The exception of the item that failed first (``ended`` is the order items ended in),
+    after retrieving every item's, so none is reported as "never retrieved"."""
     for item in items:
         if item.done() and not item.cancelled():
-            exc = item.exception()
-            if exc is not None and first is None:
-                first = exc
-    return first
+            item.exception()
+    for item in ended:
+        if not item.cancelled() and item.exception() is not None:
+            return item.exception()
+    return None
 
 
 async def _limited(
     plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """A node (or mapped item) inside its task's concurrency limit and the run's."""
+    """A node (or mapped item) inside its task's concurrency limit and the run's. In a
+    stop-mode run its failure stops the run: that is decided here, as it fails, before the
+    slots it frees wake anyone, so nothing waiting for them starts."""
+    try:
+        return await _within_limits(plan, node, task_id, args, kwargs)
+    except Exception:
+        if not plan.keep_going:
+            plan.halted = True
+        raise
+
+
+async def _within_limits(
+    plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     task: Task[Any] = node.lazy.task  # type: ignore[assignment]
     priority = node.lazy.priority
     task_limiter = plan.task_limiter(task)
@@ -169,7 +207,8 @@ async def _cached(
     context = CacheContext(task, task_id, args, kwargs)
     hit, cached = policy.lookup(context)
     if hit:
-        publish_skip(plan, node, task_id, "CacheHit")
+        # A value restored from the run this one resumes is a checkpoint, not a cache hit.
+        publish_skip(plan, node, task_id, "CacheHit" if node.lazy.cache else "Checkpoint")
         return cached
     value = await _retried(plan, node, task, task_id, args, kwargs, abandoned)
     if plan.has_references:
@@ -202,6 +241,7 @@ async def _retried(
     fallback = lazy.fallback
     parent = plan.parent_of.get(node.index)
     gates = plan.attempt_gates(node)
+    place = arrival()  # kept by every attempt: a retry keeps its place in a gate's queue
     attempt = 1
     while True:
         entered = 0
@@ -211,8 +251,12 @@ async def _retried(
                 # Pool slots are held while an attempt runs, not between retries; every
                 # attempt takes a token of each rate.
                 for weighted in gates:
-                    await _enter(plan, node, task_id, weighted.gate, weighted.weight, lazy.priority)
+                    await _enter(
+                        plan, node, task_id, weighted.gate, weighted.weight, lazy.priority, place
+                    )
                     entered += 1
+                if plan.halted:  # the run decided to stop while this call waited
+                    raise asyncio.CancelledError
                 return await run_attempt(
                     plan,
                     task,
@@ -253,11 +297,17 @@ async def _retried(
 
 
 async def _enter(
-    plan: RunPlan, node: Node, task_id: str, gate: Gate, weight: int, priority: int
+    plan: RunPlan,
+    node: Node,
+    task_id: str,
+    gate: Gate,
+    weight: int,
+    priority: int,
+    place: int | None = None,
 ) -> None:
     if not gate.try_enter(weight):
         plan.note_wait(node, task_id, gate)
-        await gate.acquire(weight, priority, plan)
+        await gate.acquire(weight, priority, plan, place)
 
 
 def _as_list(value: Any, task_name: str, label: str) -> list[Any]:
@@ -268,5 +318,5 @@ def _as_list(value: Any, task_name: str, label: str) -> list[Any]:
     except TypeError:
         raise TypeError(
             f"{task_name}.map(): {label} must be iterable, got {type(value).__name__}: "
-            f"{preview(value)}"
+            f"{preview(value)}; to pass it whole to every item, wrap it in cs.unmapped(...)"
         ) from None

@@ -36,12 +36,13 @@ from cascade.runtime.attempt import (
     report_finished,
     stoppable,
 )
+from cascade.runtime.clock import timed_async, timed_sync
 from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value, with_run_resources
 from cascade.runtime.limits import Weighted
 from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
-from cascade.runtime.plan import RunPlan
+from cascade.runtime.plan import RunPlan, unknown_params_error
 from cascade.runtime.policies import publish_skip, run_node, save_result
 from cascade.spec.cache_policy import CacheContext
 from cascade.spec.task import Task
@@ -147,6 +148,8 @@ class Run(GraphGrowth):
             values = [None if v is SKIPPED or v is FAILED else v for v in values]
             if self.failures:
                 raise RunFailed(dict(self.failures), self.shape(values))
+            if plan.unclaimed:  # the whole run is known now: nothing declared these
+                raise unknown_params_error(plan.unclaimed, plan.params, grown=True)
             return values
         except asyncio.CancelledError as exc:
             status, failure = "Cancelled", exc
@@ -163,8 +166,12 @@ class Run(GraphGrowth):
             except asyncio.CancelledError:
                 cancelled = True
             except BaseException as exc:
+                culprit = plan.resources.failed_teardown
+                if culprit is not None:
+                    add_note(exc, f"while tearing down resource '{culprit}'")
                 if failure is None:
                     status, failure = "Failed", exc
+                    self.failed_resource = culprit
                 raise
             finally:
                 for executor in reversed(started_executors):
@@ -308,6 +315,8 @@ class Run(GraphGrowth):
         return True
 
     def _passed_gate(self, index: int, next_gate: int) -> None:
+        if self.plan.halted:
+            return  # the run decided to stop: nothing starts (its gates are closed next)
         node = self.nodes[index]
         gates = self.plan.direct_gates(node)
         if self._pass_gates(node, gates, next_gate):
@@ -352,7 +361,7 @@ class Run(GraphGrowth):
                 return
             if hit:
                 self._leave_gates(node)
-                publish_skip(plan, node, node.lazy.id, "CacheHit")
+                publish_skip(plan, node, node.lazy.id, "Checkpoint")  # restored, not cached
                 self._complete(node.index, cached)
                 return
         if task.injections:
@@ -361,6 +370,8 @@ class Run(GraphGrowth):
         if submit_plain is not None:
             # The direct route's own fast path: the executor starts the call without a
             # TaskCall, because nobody would look at one (see Executor.submit_plain).
+            fn = task.fn
+            ended_at = plan.ended_at
             if self.started_at is not None:  # before the call: it may finish as it starts
                 if plan.want_started:
                     publish_started(
@@ -372,8 +383,13 @@ class Run(GraphGrowth):
                         plan.executor_for(task)[0],
                     )
                 self.started_at[node.index] = time.time()
+                if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
+                    # The call notes when its own code ran (``cascade.runtime.clock``).
+                    ended_at[node.index] = 0.0
+                    args = (fn, node.index, self.started_at, ended_at, *args)
+                    fn = timed_async if task.is_async else timed_sync
             try:
-                future: asyncio.Future[Any] = submit_plain(task.fn, args, kwargs, task.is_async)
+                future: asyncio.Future[Any] = submit_plain(fn, args, kwargs, task.is_async)
             except Exception as exc:
                 self._leave_gates(node)
                 self._fail(exc, node)
@@ -418,6 +434,8 @@ class Run(GraphGrowth):
         if node is None:
             node = self.runners.pop(future)
         elif self.plan.gated:
+            if not self.plan.keep_going and not future.cancelled() and future.exception():
+                self.plan.halted = True  # before its slots wake a waiter: it must not start
             self._leave_gates(node)
         reported = self.reported.pop(future, None) if self.reported else None
         context = self.checkpointing.pop(future, None) if self.checkpointing else None
@@ -481,7 +499,10 @@ class Run(GraphGrowth):
                 if not plan.succeeded_nodes and not plan.succeeded:
                     plan.loop.call_soon(plan.publish_succeeded)
                 plan.succeeded_nodes.append(node.index)
-                plan.succeeded_ends.append(time.time())
+                ended_at = plan.ended_at  # written by the call itself (runtime/clock.py)
+                plan.succeeded_ends.append(
+                    (ended_at[node.index] if ended_at is not None else 0.0) or time.time()
+                )
             return
         task: Task[Any] = node.lazy.task  # type: ignore[assignment]
         publish_finished(
@@ -491,7 +512,7 @@ class Run(GraphGrowth):
             plan.parent_of.get(node.index) if plan.parent_of else None,
             1,
             self.started_at[node.index] or None,
-            None,
+            (plan.ended_at[node.index] if plan.ended_at is not None else 0.0) or None,
             plan.executor_for(task)[0],
             value,
             exc,
@@ -532,6 +553,7 @@ class Run(GraphGrowth):
         if self.error is None and not self.stopping:
             self.error = exc
             self.stopping = True
+            self.plan.halted = True
             self.ready.clear()
             self.admitted.clear()
             if not self.done.done():

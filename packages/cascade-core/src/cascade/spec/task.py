@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
-from cascade.spec.params import convert_param
+from cascade.spec.params import ParamError, convert_param
 from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
 from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
@@ -48,10 +48,36 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-def _retry_from(retries: int | RetryPolicy | None) -> RetryPolicy | None:
-    if retries is None or isinstance(retries, RetryPolicy):
+def _retry_from(retries: int | RetryPolicy | None, owner: str, **shape: Any) -> RetryPolicy | None:
+    """The task default retry policy from ``@cs.task(retries=..., retry_delay=..., backoff=...,
+    max_retry_delay=..., jitter=..., retry_on=...)``; ``shape`` holds the options given."""
+    given = {name: value for name, value in shape.items() if value is not None}
+    if isinstance(retries, RetryPolicy):
+        if given:
+            raise TypeError(
+                f"{owner}: {', '.join(f'{n}=' for n in given)} cannot be combined with "
+                "retries=RetryPolicy(...); give the delay and backoff in the policy"
+            )
         return retries
-    return RetryPolicy(retries=retries)
+    if retries is None:
+        if given:
+            raise TypeError(
+                f"{owner}: {', '.join(f'{n}=' for n in given)} shape retries, but retries= "
+                "is not given; add retries=N (the number of retries after the first attempt)"
+            )
+        return None
+    on = given.get("retry_on", (Exception,))
+    try:
+        return RetryPolicy(
+            retries=retries,
+            delay=given.get("retry_delay", 0.0),
+            backoff=given.get("backoff", 1.0),
+            max_delay=given.get("max_retry_delay"),
+            jitter=given.get("jitter", 0.0),
+            on=on if isinstance(on, tuple) else (on,),
+        )
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{owner}: {exc}") from None
 
 
 class LazyResult(Generic[R]):
@@ -227,7 +253,9 @@ class Param(LazyResult[Any]):
     ``type`` converts the given value (``"3"`` from a command line becomes ``3`` with
     ``type=int``) and refuses values it would change the meaning of; it may also be a model
     class with ``model_validate`` (pydantic), which validates a mapping. A param without a
-    default is required; the default is used as it is.
+    default is required. The default goes through ``type`` like a given value (so a task
+    gets one type either way), except ``None``, which stays ``None`` (an optional param); a
+    default the type refuses is a ``ParamError`` before anything runs.
     """
 
     __slots__ = ("default", "description", "param_name", "type")
@@ -271,6 +299,23 @@ class Param(LazyResult[Any]):
         ``cascade.spec.params`` for what each kind of type accepts."""
         return convert_param(self.param_name, self.type, value)
 
+    def default_value(self) -> Any:
+        """The default as a run uses it: converted by ``type`` (``None`` stays ``None``). A
+        default the type refuses is a ``ParamError`` saying it is the default."""
+        if self.default is None or self.default is MISSING:
+            return self.default
+        try:
+            return self.convert(self.default)
+        except ParamError as exc:
+            raise ParamError(
+                f"param '{self.param_name}': its default {self.default!r} does not convert "
+                f"to {exc.expected}: {exc.reason}; fix the default in cs.Param(...)",
+                param=self.param_name,
+                value=self.default,
+                expected=exc.expected,
+                reason=exc.reason,
+            ) from None
+
 
 class unmapped:
     """Wrap an argument of ``task.map(...)`` to pass it whole to every item."""
@@ -297,12 +342,19 @@ class MappedLazyResult(LazyResult[list[R]]):
     iterated_kwargs: tuple[str, ...]
 
 
+def passed_whole(value: Any) -> bool:
+    """Whether a value given to ``.map`` goes whole to every item rather than being iterated:
+    text, bytes and mappings, whether written in the call or produced at run time by a
+    ``Param`` or a task (``.map`` decides again once such a value is known)."""
+    return isinstance(value, (str, bytes, bytearray, Mapping))
+
+
 def _is_iterated(value: Any) -> bool:
     if isinstance(value, unmapped):
         return False
     if isinstance(value, LazyResult):
         return True
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
+    return isinstance(value, Iterable) and not passed_whole(value)
 
 
 class Task(Generic[R]):
@@ -323,12 +375,18 @@ class Task(Generic[R]):
         pools: Mapping[str, int] | None = None,
         rate_limit: str | None = None,
         priority: int = 0,
+        retry_delay: float | None = None,
+        backoff: float | None = None,
+        max_retry_delay: float | None = None,
+        jitter: float | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
 
         self.fn = fn
         self.name = name or getattr(fn, "__name__", None) or repr(fn)
+        _refuse_methods(fn, self.name)
         self.is_async = inspect.iscoroutinefunction(fn)
         if executor is not None and not (
             isinstance(executor, str) or callable(getattr(executor, "submit", None))
@@ -338,7 +396,15 @@ class Task(Generic[R]):
                 f"got {executor!r}"
             )
         self.executor = executor
-        self.retry = _retry_from(retries)
+        self.retry = _retry_from(
+            retries,
+            f"task '{self.name}'",
+            retry_delay=retry_delay,
+            backoff=backoff,
+            max_retry_delay=max_retry_delay,
+            jitter=jitter,
+            retry_on=retry_on,
+        )
         self.timeout = check_timeout(timeout)
         self.cache = check_cache_policy(cache, self.name)
         self.concurrency = check_concurrency(concurrency, f"task '{self.name}': concurrency")
@@ -377,8 +443,9 @@ class Task(Generic[R]):
 
     def map(self, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
         """Call the task once per item of the iterated arguments (lists, tuples, ranges, or
-        LazyResults producing one). Strings, mappings and ``cs.unmapped(value)`` are passed
-        whole to every item. Iterated arguments must have equal lengths."""
+        LazyResults producing one). Strings, bytes, mappings and ``cs.unmapped(value)`` are
+        passed whole to every item, also when a ``Param`` or a task produces them at run
+        time. Iterated arguments must have equal lengths."""
         iterated_args = tuple(i for i, a in enumerate(args) if _is_iterated(a))
         iterated_kwargs = tuple(k for k, v in kwargs.items() if _is_iterated(v))
         if not iterated_args and not iterated_kwargs:
@@ -400,6 +467,27 @@ class Task(Generic[R]):
         mapped.iterated_args = iterated_args
         mapped.iterated_kwargs = iterated_kwargs
         return mapped
+
+
+def _refuse_methods(fn: Callable[..., Any], name: str) -> None:
+    """A function written in a class body whose first parameter is ``self`` or ``cls`` is a
+    method: a task is not bound to an object (calling it on one would pass the arguments one
+    place off, and fail or worse), so it is refused where it is declared."""
+    qualname = getattr(fn, "__qualname__", "") or ""
+    owner, dot, _ = qualname.rpartition("<locals>.")[2].rpartition(".")
+    if not dot:
+        return
+    try:
+        first = next(iter(inspect.signature(fn).parameters), None)
+    except (TypeError, ValueError):
+        return
+    if first in ("self", "cls"):
+        raise TypeError(
+            f"task '{name}' is a method of class '{owner}': @cs.task makes plain functions, "
+            f"which are not bound to an object ('{first}' would be taken from the first "
+            "argument); define the task at module level and pass the object (or what the "
+            "task needs of it) as an argument"
+        )
 
 
 def _load_task(module: str, qualname: str) -> Any:
@@ -424,6 +512,11 @@ def task(
     pools: Mapping[str, int] | None = None,
     rate_limit: str | None = None,
     priority: int = 0,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
+    max_retry_delay: float | None = None,
+    jitter: float | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -439,10 +532,22 @@ def task(
     pools: Mapping[str, int] | None = None,
     rate_limit: str | None = None,
     priority: int = 0,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
+    max_retry_delay: float | None = None,
+    jitter: float | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
-    ``with_*`` methods of a ``LazyResult`` override them for one call."""
+    ``with_*`` methods of a ``LazyResult`` override them for one call.
+
+    Retries: ``retries=3`` attempts a failing call up to three more times; ``retry_delay``
+    (seconds before the first retry, default 0), ``backoff`` (the factor each later delay is
+    multiplied by), ``max_retry_delay`` (a cap), ``jitter`` (a random ± fraction) and
+    ``retry_on`` (the exception classes that are retried, default every ``Exception``) shape
+    them: ``@cs.task(retries=3, retry_delay=1.0, backoff=2.0)`` waits 1 s, 2 s, then 4 s.
+    ``retries=cs.RetryPolicy(...)`` gives the same as one object."""
     options = dict(
         name=name,
         executor=executor,
@@ -454,6 +559,11 @@ def task(
         pools=pools,
         rate_limit=rate_limit,
         priority=priority,
+        retry_delay=retry_delay,
+        backoff=backoff,
+        max_retry_delay=max_retry_delay,
+        jitter=jitter,
+        retry_on=retry_on,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]
