@@ -72,6 +72,19 @@ class InputHashCache:
         self._named_store: CacheStore | None = None
         self._identities: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # What it remembers per process (task identities, the named store it found) stays
+        # behind, so a policy travels in a pickled graph (a checkpointed or cached graph a
+        # task returned, or one shipped back from a worker) and is found again where it lands.
+        state = dict(self.__dict__)
+        state["_named_store"] = None
+        del state["_identities"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._identities = weakref.WeakKeyDictionary()
+
     def __repr__(self) -> str:
         options = [
             f"{name}={value!r}"
