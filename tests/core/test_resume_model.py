@@ -1,7 +1,8 @@
 """Resume against a model of the checkpoint rules: random graphs, some of whose tasks return
 graphs at run time (lists of calls, or one call in their place), with calls that fall back,
 calls that are skipped, failures in either run, a param only the returned calls read, and
-task code and module globals edited between the recorded run and its resume.
+task code and module globals edited between the recorded run and its resume, on the local
+and threads executors.
 
 The model says, for the resumed run, which calls take their checkpoint and which run: a call
 is restored exactly when it succeeded in the recorded run (not by falling back) with the same
@@ -40,7 +41,7 @@ class Injected(Exception):
 
 def hook(kind: str, node: int, k: int | None = None) -> None:
     """Called by every task of a generated flow (by name, so not part of any key)."""
-    CALLS.append((kind, node, k))
+    CALLS.append((kind, node, k))  # one append: atomic, on the threads executor too
     if (kind, node, k) in FAIL:
         raise Injected(f"{kind} {node} {k}")
 
@@ -241,6 +242,7 @@ def cases(draw: Any) -> dict[str, Any]:
     edited = draw(st.sets(st.sampled_from(VERSIONED)))
     second = {name: first[name] + (10 if name in edited else 0) for name in VERSIONED}
     return {
+        "executor": draw(st.sampled_from(["local", "threads"])),
         "nodes": nodes,
         "versions": (first, second),
         "scales": (draw(st.integers(1, 2)), draw(st.integers(1, 2))),
@@ -263,6 +265,7 @@ def run_case(flow: Any, case: dict[str, Any], scale: int, fail: set[Any], **opti
             build(flow, case["nodes"]),
             params={"scale": scale},
             on_failure="continue",
+            executor=case["executor"],
             log_level=None,
             **options,
         )
