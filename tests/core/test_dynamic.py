@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import cascade as cs
-from cascade.caching import CacheContext
+from cascade.caching import CacheContext, CacheWarning
 from cascade.events import (
     TaskExecutionFinished,
     TaskExecutionStarted,
@@ -280,6 +280,26 @@ def test_the_tasks_a_cached_parent_returned_skip_with_caches_of_their_own(
     assert cs.run(cached_all("xyzzy"), log_level=None) == expected
     assert cs.run(cached_all("xyzzy"), log_level=None) == expected
     assert ran == {"cached_all": 1, "parse": 1, "enrich": 1}
+
+
+def test_a_returned_graph_that_cannot_be_pickled_is_not_cached_and_says_why(tmp_path: Any) -> None:
+    cache = cs.InputHashCache(store=cs.caching.DirectoryStore(tmp_path))
+
+    @cs.task
+    def local_child(x: int) -> int:  # defined in a function: not importable by name
+        mark("local_child")
+        return x + 1
+
+    @cs.task(cache=cache)
+    def parent_of_local(x: int) -> Any:
+        mark("parent_of_local")
+        return local_child(x)
+
+    for _ in range(2):
+        with pytest.warns(CacheWarning, match="the graph it returned was not cached") as w:
+            assert cs.run(parent_of_local(1), log_level=None) == 2
+        assert "must be importable by name" in str(w[0].message)
+    assert ran == {"parent_of_local": 2, "local_child": 2}
 
 
 def test_a_returned_call_travels_pickled_with_its_cache_policy() -> None:

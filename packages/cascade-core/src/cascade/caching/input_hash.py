@@ -19,6 +19,7 @@ from cascade.caching.inputs import (
     task_identity,
 )
 from cascade.caching.store import CacheStore, check_store, resolve_store
+from cascade.graph.extend import returns_graph
 from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 logger = logging.getLogger("cascade.caching")
@@ -197,10 +198,17 @@ class InputHashCache:
         try:
             store.set(key, value, self.ttl, task=context.task_name)
         except Exception as exc:
+            if returns_graph(value):
+                what = "the graph it returned was"
+                hint = (
+                    "The tasks in a returned graph must be importable by name (module-level "
+                    "@cs.task functions) for it to be cached."
+                )
+            else:
+                what, hint = "its result was", "Results must be picklable to be cached."
             warnings.warn(
-                f"task '{context.task_name}': its result was not cached because the store "
-                f"{store!r} could not save it: {type(exc).__name__}: {exc}. Results must be "
-                "picklable to be cached.",
+                f"task '{context.task_name}': {what} not cached because the store "
+                f"{store!r} could not save it: {type(exc).__name__}: {exc}. {hint}",
                 CacheWarning,
                 stacklevel=2,
             )
