@@ -107,6 +107,30 @@ def test_file_existence_miss_then_hit_with_event_and_path_result(tmp_path: Path)
     assert second.of(TaskExecutionStarted) == []
 
 
+@cs.task
+def write_target(path: str, text: str) -> str:
+    Path(path).write_text(text)
+    return path
+
+
+def test_file_existence_on_a_task_whose_returned_graph_writes_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.txt"
+    calls: list[str] = []
+
+    @cs.task(cache=cs.FileExistenceCache(target))
+    def report(text: str) -> Any:
+        calls.append(text)
+        return write_target(str(target), text)  # a task it returns writes the file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)  # nothing to warn about
+        assert run(report("hello")) == str(target)
+        second = Recorder()
+        assert run(report("hello"), second) == target  # skipped, graph and all
+    assert calls == ["hello"] and target.read_text() == "hello"
+    assert second.of(TaskExecutionStarted) == []
+
+
 def test_file_existence_target_fields_and_function(tmp_path: Path) -> None:
     ran: list[str] = []
 

@@ -5,6 +5,7 @@ Counters recorded inside tasks say what ran; nothing waits on time."""
 from __future__ import annotations
 
 import collections
+import pickle
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import cascade as cs
+from cascade.caching import CacheContext, CacheWarning
 from cascade.events import (
     TaskExecutionFinished,
     TaskExecutionStarted,
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.timeout(120)
 
 ran: collections.Counter[str] = collections.Counter()
 lock = threading.Lock()
+api_up = {"value": False}  # whether fetch_remote's API answers
 
 
 def mark(name: str) -> None:
@@ -38,6 +41,7 @@ def mark(name: str) -> None:
 @pytest.fixture(autouse=True)
 def _clear() -> Iterator[None]:
     ran.clear()
+    api_up["value"] = False
     yield
 
 
@@ -234,7 +238,7 @@ def test_a_parents_retries_rerun_its_function() -> None:
     assert attempts["n"] == 3 and ran["parse"] == 1
 
 
-def test_a_parents_cache_stores_the_resolved_value(tmp_path: Any) -> None:
+def test_a_parents_cache_stores_the_graph_it_returned(tmp_path: Any) -> None:
     cache = cs.InputHashCache(store=cs.caching.DirectoryStore(tmp_path))
 
     @cs.task(cache=cache)
@@ -245,7 +249,127 @@ def test_a_parents_cache_stores_the_resolved_value(tmp_path: Any) -> None:
     first = cs.run(cached_parent("xyz"), log_level=None)
     second = cs.run(cached_parent("xyz"), log_level=None)
     assert first == second == {"name": "xyz", "size": 3, "big": False}
-    assert ran == {"cached_parent": 1, "parse": 1, "enrich": 1}
+    # The parent's cache skips its own body; the tasks it returned run under their own
+    # policies, and they have no cache here.
+    assert ran == {"cached_parent": 1, "parse": 2, "enrich": 2}
+
+
+@cs.task(cache=cs.InputHashCache())  # the default store: $CASCADE_CACHE_DIR
+def parse_cached(name: str) -> dict[str, Any]:
+    mark("parse")
+    return {"name": name, "size": len(name)}
+
+
+@cs.task(cache=cs.InputHashCache())
+def enrich_cached(record: dict[str, Any]) -> dict[str, Any]:
+    mark("enrich")
+    return {**record, "big": record["size"] > 5}
+
+
+def test_the_tasks_a_cached_parent_returned_skip_with_caches_of_their_own(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path))
+
+    @cs.task(cache=cs.InputHashCache())
+    def cached_all(name: str) -> Any:
+        mark("cached_all")
+        return enrich_cached(parse_cached(name))
+
+    expected = {"name": "xyzzy", "size": 5, "big": False}
+    assert cs.run(cached_all("xyzzy"), log_level=None) == expected
+    assert cs.run(cached_all("xyzzy"), log_level=None) == expected
+    assert ran == {"cached_all": 1, "parse": 1, "enrich": 1}
+
+
+def test_a_returned_graph_that_cannot_be_pickled_is_not_cached_and_says_why(tmp_path: Any) -> None:
+    cache = cs.InputHashCache(store=cs.caching.DirectoryStore(tmp_path))
+
+    @cs.task
+    def local_child(x: int) -> int:  # defined in a function: not importable by name
+        mark("local_child")
+        return x + 1
+
+    @cs.task(cache=cache)
+    def parent_of_local(x: int) -> Any:
+        mark("parent_of_local")
+        return local_child(x)
+
+    for _ in range(2):
+        with pytest.warns(CacheWarning, match="the graph it returned was not cached") as w:
+            assert cs.run(parent_of_local(1), log_level=None) == 2
+        assert "must be importable by name" in str(w[0].message)
+    assert ran == {"parent_of_local": 2, "local_child": 2}
+
+
+def test_a_returned_call_travels_pickled_with_its_cache_policy() -> None:
+    # How a cached or checkpointed graph is stored, and how a worker ships one back.
+    call = enrich_cached(parse_cached("ab"))
+    copy = pickle.loads(pickle.dumps(call))
+    assert copy.task is enrich_cached and copy.id != call.id
+    assert copy.cache is enrich_cached.cache  # the task's own policy, not a copy of it
+    own = cs.InputHashCache(store="memory", version=3)
+    moved = pickle.loads(pickle.dumps(parse_cached("ab").with_cache(own)))
+    assert isinstance(moved.cache, cs.InputHashCache) and moved.cache is not own
+    context = CacheContext(parse_cached, "parse_cached-1", ("ab",), {})
+    assert moved.cache.key_for(context) == own.key_for(context) is not None
+
+
+@cs.task
+def fetch_remote(n: int) -> int:
+    mark("fetch_remote")
+    if not api_up["value"]:
+        raise ConnectionError("the API is down")
+    return n * 100
+
+
+@cs.task
+def maybe_value(x: int) -> int:
+    mark("maybe_value")
+    return x
+
+
+@cs.task
+def after_value(value: Any) -> Any:
+    mark("after_value")
+    return ("after", value)
+
+
+def test_a_fallback_inside_a_cached_parents_graph_is_not_cached(tmp_path: Any) -> None:
+    cache = cs.InputHashCache(store=cs.caching.DirectoryStore(tmp_path))
+
+    @cs.task(cache=cache)
+    def via_remote(n: int) -> Any:
+        mark("via_remote")
+        return fetch_remote(n).with_fallback(-1)
+
+    assert cs.run(via_remote(7), log_level=None) == -1
+    api_up["value"] = True
+    assert cs.run(via_remote(7), log_level=None) == 700  # the API is back: fetch runs again
+    assert ran == {"via_remote": 1, "fetch_remote": 2}
+
+
+def test_a_cache_never_changes_what_a_returned_call_skips(tmp_path: Any) -> None:
+    # A task that returns a call whose condition is false is skipped, and so is what depends
+    # on it, with a cache on the task or not (a cache hit included).
+    cache = cs.InputHashCache(store=cs.caching.DirectoryStore(tmp_path))
+
+    @cs.task
+    def never(x: int) -> Any:
+        mark("never")
+        return maybe_value(x).run_if(False)
+
+    outcomes = []
+    for policy in (None, cache, cache):
+        ran.clear()
+        first, second = (never(x).with_cache(policy) for x in (1, 2))
+        value = cs.run([first, after_value(second)], log_level=None)
+        outcomes.append((value, dict(ran)))
+    assert outcomes == [
+        ([None, None], {"never": 2}),
+        ([None, None], {"never": 2}),
+        ([None, None], {}),  # both parents from the cache, and still skipped
+    ]
 
 
 def test_a_returned_graph_that_needs_its_parent_fails_naming_it() -> None:

@@ -94,6 +94,57 @@ def flaky(x: int) -> int:
     return x + 1
 
 
+# Tasks that return graphs (module-level, so the graph they return can be checkpointed).
+
+API_UP = {"orders": False}
+#: A module global a returned task reads: part of that task's checkpoint key.
+OFFSET = 0
+
+
+@cs.task
+def fetch_api(n: int) -> int:
+    ran("fetch_api")
+    if not API_UP["orders"]:
+        raise ConnectionError("the orders API is down")
+    return n * 100
+
+
+@cs.task
+def via_api(n: int) -> Any:
+    ran("via_api")
+    return fetch_api(n).with_fallback(-1)
+
+
+@cs.task
+def shifted(i: int, factor: int) -> int:
+    ran("shifted")
+    return i * factor + OFFSET
+
+
+@cs.task
+def fan_shifted(n: int) -> Any:
+    ran("fan_shifted")
+    return [shifted(i, cs.Param("factor", type=int, default=1)) for i in range(n)]
+
+
+@cs.task
+def maybe(x: int) -> int:
+    ran("maybe")
+    return x
+
+
+@cs.task
+def never_maybe(x: int) -> Any:
+    ran("never_maybe")
+    return maybe(x).run_if(False)
+
+
+@cs.task
+def after_maybe(value: Any) -> Any:
+    ran("after_maybe")
+    return ("after", value)
+
+
 def diamond() -> cs.LazyResult[int]:
     values = load(cs.Param("n", type=int, default=4))
     return combine(left(square.map(values)), right(values))
@@ -104,6 +155,7 @@ def fresh_counters() -> Iterator[None]:
     CALLS.clear()
     FAILING.clear()
     FLAKY.clear()
+    API_UP["orders"] = False
     yield
     CALLS.clear()
     FAILING.clear()
@@ -432,6 +484,103 @@ def test_a_fallback_value_is_not_checkpointed(home: Path) -> None:
     CALLS.clear()
     assert run(combine(1, right([1]).with_fallback(0)), resume="last") == 2
     assert CALLS == {"right": 1, "combine": 1}  # right failed: it runs again
+
+
+def test_a_task_that_fell_back_inside_a_returned_graph_runs_again_on_resume(home: Path) -> None:
+    # While the API is down the returned fetch falls back; once it is back, a resume runs it
+    # (the parent's checkpoint is the graph it returned, not the -1 it resolved to).
+    assert run(via_api(7), record=True) == -1
+    assert CALLS == {"via_api": 1, "fetch_api": 1}
+    API_UP["orders"] = True
+    CALLS.clear()
+    assert run(via_api(7), resume="last") == 700
+    assert CALLS == {"fetch_api": 1}  # via_api came from its checkpoint, fetch_api ran
+    resumed = store().runs()[0]
+    reasons = {a.task_name: (a.status, a.reason) for a in store().attempts(resumed.run_id)}
+    assert reasons == {"via_api": ("Skipped", CHECKPOINT), "fetch_api": ("Succeeded", None)}
+    # Now fetch_api succeeded: a resume of that run restores both.
+    CALLS.clear()
+    assert run(via_api(7), resume="last") == 700
+    assert CALLS == {}
+
+
+def test_a_returned_task_whose_code_changed_runs_again_on_resume(
+    home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "code"
+    folder.mkdir()
+    module = folder / "changing_dynamic_flow.py"
+    source = """
+        import cascade as cs
+        from test_records import ran
+
+        @cs.task
+        def b(i: int) -> int:
+            ran("b")
+            return i * 10 + {offset}
+
+        @cs.task
+        def dyn(n: int):
+            ran("dyn")
+            return [b(i) for i in range(n)]
+    """
+    module.write_text(textwrap.dedent(source.format(offset=1)))
+    sys.path.insert(0, str(folder))
+    try:
+        flow = importlib.import_module("changing_dynamic_flow")
+        assert run(flow.dyn(3), record=True) == [1, 11, 21]
+        CALLS.clear()
+        module.write_text(textwrap.dedent(source.format(offset=2)))  # b's body changes
+        shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+        linecache.clearcache()
+        flow = importlib.reload(flow)
+        assert run(flow.dyn(3), resume="last") == [2, 12, 22]
+        assert CALLS == {"b": 3}  # dyn's code and input are unchanged: restored
+        CALLS.clear()
+        assert run(flow.dyn(3), resume="last") == [2, 12, 22]
+        assert CALLS == {}
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("changing_dynamic_flow", None)
+
+
+def test_the_params_and_globals_a_returned_task_reads_are_part_of_its_checkpoint(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def target() -> dict[str, Any]:
+        # The run declares the param (square reads it); fan_shifted never sees it, but the
+        # tasks it returns do.
+        return {"values": fan_shifted(3), "factor": square(cs.Param("factor", type=int))}
+
+    assert run(target(), params={"factor": 2}, record=True) == {"values": [0, 2, 4], "factor": 4}
+    CALLS.clear()
+    assert run(target(), params={"factor": 3}, resume="last")["values"] == [0, 3, 6]
+    assert CALLS == {"shifted": 3, "square": 1}  # fan_shifted came from its checkpoint
+    CALLS.clear()
+    monkeypatch.setattr(sys.modules[__name__], "OFFSET", 100)  # a global shifted reads
+    assert run(target(), params={"factor": 3}, resume="last")["values"] == [100, 103, 106]
+    assert CALLS == {"shifted": 3}
+    CALLS.clear()
+    assert run(target(), params={"factor": 3}, resume="last")["values"] == [100, 103, 106]
+    assert CALLS == {}
+
+
+def test_recording_and_resuming_never_change_what_runs(home: Path) -> None:
+    # A task that returns a call whose condition is false is skipped, and so is what depends
+    # on it: with or without recording, and on a resume.
+    def target() -> list[cs.LazyResult[Any]]:
+        return [never_maybe(1), after_maybe(never_maybe(2))]
+
+    outcomes = {}
+    for mode in ("plain", "record", "resume"):
+        CALLS.clear()
+        options: dict[str, Any] = {"plain": {}, "record": {"record": True}}.get(
+            mode, {"resume": "last"}
+        )
+        outcomes[mode] = (run(target(), **options), dict(CALLS))
+    assert outcomes["plain"] == ([None, None], {"never_maybe": 2})
+    assert outcomes["record"] == outcomes["plain"]
+    assert outcomes["resume"] == ([None, None], {})
 
 
 def test_resume_errors_name_the_problem_and_list_recent_runs_of_the_target(home: Path) -> None:

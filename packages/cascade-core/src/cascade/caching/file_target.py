@@ -10,6 +10,7 @@ from typing import Any
 
 from cascade.caching.inputs import call_inputs, named_inputs
 from cascade.caching.user_site import warn_at_user_code
+from cascade.graph.extend import returns_graph
 from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 Target = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
@@ -29,7 +30,9 @@ class FileExistenceCache:
     whether it ran or was skipped. If it returns something else, or finishes without creating
     the target, a ``CacheWarning`` names the task; the returned value is still its result, and a
     missing target means it runs again next time. Existence is checked where the engine runs,
-    so use paths that the engine's machine can see.
+    so use paths that the engine's machine can see. A task that returns a graph may leave the
+    file to a task in that graph: it is not checked then (it may not be written yet), and once
+    it exists the task is skipped, graph and all.
     """
 
     def __init__(self, target: Target) -> None:
@@ -86,6 +89,8 @@ class FileExistenceCache:
         return False, None
 
     def save(self, context: CacheContext, value: Any) -> None:
+        if returns_graph(value):
+            return  # a task in the graph may write the file, later in the run
         path: Path = context.state
         if not path.exists():
             warn_at_user_code(

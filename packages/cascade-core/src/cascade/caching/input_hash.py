@@ -19,6 +19,7 @@ from cascade.caching.inputs import (
 )
 from cascade.caching.store import CacheStore, check_store, resolve_store
 from cascade.caching.user_site import warn_at_user_code
+from cascade.graph.extend import returns_graph
 from cascade.spec.cache_policy import CacheContext, CacheWarning
 
 logger = logging.getLogger("cascade.caching")
@@ -71,6 +72,19 @@ class InputHashCache:
         self.key_fn = key_fn
         self._named_store: CacheStore | None = None
         self._identities: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What it remembers per process (task identities, the named store it found) stays
+        # behind, so a policy travels in a pickled graph (a checkpointed or cached graph a
+        # task returned, or one shipped back from a worker) and is found again where it lands.
+        state = dict(self.__dict__)
+        state["_named_store"] = None
+        del state["_identities"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._identities = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         options = [
@@ -184,10 +198,17 @@ class InputHashCache:
         try:
             store.set(key, value, self.ttl, task=context.task_name)
         except Exception as exc:
+            if returns_graph(value):
+                what = "the graph it returned was"
+                hint = (
+                    "The tasks in a returned graph must be importable by name (module-level "
+                    "@cs.task functions) for it to be cached."
+                )
+            else:
+                what, hint = "its result was", "Results must be picklable to be cached."
             warn_at_user_code(
-                f"task '{context.task_name}': its result was not cached because the store "
-                f"{store!r} could not save it: {type(exc).__name__}: {exc}. Results must be "
-                "picklable to be cached.",
+                f"task '{context.task_name}': {what} not cached because the store "
+                f"{store!r} could not save it: {type(exc).__name__}: {exc}. {hint}",
                 CacheWarning,
                 context.task,
             )

@@ -11,6 +11,11 @@ returns that value; the engine then skips the task (``TaskSkipped(reason="CacheH
 the record calls a ``Checkpoint`` skip). Failed, cancelled, not-run and changed tasks miss and
 run. A result that cannot be pickled is not checkpointed, with a ``RecordWarning`` naming the
 task; a value a task fell back to after failing is never checkpointed.
+
+A task that returned a graph is checkpointed as that graph, not as the value it resolved to: a
+resume restores the graph and each task in it restores or runs by its own key. So a task in it
+that fell back, was skipped, had its code edited or reads a param given another value runs
+again, and recording never changes what runs (a returned call stays a tail call).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from cascade.caching.input_hash import InputHashCache
 from cascade.caching.store import CacheStore
+from cascade.graph.extend import returns_graph
 from cascade.records.model import Checkpoint, RecordWarning
 from cascade.records.recorder import Recorder, dumps
 from cascade.spec.cache_policy import CacheContext
@@ -115,10 +121,17 @@ class CheckpointPolicy:
         try:
             payload = dumps(value)
         except Exception as exc:
+            if returns_graph(value):
+                what = (
+                    "the graph it returned cannot be pickled (a task in it must be importable "
+                    "by name: a module-level @cs.task function)"
+                )
+            else:
+                kind = type(value)
+                what = f"its result (a {kind.__module__}.{kind.__qualname__}) cannot be pickled"
             self._warn_once(
                 context.task_name,
-                f"its result (a {type(value).__module__}.{type(value).__qualname__}) cannot be "
-                f"pickled, so it is not checkpointed and a resume of this run runs it again: "
+                f"{what}, so it is not checkpointed and a resume of this run runs it again: "
                 f"{type(exc).__name__}: {exc}",
             )
             return

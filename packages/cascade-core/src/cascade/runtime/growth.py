@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cascade.graph.build import KIND_PARAM, Graph, Node, direct_dependencies, resolve_nested
 from cascade.graph.extend import GraphCycleError, extend_graph, lazies_in, replace_node
-from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
+from cascade.runtime.markers import FAILED, SKIPPED, add_note
 from cascade.runtime.plan import RunPlan, claim_param
 from cascade.spec.params import ParamError
 from cascade.spec.task import LazyResult, Param
@@ -34,7 +34,6 @@ class Join:
     value: Any
     waiting: int
     children: tuple[int, ...]
-    on_resolved: Callable[[Any], None] | None
 
 
 class GraphGrowth:
@@ -66,15 +65,11 @@ class GraphGrowth:
 
     def _expand(self, node: Node, value: Any) -> None:
         """Run what ``node``'s task returned; ``node`` completes when all of it has."""
-        on_resolved = None
-        if type(value) is Deferred:
-            value, on_resolved = value.value, value.on_resolved
         parent = node.lazy.id
         index_of = self.graph.index_of
         try:
             if (
-                on_resolved is None
-                and isinstance(value, LazyResult)
+                isinstance(value, LazyResult)
                 and not isinstance(value, Param)
                 and id(value) not in index_of
             ):
@@ -89,7 +84,7 @@ class GraphGrowth:
             add_note(exc, f"in the graph returned by task '{node.name}'")
             self._fail(exc, node)
             return
-        join = Join(value, 0, children, on_resolved)
+        join = Join(value, 0, children)
         for child in children:
             if not self.completed[child]:
                 join.waiting += 1
@@ -188,8 +183,6 @@ class GraphGrowth:
             return
         try:
             value = resolve_nested(join.value, _Resolved(self.results), self.graph.index_of)
-            if join.on_resolved is not None:
-                join.on_resolved(value)
         except Exception as exc:
             add_note(exc, f"while resolving the graph returned by task '{self.nodes[index].name}'")
             self._fail(exc, self.nodes[index])

@@ -3,8 +3,6 @@ for saying where an exception came from."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 
@@ -23,14 +21,6 @@ SKIPPED: Any = _Marker("skipped")
 #: The value of a node that did not complete because it or something it needs failed (with
 #: ``on_failure="continue"``).
 FAILED: Any = _Marker("failed")
-
-
-@dataclass(slots=True)
-class Deferred:
-    """A task's returned graph with work to do once it is resolved (filling a cache)."""
-
-    value: Any
-    on_resolved: Callable[[Any], None]
 
 
 def add_note(exc: BaseException, text: str) -> None:

@@ -11,17 +11,15 @@ To add a policy, add a step here where it belongs in that order, and a check to
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from cascade.events import TaskRetrying, TaskSkipped, describe_error, preview
 from cascade.graph.build import KIND_MAP, Node
-from cascade.graph.extend import returns_graph
 from cascade.runtime.attempt import give_back, run_attempt, will_retry
 from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Gate, arrival
-from cascade.runtime.markers import SKIPPED, Deferred
+from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.spec.cache_policy import CacheContext, CachePolicy
@@ -126,20 +124,7 @@ async def _run_map(
         raise MapItemsFailed(failures)  # type: ignore[arg-type]
     if first is not None:
         raise first
-    values = [item.result() for item in items]
-    deferred = [(k, v) for k, v in enumerate(values) if type(v) is Deferred]
-    if not deferred:
-        return values
-    # Items whose cached result is a graph: the map's value is resolved, then each item's
-    # cache is filled with its part.
-    for k, item_value in deferred:
-        values[k] = item_value.value
-
-    def fill_caches(resolved: list[Any]) -> None:
-        for k, item_value in deferred:
-            item_value.on_resolved(resolved[k])
-
-    return Deferred(values, fill_caches)  # type: ignore[return-value]
+    return [item.result() for item in items]
 
 
 def _retrieve(
@@ -217,11 +202,13 @@ async def _cached(
 
 
 def save_result(policy: CachePolicy, context: CacheContext, value: Any) -> Any:
-    """Save a call's result under ``policy`` and return what the node's value is: a returned
-    graph is saved once it has resolved (the cache keeps what it resolves to), so it comes
-    back ``Deferred``. Both routes save through here."""
-    if returns_graph(value):
-        return Deferred(value, functools.partial(policy.save, context))
+    """Save a call's result under ``policy`` and return it; both routes save through here.
+
+    A task that returned a graph is saved as what it returned, the graph, not the value the
+    graph resolves to: each task in the graph runs under its own cache or checkpoint, keyed by
+    its own code and inputs. So a task in it that fell back or was skipped, whose code changed,
+    or that reads a param given another value, runs again instead of hiding behind the
+    parent's entry, and a cache never changes what runs (a tail call stays a tail call)."""
     policy.save(context, value)
     return value
 

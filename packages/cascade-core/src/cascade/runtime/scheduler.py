@@ -40,7 +40,7 @@ from cascade.runtime.clock import timed_async, timed_sync
 from cascade.runtime.growth import GraphGrowth, Join
 from cascade.runtime.inputs import arguments, fetch_inputs, fetch_value, with_run_resources
 from cascade.runtime.limits import Weighted
-from cascade.runtime.markers import FAILED, SKIPPED, Deferred, add_note
+from cascade.runtime.markers import FAILED, SKIPPED, add_note
 from cascade.runtime.outcome import MapItemsFailed, RunFailed
 from cascade.runtime.plan import RunPlan, unknown_params_error
 from cascade.runtime.policies import publish_skip, run_node, save_result
@@ -362,7 +362,10 @@ class Run(GraphGrowth):
             if hit:
                 self._leave_gates(node)
                 publish_skip(plan, node, node.lazy.id, "Checkpoint")  # restored, not cached
-                self._complete(node.index, cached)
+                if type(cached) not in PLAIN_TYPES and returns_graph(cached):
+                    self._expand(node, cached)  # the graph it returned: each task restores itself
+                else:
+                    self._complete(node.index, cached)
                 return
         if task.injections:
             kwargs = with_run_resources(plan, task, kwargs)
@@ -468,7 +471,7 @@ class Run(GraphGrowth):
         if value is SKIPPED:
             self.skipped[node.index] = 1
             self.any_skipped = True
-        elif type(value) not in PLAIN_TYPES and (type(value) is Deferred or returns_graph(value)):
+        elif type(value) not in PLAIN_TYPES and returns_graph(value):
             self._expand(node, value)
             self._pump()
             return

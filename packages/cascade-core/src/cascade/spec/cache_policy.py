@@ -34,7 +34,9 @@ class CachePolicy(Protocol):
 
     ``lookup`` returns ``(True, value)`` on a hit, and the engine skips the task with
     ``TaskSkipped(reason="CacheHit")``; ``(False, None)`` on a miss, after which the task runs and
-    ``save`` receives its result. Both run on the event loop and should be quick.
+    ``save`` receives its result. Both run on the event loop and should be quick. For a task
+    that returned a graph, ``save`` receives that graph as the task returned it, and a hit may
+    return one: the engine runs it, each task in it under its own policies.
 
     A policy given to ``Engine.run(checkpoint=...)`` may also have a ``settled`` mapping
     whose keys are ``id(task)`` of tasks whose calls without inputs it no longer needs to

@@ -23,6 +23,11 @@ from cascade.spec.signature import SignatureCheck
 R = TypeVar("R")
 
 _ids = itertools.count(1)
+#: In a pickled LazyResult: its cache policy is its task's (see ``LazyResult.__getstate__``).
+_TASKS_CACHE = "<the task's cache>"
+#: The slots a LazyResult class pickles, by class.
+_PICKLED_SLOTS: dict[type, tuple[str, ...]] = {}
+_UNSET: Any = object()
 
 
 class _Missing:
@@ -157,14 +162,32 @@ class LazyResult(Generic[R]):
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            slot: getattr(self, slot)
-            for klass in type(self).__mro__
-            for slot in getattr(klass, "__slots__", ())
-            if slot != "__weakref__" and hasattr(self, slot)
-        }
+        # Once per call of a pickled graph (a checkpoint of 10,000 returned calls pickles
+        # 10,000 of them): the slot names are worked out once per class.
+        kind = type(self)
+        slots = _PICKLED_SLOTS.get(kind)
+        if slots is None:
+            slots = _PICKLED_SLOTS[kind] = tuple(
+                slot
+                for klass in kind.__mro__
+                for slot in getattr(klass, "__slots__", ())
+                if slot != "__weakref__"
+            )
+        state = {}
+        for slot in slots:
+            value = getattr(self, slot, _UNSET)
+            if value is not _UNSET:
+                state[slot] = value
+        if self.task is not None and self.cache is not None and self.cache is self.task.cache:
+            # The task's own policy: taken from the task where the call lands (a task travels
+            # by reference), so it stays the one policy object of that process.
+            del state["cache"]
+            state[_TASKS_CACHE] = True
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.pop(_TASKS_CACHE, False):
+            state["cache"] = state["task"].cache
         for slot, value in state.items():
             object.__setattr__(self, slot, value)
         if not isinstance(self, Param):
