@@ -9,10 +9,12 @@ import functools
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -227,3 +229,54 @@ class Terminal:
         self.child.close()
         status: Any = self.child.exitstatus
         return int(status) if status is not None else -1
+
+
+def png_colours(path: Path, wanted: int = 4) -> set[bytes]:
+    """Distinct pixel colours of an 8-bit RGB(A) PNG, read row by row until ``wanted`` of them
+    (at least one not grey) are found: enough to tell a rendered page from a blank one."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    position, chunks, header = 8, [], b""
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            chunks.append(body)
+        elif kind == b"IEND":
+            break
+    width, height, depth, colour_type = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour_type in (2, 6), (depth, colour_type)
+    size = 3 if colour_type == 2 else 4
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * size
+    previous = bytearray(stride)
+    found: set[bytes] = set()
+    for row in range(height):
+        start = row * (stride + 1)
+        kind = raw[start]
+        line = bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - size] if i >= size else 0
+            up = previous[i]
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                corner = previous[i - size] if i >= size else 0
+                guess = left + up - corner
+                pa, pb, pc = abs(guess - left), abs(guess - up), abs(guess - corner)
+                best = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[i] = (line[i] + best) & 0xFF
+        found.update(bytes(line[i : i + 3]) for i in range(0, stride, size))
+        coloured = any(len(set(c)) > 1 for c in found)
+        if len(found) >= wanted and coloured:
+            break
+        previous = line
+    return found
