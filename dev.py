@@ -34,7 +34,7 @@ WINDOWS = os.name == "nt"
 STAMP_NAME = ".cascade-install-stamp"
 
 # The released distributions, in dependency order (cascade-core first: the others pin it).
-RELEASED = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask"]
+RELEASED = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask", "cascade-ui"]
 # Installed editable, in this order; the example plugin is a test fixture, never released.
 PACKAGES = [*(f"packages/{name}" for name in RELEASED), "tests/plugins/cascade-example-plugin"]
 INSTALL_INPUTS = ["pyproject.toml", *(f"{p}/pyproject.toml" for p in PACKAGES)]
