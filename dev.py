@@ -560,11 +560,16 @@ def bump_version(new: str, root: Path = ROOT) -> list[Path]:
     return changed
 
 
-def _foreign_versions() -> list[str] | None:
-    """Versions of the unrelated `cascade-core` on PyPI (None when pip cannot tell)."""
+# Names of ours that unrelated projects on PyPI also use: a release must have a version none of
+# them has, or pip may install theirs instead of ours from `--find-links dist`.
+FOREIGN_NAMES = ["cascade-core", "cascade-ui"]
+
+
+def _foreign_versions(name: str = "cascade-core") -> list[str] | None:
+    """Versions of the unrelated project ``name`` on PyPI (None when pip cannot tell)."""
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "pip", "index", "versions", "cascade-core"],
+            [sys.executable, "-m", "pip", "index", "versions", name],
             capture_output=True,
             text=True,
             timeout=60,
@@ -586,15 +591,16 @@ def command_bump(args: list[str]) -> int:
     if not _VERSION_RE.fullmatch(new):
         _say(f"{new!r} is not a version such as 0.2.0 or 1.0.0rc1")
         return 2
-    foreign = _foreign_versions()
-    if foreign is None:
-        _say("could not ask PyPI which versions the unrelated cascade-core has; not checked")
-    elif new in foreign and not force:
-        _say(
-            f"PyPI's unrelated cascade-core has a release {new}: with the same version pip could "
-            "take it instead of ours. Choose another version (or pass --force)."
-        )
-        return 1
+    for name in FOREIGN_NAMES:
+        foreign = _foreign_versions(name)
+        if foreign is None:
+            _say(f"could not ask PyPI which versions the unrelated {name} has; not checked")
+        elif new in foreign and not force:
+            _say(
+                f"PyPI's unrelated {name} has a release {new}: with the same version pip could "
+                "take it instead of ours. Choose another version (or pass --force)."
+            )
+            return 1
     old = read_version()
     changed = bump_version(new)
     for path in changed:
