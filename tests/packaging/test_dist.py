@@ -4,8 +4,10 @@ Builds the sdist and wheel of every package (as ``python dev.py dist`` does, int
 folder), checks what is inside, installs ``cascade-core[otel,cli,dask]`` from there into a new
 virtual environment with the README's own command (third-party dependencies from the package
 index, our packages only from the folder), and runs the installed ``cascade`` command and
-imports there, away from the repository. This catches a file missing from a wheel, a wrong
-entry point, a broken extra, or an install that picks up the unrelated ``cascade-core`` on PyPI.
+imports there, away from the repository (``cascade-core[ui]`` goes into another environment,
+with cascade-ui's README's command, where ``cascade ui`` serves a recorded run). This catches a
+file missing from a wheel, a wrong entry point, a broken extra, or an install that picks up the
+unrelated ``cascade-core`` on PyPI.
 
 ``python dev.py test`` runs this once, with its main Python (``CASCADE_TEST_DIST=0`` skips it in
 the runs with the other Pythons).
@@ -14,9 +16,11 @@ the runs with the other Pythons).
 from __future__ import annotations
 
 import email
+import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -41,9 +45,14 @@ IMPORT_NAMES = {
     "cascade-otel": "cascade_otel",
     "cascade-cli": "cascade_cli",
     "cascade-dask": "cascade_dask",
+    "cascade-ui": "cascade_ui",
 }
 # The install command of the README, with `dist` standing for the folder of wheels.
 INSTALL = 'pip install --find-links dist "cascade-core[otel,cli,dask]=={version}"'
+# What it installs besides cascade-core (cascade-ui has its own environment, below).
+INSTALLED_BY_README = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask"]
+# cascade-ui's README's command: the ui extra alone gives a working `cascade ui`.
+INSTALL_UI = 'pip install --find-links dist "cascade-core[ui]=={version}"'
 
 pytestmark = [
     pytest.mark.slow,
@@ -105,13 +114,12 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def user_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A brand-new virtual environment with what the README's install command installs."""
-    env = tmp_path_factory.mktemp("user") / "venv"
+def _new_env(dist: Path, folder: Path, install: str) -> Path:
+    """A brand-new virtual environment with what ``install`` (a README's command) installs."""
+    env = folder / "venv"
     # No pip inside: this environment's pip installs into it (`pip --python`), which is faster.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    command = INSTALL.format(version=VERSION).split()
+    command = install.format(version=VERSION).split()
     command[command.index("dist")] = str(dist)
     args = [a.strip('"') for a in command[2:]]
     result = subprocess.run(
@@ -124,6 +132,18 @@ def user_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return env
+
+
+@pytest.fixture(scope="module")
+def user_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A brand-new virtual environment with what the README's install command installs."""
+    return _new_env(dist, tmp_path_factory.mktemp("user"), INSTALL)
+
+
+@pytest.fixture(scope="module")
+def ui_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A brand-new virtual environment with what cascade-ui's README installs."""
+    return _new_env(dist, tmp_path_factory.mktemp("ui"), INSTALL_UI)
 
 
 def _run(env: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -195,11 +215,15 @@ def test_wheel_has_the_license_metadata_and_pins(dist: Path, name: str):
                 ("all", "cascade-cli"),
                 ("all", "cascade-dask"),
                 ("all", "cascade-otel"),
+                ("all", "cascade-ui"),
                 ("cli", "cascade-cli"),
                 ("dask", "cascade-dask"),
                 ("otel", "cascade-otel"),
+                ("ui", "cascade-ui"),
             ]
         )
+    elif name == "cascade-ui":  # its command is added to cascade-cli's `cascade`
+        assert sorted(ours) == [f"cascade-cli=={VERSION}", f"cascade-core=={VERSION}"]
     else:
         assert ours == [f"cascade-core=={VERSION}"]
 
@@ -242,7 +266,7 @@ def test_installed_packages_are_ours_at_this_version(user_env: Path, tmp_path: P
     ).stdout
     installed = {p["name"]: p["version"] for p in json.loads(listing)}
     ours = {name: v for name, v in installed.items() if name.startswith("cascade")}
-    assert ours == dict.fromkeys(RELEASED, VERSION)
+    assert ours == dict.fromkeys(INSTALLED_BY_README, VERSION)
     probe = _run(
         user_env,
         "python",
@@ -313,3 +337,58 @@ def test_plugin_packages_import_in_the_new_environment(user_env: Path, tmp_path:
         cwd=tmp_path,
     ).stdout.split()
     assert out == [VERSION, VERSION]
+
+
+def test_the_ui_extra_gives_a_working_cascade_ui(ui_env: Path, tmp_path: Path):
+    readme = (ROOT / "packages/cascade-ui/README.md").read_text()
+    assert INSTALL_UI.format(version=VERSION) in readme
+    summary = _run(
+        ui_env,
+        "python",
+        "-c",
+        "import importlib.metadata as m; print(m.metadata('cascade-ui')['Summary'])",
+        cwd=tmp_path,
+    ).stdout.strip()
+    project = tomllib.loads((ROOT / "packages/cascade-ui/pyproject.toml").read_text())
+    assert summary == project["project"]["description"], (
+        f"pip installed PyPI's unrelated cascade-ui {VERSION} ({summary!r}) instead of ours "
+        "from the wheels: release a version that project does not have (`python dev.py bump` "
+        "refuses one it has)"
+    )
+    plugins = json.loads(
+        _run(ui_env, "cascade", "plugins", "--output", "json", cwd=tmp_path).stdout
+    )
+    assert {p["name"]: (p["distribution"], p["version"]) for p in plugins}["ui"] == (
+        "cascade-ui",
+        VERSION,
+    )
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    _run(ui_env, "cascade", "run", "pipeline.py:result", cwd=tmp_path)
+    server = subprocess.Popen(
+        [str(_scripts(ui_env) / "cascade"), "ui", "--port", "0"],
+        cwd=tmp_path,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", banner)
+        assert found, banner + server.stderr.read() if server.stderr else banner
+        connection = http.client.HTTPConnection("127.0.0.1", int(found.group(1)), timeout=60)
+        connection.request("GET", "/api/runs")
+        runs = json.loads(connection.getresponse().read())["runs"]
+        connection.close()
+        assert [r["status"] for r in runs] == ["Succeeded"]
+        for asset in ("/", "/static/run.js", "/static/app.css"):
+            connection = http.client.HTTPConnection("127.0.0.1", int(found.group(1)), timeout=60)
+            connection.request("GET", asset)
+            assert connection.getresponse().status == 200, asset
+            connection.close()
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.communicate(timeout=60)
+    assert server.returncode == 0

@@ -22,8 +22,13 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASED = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask"]
-SIBLINGS = {"otel": "cascade-otel", "cli": "cascade-cli", "dask": "cascade-dask"}
+RELEASED = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask", "cascade-ui"]
+SIBLINGS = {
+    "otel": "cascade-otel",
+    "cli": "cascade-cli",
+    "dask": "cascade-dask",
+    "ui": "cascade-ui",
+}
 EXAMPLE_PLUGIN = "tests/plugins/cascade-example-plugin"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
@@ -83,10 +88,12 @@ def test_the_installed_packages_report_the_workspace_version():
     import cascade_cli
     import cascade_dask
     import cascade_otel
+    import cascade_ui
 
     version = dev.read_version()
     versions = {
-        m.__name__: m.__version__ for m in (cascade, cascade_cli, cascade_dask, cascade_otel)
+        m.__name__: m.__version__
+        for m in (cascade, cascade_cli, cascade_dask, cascade_otel, cascade_ui)
     }
     assert versions == dict.fromkeys(versions, version)
 
