@@ -151,3 +151,36 @@ def test_a_running_runs_view_follows_the_store(tmp_path: Path) -> None:
     (listed,) = reader.runs(prefix="aaaa")
     assert listed["short_id"] == "aaaaaaaa" and listed["tasks"] == {"Succeeded": 2}
     assert reader.runs(prefix="b") == []
+
+
+def test_tracebacks_logs_and_run_names_are_shown_when_the_store_keeps_them() -> None:
+    """Newer stores add fields to an attempt; older ones have none of them."""
+    from collections import namedtuple
+
+    fields = [*RecordedAttempt._fields, "traceback", "logs", "why_ran", "call_name"]
+    Rich = namedtuple("Rich", fields, defaults=[None] * len(fields))  # type: ignore[misc]
+    Line = namedtuple("Line", ["time", "level", "logger", "message"])
+    failed = Rich(
+        "fetch-1",
+        "fetch",
+        "Failed",
+        1,
+        T0,
+        T0 + 1,
+        1.0,
+        "local",
+        error="KeyError: 'page'",
+        traceback="Traceback (most recent call last):\n  ...\nKeyError: 'page'",
+        logs=(Line(T0 + 0.5, "WARNING", "fetch", "<i>slow</i> page"),),
+        why_ran="its input 'page' changed",
+        call_name="fetch-3",
+    )
+    view = build_view(run("Failed"), [GraphNode("fetch-1", "fetch")], [failed])  # type: ignore[list-item]
+    (failure,) = view.document()["failures"]
+    assert failure["traceback"].endswith("KeyError: 'page'")
+    assert failure["logs"] == [[T0 + 0.5, "WARNING", "fetch", "<i>slow</i> page"]]
+    assert failure["why_ran"] == "its input 'page' changed" and failure["call_name"] == "fetch-3"
+    (row,) = view.tasks()["tasks"]
+    assert row["call_name"] == "fetch-3" and row["why_ran"] == "its input 'page' changed"
+    plain = build_view(run("Failed"), [], [attempt("fetch-1", "fetch", "Failed", error="x")])
+    assert "traceback" not in plain.document()["failures"][0]

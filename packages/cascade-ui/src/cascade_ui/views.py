@@ -61,8 +61,9 @@ STATE_INDEX = {state: index for index, state in enumerate(STATES)}
 _WORST_FIRST = [FAILED, "Cancelled", "Crashed", RUNNING, RETRIED, PENDING, NOT_RUN]
 #: Failures listed on a run's page (the rest are counted, and in the task table).
 MAX_FAILURES = 200
-#: The optional fields of an attempt shown with its failure, when the store keeps them.
-_ATTEMPT_EXTRAS = ("traceback", "logs", "rerun_reason", "run_name")
+#: The optional fields of an attempt shown with its failure, when the store keeps them (newer
+#: stores do): its traceback, its log lines, why it ran on a resume, the call's run name.
+_ATTEMPT_EXTRAS = ("traceback", "logs", "why_ran", "call_name")
 
 
 def unit_state(summary: TaskSummary) -> str:
@@ -299,7 +300,7 @@ def unit_dict(unit: TaskSummary, group_id: str) -> dict[str, Any]:
     data["started_at"] = iso_time(unit.started) if unit.started else None
     last = unit.history[-1] if unit.history else None
     if last is not None:
-        for extra in ("rerun_reason", "run_name"):
+        for extra in ("why_ran", "call_name"):
             value = getattr(last, extra, None)
             if value:
                 data[extra] = value
@@ -327,18 +328,13 @@ def failure_dict(attempt: RecordedAttempt) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """A value as JSON can carry it (log records may be tuples or objects)."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            return [_plain(item) for item in value]
-        if hasattr(value, "_asdict"):
-            return _plain(value._asdict())
-        if hasattr(value, "__dict__"):
-            return _plain(vars(value))
-        return str(value)
-    return value
+    """A value as JSON carries it: lists, dicts, strings, numbers (log lines may be named
+    tuples with a ``to_dict``, or other objects: shown as their text)."""
+    if isinstance(value, (list, tuple)):
+        value = [item.to_dict() if hasattr(item, "to_dict") else item for item in value]
+    elif hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return json.loads(json.dumps(value, default=str))
 
 
 def build_view(

@@ -163,7 +163,7 @@
 
   const tl = { group: [], start: [], duration: [], state: [], attempt: [], suffix: [], states: [],
                total: 0, loading: false, again: false };
-  const LANE = 16, ROW_GAP = 2, LABEL_W = 210, MAX_SUBROWS = 8;
+  const LANE = 16, ROW_GAP = 2, LABEL_W = 210, MAX_SUBROWS = 12;
   let layout = null;
 
   async function loadTimeline() {
@@ -319,14 +319,15 @@
     const open = new Set([...box.querySelectorAll("details[open]")].map((d) => d.dataset.key));
     box.replaceChildren(...doc.failures.map((f) => {
       const key = `${f.task_id}#${f.attempt}`;
+      const who = f.call_name ? `${f.call_name} (${f.task_id})` : f.task_id;
       const parts = [el("summary", {},
-        el("span", { class: "what", text: `${f.task_id} · attempt ${f.attempt}` }), " ",
+        el("span", { class: "what", text: `${who} · attempt ${f.attempt}` }), " ",
         badge(f.state), " ", el("span", { class: "mono", text: (f.error || "").split("\n")[0] }))];
       parts.push(el("pre", { class: "error", text: f.error || f.error_type || "" }));
       if (f.upstream) parts.push(el("p", { class: "note", text: `upstream: ${f.upstream}` }));
       if (f.traceback) parts.push(el("h3", { text: "Traceback" }), el("pre", { class: "traceback", text: f.traceback }));
       if (f.logs && f.logs.length) parts.push(el("h3", { text: "Logs" }), logTable(f.logs));
-      if (f.rerun_reason) parts.push(el("p", { class: "note", text: `ran because: ${f.rerun_reason}` }));
+      if (f.why_ran) parts.push(el("p", { class: "note", text: `ran because: ${f.why_ran}` }));
       return el("details", { class: `failure${f.state === "Retried" ? " retried" : ""}`,
         open: open.has(key) ? "" : null, dataset: { key, taskId: f.task_id } }, parts);
     }));
@@ -373,14 +374,14 @@
       prefetched.tasks = null;
       const body = document.querySelector("#tasks tbody");
       body.replaceChildren(...page.tasks.map((t) => el("tr", { dataset: { taskId: t.task_id, status: t.state } },
-        el("td", { text: t.task }),
+        el("td", { text: t.call_name ? `${t.call_name} (${t.task})` : t.task }),
         el("td", { class: "mono", text: t.task_id }),
         el("td", {}, badge(t.state)),
         el("td", { class: "num", text: t.attempts }),
         el("td", { class: "num", text: seconds(t.duration) }),
         el("td", { class: "num", text: when(t.started) }),
         el("td", { text: t.executor || "-" }),
-        el("td", {}, el("pre", { text: t.error || t.rerun_reason || t.skip_reason || "" })))));
+        el("td", {}, el("pre", { text: t.error || t.why_ran || t.skip_reason || "" })))));
       if (!page.tasks.length) {
         body.append(el("tr", {}, el("td", { colspan: 8, class: "note",
           text: doc && doc.status === "Running" ? "No task of this run has finished yet." : "No task matches." })));
