@@ -51,7 +51,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = {"cascade-core", "cascade-otel", "cascade-cli", "cascade-dask"}
+OURS = {"cascade-core", "cascade-otel", "cascade-cli", "cascade-dask", "cascade-ui"}
 SHELL = {"bash", "sh", "shell", "console"}
 NO_RUN = re.compile(r"<!--\s*no-run\b:?(.*?)-->", re.S)
 TITLE = re.compile(r'\btitle="(?P<title>[^"]+)"')
