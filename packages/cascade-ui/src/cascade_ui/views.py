@@ -159,7 +159,7 @@ class RunView:
     """Everything one run's page shows, computed once per change of its record.
 
     Units (tasks and map items) are kept as columns, in the order they started: their task
-    ids, states, groups and the positions of their attempts in ``attempts``. A table page
+    ids, states, groups and the positions of their (last) attempts in ``attempts``. A table page
     sums up only its own rows (``summarize_tasks``), so a 100,000-task run costs one pass.
     """
 
@@ -169,7 +169,8 @@ class RunView:
     unit_ids: list[str]
     unit_states: list[str]
     unit_groups: list[int]
-    unit_attempts: list[list[int]]
+    unit_lasts: list[int]  # the position of each unit's last attempt
+    several: dict[str, list[int]]  # the positions of the attempts of units with several
     attempt_groups: list[int]
     _document: dict[str, Any] | None = None
     #: Responses made from this view, serialized once (a finished run's view never changes).
@@ -232,7 +233,8 @@ class RunView:
             total += 1
         rows = []
         for index in chosen:
-            (summary,) = summarize_tasks([self.attempts[i] for i in self.unit_attempts[index]])
+            positions = self.several.get(self.unit_ids[index], [self.unit_lasts[index]])
+            (summary,) = summarize_tasks([self.attempts[i] for i in positions])
             rows.append(unit_dict(summary, groups[self.unit_groups[index]].group_id))
         # Then the tasks that have not run (yet): one row per graph node without units.
         for index, grp in enumerate(groups):
@@ -378,37 +380,38 @@ def build_view(
                 )
         group_of_base[base] = index
     unit_groups = [group_of_base[b] for b in bases]
-    last_attempts = [attempts[p] for p in lasts]
-    unit_states = list(map(itemgetter(2), last_attempts))
-    for i, attempt in enumerate(last_attempts):
-        if attempt.status == SKIPPED:
-            unit_states[i] = (
-                attempt.reason if attempt.reason in (CHECKPOINT, CACHE_HIT) else SKIPPED
-            )
+    # Usually every task ran once: then the units are the attempts, in the same order.
+    last_attempts = [attempts[p] for p in lasts] if several else attempts
+    statuses = list(map(itemgetter(2), last_attempts))
+    unit_states = list(statuses)
+    durations = list(map(itemgetter(6), last_attempts))
+    ran = [1] * len(statuses)
+    if SKIPPED in statuses:
+        for i, attempt in enumerate(last_attempts):
+            if attempt.status == SKIPPED:
+                reason = attempt.reason
+                unit_states[i] = reason if reason in (CHECKPOINT, CACHE_HIT) else SKIPPED
+                durations[i] = 0.0
+                ran[i] = 0
     starts = list(map(itemgetter(4), last_attempts))
     ends = list(map(itemgetter(5), last_attempts))
-    durations = [
-        0.0 if s == SKIPPED else d
-        for s, d in zip(unit_states, map(itemgetter(6), last_attempts), strict=True)
-    ]
-    ran = [0 if a.status == SKIPPED else 1 for a in last_attempts]
-    unit_attempts: list[list[int]] = [[p] for p in lasts]
-    attempt_groups = [0] * count
-    for group_index, position in zip(unit_groups, lasts, strict=True):
-        attempt_groups[position] = group_index
     if several:
+        attempt_groups = [0] * count
+        for group_index, position in zip(unit_groups, lasts, strict=True):
+            attempt_groups[position] = group_index
         unit_index = {task_id: i for i, task_id in enumerate(unit_ids) if task_id in several}
         for task_id, positions in several.items():
             i = unit_index[task_id]
             history = [attempts[p] for p in positions]
             ran_here = [a for a in history if a.status != SKIPPED]
-            unit_attempts[i] = positions
             ran[i] = len(ran_here)
             durations[i] = sum(a.duration for a in ran_here)
             starts[i] = min(a.started for a in history)
             ends[i] = max(a.ended for a in history)
             for position in positions:
                 attempt_groups[position] = unit_groups[i]
+    else:
+        attempt_groups = list(unit_groups)
     for (group_index, state), n in Counter(zip(unit_groups, unit_states, strict=True)).items():
         groups[group_index].states[state] = n
     for group_index, n, d, started, ended in zip(
@@ -431,7 +434,8 @@ def build_view(
         [unit_ids[i] for i in order],
         [unit_states[i] for i in order],
         [unit_groups[i] for i in order],
-        [unit_attempts[i] for i in order],
+        [lasts[i] for i in order],
+        several,
         attempt_groups,
     )
 
