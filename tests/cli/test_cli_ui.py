@@ -535,8 +535,14 @@ def test_the_json_api(folder: Folder, serve: Any) -> None:
     assert sorted(timeline["states"][s] for s in timeline["state"]) == sorted(
         ["Succeeded"] * 4 + ["Retried", "Failed"]
     )
-    rest = server.api(f"/api/runs/{run['run_id']}/timeline?after=4")
-    assert len(rest["start_us"]) == 2
+    details = server.api(f"/api/runs/{run['run_id']}/timeline?fields=suffix,attempt")
+    assert "start_us" not in details
+    assert sorted(details["suffix"]) == ["", "", "[0]", "[1]", "[2]", "[3]"]
+    assert sorted(details["attempt"]) == [1, 1, 1, 1, 1, 2]
+    rest = server.api(f"/api/runs/{run['run_id']}/timeline?after=4&fields=suffix")
+    assert rest["suffix"] == details["suffix"][4:]
+    status, body, _ = server.request(f"/api/runs/{run['run_id']}/timeline?fields=colour")
+    assert status == 400 and "unknown timeline field(s) colour" in body
 
     status, body, _ = server.request("/api/runs?status=Sleeping")
     assert status == 400 and "unknown run status 'Sleeping'" in body

@@ -18,7 +18,7 @@ from cascade.records import (
     SQLiteRunStore,
 )
 from cascade_ui.reader import Reader
-from cascade_ui.views import build_view
+from cascade_ui.views import DRAWN, STATES, TIMELINE_FIELDS, build_view
 
 T0 = 1_700_000_000.0
 
@@ -88,13 +88,19 @@ def test_a_finished_run_is_grouped_by_task_with_counts() -> None:
     ]
     assert view.tasks(name="PARSE")["total"] == 2
 
-    timeline = view.timeline()
+    timeline = view.timeline(fields=TIMELINE_FIELDS)
     assert timeline["total"] == 7 and timeline["start_us"][0] == 0
     assert timeline["duration_us"][0] == 500_000
     assert [timeline["states"][s] for s in timeline["state"][2:4]] == ["Retried", "Succeeded"]
     assert timeline["suffix"][:2] == ["[0]", "[1]"] and timeline["suffix"][2] == ""
     # A dynamic group's attempts carry their whole task id; fan-3 is its own group's id.
-    assert view.timeline(after=5)["suffix"] == ["parse-10", ""]
+    assert view.timeline(after=5, fields=["suffix"]) == {
+        "after": 5,
+        "total": 7,
+        "states": STATES,
+        "suffix": ["parse-10", ""],
+    }
+    assert set(view.timeline()) == {"after", "total", "states", *DRAWN}
 
 
 def test_a_running_run_shows_what_runs_and_what_waits() -> None:

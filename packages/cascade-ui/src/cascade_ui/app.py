@@ -7,7 +7,8 @@ Pages: ``/`` lists the runs, ``/runs/{id}`` shows one; both are static HTML whos
 - ``GET /api/runs/{id}`` — one run: its facts, the graph grouped by task, counts, failures;
 - ``GET /api/runs/{id}/tasks`` — a page of its tasks (``status``, ``name``, ``group``,
   ``offset``, ``limit``);
-- ``GET /api/runs/{id}/timeline`` — its attempts as columns (``after``: from the N-th on);
+- ``GET /api/runs/{id}/timeline`` — its attempts as columns (``after``: from the N-th on;
+  ``fields``: which columns);
 - ``GET /api/events`` and ``GET /api/runs/{id}/events`` — server-sent events: the runs list's
   changes, and a run's page document each time its record changes.
 
@@ -41,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cascade.records import RUN_STATUSES, RUNNING, RecordError, RunStore
 from cascade_ui._version import __version__
 from cascade_ui.reader import Reader
-from cascade_ui.views import run_summary
+from cascade_ui.views import DRAWN, run_summary
 
 #: How often a live stream looks at the store.
 POLL_SECONDS = 0.2
@@ -209,12 +210,17 @@ def create_app(store: RunStore, *, allowed_hosts: Sequence[str] | None = None) -
     async def api_timeline(request: Request) -> Response:
         view = await view_of(request.path_params["run_id"])
         after = _int(request, "after", 0)
-        key = f"timeline:{after}"
+        asked = request.query_params.get("fields")
+        fields = tuple(f.strip() for f in asked.split(",") if f.strip()) if asked else DRAWN
+        key = f"timeline:{after}:{','.join(fields)}"
         body = view.responses.get(key)
         if body is None:
 
             def make() -> bytes:
-                data = view.timeline(after)
+                try:
+                    data = view.timeline(after, fields)
+                except ValueError as exc:
+                    raise HTTPException(400, str(exc)) from None
                 data["run_id"] = view.run.run_id
                 data["run_status"] = view.run.status
                 return _dumps(data)

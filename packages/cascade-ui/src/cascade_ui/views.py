@@ -57,6 +57,11 @@ STATES = [
     "Crashed",
 ]
 STATE_INDEX = {state: index for index, state in enumerate(STATES)}
+#: Attempt statuses that are their own state (a failure may be Retried, a skip a Checkpoint).
+_PLAIN_STATES = frozenset([SUCCEEDED, "Cancelled"])
+#: The columns of a run's timeline, and those the page draws from.
+TIMELINE_FIELDS = ("group", "start_us", "duration_us", "state", "attempt", "suffix")
+DRAWN = ("group", "start_us", "duration_us", "state")
 #: The worst state a group's units are in decides its colour, in this order.
 _WORST_FIRST = [FAILED, "Cancelled", "Crashed", RUNNING, RETRIED, PENDING, NOT_RUN]
 #: Failures listed on a run's page (the rest are counted, and in the task table).
@@ -267,32 +272,47 @@ class RunView:
             total += 1
         return {"total": total, "offset": offset, "limit": limit, "tasks": rows}
 
-    def timeline(self, after: int = 0) -> dict[str, Any]:
-        """Every attempt from the ``after``-th on, as columns: its group's index, its start
-        and duration in microseconds from the run's start, its state's index in ``states``,
-        its attempt number, and what its task id adds to its group's id (a map item's
-        ``[index]``, nothing for a plain task, the whole id for a task a graph added). A
-        100,000-attempt run is a few arrays of numbers, drawn on a canvas."""
+    def timeline(self, after: int = 0, fields: Sequence[str] = DRAWN) -> dict[str, Any]:
+        """Every attempt from the ``after``-th on, as columns (``fields``, a choice of
+        ``TIMELINE_FIELDS``): ``group``, its group's index; ``start_us`` and ``duration_us``,
+        microseconds from the run's start; ``state``, its state's index in ``states``;
+        ``attempt``, its number; ``suffix``, what its task id adds to its group's id (a map
+        item's ``[index]``, nothing for a plain task, the whole id for a task a graph added).
+        A 100,000-attempt run is a few arrays of numbers, drawn on a canvas; the page asks for
+        the last two only when a bar is hovered."""
+        unknown = [f for f in fields if f not in TIMELINE_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"unknown timeline field(s) {', '.join(unknown)}; "
+                f"the fields are {', '.join(TIMELINE_FIELDS)}"
+            )
         begin = self.run.started
         chosen = self.attempts[after:]
-        groups = self.groups
         attempt_groups = self.attempt_groups[after:]
-        suffixes = []
-        for attempt, group in zip(chosen, attempt_groups, strict=True):
-            task_id = attempt.task_id
-            base = groups[group].group_id
-            suffixes.append(task_id[len(base) :] if task_id.startswith(base) else task_id)
-        return {
-            "after": after,
-            "total": len(self.attempts),
-            "states": STATES,
-            "group": attempt_groups,
-            "start_us": [int(((a.started or begin) - begin) * 1e6) for a in chosen],
-            "duration_us": [int(max(a.ended - (a.started or begin), 0.0) * 1e6) for a in chosen],
-            "state": [STATE_INDEX.get(attempt_state(a), 0) for a in chosen],
-            "attempt": [a.attempt for a in chosen],
-            "suffix": suffixes,
-        }
+        data: dict[str, Any] = {"after": after, "total": len(self.attempts), "states": STATES}
+        if "group" in fields:
+            data["group"] = attempt_groups
+        if "start_us" in fields:
+            data["start_us"] = [int(((a.started or begin) - begin) * 1e6) for a in chosen]
+        if "duration_us" in fields:
+            data["duration_us"] = [
+                int(max(a.ended - (a.started or begin), 0.0) * 1e6) for a in chosen
+            ]
+        if "state" in fields:
+            index = STATE_INDEX
+            data["state"] = [
+                index[a.status] if a.status in _PLAIN_STATES else index[attempt_state(a)]
+                for a in chosen
+            ]
+        if "attempt" in fields:
+            data["attempt"] = [a.attempt for a in chosen]
+        if "suffix" in fields:
+            ids = [self.groups[g].group_id for g in attempt_groups]
+            data["suffix"] = [
+                task_id[len(base) :] if task_id.startswith(base) else task_id
+                for task_id, base in zip(map(itemgetter(0), chosen), ids, strict=True)
+            ]
+        return data
 
 
 def unit_dict(unit: TaskSummary, group_id: str) -> dict[str, Any]:

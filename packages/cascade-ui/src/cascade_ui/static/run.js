@@ -178,7 +178,7 @@
       // Times arrive in microseconds; the drawing works in milliseconds.
       for (const value of data.start_us) tl.start.push(value / 1000);
       for (const value of data.duration_us) tl.duration.push(value / 1000);
-      for (const key of ["group", "state", "attempt", "suffix"]) {
+      for (const key of ["group", "state"]) {
         const into = tl[key];
         for (const value of data[key]) into.push(value);
       }
@@ -259,25 +259,45 @@
       ctx.fillText(name.length > 30 ? `${name.slice(0, 29)}…` : name, LABEL_W - 8, lane.y + LANE / 2);
     }
     const scale = plot / span;
-    const colours = tl.states.map((s) => COLOURS[s] || "#cfd4da");
+    // One path per state, filled once: setting the fill colour per bar would cost more than
+    // drawing the bars.
     const counts = {};
+    const paths = tl.states.map(() => null);
     for (let i = 0; i < n; i++) {
       const top = laneTop.get(tl.group[i]);
       if (top === undefined) continue;
-      const x = LABEL_W + tl.start[i] * scale;
-      const w = Math.max(tl.duration[i] * scale, 2);
-      const yy = top + subrow[i] * (LANE + ROW_GAP);
-      ctx.fillStyle = colours[tl.state[i]];
-      ctx.fillRect(x, yy + 1, w, LANE - 2);
-      const state = tl.states[tl.state[i]];
+      const code = tl.state[i];
+      let path = paths[code];
+      if (path === null) { path = paths[code] = new Path2D(); }
+      path.rect(LABEL_W + tl.start[i] * scale, top + subrow[i] * (LANE + ROW_GAP) + 1,
+        Math.max(tl.duration[i] * scale, 2), LANE - 2);
+      const state = tl.states[code];
       counts[state] = (counts[state] || 0) + 1;
     }
+    paths.forEach((path, code) => {
+      if (path === null) return;
+      ctx.fillStyle = COLOURS[tl.states[code]] || "#cfd4da";
+      ctx.fill(path);
+    });
     canvas.dataset.bars = String(n);
     canvas.dataset.lanes = String(lanes.length);
     canvas.dataset.states = JSON.stringify(counts);
     layout = { laneTop, subrow, scale, span };
     document.getElementById("timeline-note").textContent =
       `${n} attempts in ${lanes.length} lanes; hover a bar for its task.`;
+  }
+
+  let details = null;
+  function loadDetails() {
+    if (details === null) {
+      details = getJSON(`${api}/timeline?after=${tl.suffix.length}&fields=attempt,suffix`)
+        .then((data) => {
+          for (const value of data.attempt) tl.attempt.push(value);
+          for (const value of data.suffix) tl.suffix.push(value);
+        })
+        .finally(() => { details = null; });
+    }
+    return details;
   }
 
   function hover(event) {
@@ -296,6 +316,10 @@
       if (x >= x1 - 1 && x <= x1 + Math.max(tl.duration[i] * layout.scale, 2) + 1) { found = i; break; }
     }
     if (found < 0) { tip.hidden = true; return; }
+    if (found >= tl.suffix.length) {  // the bars' task ids and attempt numbers, once needed
+      loadDetails().then(() => { if (found < tl.suffix.length) hover(event); });
+      return;
+    }
     tip.hidden = false;
     const group = doc.groups[tl.group[found]];
     const suffix = tl.suffix[found];  // a map item's "[i]", or a whole task id
