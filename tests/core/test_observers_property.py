@@ -133,8 +133,8 @@ on_teardown: list[Any] = []
 
 @cs.resource(name="prop_run_res")
 async def prop_run_res() -> Any:
+    await asyncio.sleep(0)  # an async setup that suspends (a cancel may land here)
     _count("run up")
-    await asyncio.sleep(0)  # an async setup that suspends
     try:
         yield Handle()
     finally:
