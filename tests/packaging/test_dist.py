@@ -1,7 +1,7 @@
 """The released packages as a user gets them.
 
 Builds the sdist and wheel of every package (as ``python dev.py dist`` does, into a temporary
-folder), checks what is inside, installs ``cascade-core[otel,cli,dask]`` from there into a new
+folder), checks what is inside, installs ``cascade-core[otel,cli,dask,ui]`` from there into a new
 virtual environment with the README's own command (third-party dependencies from the package
 index, our packages only from the folder), and runs the installed ``cascade`` command and
 imports there, away from the repository (``cascade-core[ui]`` goes into another environment,
@@ -48,9 +48,9 @@ IMPORT_NAMES = {
     "cascade-ui": "cascade_ui",
 }
 # The install command of the README, with `dist` standing for the folder of wheels.
-INSTALL = 'pip install --find-links dist "cascade-core[otel,cli,dask]=={version}"'
+INSTALL = 'pip install --find-links dist "cascade-core[otel,cli,dask,ui]=={version}"'
 # What it installs besides cascade-core (cascade-ui has its own environment, below).
-INSTALLED_BY_README = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask"]
+INSTALLED_BY_README = ["cascade-core", "cascade-otel", "cascade-cli", "cascade-dask", "cascade-ui"]
 # cascade-ui's README's command: the ui extra alone gives a working `cascade ui`.
 INSTALL_UI = 'pip install --find-links dist "cascade-core[ui]=={version}"'
 
@@ -291,7 +291,7 @@ def test_cascade_version_in_the_new_environment(user_env: Path, tmp_path: Path):
 
 def test_cascade_plugins_in_the_new_environment(user_env: Path, tmp_path: Path):
     table = _run(user_env, "cascade", "plugins", cwd=tmp_path).stdout
-    for distribution in ("cascade-core", "cascade-otel", "cascade-dask"):
+    for distribution in ("cascade-core", "cascade-otel", "cascade-dask", "cascade-ui"):
         assert distribution in table
     plugins = json.loads(
         _run(user_env, "cascade", "plugins", "--output", "json", cwd=tmp_path).stdout
@@ -301,6 +301,7 @@ def test_cascade_plugins_in_the_new_environment(user_env: Path, tmp_path: Path):
         "cascade.builtin": ("cascade-core", VERSION),
         "otel": ("cascade-otel", VERSION),
         "dask": ("cascade-dask", VERSION),
+        "ui": ("cascade-ui", VERSION),
     }
 
 
