@@ -114,6 +114,9 @@ class RunPlan:
         self._plan_resources(engine.resource_providers())
         self.resources = ResourceStack(self.bus, self.run_id)
         self.call_hooks = tuple(engine.call_hooks)
+        #: Whether each attempt is marked in its context (``cascade.records.capture``): set
+        #: for a recorded run that captures what tasks log.
+        self.tag_attempts = False
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
         self.task_limiters: dict[int, Limiter] = {}
         self._plan_pools(dict(pools or {}), engine.pool_gates)

@@ -27,6 +27,7 @@ from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_PARAM, Node
 from cascade.graph.extend import PLAIN_TYPES, returns_graph
+from cascade.records.mark import ATTEMPT
 from cascade.resources import run_to_end
 from cascade.runtime.attempt import (
     announce,
@@ -369,51 +370,59 @@ class Run(GraphGrowth):
                 return
         if task.injections:
             kwargs = with_run_resources(plan, task, kwargs)
-        submit_plain = plan.plain_submit[id(task)]
-        if submit_plain is not None:
-            # The direct route's own fast path: the executor starts the call without a
-            # TaskCall, because nobody would look at one (see Executor.submit_plain).
-            fn = task.fn
-            ended_at = plan.ended_at
-            if self.started_at is not None:  # before the call: it may finish as it starts
-                if plan.want_started:
-                    publish_started(
-                        plan,
-                        node.lazy.id,
-                        task.name,
-                        plan.parent_of.get(node.index) if plan.parent_of else None,
-                        1,
-                        plan.executor_for(task)[0],
-                    )
-                self.started_at[node.index] = time.time()
-                if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
-                    # The call notes when its own code ran (``cascade.runtime.clock``).
-                    ended_at[node.index] = 0.0
-                    args = (fn, node.index, self.started_at, ended_at, *args)
-                    fn = timed_async if task.is_async else timed_sync
-            try:
-                future: asyncio.Future[Any] = submit_plain(fn, args, kwargs, task.is_async)
-            except Exception as exc:
-                self._leave_gates(node)
-                self._fail(exc, node)
-                return
-        else:
-            executor_name, executor = plan.executor_for(task)
-            call = TaskCall(
-                node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
-            )
-            call.leaves_process = executor.requires_pickle
-            if plan.parent_of:
-                call.parent_task_id = plan.parent_of.get(node.index)
-            try:
-                announce(plan, call, executor_name)
-                future = as_future(plan, executor.submit(call), call.context, eager=True)
-            except BaseException as exc:
-                report_finished(plan, call, executor_name, None, exc)
-                self._leave_gates(node)
-                self._fail(exc, node)
-                return
-            self.reported[future] = (call, executor_name)
+
+        # Logs a recorded run captures are the task's when this mark is in the context the
+        # call runs in (cascade.records.capture); the executor copies it at submit.
+        mark = ATTEMPT.set((plan.run_id, node.lazy.id, 1)) if plan.tag_attempts else None
+        try:
+            submit_plain = plan.plain_submit[id(task)]
+            if submit_plain is not None:
+                # The direct route's own fast path: the executor starts the call without a
+                # TaskCall, because nobody would look at one (see Executor.submit_plain).
+                fn = task.fn
+                ended_at = plan.ended_at
+                if self.started_at is not None:  # before the call: it may finish as it starts
+                    if plan.want_started:
+                        publish_started(
+                            plan,
+                            node.lazy.id,
+                            task.name,
+                            plan.parent_of.get(node.index) if plan.parent_of else None,
+                            1,
+                            plan.executor_for(task)[0],
+                        )
+                    self.started_at[node.index] = time.time()
+                    if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
+                        # The call notes when its own code ran (``cascade.runtime.clock``).
+                        ended_at[node.index] = 0.0
+                        args = (fn, node.index, self.started_at, ended_at, *args)
+                        fn = timed_async if task.is_async else timed_sync
+                try:
+                    future: asyncio.Future[Any] = submit_plain(fn, args, kwargs, task.is_async)
+                except Exception as exc:
+                    self._leave_gates(node)
+                    self._fail(exc, node)
+                    return
+            else:
+                executor_name, executor = plan.executor_for(task)
+                call = TaskCall(
+                    node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
+                )
+                call.leaves_process = executor.requires_pickle
+                if plan.parent_of:
+                    call.parent_task_id = plan.parent_of.get(node.index)
+                try:
+                    announce(plan, call, executor_name)
+                    future = as_future(plan, executor.submit(call), call.context, eager=True)
+                except BaseException as exc:
+                    report_finished(plan, call, executor_name, None, exc)
+                    self._leave_gates(node)
+                    self._fail(exc, node)
+                    return
+                self.reported[future] = (call, executor_name)
+        finally:
+            if mark is not None:
+                ATTEMPT.reset(mark)
         if context is not None:
             self.checkpointing[future] = context
         self.inflight[future] = node
