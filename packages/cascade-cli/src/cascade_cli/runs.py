@@ -253,34 +253,82 @@ def list_runs(
     return EXIT_OK
 
 
+#: Above this many rows, ``runs show`` merges the rows of one task (as the run summary does).
+MERGE_ABOVE = 40
+
+
 @runs.command("show")
 @click.argument("run_id", metavar="RUN")
+@click.option(
+    "--task",
+    "task",
+    metavar="ID_OR_NAME",
+    help="Show this task's attempts (a task id, or a task name: every call of it) with their "
+    "tracebacks and logs.",
+)
+@click.option(
+    "--status",
+    "-s",
+    type=click.Choice(["Succeeded", "Failed", "Cancelled", "Skipped"], case_sensitive=False),
+    help="Only tasks that ended so.",
+)
+@click.option("--limit", "-n", type=click.IntRange(min=1), metavar="N", help="At most N task rows.")
 @with_store_options
 @output_option
-def show_run(run_id: str, database: str | None, store: str | None, output: str) -> int:
+def show_run(
+    run_id: str,
+    task: str | None,
+    status: str | None,
+    limit: int | None,
+    database: str | None,
+    store: str | None,
+    output: str,
+) -> int:
     """Show one run (an id, a unique prefix of one, or `last`) and what each task did:
-    status, attempts, duration and error."""
+    status, attempts, duration, error, and why it ran when the run resumed another. With
+    --task, that task's attempts with their tracebacks and logs."""
     from cascade.records import summarize_tasks
 
     chosen = open_store(database, store)
     run = _find(chosen, run_id)
     attempts = chosen.attempts(run.run_id)
+    if task is not None:
+        attempts = [a for a in attempts if a.task_id == task or a.task_name == task]
+        if not attempts:
+            raise click.UsageError(
+                f"run {run.run_id[:8]} has no task '{task}' (give a task id or name from "
+                f"`cascade runs show {run.run_id[:8]}`)"
+            )
     summaries = summarize_tasks(attempts)
+    if status is not None:
+        wanted = status.lower()
+        summaries = [s for s in summaries if s.status.lower() == wanted]
+    total = len(summaries)
+    if limit is not None:
+        summaries = summaries[:limit]
     if output == "json":
+        shown = {s.task_id for s in summaries}
         _echo_json(
             {
                 "store": chosen.location,
                 "run": run.to_dict(),
                 "tasks": [s.to_dict() for s in summaries],
-                "attempts": [a.to_dict() for a in attempts],
+                "attempts": [a.to_dict() for a in attempts if a.task_id in shown],
             }
         )
         return EXIT_OK
-    from rich import box
-    from rich.table import Table
+    console = _console()
+    _print_run_head(console, run)
+    if task is not None:
+        _print_attempts(console, summaries)
+        return EXIT_OK
+    _print_task_table(console, summaries, total)
+    return EXIT_OK
+
+
+def _print_run_head(console: Any, run: Any) -> None:
     from rich.text import Text
 
-    console = _console()
     head = Text(f"run {run.run_id}  ")
     head.append_text(_status_text(run.status))
     console.print(head)
@@ -310,29 +358,119 @@ def show_run(run_id: str, database: str | None, store: str | None, output: str) 
         facts.append(("error", run.error))
     for name, value in facts:
         console.print(Text(f"  {name}: {value}"))
+
+
+def _print_task_table(console: Any, summaries: list[Any], total: int) -> None:
+    """One row per task id, or, above ``MERGE_ABOVE`` rows, one per task name with its
+    status totals (``8 ✓ 2 ✗``) and the ids of the failed ones."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if not summaries:
+        console.print(Text("  no task matches" if total else "  no task finished"))
+        return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    merged = len(summaries) > MERGE_ABOVE
     table.add_column("Task", overflow="fold")
+    table.add_column("Id" + ("s" if merged else ""), overflow="fold")
     table.add_column("Status", no_wrap=True)
     table.add_column("Attempts", justify="right", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
     table.add_column("Details", overflow="fold")
-    for summary in summaries:
-        name = summary.task_name
-        if "[" in summary.task_id:
-            name += summary.task_id[summary.task_id.index("[") :]
-        detail = summary.error or summary.reason or ""
-        table.add_row(
-            Text(name),
-            _status_text(summary.status),
-            str(summary.attempts),
-            _seconds(summary.duration),
-            Text(detail),
-        )
-    if summaries:
-        console.print(table)
+    if not merged:
+        for summary in summaries:
+            name = summary.task_name
+            if "[" in summary.task_id:  # a mapped item: name[2]
+                name += summary.task_id[summary.task_id.index("[") :]
+            table.add_row(
+                Text(name),
+                Text(summary.task_id),
+                _status_text(summary.status),
+                str(summary.attempts),
+                _seconds(summary.duration),
+                Text(_detail(summary)),
+            )
     else:
-        console.print(Text("  no task finished"))
-    return EXIT_OK
+        for name, group in _by_name(summaries).items():
+            counts: dict[str, int] = {}
+            for summary in group:
+                counts[summary.status] = counts.get(summary.status, 0) + 1
+            worst = next(
+                (s for s in ("Failed", "Cancelled", "Skipped", "Succeeded") if s in counts),
+                group[-1].status,
+            )
+            marks = " ".join(
+                f"{n} {STATUS_MARK.get(status, ('?', ''))[0]}" for status, n in counts.items()
+            )
+            failed = [s for s in group if s.status == "Failed"]
+            ids = (
+                group[0].task_id
+                if len(group) == 1
+                else f"{len(group)} calls"
+                + (f"; failed: {', '.join(s.task_id for s in failed[:3])}" if failed else "")
+                + (" ..." if len(failed) > 3 else "")
+            )
+            detail = _detail(failed[-1]) if failed else _detail(group[-1])
+            style = STATUS_MARK.get(worst, ("?", ""))[1]
+            table.add_row(
+                Text(name),
+                Text(ids),
+                Text(marks, style=style),
+                str(sum(s.attempts for s in group)),
+                _seconds(sum(s.duration for s in group)),
+                Text(detail),
+            )
+    console.print(table)
+    if total > len(summaries):
+        console.print(Text(f"  ({total - len(summaries)} more task(s) not shown: --limit)"))
+
+
+def _by_name(summaries: list[Any]) -> dict[str, list[Any]]:
+    groups: dict[str, list[Any]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.task_name, []).append(summary)
+    return groups
+
+
+def _detail(summary: Any) -> str:
+    """A task row's details: its error or skip reason, and why it ran (a resumed run)."""
+    parts = [summary.error or summary.reason or ""]
+    if summary.why_ran:
+        parts.append(f"ran because {summary.why_ran}")
+    return "; ".join(p for p in parts if p)
+
+
+def _print_attempts(console: Any, summaries: list[Any]) -> None:
+    """Each attempt of the chosen task(s): status, times, why it ran, its traceback and logs."""
+    from rich.text import Text
+
+    from cascade_cli.output import print_traceback
+
+    for summary in summaries:
+        console.print(Text(""))
+        title = Text(f"{summary.task_name}  {summary.task_id}  ")
+        title.append_text(_status_text(summary.status))
+        console.print(title)
+        if summary.why_ran:
+            console.print(Text(f"  ran because {summary.why_ran}"))
+        for attempt in summary.history:
+            line = Text(f"  attempt {attempt.attempt}: ")
+            line.append_text(_status_text(attempt.status))
+            line.append(
+                f"  {_when(attempt.started)}  {_seconds(attempt.duration)}"
+                + (f"  on {attempt.executor}" if attempt.executor else "")
+            )
+            if attempt.reason:
+                line.append(f"  ({attempt.reason})")
+            console.print(line)
+            if attempt.error and not attempt.traceback:
+                console.print(Text(f"    {attempt.error}"))
+            for log in attempt.logs:
+                when = _when(log.time) if log.time else ""
+                console.print(Text(f"    {when} {log.level:<8} {log.logger}: {log.message}"))
+            if attempt.traceback:
+                print_traceback(console, attempt.traceback.rstrip("\n"))
 
 
 @runs.command("delete")

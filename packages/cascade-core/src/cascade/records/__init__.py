@@ -36,12 +36,16 @@ if TYPE_CHECKING:
         CHECKPOINT,
         CRASHED,
         FAILED,
+        LOG_MESSAGE_LIMIT,
         RUN_STATUSES,
         RUNNING,
         SKIPPED,
         SUCCEEDED,
+        TRACEBACK_LIMIT,
+        AttemptDetail,
         Checkpoint,
         GraphNode,
+        LogLine,
         RecordBatch,
         RecordedAttempt,
         RecordedRun,
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
         iso_time,
         labelled,
     )
+    from cascade.records.options import RecordOptions
     from cascade.records.report import render_report, write_report
     from cascade.records.session import (
         RecordingSession,
@@ -67,6 +72,7 @@ if TYPE_CHECKING:
         default_database,
         default_home,
     )
+    from cascade.records.tracebacks import format_traceback
 
 _LAZY = {
     **dict.fromkeys(
@@ -79,8 +85,12 @@ _LAZY = {
             "RUNNING",
             "SKIPPED",
             "SUCCEEDED",
+            "LOG_MESSAGE_LIMIT",
+            "TRACEBACK_LIMIT",
+            "AttemptDetail",
             "Checkpoint",
             "GraphNode",
+            "LogLine",
             "RecordBatch",
             "RecordError",
             "RecordWarning",
@@ -116,6 +126,8 @@ _LAZY = {
         "cascade.records.history",
     ),
     "CheckpointPolicy": "cascade.records.checkpoint",
+    "format_traceback": "cascade.records.tracebacks",
+    "RecordOptions": "cascade.records.options",
     "render_report": "cascade.records.report",
     "write_report": "cascade.records.report",
 }
@@ -131,6 +143,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LOG_MESSAGE_LIMIT",
+    "TRACEBACK_LIMIT",
+    "AttemptDetail",
+    "LogLine",
+    "RecordOptions",
+    "format_traceback",
     "CANCELLED",
     "CHECKPOINT",
     "CRASHED",

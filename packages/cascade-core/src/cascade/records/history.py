@@ -61,6 +61,8 @@ class TaskSummary:
     error: str | None
     parent_task_id: str | None
     history: list[RecordedAttempt] = field(default_factory=list)
+    #: Why the task ran, in a run that resumed another (see ``cascade.records.explain``).
+    why_ran: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class TaskSummary:
             "skip_reason": self.reason,
             "error": self.error,
             "parent_task_id": self.parent_task_id,
+            "why_ran": self.why_ran,
         }
 
 
@@ -103,6 +106,7 @@ def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
                 error=errors[-1] if errors and last.status != SUCCEEDED else None,
                 parent_task_id=last.parent_task_id,
                 history=history,
+                why_ran=next((a.why_ran for a in history if a.why_ran), None),
             )
         )
     return summaries
@@ -123,8 +127,14 @@ def get_run(store: RunStore, run_id: str) -> RecordedRun:
 def delete_runs(store: RunStore, run_ids: Sequence[str]) -> int:
     """Delete runs by id and the checkpoint entries no remaining run refers to; returns how
     many checkpoint entries were removed."""
+    return remove_entries(store, store.delete(list(run_ids)))
+
+
+def remove_entries(store: RunStore, entries: Sequence[tuple[str | None, str]]) -> int:
+    """Remove checkpoint entries (``(checkpoints location, entry)``) from their cache store;
+    returns how many were removed (one that cannot be is logged, not raised)."""
     removed = 0
-    for location, entry in store.delete(list(run_ids)):
+    for location, entry in entries:
         try:
             if store.checkpoint_store(location).delete(entry):
                 removed += 1
@@ -179,5 +189,6 @@ __all__ = [
     "get_run",
     "parse_duration",
     "prune",
+    "remove_entries",
     "summarize_tasks",
 ]
