@@ -218,8 +218,17 @@ def list_runs(
         since=parse_since(since) if since else None,
         limit=limit,
     )
+    from cascade.records import format_size
+
+    sizes_of = getattr(chosen, "checkpoint_bytes", None)  # the SQLite store knows them
+    sizes: dict[str, int] = sizes_of([run.run_id for run in found]) if sizes_of else {}
     if output == "json":
-        _echo_json({"store": chosen.location, "runs": [run.to_dict() for run in found]})
+        documents = []
+        for run in found:
+            document = run.to_dict()
+            document["checkpoint_bytes"] = sizes.get(run.run_id, 0) if sizes_of else None
+            documents.append(document)
+        _echo_json({"store": chosen.location, "runs": documents})
         return EXIT_OK
     console = _console()
     if not found:
@@ -239,16 +248,22 @@ def list_runs(
     table.add_column("Started", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
     table.add_column("Tasks", overflow="fold", min_width=10)
+    if sizes_of:
+        table.add_column("Stored", justify="right", no_wrap=True)
     for run in found:
         name = run.label or run.target
-        table.add_row(
+        cells = [
             Text(run.run_id[:8]),
             Text(name),
             _status_text(run.status),
             _when(run.started, seconds=False),
             _seconds(run.duration),
             Text(_counts(dict(run.tasks))),
-        )
+        ]
+        if sizes_of:
+            size = sizes.get(run.run_id, 0)
+            cells.append(Text(format_size(size) if size else "-"))
+        table.add_row(*cells)
     console.print(table)
     return EXIT_OK
 
@@ -400,8 +415,10 @@ def _print_task_table(console: Any, summaries: list[Any], total: int) -> None:
                 (s for s in ("Failed", "Cancelled", "Skipped", "Succeeded") if s in counts),
                 group[-1].status,
             )
+            order = ("Succeeded", "Failed", "Cancelled", "Skipped")
             marks = " ".join(
-                f"{n} {STATUS_MARK.get(status, ('?', ''))[0]}" for status, n in counts.items()
+                f"{counts[status]} {STATUS_MARK.get(status, ('?', ''))[0]}"
+                for status in sorted(counts, key=lambda s: order.index(s) if s in order else 9)
             )
             failed = [s for s in group if s.status == "Failed"]
             ids = (
@@ -522,36 +539,49 @@ def delete_runs(
     "--older-than",
     "older_than",
     metavar="AGE",
-    required=True,
     help="Delete runs that started longer ago than AGE (30d, 12h, 1w2d).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Delete all but the N latest runs of each target.",
 )
 @click.option("--target", "-t", metavar="TARGET", help="Only runs of this target.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @with_store_options
 @output_option
 def prune_runs(
-    older_than: str,
+    older_than: str | None,
+    keep: int | None,
     target: str | None,
     dry_run: bool,
     database: str | None,
     store: str | None,
     output: str,
 ) -> int:
-    """Delete old runs with their checkpoints (never a run still running)."""
+    """Delete old runs with their checkpoints (never a run still running): those older than
+    --older-than, those beyond the --keep latest of their target, or both. (Recorded runs
+    also tidy up after themselves: see RecordOptions in docs/history.md.)"""
     from cascade.records import parse_duration, prune
 
-    try:
-        seconds = parse_duration(older_than)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
+    if older_than is None and keep is None:
+        raise click.UsageError("give --older-than AGE, --keep N, or both")
+    seconds = None
+    if older_than is not None:
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
     chosen = open_store(database, store)
-    pruned = prune(chosen, seconds, target=target, dry_run=dry_run)
+    pruned = prune(chosen, seconds, keep=keep, target=target, dry_run=dry_run)
     ids = [run.run_id for run in pruned.runs]
     if output == "json":
         _echo_json(
             {
                 "store": chosen.location,
                 "older_than": seconds,
+                "keep": keep,
                 "dry_run": dry_run,
                 "deleted": [] if dry_run else ids,
                 "would_delete": ids if dry_run else [],
@@ -560,9 +590,16 @@ def prune_runs(
         )
         return EXIT_OK
     verb = "would delete" if dry_run else "deleted"
+    which = " or ".join(
+        part
+        for part in (
+            f"started more than {older_than} ago" if older_than else "",
+            f"beyond the {keep} latest of their target" if keep else "",
+        )
+        if part
+    )
     click.echo(
-        f"{verb} {len(ids)} run{'' if len(ids) == 1 else 's'} started more than {older_than} "
-        f"ago from {chosen.location}"
+        f"{verb} {len(ids)} run{'' if len(ids) == 1 else 's'} {which} from {chosen.location}"
         + ("" if dry_run else f", and {pruned.checkpoint_entries} checkpoint entries")
     )
     for run in pruned.runs:

@@ -59,9 +59,11 @@ if TYPE_CHECKING:
         labelled,
     )
     from cascade.records.options import RecordOptions
+    from cascade.records.recorder import CHECKPOINT_TASK
     from cascade.records.report import render_report, write_report
     from cascade.records.session import (
         RecordingSession,
+        explain_resume,
         open_session,
         resolve_run_store,
         target_key,
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
         default_home,
     )
     from cascade.records.tracebacks import format_traceback
+    from cascade.spec.policies import format_size
 
 _LAZY = {
     **dict.fromkeys(
@@ -110,7 +113,7 @@ _LAZY = {
         "cascade.records.sqlite",
     ),
     **dict.fromkeys(
-        ["RecordingSession", "open_session", "resolve_run_store", "target_key"],
+        ["RecordingSession", "explain_resume", "open_session", "resolve_run_store", "target_key"],
         "cascade.records.session",
     ),
     **dict.fromkeys(
@@ -126,7 +129,9 @@ _LAZY = {
         "cascade.records.history",
     ),
     "CheckpointPolicy": "cascade.records.checkpoint",
+    "CHECKPOINT_TASK": "cascade.records.recorder",
     "format_traceback": "cascade.records.tracebacks",
+    "format_size": "cascade.spec.policies",
     "RecordOptions": "cascade.records.options",
     "render_report": "cascade.records.report",
     "write_report": "cascade.records.report",
@@ -143,11 +148,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CHECKPOINT_TASK",
     "LOG_MESSAGE_LIMIT",
     "TRACEBACK_LIMIT",
     "AttemptDetail",
     "LogLine",
     "RecordOptions",
+    "format_size",
     "format_traceback",
     "CANCELLED",
     "CHECKPOINT",
@@ -177,6 +184,7 @@ __all__ = [
     "default_home",
     "delete_runs",
     "effective_status",
+    "explain_resume",
     "get_run",
     "iso_time",
     "labelled",

@@ -38,6 +38,7 @@ from cascade.records.explain import NOTE_KEY, PreviousRun, key_parts
 from cascade.records.model import NOTE_RAN, NOTE_UNSAVED, Checkpoint, RecordWarning
 from cascade.records.recorder import Recorder, dumps
 from cascade.spec.cache_policy import CacheContext
+from cascade.spec.policies import format_size
 
 logger = logging.getLogger("cascade.records")
 
@@ -211,7 +212,9 @@ class CheckpointPolicy:
 
     def _too_big(self, context: CacheContext, size: int, limit: int, own: bool) -> None:
         whose = "the task's own checkpoint= limit" if own else "the run's checkpoint limit"
-        text = f"its result is {_size(size)} pickled, more than {whose} of {_size(limit)}"
+        text = (
+            f"its result is {format_size(size)} pickled, more than {whose} of {format_size(limit)}"
+        )
         self._warn_once(
             context.task_name,
             f"{text}, so it is not checkpointed and a resume of this run runs it again "
@@ -254,16 +257,6 @@ class CheckpointPolicy:
             return None
         values: dict[str, bytes] = stored["values"]
         return values
-
-
-def _size(size: int) -> str:
-    """``52.4 MB``: bytes for people (powers of 1000, as ``50MB`` is read)."""
-    value = float(size)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover - the loop returns
 
 
 __all__ = ["CheckpointPolicy"]

@@ -60,6 +60,16 @@ def key_parts(task: Any) -> dict[str, Any]:
     return {"code": hashlib.sha256(identity).hexdigest()[:16], "outside": outside_parts(task)}
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """Why a task of a resume will run again, said before it runs (``reason``), or ``None``:
+    it takes its checkpoint unless one of its inputs turns out to differ."""
+
+    task_id: str
+    task_name: str
+    reason: str | None
+
+
 @dataclass
 class PreviousRun:
     """What the resumed run knew of its tasks (see the module docstring)."""
@@ -112,8 +122,17 @@ class PreviousRun:
     def why(self, context: CacheContext, restored: set[str]) -> str:
         """Why the call of ``context`` runs although the resumed run had it: one sentence.
         ``restored``: task ids this run took from a checkpoint (so did not run)."""
-        run = self.run_id[:8]
         task_id = self._same_task(context.task_id, context.task_name)
+        return (
+            self._before(task_id)
+            or self._changed(context, restored)
+            or (f"its checkpoint from run {self.run_id[:8]} is gone (pruned or cleared)")
+        )
+
+    def _before(self, task_id: str) -> str | None:
+        """Why the task ran again that the resumed run alone tells (how it ended there, or
+        that its result was not checkpointed); ``None`` when it was checkpointed there."""
+        run = self.run_id[:8]
         known = self.statuses.get(task_id)
         if known is None:
             return f"it did not run in run {run}"
@@ -136,9 +155,52 @@ class PreviousRun:
             if unsaved:
                 return f"no checkpoint in run {run}: {unsaved}"
             return f"no checkpoint in run {run}"
-        return self._changed(context, restored) or (
-            f"its checkpoint from run {run} is gone (pruned or cleared)"
-        )
+        return None
+
+    def _code_changed(self, task: Any, name: str) -> str | None:
+        before = self.parts.get(name)
+        if before is None:
+            return None
+        now = key_parts(task)
+        if before.get("code") != now["code"]:
+            return "its code changed"
+        old, new = before.get("outside", {}), now["outside"]
+        changed = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+        if changed:
+            return f"a global it reads changed: {', '.join(repr(_plain(n)) for n in changed)}"
+        return None
+
+    def preview(self, params: Mapping[str, Any]) -> list[Explanation]:
+        """Before a resume runs: for each task of its graph, why it will run again as far as
+        can be told before anything runs (how it ended in the resumed run, its code, the
+        globals it reads, the params it takes), or ``None`` when it takes its checkpoint
+        unless an input turns out to differ."""
+        graph = self.graph
+        if graph is None:
+            return []
+        found = []
+        for node in graph.nodes:
+            task = node.lazy.task
+            if node.kind == KIND_PARAM or task is None:
+                continue
+            reason = self._before(self._same_task(node.lazy.id, task.name))
+            if reason is None and getattr(node.lazy, "checkpoint", True) is False:
+                reason = "checkpoints are turned off for it (checkpoint=False)"
+            reason = reason or self._code_changed(task, task.name)
+            if reason is None:
+                for dep in node.deps:
+                    upstream = graph.nodes[dep]
+                    if upstream.kind != KIND_PARAM:
+                        continue
+                    param = getattr(upstream.lazy, "param_name", upstream.lazy.name)
+                    default = getattr(upstream.lazy, "default", None)
+                    now = param_record(params.get(param, default))
+                    before = self.params.get(param)
+                    if before is not None and before != now:
+                        reason = f"param '{param}' changed ({_shown(before)} -> {_shown(now)})"
+                        break
+            found.append(Explanation(node.lazy.id, task.name, reason))
+        return found
 
     def _same_task(self, task_id: str, name: str) -> str:
         """The id the task had in the resumed run: its own when that run had it (the same
@@ -163,20 +225,9 @@ class PreviousRun:
         return self._by_name.get((name, bracket + index)) or task_id
 
     def _changed(self, context: CacheContext, restored: set[str]) -> str | None:
-        task = context.task
-        before = self.parts.get(context.task_name)
-        if before is not None:
-            now = key_parts(task)
-            if before.get("code") != now["code"]:
-                return "its code changed"
-            old, new = before.get("outside", {}), now["outside"]
-            changed = sorted(
-                name for name in old.keys() | new.keys() if old.get(name) != new.get(name)
-            )
-            if changed:
-                names = ", ".join(f"'{_plain(name)}'" for name in changed)
-                return f"a global it reads changed: {names}"
-        return self._inputs_changed(context, restored)
+        return self._code_changed(context.task, context.task_name) or self._inputs_changed(
+            context, restored
+        )
 
     def _inputs_changed(self, context: CacheContext, restored: set[str]) -> str | None:
         node = self._node(context.task_id)
@@ -252,4 +303,4 @@ def _shown(record: Mapping[str, Any]) -> str:
     return str(record.get("repr"))
 
 
-__all__ = ["NOTE_KEY", "PreviousRun", "key_parts"]
+__all__ = ["NOTE_KEY", "Explanation", "PreviousRun", "key_parts"]

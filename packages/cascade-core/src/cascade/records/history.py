@@ -159,21 +159,55 @@ class Pruned:
 
 def prune(
     store: RunStore,
-    older_than: float,
+    older_than: float | None = None,
     *,
+    keep: int | None = None,
     target: str | None = None,
     now: float | None = None,
     dry_run: bool = False,
 ) -> Pruned:
-    """Delete the runs that started more than ``older_than`` seconds ago (never one still
-    running), with their checkpoints."""
-    if older_than < 0:
-        raise ValueError(f"older_than must not be negative, got {older_than!r}")
-    cutoff = (time.time() if now is None else now) - older_than
-    doomed = [r for r in store.runs(target=target, before=cutoff) if r.status != RUNNING]
+    """Delete the runs that started more than ``older_than`` seconds ago, and those beyond
+    the ``keep`` latest of their target (never one still running), with their checkpoints."""
+    if older_than is None and keep is None:
+        raise ValueError("prune needs older_than (seconds), keep (runs per target), or both")
+    doomed = runs_to_prune(store, older_than, keep, target=target, now=now)
     if dry_run or not doomed:
         return Pruned(doomed, 0)
     return Pruned(doomed, delete_runs(store, [r.run_id for r in doomed]))
+
+
+def runs_to_prune(
+    store: RunStore,
+    older_than: float | None,
+    keep: int | None,
+    *,
+    target: str | None = None,
+    now: float | None = None,
+    spare: str | None = None,
+) -> list[RecordedRun]:
+    """The runs ``prune`` deletes: started more than ``older_than`` seconds ago, or beyond
+    the ``keep`` latest runs of their target; never a run still running, nor ``spare``."""
+    if older_than is not None and older_than < 0:
+        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"keep must be a whole number >= 1, got {keep!r}")
+    cutoff = None if older_than is None else (time.time() if now is None else now) - older_than
+    if keep is None:
+        assert cutoff is not None
+        found = store.runs(target=target, before=cutoff)
+    else:
+        found = store.runs(target=target)
+    seen: dict[str, int] = {}
+    doomed = []
+    for run in found:  # newest first
+        position = seen.get(run.target, 0)
+        seen[run.target] = position + 1
+        if run.status == RUNNING or run.run_id == spare:
+            continue
+        old = cutoff is not None and run.started < cutoff
+        if old or (keep is not None and position >= keep):
+            doomed.append(run)
+    return doomed
 
 
 def failed_first(summaries: Sequence[TaskSummary]) -> list[TaskSummary]:
@@ -190,5 +224,6 @@ __all__ = [
     "parse_duration",
     "prune",
     "remove_entries",
+    "runs_to_prune",
     "summarize_tasks",
 ]

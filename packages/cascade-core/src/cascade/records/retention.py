@@ -15,11 +15,8 @@ so and runs what it must.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-
-from cascade.records.history import delete_runs, remove_entries
-from cascade.records.model import RUNNING, RunStore
+from cascade.records.history import delete_runs, remove_entries, runs_to_prune
+from cascade.records.model import RunStore
 from cascade.records.options import ResolvedOptions
 
 #: The task-note kind (with task id ``"*"``) that marks a run whose checkpoints were dropped.
@@ -32,9 +29,11 @@ def apply_retention(store: RunStore, target: str, options: ResolvedOptions, keep
     problems: list[str] = []
     try:
         if options.keep_runs is not None or options.keep_for is not None:
-            doomed = _old_runs(store, target, options, keep)
+            doomed = runs_to_prune(
+                store, options.keep_for, options.keep_runs, target=target, spare=keep
+            )
             if doomed:
-                delete_runs(store, doomed)
+                delete_runs(store, [run.run_id for run in doomed])
         drop = getattr(store, "drop_checkpoints", None)
         if drop is not None:
             recent = [r.run_id for r in store.runs(target=target, limit=options.keep_checkpoints)]
@@ -47,20 +46,6 @@ def apply_retention(store: RunStore, target: str, options: ResolvedOptions, keep
             f"{type(exc).__name__}: {exc}"
         )
     return problems
-
-
-def _old_runs(store: RunStore, target: str, options: ResolvedOptions, keep: str) -> Sequence[str]:
-    found = store.runs(target=target)
-    doomed: list[str] = []
-    cutoff = time.time() - options.keep_for if options.keep_for is not None else None
-    for position, run in enumerate(found):
-        if run.run_id == keep or run.status == RUNNING:
-            continue
-        beyond = options.keep_runs is not None and position >= options.keep_runs
-        old = cutoff is not None and run.started < cutoff
-        if beyond or old:
-            doomed.append(run.run_id)
-    return doomed
 
 
 __all__ = ["PRUNED_NOTE", "apply_retention"]

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from cascade.bus import MessageBus
-from cascade.graph.build import Graph
+from cascade.graph.build import Graph, build_graph
+from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginError, PluginManager, get_plugin_manager
 from cascade.records.capture import CAPTURE, LogSink
 from cascade.records.checkpoint import CheckpointPolicy
-from cascade.records.explain import PreviousRun
+from cascade.records.explain import Explanation, PreviousRun
 from cascade.records.model import (
     RUNNING,
     SUCCEEDED,
@@ -123,6 +125,25 @@ def find_resumable(store: RunStore, target: str, resume: str) -> RecordedRun | N
             f"target is '{target}'; {recent_runs_text(store, target)}"
         )
     return found
+
+
+def explain_resume(
+    target: Any,
+    params: Mapping[str, Any] | None,
+    resume: str,
+    record: bool | str | RunStore | None = True,
+) -> tuple[RecordedRun | None, list[Explanation]]:
+    """What ``cs.run(target, params, resume=resume)`` would do, said before it runs
+    (``cascade run --resume ... --explain``): the run it resumes (``None``: ``"auto"`` runs
+    afresh) and, per task, why it will run again as far as can be told now (see
+    ``PreviousRun.preview``). ``target`` is what ``cs.run`` takes."""
+    graph = build_graph(normalize_target(target)[0])
+    store = resolve_run_store(record)
+    resumed = find_resumable(store, target_key(graph), resume)
+    if resumed is None:
+        return None, []
+    previous = PreviousRun.read(store, resumed, store.checkpoints(resumed.run_id), graph)
+    return resumed, previous.preview(dict(params or {}))
 
 
 class RecordingSession:
@@ -239,6 +260,7 @@ def open_session(
 __all__ = [
     "DEFAULT_STORE",
     "RecordingSession",
+    "explain_resume",
     "find_resumable",
     "open_session",
     "recent_runs_text",

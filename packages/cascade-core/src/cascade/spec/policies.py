@@ -119,6 +119,17 @@ def parse_size(value: Any, what: str) -> int:
     return int(number * (1024 if binary else 1000) ** power)
 
 
+def format_size(size: int) -> str:
+    """Bytes for people, in the units ``parse_size`` reads: ``812 B``, ``20.0 kB``,
+    ``52.4 MB``, ``1.2 GB``."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover - the loop returns
+
+
 def check_checkpoint(value: Any, owner: str) -> bool | int:
     """A task's ``checkpoint=``: ``True`` (checkpoint under the run's size limit), ``False``
     (never), or the largest result in bytes to checkpoint (``50_000_000`` or ``"50MB"``)."""
