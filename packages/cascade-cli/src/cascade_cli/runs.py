@@ -302,7 +302,7 @@ def show_run(
     """Show one run (an id, a unique prefix of one, or `last`) and what each task did:
     status, attempts, duration, error, and why it ran when the run resumed another. With
     --task, that task's attempts with their tracebacks and logs."""
-    from cascade.records import summarize_tasks
+    from cascade.records import group_tasks, summarize_tasks
 
     chosen = open_store(database, store)
     run = _find(chosen, run_id)
@@ -314,25 +314,32 @@ def show_run(
                 f"run {run.run_id[:8]} has no task '{task}' (give a task id or name from "
                 f"`cascade runs show {run.run_id[:8]}`)"
             )
-    summaries = summarize_tasks(attempts)
-    if status is not None:
-        wanted = status.lower()
-        summaries = [s for s in summaries if s.status.lower() == wanted]
-    total = len(summaries)
+    # Each task's last attempt decides its status; filters pick task ids before anything is
+    # summed up, so a 200,000-task run costs no object per task unless it is shown.
+    last = {a.task_id: a for a in attempts}
+    wanted = status.lower() if status is not None else None
+    ids = [i for i, a in last.items() if wanted is None or a.status.lower() == wanted]
+    total = len(ids)
     if limit is not None:
-        summaries = summaries[:limit]
-    if output == "json":
-        shown = {s.task_id for s in summaries}
+        ids = ids[:limit]
+    chosen_ids = set(ids) if len(ids) != len(last) else None
+    console = _console() if output != "json" else None
+    if console is not None and task is None and len(ids) > MERGE_ABOVE:
+        _print_run_head(console, run)
+        _print_groups(console, group_tasks(attempts, chosen_ids), total, len(ids))
+        return EXIT_OK
+    shown = attempts if chosen_ids is None else [a for a in attempts if a.task_id in chosen_ids]
+    summaries = summarize_tasks(shown)
+    if console is None:
         _echo_json(
             {
                 "store": chosen.location,
                 "run": run.to_dict(),
                 "tasks": [s.to_dict() for s in summaries],
-                "attempts": [a.to_dict() for a in attempts if a.task_id in shown],
+                "attempts": [a.to_dict() for a in shown],
             }
         )
         return EXIT_OK
-    console = _console()
     _print_run_head(console, run)
     if task is not None:
         _print_attempts(console, summaries)
@@ -370,84 +377,94 @@ def _print_run_head(console: Any, run: Any) -> None:
     if run.resumed_from:
         facts.append(("resumed from", run.resumed_from))
     if run.error:
-        facts.append(("error", run.error))
+        facts.append(("error", _cut(run.error)))
     for name, value in facts:
         console.print(Text(f"  {name}: {value}"))
 
 
-def _print_task_table(console: Any, summaries: list[Any], total: int) -> None:
-    """One row per task id, or, above ``MERGE_ABOVE`` rows, one per task name with its
-    status totals (``8 ✓ 2 ✗``) and the ids of the failed ones."""
+def _table(*columns: str) -> Any:
     from rich import box
     from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in columns:
+        right = name in ("Attempts", "Duration")
+        table.add_column(
+            name,
+            justify="right" if right else "left",
+            no_wrap=right or name == "Status",
+            overflow="fold",
+        )
+    return table
+
+
+def _print_task_table(console: Any, summaries: list[Any], total: int) -> None:
+    """One row per task id: its status, attempts, duration, and details."""
     from rich.text import Text
 
     if not summaries:
         console.print(Text("  no task matches" if total else "  no task finished"))
         return
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    merged = len(summaries) > MERGE_ABOVE
-    table.add_column("Task", overflow="fold")
-    table.add_column("Id" + ("s" if merged else ""), overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Attempts", justify="right", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Details", overflow="fold")
-    if not merged:
-        for summary in summaries:
-            name = summary.task_name
-            if "[" in summary.task_id:  # a mapped item: name[2]
-                name += summary.task_id[summary.task_id.index("[") :]
-            table.add_row(
-                Text(name),
-                Text(summary.task_id),
-                _status_text(summary.status),
-                str(summary.attempts),
-                _seconds(summary.duration),
-                Text(_detail(summary)),
-            )
-    else:
-        for name, group in _by_name(summaries).items():
-            counts: dict[str, int] = {}
-            for summary in group:
-                counts[summary.status] = counts.get(summary.status, 0) + 1
-            worst = next(
-                (s for s in ("Failed", "Cancelled", "Skipped", "Succeeded") if s in counts),
-                group[-1].status,
-            )
-            order = ("Succeeded", "Failed", "Cancelled", "Skipped")
-            marks = " ".join(
-                f"{counts[status]} {STATUS_MARK.get(status, ('?', ''))[0]}"
-                for status in sorted(counts, key=lambda s: order.index(s) if s in order else 9)
-            )
-            failed = [s for s in group if s.status == "Failed"]
-            ids = (
-                group[0].task_id
-                if len(group) == 1
-                else f"{len(group)} calls"
-                + (f"; failed: {', '.join(s.task_id for s in failed[:3])}" if failed else "")
-                + (" ..." if len(failed) > 3 else "")
-            )
-            detail = _detail(failed[-1]) if failed else _detail(group[-1])
-            style = STATUS_MARK.get(worst, ("?", ""))[1]
-            table.add_row(
-                Text(name),
-                Text(ids),
-                Text(marks, style=style),
-                str(sum(s.attempts for s in group)),
-                _seconds(sum(s.duration for s in group)),
-                Text(detail),
-            )
+    table = _table("Task", "Id", "Status", "Attempts", "Duration", "Details")
+    for summary in summaries:
+        name = summary.task_name
+        if "[" in summary.task_id:  # a mapped item: name[2]
+            name += summary.task_id[summary.task_id.index("[") :]
+        table.add_row(
+            Text(name),
+            Text(summary.task_id),
+            _status_text(summary.status),
+            str(summary.attempts),
+            _seconds(summary.duration),
+            Text(_detail(summary)),
+        )
     console.print(table)
     if total > len(summaries):
         console.print(Text(f"  ({total - len(summaries)} more task(s) not shown: --limit)"))
 
 
-def _by_name(summaries: list[Any]) -> dict[str, list[Any]]:
-    groups: dict[str, list[Any]] = {}
-    for summary in summaries:
-        groups.setdefault(summary.task_name, []).append(summary)
-    return groups
+#: The order of status totals in a merged row (``8 ✓ 2 ✗``).
+_STATUS_ORDER = ("Succeeded", "Failed", "Cancelled", "Skipped")
+
+
+def _print_groups(console: Any, groups: list[Any], total: int, shown: int) -> None:
+    """Above ``MERGE_ABOVE`` rows: one row per task name, with its status totals
+    (``54 ✓ 6 ✗``), the ids of the calls that failed, and the last error."""
+    from rich.text import Text
+
+    table = _table("Task", "Ids", "Status", "Attempts", "Duration", "Details")
+    for group in groups:
+        counts = group.statuses
+        marks = " ".join(
+            f"{counts[status]} {STATUS_MARK.get(status, ('?', ''))[0]}"
+            for status in sorted(
+                counts, key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else 9
+            )
+        )
+        worst = next(
+            (s for s in ("Failed", "Cancelled", "Skipped", "Succeeded") if s in counts), ""
+        )
+        failed = group.failed_ids
+        ids = f"{group.calls} call{'' if group.calls == 1 else 's'}"
+        if failed:
+            ids += f"; failed: {', '.join(failed[:3])}" + (" ..." if len(failed) > 3 else "")
+        table.add_row(
+            Text(group.task_name),
+            Text(ids),
+            Text(marks, style=STATUS_MARK.get(worst, ("?", ""))[1]),
+            str(group.attempts),
+            _seconds(group.duration),
+            Text(group.error or group.reason or ""),
+        )
+    console.print(table)
+    if total > shown:
+        console.print(Text(f"  ({total - shown} more task(s) not shown: --limit)"))
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A run's error as its head shows it: at most ``limit`` characters (a run of 200
+    failures names them all; ``--status failed`` lists them)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _detail(summary: Any) -> str:

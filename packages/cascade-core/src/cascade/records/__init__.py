@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from cascade.records.checkpoint import CheckpointPolicy
     from cascade.records.history import (
         Pruned,
+        TaskGroup,
         TaskSummary,
         delete_runs,
         get_run,
+        group_tasks,
         parse_duration,
         prune,
         summarize_tasks,
@@ -119,9 +121,11 @@ _LAZY = {
     **dict.fromkeys(
         [
             "Pruned",
+            "TaskGroup",
             "TaskSummary",
             "delete_runs",
             "get_run",
+            "group_tasks",
             "parse_duration",
             "prune",
             "summarize_tasks",
@@ -178,6 +182,7 @@ __all__ = [
     "SQLiteRunStore",
     "SUCCEEDED",
     "SucceededColumns",
+    "TaskGroup",
     "TaskSummary",
     "default_checkpoint_dir",
     "default_database",
@@ -186,6 +191,7 @@ __all__ = [
     "effective_status",
     "explain_resume",
     "get_run",
+    "group_tasks",
     "iso_time",
     "labelled",
     "open_session",
