@@ -407,8 +407,8 @@ def _print_task_table(console: Any, summaries: list[Any], total: int) -> None:
         return
     table = _table("Task", "Id", "Status", "Attempts", "Duration", "Details")
     for summary in summaries:
-        name = summary.task_name
-        if "[" in summary.task_id:  # a mapped item: name[2]
+        name = summary.call_name or summary.task_name
+        if "[" in summary.task_id and not summary.call_name:  # a mapped item: name[2]
             name += summary.task_id[summary.task_id.index("[") :]
         table.add_row(
             Text(name),
@@ -483,7 +483,8 @@ def _print_attempts(console: Any, summaries: list[Any]) -> None:
 
     for summary in summaries:
         console.print(Text(""))
-        title = Text(f"{summary.task_name}  {summary.task_id}  ")
+        named = f"{summary.call_name} ({summary.task_name})" if summary.call_name else ""
+        title = Text(f"{named or summary.task_name}  {summary.task_id}  ")
         title.append_text(_status_text(summary.status))
         console.print(title)
         if summary.why_ran:

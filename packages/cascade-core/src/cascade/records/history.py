@@ -63,6 +63,8 @@ class TaskSummary:
     history: list[RecordedAttempt] = field(default_factory=list)
     #: Why the task ran, in a run that resumed another (see ``cascade.records.explain``).
     why_ran: str | None = None
+    #: The call's run name (``@cs.task(run_name=...)``), if its task has one.
+    call_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class TaskSummary:
             "error": self.error,
             "parent_task_id": self.parent_task_id,
             "why_ran": self.why_ran,
+            "call_name": self.call_name,
         }
 
 
@@ -94,7 +97,7 @@ def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
             by_id[attempt.task_id] = [attempt]
         else:
             found.append(attempt)
-    summaries = []
+    summaries: list[TaskSummary] = []
     add = summaries.append
     for task_id, history in by_id.items():
         last = history[-1]
@@ -115,6 +118,7 @@ def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
                     last.parent_task_id,
                     history,
                     last.why_ran,
+                    last.call_name,
                 )
             )
             continue
@@ -135,6 +139,7 @@ def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
                 parent_task_id=last.parent_task_id,
                 history=history,
                 why_ran=next((a.why_ran for a in history if a.why_ran), None),
+                call_name=last.call_name,
             )
         )
     return summaries

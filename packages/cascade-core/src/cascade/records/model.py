@@ -138,6 +138,8 @@ class RecordedAttempt(NamedTuple):
     logs: tuple[LogLine, ...] = ()
     #: Why the task ran in a run that resumed another (or missed its cache): ``why_ran``.
     why_ran: str | None = None
+    #: The call's run name (``@cs.task(run_name="fetch-{page}")``), if its task has one.
+    call_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = self._asdict()
@@ -178,6 +180,8 @@ class AttemptDetail(NamedTuple):
 #: The kinds of ``RecordBatch.notes``: why a task ran in this run, and why its result was not
 #: checkpointed.
 NOTE_RAN, NOTE_UNSAVED = "ran", "unsaved"
+#: The kind of the task notes that hold a call's run name.
+NOTE_NAME = "name"
 
 
 class GraphNode(NamedTuple):
@@ -522,6 +526,7 @@ __all__ = [
     "STALE_AFTER_SECONDS",
     "SUCCEEDED",
     "LOG_MESSAGE_LIMIT",
+    "NOTE_NAME",
     "NOTE_RAN",
     "NOTE_UNSAVED",
     "TRACEBACK_LIMIT",

@@ -32,6 +32,7 @@ from cascade.events import (
     RunFinished,
     RunStarted,
     TaskExecutionFinished,
+    TaskNamed,
     TaskRetrying,
     TaskSkipped,
     TasksSucceeded,
@@ -41,6 +42,7 @@ from cascade.records.capture import LogSink
 from cascade.records.model import (
     CHECKPOINT,
     HEARTBEAT_SECONDS,
+    NOTE_NAME,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
@@ -83,7 +85,15 @@ _ATTEMPT_FIELDS = attrgetter(
 )
 #: ``reason``, ``upstream``, ``retry_delay``, ``traceback``, ``logs``, ``why_ran`` of a
 #: finished attempt (tracebacks and logs go to the batch's ``details``).
-_NO_SKIP: tuple[None, None, None, None, tuple[()], None] = (None, None, None, None, (), None)
+_NO_SKIP: tuple[None, None, None, None, tuple[()], None, None] = (
+    None,
+    None,
+    None,
+    None,
+    (),
+    None,
+    None,
+)
 #: ``RecordedAttempt`` from a full tuple of its fields, without a Python-level call.
 _MAKE_ATTEMPT: Callable[[tuple[Any, ...]], RecordedAttempt] = functools.partial(
     tuple.__new__, RecordedAttempt
@@ -184,6 +194,7 @@ class Recorder:
             (TaskExecutionFinished, self._on_failed, ("Failed",)),
             (TaskSkipped, self._events.append, None),
             (TaskRetrying, self._events.append, None),
+            (TaskNamed, self._on_named, None),
             (RunFinished, self._on_run_finished, None),
         ]
 
@@ -216,6 +227,10 @@ class Recorder:
     def _on_failed(self, event: TaskExecutionFinished) -> None:
         if event.fell_back and event.run_id == self.run_id:
             self.fell_back.add(event.task_id)
+
+    def _on_named(self, event: TaskNamed) -> None:
+        if event.run_id == self.run_id:
+            self._notes.append((event.task_id, NOTE_NAME, event.call_name))
 
     def _on_run_finished(self, event: RunFinished) -> None:
         self._events.append(event)

@@ -37,6 +37,7 @@ from typing import Any
 from cascade.caching.store import ENV_CACHE_DIR, CacheStore, DirectoryStore
 from cascade.records.model import (
     CRASHED,
+    NOTE_NAME,
     NOTE_RAN,
     RUNNING,
     Checkpoint,
@@ -608,7 +609,7 @@ class SQLiteRunStore:
                 ) from exc
             for row in rows:
                 delay = delays.get((row[0], row[3])) if delays else None
-                found.append(make((*row[:_STORED_COUNT], delay, None, (), None)))
+                found.append(make((*row[:_STORED_COUNT], delay, None, (), None, None)))
             for columns in successes:
                 found.extend(SucceededColumns(*columns).rows())
         return self._with_details(run_id, found)
@@ -632,21 +633,24 @@ class SQLiteRunStore:
             (run_id,),
         ):
             logs.setdefault((task_id, attempt), []).append(LogLine(*line))
-        ran = dict(
-            self._read(
-                "SELECT task_id, note FROM task_notes WHERE run_id = ? AND kind = ?",
-                (run_id, NOTE_RAN),
-            )
-        )
-        if not tracebacks and not logs and not ran:
+        ran: dict[str, str] = {}
+        names: dict[str, str] = {}
+        for task_id, kind, note in self._read(
+            "SELECT task_id, kind, note FROM task_notes WHERE run_id = ? AND kind IN (?, ?)",
+            (run_id, NOTE_RAN, NOTE_NAME),
+        ):
+            (ran if kind == NOTE_RAN else names)[task_id] = note
+        if not tracebacks and not logs and not ran and not names:
             return found
         for index, attempt in enumerate(found):
             key = (attempt.task_id, attempt.attempt)
-            if key in tracebacks or key in logs or attempt.task_id in ran:
+            task_id = attempt.task_id
+            if key in tracebacks or key in logs or task_id in ran or task_id in names:
                 found[index] = attempt._replace(
                     traceback=tracebacks.get(key),
                     logs=tuple(logs.get(key, ())),
-                    why_ran=ran.get(attempt.task_id),
+                    why_ran=ran.get(task_id),
+                    call_name=names.get(task_id),
                 )
         return found
 

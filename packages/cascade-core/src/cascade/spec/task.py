@@ -23,6 +23,7 @@ from cascade.spec.policies import (
 )
 from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
+from cascade.spec.run_name import check_run_name
 from cascade.spec.signature import SignatureCheck
 
 R = TypeVar("R")
@@ -421,6 +422,7 @@ class Task(Generic[R]):
         jitter: float | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         checkpoint: bool | int | str = True,
+        run_name: str | Callable[..., str] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -461,6 +463,9 @@ class Task(Generic[R]):
         #: Whether a recorded run checkpoints this task's results (or the largest it
         #: checkpoints, in bytes): see ``LazyResult.with_checkpoint``.
         self.checkpoint = check_checkpoint(checkpoint, owner)
+        #: How each call is named (``"fetch-{page}"`` or a callable; see
+        #: ``cascade.spec.run_name``), or ``None``: calls go by their task id.
+        self.run_name = check_run_name(run_name, fn, owner)
         self.injections = find_injections(fn)
         self._signature_check = SignatureCheck(fn, self.name)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
@@ -562,6 +567,7 @@ def task(
     jitter: float | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     checkpoint: bool | int | str = True,
+    run_name: str | Callable[..., str] | None = None,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -583,6 +589,7 @@ def task(
     jitter: float | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     checkpoint: bool | int | str = True,
+    run_name: str | Callable[..., str] | None = None,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
@@ -596,7 +603,10 @@ def task(
     ``retries=cs.RetryPolicy(...)`` gives the same as one object.
 
     ``checkpoint=False`` keeps the task's results out of recorded runs' checkpoints (a size
-    such as ``"2GB"`` is its own limit instead of the run's); see docs/history.md."""
+    such as ``"2GB"`` is its own limit instead of the run's); see docs/history.md.
+    ``run_name="fetch-{page}"`` (a format string over the call's arguments, or a callable
+    taking them) names each call in logs, the live display, run records, the report and
+    traces."""
     options = dict(
         name=name,
         executor=executor,
@@ -614,6 +624,7 @@ def task(
         jitter=jitter,
         retry_on=retry_on,
         checkpoint=checkpoint,
+        run_name=run_name,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]
