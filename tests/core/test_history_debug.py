@@ -309,7 +309,8 @@ def test_a_result_over_the_size_limit_is_not_checkpointed_with_one_warning(
     about = [str(w.message) for w in caught if "task 'big'" in str(w.message)]
     assert len(about) == 1 and "more than the run's checkpoint limit of 10.0 kB" in about[0]
     STATE["ran"] = []
-    run([big(20_000), big(30_000), big(100)], resume="last")
+    with pytest.warns(RecordWarning, match="task 'big'"):  # the resumed run warns again
+        run([big(20_000), big(30_000), big(100)], resume="last")
     assert STATE["ran"] == ["big", "big"]  # the small one came from its checkpoint
     reasons = [w for w in whys().values() if w]
     assert any("more than the run's checkpoint limit" in w for w in reasons)
