@@ -263,13 +263,14 @@ def _explain(
         file=stream,
     )
     width = max((len(e.task_name) for e in explained), default=0)
+    id_width = max((len(e.task_id) for e in explained), default=0)
     for item in explained:
         what = (
             f"runs again: {item.reason}"
             if item.reason
             else "takes its checkpoint, unless one of its inputs changes"
         )
-        click.echo(f"  {item.task_name:<{width}}  {item.task_id:<14}  {what}", file=stream)
+        click.echo(f"  {item.task_name:<{width}}  {item.task_id:<{id_width}}  {what}", file=stream)
 
 
 def _has_task_limits(target: Target) -> bool:
