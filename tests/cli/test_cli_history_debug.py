@@ -212,7 +212,7 @@ import cascade as cs
 log = logging.getLogger("reported")
 
 
-@cs.task(run_name="fetch-{page}")
+@cs.task(run_name="fetch-{page}", pools={"api": 1})
 def fetch(page: int) -> int:
     if page in (3, 7):
         log.error("page %d came back empty", page)
@@ -249,7 +249,7 @@ def test_the_report_opens_a_traceback_block_and_shows_map_counts_and_grouped_cal
         pytest.skip(f"{CHROMIUM} is not installed: `python dev.py test` installs Debian's chromium")
     playwright_api = pytest.importorskip("playwright.sync_api")
     (folder.root / "reported.py").write_text(REPORTED)
-    assert folder.cascade("run", "reported.py:flow", "--keep-going").code == 1
+    assert folder.cascade("run", "reported.py:flow", "--keep-going", "--pool", "api=1").code == 1
     report = folder.root / "run.html"
     assert folder.cascade("runs", "report", "last", "-o", str(report)).code == 0
 
@@ -287,5 +287,9 @@ def test_the_report_opens_a_traceback_block_and_shows_map_counts_and_grouped_cal
             assert last["x"] + last["width"] <= width["x"] + width["width"]
             # a skipped-upstream call is a circle, not a diamond
             assert page.locator("circle.skip.not-run").count() >= 1
+            # calls that waited for the pool show the wait, hatched, before their bar
+            waits = page.locator("rect.wait")
+            assert waits.count() >= 1
+            assert "for pool 'api'" in (waits.first.locator("title").text_content() or "")
         finally:
             browser.close()

@@ -140,6 +140,10 @@ class RecordedAttempt(NamedTuple):
     why_ran: str | None = None
     #: The call's run name (``@cs.task(run_name="fetch-{page}")``), if its task has one.
     call_name: str | None = None
+    #: When the attempt began to wait for a pool, a rate or a concurrency limit before it
+    #: started (wall-clock seconds), and what for (``"pool 'openai'"``); ``None``: it did not.
+    waited_since: float | None = None
+    waited_for: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = self._asdict()
@@ -182,6 +186,8 @@ class AttemptDetail(NamedTuple):
 NOTE_RAN, NOTE_UNSAVED = "ran", "unsaved"
 #: The kind of the task notes that hold a call's run name.
 NOTE_NAME = "name"
+#: The kind of the task notes that hold when a call waited at a gate, and for what (JSON).
+NOTE_WAITED = "waited"
 
 
 class GraphNode(NamedTuple):
@@ -529,6 +535,7 @@ __all__ = [
     "NOTE_NAME",
     "NOTE_RAN",
     "NOTE_UNSAVED",
+    "NOTE_WAITED",
     "TRACEBACK_LIMIT",
     "AttemptDetail",
     "Checkpoint",

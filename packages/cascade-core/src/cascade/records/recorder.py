@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import logging
 import os
 import pickle
@@ -36,6 +37,7 @@ from cascade.events import (
     TaskRetrying,
     TaskSkipped,
     TasksSucceeded,
+    TaskWaiting,
 )
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph
 from cascade.records.capture import LogSink
@@ -43,6 +45,7 @@ from cascade.records.model import (
     CHECKPOINT,
     HEARTBEAT_SECONDS,
     NOTE_NAME,
+    NOTE_WAITED,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
@@ -85,12 +88,14 @@ _ATTEMPT_FIELDS = attrgetter(
 )
 #: ``reason``, ``upstream``, ``retry_delay``, ``traceback``, ``logs``, ``why_ran`` of a
 #: finished attempt (tracebacks and logs go to the batch's ``details``).
-_NO_SKIP: tuple[None, None, None, None, tuple[()], None, None] = (
+_NO_SKIP: tuple[None, None, None, None, tuple[()], None, None, None, None] = (
     None,
     None,
     None,
     None,
     (),
+    None,
+    None,
     None,
     None,
 )
@@ -162,6 +167,9 @@ class Recorder:
         self._new_checkpoints: deque[tuple[str, str, bytes]] = deque()
         self._reused: deque[Checkpoint] = deque()
         self._notes: deque[tuple[str, str, str]] = deque()
+        #: When each call that waited at a gate began to wait, and for what.
+        self._waits: dict[str, list[tuple[float, str]]] = {}
+        self._waits_changed: set[str] = set()
         #: Where the run's captured log lines arrive (``None``: logs are not captured).
         self.log_sink: LogSink | None = None
         #: Task ids whose value came from the resumed run's checkpoint (their CacheHit is a
@@ -195,6 +203,7 @@ class Recorder:
             (TaskSkipped, self._events.append, None),
             (TaskRetrying, self._events.append, None),
             (TaskNamed, self._on_named, None),
+            (TaskWaiting, self._on_waiting, None),
             (RunFinished, self._on_run_finished, None),
         ]
 
@@ -231,6 +240,12 @@ class Recorder:
     def _on_named(self, event: TaskNamed) -> None:
         if event.run_id == self.run_id:
             self._notes.append((event.task_id, NOTE_NAME, event.call_name))
+
+    def _on_waiting(self, event: TaskWaiting) -> None:
+        # Published only for calls that wait at a gate: the report draws the wait.
+        if event.run_id == self.run_id:
+            self._waits.setdefault(event.task_id, []).append((event.timestamp, event.waiting_for))
+            self._waits_changed.add(event.task_id)
 
     def _on_run_finished(self, event: RunFinished) -> None:
         self._events.append(event)
@@ -293,6 +308,11 @@ class Recorder:
         self._take_logs(batch, last)
         while self._notes:
             batch.notes.append(self._notes.popleft())
+        if self._waits_changed:
+            changed, self._waits_changed = self._waits_changed, set()
+            batch.notes.extend(
+                (task_id, NOTE_WAITED, json.dumps(self._waits[task_id])) for task_id in changed
+            )
         self._write_checkpoints(batch)
         if self._counts_changed:
             batch.tasks = dict(Counter(self._last_status.values()))

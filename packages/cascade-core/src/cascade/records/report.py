@@ -9,8 +9,10 @@ items' counts, ``fetch [map] 8/10 ✓ 2 ✗``; the calls one task returned while
 are one node with their count, ``data-count``); each error is a ``details`` element of class
 ``error`` whose summary is the error and whose body is the traceback and what the attempt
 logged. A call skipped because of its upstream is marked with a circle, one that took its
-value from a cache or a checkpoint with a diamond. Big runs are cut to the first
-``MAX_GRAPH_NODES`` nodes and ``MAX_TIMELINE_ROWS`` rows, and the page says so.
+value from a cache or a checkpoint with a diamond; the time an attempt waited for a pool, a
+rate or a limit before it started is a hatched ``rect`` of class ``wait`` before its bar.
+Big runs are cut to the first ``MAX_GRAPH_NODES`` nodes and ``MAX_TIMELINE_ROWS`` rows, and
+the page says so.
 """
 
 from __future__ import annotations
@@ -324,6 +326,9 @@ def _timeline_svg(
     parts = [
         f'<svg class="timeline" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline of every attempt">'
+        '<defs><pattern id="waiting" patternUnits="userSpaceOnUse" width="6" height="6" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f4f6f8"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#9aa4b1" stroke-width="2"/></pattern></defs>'
     ]
     for tick in _ticks(span):
         x = label_width + plot_width * tick / span
@@ -365,6 +370,17 @@ def _timeline_svg(
                 continue
             x1 = x_of(attempt.started)
             x2 = max(x_of(attempt.ended), x1 + 2.0)
+            if attempt.waited_since is not None and attempt.waited_since < attempt.started:
+                # hatched: the time it waited for a pool, a rate or a limit before it started
+                x0 = x_of(attempt.waited_since)
+                waited = attempt.started - attempt.waited_since
+                parts.append(
+                    f'<rect class="wait" data-task-id="{_e(attempt.task_id)}" '
+                    f'x="{x0:.1f}" y="{y + 5}" width="{max(x1 - x0, 1.0):.1f}" '
+                    f'height="{row_height - 10}" fill="url(#waiting)" stroke="#9aa4b1" '
+                    f'stroke-width="0.5"><title>{_e(name)} waited {_e(_seconds(waited))} for '
+                    f"{_e(attempt.waited_for or 'a slot')}</title></rect>"
+                )
             what = f"{name}, attempt {attempt.attempt}: {state}, {_seconds(attempt.duration)}"
             if attempt.error:
                 what += f"\n{attempt.error}"

@@ -39,6 +39,7 @@ from cascade.records.model import (
     CRASHED,
     NOTE_NAME,
     NOTE_RAN,
+    NOTE_WAITED,
     RUNNING,
     Checkpoint,
     GraphNode,
@@ -609,7 +610,7 @@ class SQLiteRunStore:
                 ) from exc
             for row in rows:
                 delay = delays.get((row[0], row[3])) if delays else None
-                found.append(make((*row[:_STORED_COUNT], delay, None, (), None, None)))
+                found.append(make((*row[:_STORED_COUNT], delay, None, (), None, None, None, None)))
             for columns in successes:
                 found.extend(SucceededColumns(*columns).rows())
         return self._with_details(run_id, found)
@@ -635,22 +636,34 @@ class SQLiteRunStore:
             logs.setdefault((task_id, attempt), []).append(LogLine(*line))
         ran: dict[str, str] = {}
         names: dict[str, str] = {}
+        waits: dict[str, list[tuple[float, str]]] = {}
         for task_id, kind, note in self._read(
-            "SELECT task_id, kind, note FROM task_notes WHERE run_id = ? AND kind IN (?, ?)",
-            (run_id, NOTE_RAN, NOTE_NAME),
+            "SELECT task_id, kind, note FROM task_notes WHERE run_id = ? AND kind IN (?, ?, ?)",
+            (run_id, NOTE_RAN, NOTE_NAME, NOTE_WAITED),
         ):
-            (ran if kind == NOTE_RAN else names)[task_id] = note
-        if not tracebacks and not logs and not ran and not names:
+            if kind == NOTE_WAITED:
+                try:
+                    waits[task_id] = [(float(t), str(g)) for t, g in json.loads(note)]
+                except (ValueError, TypeError):
+                    pass  # a damaged note: the attempt is shown without its wait
+            else:
+                (ran if kind == NOTE_RAN else names)[task_id] = note
+        if not tracebacks and not logs and not ran and not names and not waits:
             return found
+        previous_end: dict[str, float] = {}
         for index, attempt in enumerate(found):
             key = (attempt.task_id, attempt.attempt)
             task_id = attempt.task_id
-            if key in tracebacks or key in logs or task_id in ran or task_id in names:
+            waited = _waited(waits.get(task_id), previous_end.get(task_id), attempt)
+            previous_end[task_id] = attempt.ended
+            if key in tracebacks or key in logs or task_id in ran or task_id in names or waited:
                 found[index] = attempt._replace(
                     traceback=tracebacks.get(key),
                     logs=tuple(logs.get(key, ())),
                     why_ran=ran.get(task_id),
                     call_name=names.get(task_id),
+                    waited_since=waited[0] if waited else None,
+                    waited_for=waited[1] if waited else None,
                 )
         return found
 
@@ -809,6 +822,19 @@ class _PlainUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"attempt rows hold plain values only, not {module}.{name}")
+
+
+def _waited(
+    waits: list[tuple[float, str]] | None, after: float | None, attempt: RecordedAttempt
+) -> tuple[float, str] | None:
+    """When ``attempt`` began to wait before it started (the first wait after the task's
+    previous attempt ended), and the gates it waited for."""
+    if not waits or attempt.status == "Skipped":
+        return None
+    mine = [(t, g) for t, g in waits if t <= attempt.started and (after is None or t >= after)]
+    if not mine:
+        return None
+    return mine[0][0], ", ".join(dict.fromkeys(g for _, g in mine))
 
 
 def _writable(path: Path) -> bool:
