@@ -172,6 +172,9 @@ class Recorder:
         self._waits_changed: set[str] = set()
         #: Where the run's captured log lines arrive (``None``: logs are not captured).
         self.log_sink: LogSink | None = None
+        #: Called on the thread once the run's last batch is written (retention), returning
+        #: problems to warn about.
+        self.after_last_write: Callable[[], list[str]] | None = None
         #: Task ids whose value came from the resumed run's checkpoint (their CacheHit is a
         #: ``Checkpoint`` skip) and task ids that fell back after failing (never checkpointed).
         self.restored: set[str] = set()
@@ -283,6 +286,8 @@ class Recorder:
                     logger.exception("the run recorder failed; the run goes on unrecorded")
                     self._give_up(f"{type(exc).__name__}: {exc}")
                 if last:
+                    if self.after_last_write is not None and not self.problems:
+                        self.problems.extend(self.after_last_write())
                     break
         finally:
             self.finished.set_result(None)

@@ -176,7 +176,10 @@ class RecordingSession:
 
     def bind(self, run_id: str) -> None:
         """The engine made the run's plan: this is run ``run_id``; start recording (and
-        capturing what its tasks log)."""
+        capturing what its tasks log); once its record is written, older runs are tidied
+        (``cascade.records.retention``) on the recorder's thread, off the event loop."""
+        store, target, options = self.store, self.recorder.target, self.options
+        self.recorder.after_last_write = lambda: apply_retention(store, target, options, run_id)
         self.recorder.bind(run_id)
         if self.options.logs is not None:
             sink = LogSink(self.options.logs, self.options.max_log_records)
@@ -196,12 +199,7 @@ class RecordingSession:
             # Cancelled again while waiting: the thread (not a daemon) still finishes its
             # write before the interpreter exits; what it reports is only lost for warnings.
             if finished.done():
-                problems = list(self.recorder.problems)
-                if not problems and self.recorder.run_id:
-                    problems += apply_retention(
-                        self.store, self.recorder.target, self.options, self.recorder.run_id
-                    )
-                for problem in problems:
+                for problem in self.recorder.problems:
                     warnings.warn(problem, RecordWarning, stacklevel=3)
 
 
