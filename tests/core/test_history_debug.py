@@ -4,6 +4,7 @@ into a real SQLite file and reads it back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -424,3 +425,24 @@ def test_a_full_disk_warns_that_the_disk_is_full_naming_the_path(
         SQLiteRunStore(small / "home" / "runs.sqlite3").close()
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@cs.task
+async def async_chatty(x: int) -> int:
+    log.info("before the first await: %d", x)  # the eager first step (3.12+)
+    await asyncio.sleep(0)
+    log.warning("after it: %d", x)
+    return x
+
+
+def test_an_async_task_on_the_fast_path_keeps_its_logs_and_none_of_its_neighbours() -> None:
+    calls = [async_chatty(i) for i in range(5)]
+    assert run(calls, record=True) == [0, 1, 2, 3, 4]
+    _, attempts = latest()
+    assert len(attempts) == 5
+    for attempt in attempts:
+        x = int(attempt.task_id.rpartition("-")[2]) - int(calls[0].id.rpartition("-")[2])
+        assert [(line.level, line.message) for line in attempt.logs] == [
+            ("INFO", f"before the first await: {x}"),
+            ("WARNING", f"after it: {x}"),
+        ]

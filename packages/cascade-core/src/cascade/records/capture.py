@@ -1,13 +1,17 @@
 """Log capture: what a task logs through ``logging`` while a recorded run runs it.
 
-The engine marks each attempt of a recorded run in the ``contextvars.Context`` the attempt
-runs in (``cascade.records.mark.ATTEMPT``: run id, task id, attempt number); threads and
-coroutines started for the attempt inherit the mark, so a record emitted by the task's own
-code or by a library it calls is known to be the task's. One handler, ``LogCapture``, sits
-on the root logger while at least one run in the process captures, and is removed when the
-last one ends: outside a task (or in a run that does not capture) it returns at once, and a
-task that logs nothing costs nothing but the mark. Records of Cascade's own loggers
-(``cascade.*``) are not a task's.
+Whose record is it? An ``async def`` call on the engine's fast path carries nothing: the
+handler finds it as the running asyncio task among the run's calls in flight (or as the
+call being submitted, for an eager first step; ``RecordingSession.watch``), so such a task
+that logs nothing costs nothing. Every other attempt (sync calls, retries, timeouts, map
+items, other executors) is marked in the ``contextvars.Context`` it runs in
+(``cascade.records.mark.ATTEMPT``: run id, task id, attempt number; the executor copies that
+context for the call anyway), and threads and coroutines started for it inherit the mark.
+Either way a record emitted by the task's own code or by a library it calls is the task's.
+One handler, ``LogCapture``, sits on the root logger while at least one run in the process
+captures, and is removed when the last one ends: outside a task (or in a run that does not
+capture) it returns at once. Records of Cascade's own loggers (``cascade.*``) are not a
+task's.
 
 The level that reaches a handler is the logging configuration's: Python's default lets only
 warnings through. When a run captures a lower level than the root logger's, the root's level
@@ -18,10 +22,12 @@ application's own output does not change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from cascade.records.mark import ATTEMPT
 from cascade.records.model import LOG_MESSAGE_LIMIT, LogLine
@@ -40,6 +46,8 @@ class LogSink:
     limit: int = DEFAULT_LOG_LIMIT
     lines: deque[tuple[str, int, LogLine]] = field(default_factory=deque)
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: The engine's run (``inflight``: future → graph node; ``submitting``: a graph node).
+    run: Any = None
 
     def cut_notes(self) -> list[tuple[str, int, LogLine]]:
         """One line per attempt that logged more than ``limit`` records, saying how many were
@@ -87,7 +95,9 @@ class LogCapture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         current = ATTEMPT.get()
         if current is None:
-            return
+            current = self._fast_path_call()
+            if current is None:
+                return
         sink = self.sinks.get(current[0])
         if sink is None or record.levelno < sink.level:
             return
@@ -110,6 +120,25 @@ class LogCapture(logging.Handler):
         sink.lines.append(
             (key[0], key[1], LogLine(record.created, record.levelname, name, message))
         )
+
+    def _fast_path_call(self) -> tuple[str, str, int] | None:
+        """The unmarked ``async def`` call emitting now, if it is one of a capturing run's:
+        the running asyncio task among the run's calls in flight, or the call the run is
+        submitting (its eager first step runs before it is in flight)."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop in this thread
+            return None
+        if task is None:
+            return None
+        for run_id, sink in list(self.sinks.items()):
+            run = sink.run
+            if run is None:
+                continue
+            node = run.inflight.get(task) or run.submitting
+            if node is not None:
+                return run_id, node.lazy.id, 1
+        return None
 
     def formatException(self, exc_info: object) -> str:
         return logging.Formatter().formatException(exc_info)  # type: ignore[arg-type]

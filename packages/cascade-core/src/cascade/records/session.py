@@ -186,6 +186,14 @@ class RecordingSession:
             self.recorder.log_sink = sink
             CAPTURE.add(run_id, sink)
 
+    def watch(self, run: Any) -> None:
+        """The engine's run (its ``inflight`` calls, future → graph node, and the one it is
+        ``submitting``): ``async def`` calls on its fast path carry no attempt mark, and what
+        they log is found through them (see ``cascade.records.capture``)."""
+        sink = self.recorder.log_sink
+        if sink is not None:
+            sink.run = run
+
     async def close(self) -> None:
         """Detach, let the recorder write what is left, apply retention, and warn about what
         could not be done."""

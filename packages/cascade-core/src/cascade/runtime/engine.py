@@ -159,7 +159,10 @@ class Engine:
                 plan.tag_attempts = session.captures_logs
                 session.bind(plan.run_id)
             with frozen_collector(self.freeze_gc):
-                values = await Run(plan, shape).execute()
+                run = Run(plan, shape)
+                if session is not None:
+                    session.watch(run)  # whose logs are whose, on the fast path
+                values = await run.execute()
         finally:
             if session is not None:
                 await session.close()

@@ -95,6 +95,9 @@ class Run(GraphGrowth):
         self.error: BaseException | None = None
         # Futures in flight: direct-route calls, and the coroutines running policy chains.
         self.inflight: dict[asyncio.Future[Any], Node] = {}
+        #: The ``async def`` call the fast path is submitting, while it is (a capturing run's
+        #: log records of its eager first step are its; see cascade.records.capture).
+        self.submitting: Node | None = None
         self.runners: dict[asyncio.Future[Any], Node] = {}
         self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
         self.done: asyncio.Future[None] = self.loop.create_future()
@@ -372,10 +375,16 @@ class Run(GraphGrowth):
             kwargs = with_run_resources(plan, task, kwargs)
 
         # Logs a recorded run captures are the task's when this mark is in the context the
-        # call runs in (cascade.records.capture); the executor copies it at submit.
-        mark = ATTEMPT.set((plan.run_id, node.lazy.id, 1)) if plan.tag_attempts else None
+        # call runs in (cascade.records.capture); the executor copies it at submit. An async
+        # call on the fast path needs none: its task is found in ``inflight``.
+        submit_plain = plan.plain_submit[id(task)]
+        mark = None
+        if plan.tag_attempts:
+            if submit_plain is None or not task.is_async:
+                mark = ATTEMPT.set((plan.run_id, node.lazy.id, 1))
+            else:  # an eager first step logs before the call is in ``inflight``
+                self.submitting = node
         try:
-            submit_plain = plan.plain_submit[id(task)]
             if submit_plain is not None:
                 # The direct route's own fast path: the executor starts the call without a
                 # TaskCall, because nobody would look at one (see Executor.submit_plain).
@@ -423,6 +432,7 @@ class Run(GraphGrowth):
         finally:
             if mark is not None:
                 ATTEMPT.reset(mark)
+            self.submitting = None
         if context is not None:
             self.checkpointing[future] = context
         self.inflight[future] = node
