@@ -265,8 +265,10 @@ def test_a_task_that_returns_a_graph_records_its_children_with_their_parent(home
     assert len(children) == 3
     assert {a.parent_task_id for a in children} == {parent.task_id}
     html = render_report(store(), recorded.run_id)
-    assert html.count('class="node"') == 1 + 3  # fan, and the three tasks it returned
-    assert "stroke-dasharray" in html  # added at run time: dashed edges from their parent
+    # fan, and one node for the three calls it returned (their count on it)
+    assert html.count('class="node"') == 1 + 1
+    assert 'data-kind="calls" data-count="3"' in html and "square ×3" in html
+    assert "stroke-dasharray" in html  # added at run time: a dashed edge from their parent
 
 
 def test_a_cancelled_run_is_recorded_as_cancelled(home: Path) -> None:

@@ -385,3 +385,15 @@ def test_a_wait_for_a_pool_is_recorded_on_the_task_span(traced: Any) -> None:
     assert span.attributes["cascade.task.waited_for"] == ("pool 'api'",)
     assert span.attributes["cascade.task.waited"] >= 0
     assert "cascade.task.waited" not in traced.one("holder").attributes
+
+
+@cs.task(run_name="page-{n}")
+def page(n: int) -> int:
+    return n
+
+
+def test_a_run_name_is_an_attribute_and_the_span_keeps_the_task_name(traced: Any) -> None:
+    assert traced.run(page.map([1, 2])) == [1, 2]
+    spans = traced.named("page")
+    assert sorted(s.attributes["cascade.task.run_name"] for s in spans) == ["page-1", "page-2"]
+    assert not [s for s in traced.spans if s.name.startswith("page-")]

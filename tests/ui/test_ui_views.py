@@ -163,7 +163,10 @@ def test_tracebacks_logs_and_run_names_are_shown_when_the_store_keeps_them() -> 
     """Newer stores add fields to an attempt; older ones have none of them."""
     from collections import namedtuple
 
-    fields = [*RecordedAttempt._fields, "traceback", "logs", "why_ran", "call_name"]
+    # (RecordedAttempt has these fields now; a store may still give an attempt without them)
+    fields = list(
+        dict.fromkeys([*RecordedAttempt._fields, "traceback", "logs", "why_ran", "call_name"])
+    )
     Rich = namedtuple("Rich", fields, defaults=[None] * len(fields))  # type: ignore[misc]
     Line = namedtuple("Line", ["time", "level", "logger", "message"])
     failed = Rich(

@@ -69,6 +69,7 @@ def run_command(
     executor_options: Mapping[str, Any] | None = None,
     keep_record: bool = True,
     resume: str | None = None,
+    explain: bool = False,
     pools: Sequence[str] = (),
     keep_going: bool = False,
 ) -> int:
@@ -76,6 +77,8 @@ def run_command(
     code. The run is recorded in the run history unless ``keep_record`` is false."""
     if resume is not None and not keep_record:
         raise click.UsageError("--resume records the new run too; leave out --no-record")
+    if explain and resume is None:
+        raise click.UsageError("--explain says why tasks of a resume run again: give --resume")
     run_options: dict[str, Any] = {"record": True, "resume": resume} if keep_record else {}
     if pools:
         run_options["pools"] = parse_pools(pools)
@@ -92,6 +95,7 @@ def run_command(
             output,
             executor_options or {},
             run_options,
+            explain,
         )
     except KeyboardInterrupt:  # while importing the target, before the run started
         click.echo("cascade: interrupted before the run started", err=True)
@@ -169,6 +173,7 @@ def _run(
     output: str,
     executor_options: Mapping[str, Any],
     recording: Mapping[str, Any],
+    explain: bool = False,
 ) -> int:
     logging.basicConfig(
         level=log_level or "WARNING",
@@ -180,6 +185,8 @@ def _run(
     if executor is not None:
         _check_executor(executor)
     _apply_executor_options(target, executor, executor_options)
+    if explain:
+        _explain(target, params, recording["resume"], output, spec)
 
     from cascade_cli.output import JsonOutput, LiveOutput, PlainOutput
     from cascade_cli.run import (
@@ -230,6 +237,40 @@ def _run(
     if isinstance(outcome.error, ParamError):
         return EXIT_USAGE  # a param nothing in the run declared (known once it had grown)
     return EXIT_FAILED
+
+
+def _explain(
+    target: Target, params: Mapping[str, Any], resume: str, output: str, spec: str
+) -> None:
+    """``--explain``: which tasks the resume will run again and why, before it runs (on
+    stderr under --output json, which keeps stdout for its one document)."""
+    from cascade.records import RecordError, explain_resume
+
+    try:
+        resumed, explained = explain_resume(target.graph, params, resume)
+    except RecordError as exc:
+        raise click.UsageError(str(exc)) from None
+    stream = sys.stderr if output == "json" else sys.stdout
+    if resumed is None:
+        click.echo(
+            f"--resume {resume}: the latest run of {spec} succeeded (or there is "
+            "none): a fresh run, nothing to explain",
+            file=stream,
+        )
+        return
+    click.echo(
+        f"resuming run {resumed.run_id[:8]} ({resumed.status}); before anything runs:",
+        file=stream,
+    )
+    width = max((len(e.task_name) for e in explained), default=0)
+    id_width = max((len(e.task_id) for e in explained), default=0)
+    for item in explained:
+        what = (
+            f"runs again: {item.reason}"
+            if item.reason
+            else "takes its checkpoint, unless one of its inputs changes"
+        )
+        click.echo(f"  {item.task_name:<{width}}  {item.task_id:<{id_width}}  {what}", file=stream)
 
 
 def _has_task_limits(target: Target) -> bool:
@@ -480,27 +521,30 @@ def _store(directory: str | None, store: str | None) -> Any:
     return store
 
 
-def _size(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{count} B"  # pragma: no cover - the loop always returns
-
-
 def cache_info_command(directory: str | None, store: str | None, output: str) -> int:
     """``cascade cache info``: ``cs.cache_stats()`` as a table or JSON."""
     import cascade as cs
 
     stats = cs.cache_stats(store=_store(directory, store))
     exists = stats.directory is None or os.path.isdir(stats.directory)
+    from cascade.records import CHECKPOINT_TASK
+    from cascade.records import format_size as _size
+
+    # Checkpoints of recorded runs share the directory with cache entries: shown apart.
+    checkpoints = stats.tasks.get(CHECKPOINT_TASK)
+    saved_entries = checkpoints.entries if checkpoints is not None else 0
+    saved_bytes = checkpoints.bytes if checkpoints is not None else 0
     if output == "json":
         data = stats.to_dict()
         # Hit/miss counters are per process: always zero in a fresh `cascade` process.
         for counter in ("hits", "misses", "writes", "errors"):
             data.pop(counter, None)
         data["exists"] = exists
+        data["checkpoints"] = {"entries": saved_entries, "bytes": saved_bytes}
+        data["cache"] = {
+            "entries": stats.entries - saved_entries,
+            "bytes": stats.bytes - saved_bytes,
+        }
         click.echo(json.dumps(data, indent=2))
         return EXIT_OK
     from rich import box
@@ -517,6 +561,14 @@ def cache_info_command(directory: str | None, store: str | None, output: str) ->
         console.print(Text(f"cache: {where}"))
     expired = f", {stats.expired} expired" if stats.expired else ""
     console.print(Text(f"{stats.entries} entries{expired}, {_size(stats.bytes)}"))
+    console.print(
+        Text(
+            f"  cache entries: {stats.entries - saved_entries}, "
+            f"{_size(stats.bytes - saved_bytes)}\n"
+            f"  checkpoints of recorded runs: {saved_entries}, {_size(saved_bytes)} "
+            "(kept for the latest runs of each target; see `cascade runs list`)"
+        )
+    )
     if stats.tasks:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         table.add_column("Task")

@@ -312,9 +312,16 @@ run_option_list = [
     ),
     click.option(
         "--resume",
-        metavar="last|RUN_ID",
+        metavar="last|auto|RUN_ID",
         help="Run again after a recorded run of TARGET: tasks that succeeded there with "
-        "unchanged code and inputs take their checkpointed value; the rest run.",
+        "unchanged code and inputs take their checkpointed value; the rest run. auto: resume "
+        "the latest run of TARGET if it did not succeed, else run afresh (for cron jobs).",
+    ),
+    click.option(
+        "--explain",
+        is_flag=True,
+        help="With --resume: before running, print which tasks will run again and why "
+        "(failed, did not run, no checkpoint, code, a global or a param changed).",
     ),
     click.option(
         "--pool",
@@ -346,6 +353,7 @@ def run(
     log_level: str | None,
     keep_record: bool,
     resume: str | None,
+    explain: bool,
     pools: tuple[str, ...],
     keep_going: bool,
     output: str,
@@ -370,6 +378,7 @@ def run(
         executor_options=executor_options,
         keep_record=keep_record,
         resume=resume,
+        explain=explain,
         pools=pools,
         keep_going=keep_going,
     )
@@ -423,6 +432,7 @@ def dry_run(
     log_level: str | None,
     keep_record: bool,
     resume: str | None,
+    explain: bool,
     pools: tuple[str, ...],
     keep_going: bool,
     output: str,

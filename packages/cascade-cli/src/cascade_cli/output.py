@@ -13,9 +13,8 @@ import json
 import math
 import os
 import sys
-import traceback
 from collections.abc import Mapping
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import IO, Any
 
 from rich import box
@@ -36,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cascade import HumanReadableLogSubscriber, MessageBus, __version__
+from cascade.records import format_traceback
 from cascade_cli.capture import TerminalCapture
 from cascade_cli.run import (
     CANCELLED,
@@ -80,79 +80,6 @@ def make_console(file: IO[str] | SafeStream, terminal: bool) -> Console:
         emoji=False,
         soft_wrap=True,  # lines of text as they are (a log or a pager wraps them); tables fit
     )
-
-
-# -- tracebacks --------------------------------------------------------------------------------
-
-_ENGINE_PACKAGES = ("cascade", "cascade_cli", "cascade_dask", "cascade_otel", "distributed")
-_ENGINE_STDLIB = ("asyncio", "concurrent", "threading.py", "contextvars", "runpy.py")
-
-
-def _engine_folders() -> tuple[str, ...]:
-    folders = []
-    for name in _ENGINE_PACKAGES:
-        module = sys.modules.get(name)
-        location = getattr(module, "__file__", None)
-        if location:
-            folders.append(str(Path(location).resolve().parent) + os.sep)
-    stdlib = Path(os.__file__).resolve().parent
-    folders += [str(stdlib / name) for name in _ENGINE_STDLIB]
-    return tuple(folders)
-
-
-def _is_engine_frame(filename: str, folders: tuple[str, ...]) -> bool:
-    try:
-        resolved = str(Path(filename).resolve())
-    except (OSError, ValueError):
-        resolved = filename
-    return resolved.startswith(folders)
-
-
-def _tears_down(frame: traceback.FrameSummary) -> bool:
-    """Whether Cascade's frame is the one that throws a run's failure into a resource's
-    generator at teardown (the resource's frame after it is not the task's code)."""
-    return Path(frame.filename).name == "resources.py" and frame.name == "_finish_generator"
-
-
-def format_traceback(exc: BaseException) -> str:
-    """The traceback of a failed task as its author wants it: the frames of Cascade and of the
-    event loop that called the task (and of a resource generator the failure was thrown into
-    at teardown) are left out up to the task's own first frame (a note says how many), so it
-    starts where the user's code does. An error raised inside Cascade itself keeps every
-    frame."""
-    folders = _engine_folders()
-    report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
-    seen: set[int] = set()
-    pending = [report]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        frames = list(current.stack)
-        engine = [_is_engine_frame(frame.filename, folders) for frame in frames]
-        # The task's code starts at the first frame of user code that Cascade called: frames
-        # before it are Cascade's and the event loop's, and possibly a run-scoped resource's
-        # generator, into which the failure was thrown at teardown.
-        first_user = next(
-            (
-                i
-                for i in range(1, len(frames))
-                if engine[i - 1] and not engine[i] and not _tears_down(frames[i - 1])
-            ),
-            None,
-        )
-        if first_user:
-            current.stack = traceback.StackSummary.from_list(frames[first_user:])
-            current.__notes__ = [  # type: ignore[attr-defined]
-                *(getattr(current, "__notes__", None) or []),
-                f"({first_user} frame(s) of Cascade and asyncio before the task's code are not "
-                "shown)",
-            ]
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
-    return "".join(report.format())
 
 
 # -- JSON --------------------------------------------------------------------------------------

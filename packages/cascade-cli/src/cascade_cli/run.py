@@ -26,6 +26,7 @@ from cascade.events import (
     RunStarted,
     TaskExecutionFinished,
     TaskExecutionStarted,
+    TaskNamed,
     TaskRetrying,
     TaskSkipped,
     TaskWaiting,
@@ -56,6 +57,8 @@ class Attempts:
     #: The exception of its last failed attempt (same process only), to tell which unit an
     #: exception the run raised belongs to.
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+    #: The call's run name (``@cs.task(run_name=...)``), shown instead of task and index.
+    call_name: str | None = None
 
 
 @dataclass
@@ -287,7 +290,7 @@ class RunRecord:
             self.running_now.pop(unit.task_id, None)
         if status == RUNNING:
             suffix = unit.task_id[len(step.task_id) :] if step.is_map else ""
-            self.running_now[unit.task_id] = f"{unit.task}{suffix}"
+            self.running_now[unit.task_id] = unit.call_name or f"{unit.task}{suffix}"
         unit.status = status
 
     def _recount(self) -> None:
@@ -335,6 +338,9 @@ class RunRecord:
             step.last_end = max(step.last_end or event.timestamp, event.timestamp)
             if event.status == SUCCEEDED and "[" not in event.task_id:
                 self._count_from(event)
+        elif isinstance(event, TaskNamed):
+            _, unit = self._unit(event.task_id, event.task_name, event.parent_task_id)
+            unit.call_name = event.call_name
         elif isinstance(event, TaskRetrying):
             step, unit = self._unit(event.task_id, event.task_name)
             self._set(step, unit, RETRYING)

@@ -218,8 +218,17 @@ def list_runs(
         since=parse_since(since) if since else None,
         limit=limit,
     )
+    from cascade.records import format_size
+
+    sizes_of = getattr(chosen, "checkpoint_bytes", None)  # the SQLite store knows them
+    sizes: dict[str, int] = sizes_of([run.run_id for run in found]) if sizes_of else {}
     if output == "json":
-        _echo_json({"store": chosen.location, "runs": [run.to_dict() for run in found]})
+        documents = []
+        for run in found:
+            document = run.to_dict()
+            document["checkpoint_bytes"] = sizes.get(run.run_id, 0) if sizes_of else None
+            documents.append(document)
+        _echo_json({"store": chosen.location, "runs": documents})
         return EXIT_OK
     console = _console()
     if not found:
@@ -239,48 +248,109 @@ def list_runs(
     table.add_column("Started", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
     table.add_column("Tasks", overflow="fold", min_width=10)
+    if sizes_of:
+        table.add_column("Stored", justify="right", no_wrap=True)
     for run in found:
         name = run.label or run.target
-        table.add_row(
+        cells = [
             Text(run.run_id[:8]),
             Text(name),
             _status_text(run.status),
             _when(run.started, seconds=False),
             _seconds(run.duration),
             Text(_counts(dict(run.tasks))),
-        )
+        ]
+        if sizes_of:
+            size = sizes.get(run.run_id, 0)
+            cells.append(Text(format_size(size) if size else "-"))
+        table.add_row(*cells)
     console.print(table)
     return EXIT_OK
 
 
+#: Above this many rows, ``runs show`` merges the rows of one task (as the run summary does).
+MERGE_ABOVE = 40
+
+
 @runs.command("show")
 @click.argument("run_id", metavar="RUN")
+@click.option(
+    "--task",
+    "task",
+    metavar="ID_OR_NAME",
+    help="Show this task's attempts (a task id, or a task name: every call of it) with their "
+    "tracebacks and logs.",
+)
+@click.option(
+    "--status",
+    "-s",
+    type=click.Choice(["Succeeded", "Failed", "Cancelled", "Skipped"], case_sensitive=False),
+    help="Only tasks that ended so.",
+)
+@click.option("--limit", "-n", type=click.IntRange(min=1), metavar="N", help="At most N task rows.")
 @with_store_options
 @output_option
-def show_run(run_id: str, database: str | None, store: str | None, output: str) -> int:
+def show_run(
+    run_id: str,
+    task: str | None,
+    status: str | None,
+    limit: int | None,
+    database: str | None,
+    store: str | None,
+    output: str,
+) -> int:
     """Show one run (an id, a unique prefix of one, or `last`) and what each task did:
-    status, attempts, duration and error."""
-    from cascade.records import summarize_tasks
+    status, attempts, duration, error, and why it ran when the run resumed another. With
+    --task, that task's attempts with their tracebacks and logs."""
+    from cascade.records import group_tasks, summarize_tasks
 
     chosen = open_store(database, store)
     run = _find(chosen, run_id)
     attempts = chosen.attempts(run.run_id)
-    summaries = summarize_tasks(attempts)
-    if output == "json":
+    if task is not None:
+        attempts = [a for a in attempts if a.task_id == task or a.task_name == task]
+        if not attempts:
+            raise click.UsageError(
+                f"run {run.run_id[:8]} has no task '{task}' (give a task id or name from "
+                f"`cascade runs show {run.run_id[:8]}`)"
+            )
+    # Each task's last attempt decides its status; filters pick task ids before anything is
+    # summed up, so a 200,000-task run costs no object per task unless it is shown.
+    last = {a.task_id: a for a in attempts}
+    wanted = status.lower() if status is not None else None
+    ids = [i for i, a in last.items() if wanted is None or a.status.lower() == wanted]
+    total = len(ids)
+    if limit is not None:
+        ids = ids[:limit]
+    chosen_ids = set(ids) if len(ids) != len(last) else None
+    console = _console() if output != "json" else None
+    if console is not None and task is None and len(ids) > MERGE_ABOVE:
+        _print_run_head(console, run)
+        _print_groups(console, group_tasks(attempts, chosen_ids), total, len(ids))
+        return EXIT_OK
+    shown = attempts if chosen_ids is None else [a for a in attempts if a.task_id in chosen_ids]
+    summaries = summarize_tasks(shown)
+    if console is None:
         _echo_json(
             {
                 "store": chosen.location,
                 "run": run.to_dict(),
                 "tasks": [s.to_dict() for s in summaries],
-                "attempts": [a.to_dict() for a in attempts],
+                "attempts": [a.to_dict() for a in shown],
             }
         )
         return EXIT_OK
-    from rich import box
-    from rich.table import Table
+    _print_run_head(console, run)
+    if task is not None:
+        _print_attempts(console, summaries)
+        return EXIT_OK
+    _print_task_table(console, summaries, total)
+    return EXIT_OK
+
+
+def _print_run_head(console: Any, run: Any) -> None:
     from rich.text import Text
 
-    console = _console()
     head = Text(f"run {run.run_id}  ")
     head.append_text(_status_text(run.status))
     console.print(head)
@@ -307,32 +377,135 @@ def show_run(run_id: str, database: str | None, store: str | None, output: str) 
     if run.resumed_from:
         facts.append(("resumed from", run.resumed_from))
     if run.error:
-        facts.append(("error", run.error))
+        facts.append(("error", _cut(run.error)))
     for name, value in facts:
         console.print(Text(f"  {name}: {value}"))
+
+
+def _table(*columns: str) -> Any:
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("Task", overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Attempts", justify="right", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Details", overflow="fold")
+    for name in columns:
+        right = name in ("Attempts", "Duration")
+        table.add_column(
+            name,
+            justify="right" if right else "left",
+            no_wrap=right or name == "Status",
+            overflow="fold",
+        )
+    return table
+
+
+def _print_task_table(console: Any, summaries: list[Any], total: int) -> None:
+    """One row per task id: its status, attempts, duration, and details."""
+    from rich.text import Text
+
+    if not summaries:
+        console.print(Text("  no task matches" if total else "  no task finished"))
+        return
+    table = _table("Task", "Id", "Status", "Attempts", "Duration", "Details")
     for summary in summaries:
-        name = summary.task_name
-        if "[" in summary.task_id:
+        name = summary.call_name or summary.task_name
+        if "[" in summary.task_id and not summary.call_name:  # a mapped item: name[2]
             name += summary.task_id[summary.task_id.index("[") :]
-        detail = summary.error or summary.reason or ""
         table.add_row(
             Text(name),
+            Text(summary.task_id),
             _status_text(summary.status),
             str(summary.attempts),
             _seconds(summary.duration),
-            Text(detail),
+            Text(_detail(summary)),
         )
-    if summaries:
-        console.print(table)
-    else:
-        console.print(Text("  no task finished"))
-    return EXIT_OK
+    console.print(table)
+    if total > len(summaries):
+        console.print(Text(f"  ({total - len(summaries)} more task(s) not shown: --limit)"))
+
+
+#: The order of status totals in a merged row (``8 ✓ 2 ✗``).
+_STATUS_ORDER = ("Succeeded", "Failed", "Cancelled", "Skipped")
+
+
+def _print_groups(console: Any, groups: list[Any], total: int, shown: int) -> None:
+    """Above ``MERGE_ABOVE`` rows: one row per task name, with its status totals
+    (``54 ✓ 6 ✗``), the ids of the calls that failed, and the last error."""
+    from rich.text import Text
+
+    table = _table("Task", "Ids", "Status", "Attempts", "Duration", "Details")
+    for group in groups:
+        counts = group.statuses
+        marks = " ".join(
+            f"{counts[status]} {STATUS_MARK.get(status, ('?', ''))[0]}"
+            for status in sorted(
+                counts, key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else 9
+            )
+        )
+        worst = next(
+            (s for s in ("Failed", "Cancelled", "Skipped", "Succeeded") if s in counts), ""
+        )
+        failed = group.failed_ids
+        ids = f"{group.calls} call{'' if group.calls == 1 else 's'}"
+        if failed:
+            ids += f"; failed: {', '.join(failed[:3])}" + (" ..." if len(failed) > 3 else "")
+        table.add_row(
+            Text(group.task_name),
+            Text(ids),
+            Text(marks, style=STATUS_MARK.get(worst, ("?", ""))[1]),
+            str(group.attempts),
+            _seconds(group.duration),
+            Text(group.error or group.reason or ""),
+        )
+    console.print(table)
+    if total > shown:
+        console.print(Text(f"  ({total - shown} more task(s) not shown: --limit)"))
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A run's error as its head shows it: at most ``limit`` characters (a run of 200
+    failures names them all; ``--status failed`` lists them)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _detail(summary: Any) -> str:
+    """A task row's details: its error or skip reason, and why it ran (a resumed run)."""
+    parts = [summary.error or summary.reason or ""]
+    if summary.why_ran:
+        parts.append(f"ran because {summary.why_ran}")
+    return "; ".join(p for p in parts if p)
+
+
+def _print_attempts(console: Any, summaries: list[Any]) -> None:
+    """Each attempt of the chosen task(s): status, times, why it ran, its traceback and logs."""
+    from rich.text import Text
+
+    from cascade_cli.output import print_traceback
+
+    for summary in summaries:
+        console.print(Text(""))
+        named = f"{summary.call_name} ({summary.task_name})" if summary.call_name else ""
+        title = Text(f"{named or summary.task_name}  {summary.task_id}  ")
+        title.append_text(_status_text(summary.status))
+        console.print(title)
+        if summary.why_ran:
+            console.print(Text(f"  ran because {summary.why_ran}"))
+        for attempt in summary.history:
+            line = Text(f"  attempt {attempt.attempt}: ")
+            line.append_text(_status_text(attempt.status))
+            line.append(
+                f"  {_when(attempt.started)}  {_seconds(attempt.duration)}"
+                + (f"  on {attempt.executor}" if attempt.executor else "")
+            )
+            if attempt.reason:
+                line.append(f"  ({attempt.reason})")
+            console.print(line)
+            if attempt.error and not attempt.traceback:
+                console.print(Text(f"    {attempt.error}"))
+            for log in attempt.logs:
+                when = _when(log.time) if log.time else ""
+                console.print(Text(f"    {when} {log.level:<8} {log.logger}: {log.message}"))
+            if attempt.traceback:
+                print_traceback(console, attempt.traceback.rstrip("\n"))
 
 
 @runs.command("delete")
@@ -384,36 +557,49 @@ def delete_runs(
     "--older-than",
     "older_than",
     metavar="AGE",
-    required=True,
     help="Delete runs that started longer ago than AGE (30d, 12h, 1w2d).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Delete all but the N latest runs of each target.",
 )
 @click.option("--target", "-t", metavar="TARGET", help="Only runs of this target.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @with_store_options
 @output_option
 def prune_runs(
-    older_than: str,
+    older_than: str | None,
+    keep: int | None,
     target: str | None,
     dry_run: bool,
     database: str | None,
     store: str | None,
     output: str,
 ) -> int:
-    """Delete old runs with their checkpoints (never a run still running)."""
+    """Delete old runs with their checkpoints (never a run still running): those older than
+    --older-than, those beyond the --keep latest of their target, or both. (Recorded runs
+    also tidy up after themselves: see RecordOptions in docs/history.md.)"""
     from cascade.records import parse_duration, prune
 
-    try:
-        seconds = parse_duration(older_than)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
+    if older_than is None and keep is None:
+        raise click.UsageError("give --older-than AGE, --keep N, or both")
+    seconds = None
+    if older_than is not None:
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
     chosen = open_store(database, store)
-    pruned = prune(chosen, seconds, target=target, dry_run=dry_run)
+    pruned = prune(chosen, seconds, keep=keep, target=target, dry_run=dry_run)
     ids = [run.run_id for run in pruned.runs]
     if output == "json":
         _echo_json(
             {
                 "store": chosen.location,
                 "older_than": seconds,
+                "keep": keep,
                 "dry_run": dry_run,
                 "deleted": [] if dry_run else ids,
                 "would_delete": ids if dry_run else [],
@@ -422,9 +608,16 @@ def prune_runs(
         )
         return EXIT_OK
     verb = "would delete" if dry_run else "deleted"
+    which = " or ".join(
+        part
+        for part in (
+            f"started more than {older_than} ago" if older_than else "",
+            f"beyond the {keep} latest of their target" if keep else "",
+        )
+        if part
+    )
     click.echo(
-        f"{verb} {len(ids)} run{'' if len(ids) == 1 else 's'} started more than {older_than} "
-        f"ago from {chosen.location}"
+        f"{verb} {len(ids)} run{'' if len(ids) == 1 else 's'} {which} from {chosen.location}"
         + ("" if dry_run else f", and {pruned.checkpoint_entries} checkpoint entries")
     )
     for run in pruned.runs:

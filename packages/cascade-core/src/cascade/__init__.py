@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         cache_stats,
         clear_cache,
     )
-    from cascade.records import RunStore
+    from cascade.records import RecordOptions, RunStore
 
 _LAZY = {
     "CacheContext": "cascade.caching",
@@ -53,6 +53,7 @@ _LAZY = {
     "InputHashCache": "cascade.caching",
     "cache_stats": "cascade.caching",
     "clear_cache": "cascade.caching",
+    "RecordOptions": "cascade.records",
 }
 
 
@@ -90,6 +91,7 @@ async def run_async(
     record: bool | str | RunStore = False,
     resume: str | None = None,
     freeze_gc: bool = False,
+    record_options: RecordOptions | None = None,
 ) -> Any:
     """Run ``target`` inside a running event loop: ``await cs.run_async(...)``. Same options
     and result as ``cs.run``."""
@@ -102,11 +104,23 @@ async def run_async(
     )
     if log_level is None:
         return await engine.run(
-            target, params=params, on_failure=on_failure, pools=pools, record=record, resume=resume
+            target,
+            params=params,
+            on_failure=on_failure,
+            pools=pools,
+            record=record,
+            resume=resume,
+            record_options=record_options,
         )
     with default_handler():
         return await engine.run(
-            target, params=params, on_failure=on_failure, pools=pools, record=record, resume=resume
+            target,
+            params=params,
+            on_failure=on_failure,
+            pools=pools,
+            record=record,
+            resume=resume,
+            record_options=record_options,
         )
 
 
@@ -123,6 +137,7 @@ def run(
     record: bool | str | RunStore = False,
     resume: str | None = None,
     freeze_gc: bool = False,
+    record_options: RecordOptions | None = None,
 ) -> Any:
     """Run the graph behind ``target`` and return its result.
 
@@ -139,11 +154,14 @@ def run(
     the run (``{"openai": 4}``, or ``cs.Pool(4, rate_limit="10/second")``).
     ``record=True`` records the run in the run history (``.cascade/runs.sqlite3``, or
     ``$CASCADE_HOME``; a store name, an SQLite path or a ``RunStore`` also work) and
-    checkpoints its results; ``resume="last"`` (or a run id) takes the checkpointed value of
-    every task that succeeded in that run of the same target with unchanged code and inputs,
-    and runs the rest (see docs/history.md). ``freeze_gc=True`` keeps the graph out of the
-    garbage collector's walks while it runs, for very large graphs (``gc.freeze()``, undone
-    at the end; see docs/performance.md).
+    checkpoints its results, with each failure's traceback and what tasks log;
+    ``resume="last"`` (or a run id) takes the checkpointed value of every task that succeeded
+    in that run of the same target with unchanged code and inputs, and runs the rest;
+    ``resume="auto"`` resumes the latest run of the target if it did not succeed and runs
+    afresh otherwise. ``record_options=cs.RecordOptions(...)`` says what a recorded run
+    keeps (captured logs, the checkpoint size limit, retention; see docs/history.md).
+    ``freeze_gc=True`` keeps the graph out of the garbage collector's walks while it runs,
+    for very large graphs (``gc.freeze()``, undone at the end; see docs/performance.md).
     """
     try:
         asyncio.get_running_loop()
@@ -167,6 +185,7 @@ def run(
             record=record,
             resume=resume,
             freeze_gc=freeze_gc,
+            record_options=record_options,
         )
     )
 
@@ -185,6 +204,7 @@ __all__ = [
     "ParamError",
     "PluginError",
     "Pool",
+    "RecordOptions",
     "ResourceDefinition",
     "ResourceError",
     "RetryPolicy",

@@ -195,6 +195,15 @@ class TasksSucceeded(Event):
 
 
 @dataclass(frozen=True)
+class TaskNamed(TaskEvent):
+    """A call of a task with ``run_name=`` got its name (``"fetch-3"``), published once, when
+    its inputs are known and before its first attempt starts. Subscribers that show calls
+    (logs, the live display, run records, traces) show ``call_name`` for ``task_id``."""
+
+    call_name: str = ""
+
+
+@dataclass(frozen=True)
 class TaskSkipped(TaskEvent):
     """A task did not run: ``"CacheHit"`` (its cache policy had the result), ``"Checkpoint"``
     (a resumed run restored the value its earlier run checkpointed), ``"ConditionFalse"``,
@@ -269,6 +278,7 @@ __all__ = [
     "TaskEvent",
     "TaskExecutionFinished",
     "TaskExecutionStarted",
+    "TaskNamed",
     "TaskRetrying",
     "TaskSkipped",
     "TaskWaiting",

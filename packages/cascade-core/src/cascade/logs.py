@@ -25,8 +25,10 @@ from cascade.events import (
     ResourceReleased,
     RunFinished,
     RunStarted,
+    TaskEvent,
     TaskExecutionFinished,
     TaskExecutionStarted,
+    TaskNamed,
     TaskRetrying,
     TaskSkipped,
 )
@@ -115,7 +117,11 @@ class HumanReadableLogSubscriber:
     ) -> None:
         self.stream = stream
         self.level = level_number(level)
+        #: Run names of calls (``TaskNamed``) by task id, while the call runs.
+        self.names: dict[str, str] = {}
         shows = self.level.__le__
+        if shows(40):
+            bus.subscribe(TaskNamed, self.on_named)
         if shows(20):
             bus.subscribe(RunStarted, self.on_run_started)
             bus.subscribe(TaskExecutionStarted, self.on_started)
@@ -146,12 +152,24 @@ class HumanReadableLogSubscriber:
         targets = ", ".join(event.target_tasks)
         self._line(run_logger, 20, f"run {event.run_id[:8]} started for {targets}")
 
+    def on_named(self, event: TaskNamed) -> None:
+        self.names[event.task_id] = event.call_name
+
+    def _who(self, event: TaskEvent, done: bool = False) -> str:
+        """The call's run name if it has one, else its task name (with the map index)."""
+        names = self.names
+        if names:
+            named = names.pop(event.task_id, None) if done else names.get(event.task_id)
+            if named is not None:
+                return named
+        return _who(event.task_name, event.task_id)
+
     def on_started(self, event: TaskExecutionStarted) -> None:
         attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-        self._line(task_logger, 20, f"▶ {_who(event.task_name, event.task_id)} started{attempt}")
+        self._line(task_logger, 20, f"▶ {self._who(event)} started{attempt}")
 
     def on_finished(self, event: TaskExecutionFinished) -> None:
-        who = _who(event.task_name, event.task_id)
+        who = self._who(event, done=not event.will_retry)
         if event.status == "Succeeded":
             self._line(task_logger, 20, f"✓ {who} succeeded in {event.duration:.3f}s")
         elif event.status == "Failed":
@@ -162,15 +180,13 @@ class HumanReadableLogSubscriber:
             self._line(task_logger, 30, f"■ {who} cancelled")
 
     def on_skipped(self, event: TaskSkipped) -> None:
-        self._line(
-            task_logger, 20, f"↷ {_who(event.task_name, event.task_id)} skipped ({event.reason})"
-        )
+        self._line(task_logger, 20, f"↷ {self._who(event, done=True)} skipped ({event.reason})")
 
     def on_retrying(self, event: TaskRetrying) -> None:
         self._line(
             task_logger,
             30,
-            f"↻ {_who(event.task_name, event.task_id)} attempt {event.attempt} failed "
+            f"↻ {self._who(event)} attempt {event.attempt} failed "
             f"({event.error}); retrying in {event.delay:.2f}s",
         )
 

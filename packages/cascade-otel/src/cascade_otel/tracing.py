@@ -34,6 +34,7 @@ from cascade.events import (
     RunFinished,
     RunStarted,
     TaskExecutionFinished,
+    TaskNamed,
     TaskRetrying,
     TaskSkipped,
 )
@@ -45,6 +46,7 @@ RUN_TARGETS = "cascade.run.targets"
 RUN_STATUS = "cascade.run.status"
 TASK_ID = "cascade.task.id"
 TASK_NAME = "cascade.task.name"
+TASK_RUN_NAME = "cascade.task.run_name"
 TASK_ATTEMPT = "cascade.task.attempt"
 TASK_EXECUTOR = "cascade.task.executor"
 TASK_STATUS = "cascade.task.status"
@@ -129,6 +131,8 @@ class _RunState:
     previous: dict[str, trace.SpanContext] = field(default_factory=dict)
     #: spans of attempts that returned graphs: the parents of the tasks added at run time
     parents: dict[str, Span] = field(default_factory=dict)
+    #: run names of calls (``@cs.task(run_name=...)``) by task id
+    names: dict[str, str] = field(default_factory=dict)
 
 
 class EngineTracing:
@@ -152,6 +156,7 @@ class EngineTracing:
             (TaskExecutionFinished, self._on_task_finished),
             (TaskRetrying, self._on_task_retrying),
             (TaskSkipped, self._on_task_skipped),
+            (TaskNamed, self._on_task_named),
         ]
 
     def attach(self) -> None:
@@ -248,6 +253,10 @@ class EngineTracing:
         }
         if call.parent_task_id is not None:
             attributes[TASK_PARENT] = call.parent_task_id
+        if state.names:
+            named = state.names.get(call.task_id)
+            if named is not None:  # an attribute: span names stay the task's (low cardinality)
+                attributes[TASK_RUN_NAME] = named
         if call.waited_for:  # it waited for pool slots or rate tokens before it started
             attributes[TASK_WAITED] = call.waited
             attributes[TASK_WAITED_FOR] = list(call.waited_for)
@@ -266,6 +275,11 @@ class EngineTracing:
             inject_into(call.carrier, span, task_context, state.baggage)
             call.worker_setup.append(attach_carrier)
         state.attempts[call.task_id] = span
+
+    def _on_task_named(self, event: TaskNamed) -> None:
+        state = self._runs.get(event.run_id)
+        if state is not None:
+            state.names[event.task_id] = event.call_name
 
     def _on_task_finished(self, event: TaskExecutionFinished) -> None:
         state = self._runs.get(event.run_id)

@@ -313,6 +313,32 @@ def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
         return None  # the common case: a module-level function reading only its arguments
     h = hashlib.sha256(b"outside\0")
     entries = 0
+    for label, digest in _outside_entries(task, lenient):
+        entries += 1
+        h.update(label.encode("utf-8", "surrogatepass"))
+        h.update(digest)
+    return h.digest() if entries else None
+
+
+def outside_parts(task: Any) -> dict[str, str]:
+    """What ``outside_digest`` hashes, one short digest per value read from outside the
+    arguments, by its name (``"g:RATE"`` a module global, ``"c:factor"`` a captured value;
+    ``"helper.g:X"`` read by a captured function ``helper``): how a run explains which of
+    them changed. A value without a stable hash counts by its type."""
+    fn = getattr(task, "fn", task)
+    if not getattr(fn, "__closure__", None) and not _global_names(fn):
+        return {}
+    return {
+        label.rstrip("="): hashlib.sha256(digest).hexdigest()[:16]
+        for label, digest in _outside_entries(task, lenient=True)
+    }
+
+
+def _outside_entries(task: Any, lenient: bool) -> Iterator[tuple[str, bytes]]:
+    """``(label, digest)`` of each value ``task``'s code reads from outside its arguments,
+    in ``outside_digest``'s order (see there)."""
+
+    fn = getattr(task, "fn", task)
     ignored = _ignored_types()
     seen: set[int] = set()
     pending: list[tuple[str, Any]] = [("", fn)]
@@ -341,11 +367,10 @@ def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
             if name in namespace:
                 items.append(("g", name, namespace[name]))
         for kind, name, value in items:
-            entries += 1
             slot = f"{kind}:{name}"
-            h.update(f"{owner}{slot}=".encode("utf-8", "surrogatepass"))
+            label = f"{owner}{slot}="
             if kind == "u":
-                h.update(b"unbound;")
+                yield label, b"unbound;"
                 continue
             known = memo.get(slot)
             if known is not None and known[0] is value:
@@ -356,9 +381,9 @@ def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
             if kind == "c" and isinstance(value, Task | types.FunctionType):
                 pending.append((f"{owner}{name}.", getattr(value, "fn", value)))
             if isinstance(digest, bytes):
-                h.update(digest)
+                yield label, digest
             elif lenient:
-                h.update(f"object:{_qualified(type(value))};".encode())
+                yield label, f"object:{_qualified(type(value))};".encode()
             else:
                 where = owner.rstrip(".")
                 inside = f" of the captured function '{where}'" if where else ""
@@ -368,7 +393,6 @@ def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
                     else f"module-level global '{name}'{inside}"
                 )
                 raise OutsideValueError(label, value, digest)
-    return h.digest() if entries else None
 
 
 __all__ = [
@@ -377,5 +401,6 @@ __all__ = [
     "code_fingerprint",
     "named_inputs",
     "outside_digest",
+    "outside_parts",
     "task_identity",
 ]

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from cascade.records.checkpoint import CheckpointPolicy
     from cascade.records.history import (
         Pruned,
+        TaskGroup,
         TaskSummary,
         delete_runs,
         get_run,
+        group_tasks,
         parse_duration,
         prune,
         summarize_tasks,
@@ -36,12 +38,16 @@ if TYPE_CHECKING:
         CHECKPOINT,
         CRASHED,
         FAILED,
+        LOG_MESSAGE_LIMIT,
         RUN_STATUSES,
         RUNNING,
         SKIPPED,
         SUCCEEDED,
+        TRACEBACK_LIMIT,
+        AttemptDetail,
         Checkpoint,
         GraphNode,
+        LogLine,
         RecordBatch,
         RecordedAttempt,
         RecordedRun,
@@ -54,9 +60,12 @@ if TYPE_CHECKING:
         iso_time,
         labelled,
     )
+    from cascade.records.options import RecordOptions
+    from cascade.records.recorder import CHECKPOINT_TASK
     from cascade.records.report import render_report, write_report
     from cascade.records.session import (
         RecordingSession,
+        explain_resume,
         open_session,
         resolve_run_store,
         target_key,
@@ -67,6 +76,8 @@ if TYPE_CHECKING:
         default_database,
         default_home,
     )
+    from cascade.records.tracebacks import format_traceback
+    from cascade.spec.policies import format_size
 
 _LAZY = {
     **dict.fromkeys(
@@ -79,8 +90,12 @@ _LAZY = {
             "RUNNING",
             "SKIPPED",
             "SUCCEEDED",
+            "LOG_MESSAGE_LIMIT",
+            "TRACEBACK_LIMIT",
+            "AttemptDetail",
             "Checkpoint",
             "GraphNode",
+            "LogLine",
             "RecordBatch",
             "RecordError",
             "RecordWarning",
@@ -100,15 +115,17 @@ _LAZY = {
         "cascade.records.sqlite",
     ),
     **dict.fromkeys(
-        ["RecordingSession", "open_session", "resolve_run_store", "target_key"],
+        ["RecordingSession", "explain_resume", "open_session", "resolve_run_store", "target_key"],
         "cascade.records.session",
     ),
     **dict.fromkeys(
         [
             "Pruned",
+            "TaskGroup",
             "TaskSummary",
             "delete_runs",
             "get_run",
+            "group_tasks",
             "parse_duration",
             "prune",
             "summarize_tasks",
@@ -116,6 +133,10 @@ _LAZY = {
         "cascade.records.history",
     ),
     "CheckpointPolicy": "cascade.records.checkpoint",
+    "CHECKPOINT_TASK": "cascade.records.recorder",
+    "format_traceback": "cascade.records.tracebacks",
+    "format_size": "cascade.spec.policies",
+    "RecordOptions": "cascade.records.options",
     "render_report": "cascade.records.report",
     "write_report": "cascade.records.report",
 }
@@ -131,6 +152,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CHECKPOINT_TASK",
+    "LOG_MESSAGE_LIMIT",
+    "TRACEBACK_LIMIT",
+    "AttemptDetail",
+    "LogLine",
+    "RecordOptions",
+    "format_size",
+    "format_traceback",
     "CANCELLED",
     "CHECKPOINT",
     "CRASHED",
@@ -153,13 +182,16 @@ __all__ = [
     "SQLiteRunStore",
     "SUCCEEDED",
     "SucceededColumns",
+    "TaskGroup",
     "TaskSummary",
     "default_checkpoint_dir",
     "default_database",
     "default_home",
     "delete_runs",
     "effective_status",
+    "explain_resume",
     "get_run",
+    "group_tasks",
     "iso_time",
     "labelled",
     "open_session",

@@ -9,8 +9,11 @@ the recorder, whose thread writes a batch of them as one entry of the cache stor
 run. ``lookup`` in a resumed run finds the key among the checkpoints of the run it resumes and
 returns that value; the engine then skips the task (``TaskSkipped(reason="CacheHit")``, which
 the record calls a ``Checkpoint`` skip). Failed, cancelled, not-run and changed tasks miss and
-run. A result that cannot be pickled is not checkpointed, with a ``RecordWarning`` naming the
-task; a value a task fell back to after failing is never checkpointed.
+run. A result that cannot be pickled, or whose pickle is larger than the run's limit (or the
+task's own, ``checkpoint="2GB"``), is not checkpointed, with one ``RecordWarning`` naming the
+task (and its size); a task with ``checkpoint=False`` (or a call ``.with_checkpoint(False)``)
+never is; a value a task fell back to after failing is never checkpointed. Each of these is
+noted with the task, so a resume can say why it ran again (``cascade.records.explain``).
 
 A task that returned a graph is checkpointed as that graph, not as the value it resolved to: a
 resume restores the graph and each task in it restores or runs by its own key. So a task in it
@@ -20,6 +23,7 @@ again, and recording never changes what runs (a returned call stays a tail call)
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import warnings
@@ -28,10 +32,13 @@ from typing import Any
 
 from cascade.caching.input_hash import InputHashCache
 from cascade.caching.store import CacheStore
+from cascade.graph.build import Graph
 from cascade.graph.extend import returns_graph
-from cascade.records.model import Checkpoint, RecordWarning
+from cascade.records.explain import NOTE_KEY, PreviousRun, key_parts
+from cascade.records.model import NOTE_RAN, NOTE_UNSAVED, Checkpoint, RecordWarning
 from cascade.records.recorder import Recorder, dumps
 from cascade.spec.cache_policy import CacheContext
+from cascade.spec.policies import format_size
 
 logger = logging.getLogger("cascade.records")
 
@@ -50,10 +57,22 @@ class CheckpointPolicy:
         recorder: Recorder,
         resumed: Mapping[str, Checkpoint] | None = None,
         resumed_store: CacheStore | None = None,
+        *,
+        max_bytes: int | None = None,
+        previous: PreviousRun | None = None,
+        graph: Graph | None = None,
     ) -> None:
         self.recorder = recorder
         self.resumed = dict(resumed or {})
         self.resumed_store = resumed_store
+        #: The largest pickled result checkpointed (``None``: no limit), unless a task says.
+        self.max_bytes = max_bytes
+        #: What the resumed run knew of its tasks, to say why one runs again.
+        self.previous = previous
+        self._graph = graph
+        self._calls: dict[str, bool | int] = {}  # task id → its call's own checkpoint=
+        self._scanned = 0
+        self._parts_noted: set[int] = set()
         self._keys = InputHashCache()  # only its key rules: it never reads or writes a store
         self._no_inputs: dict[int, tuple[Any, str | None, str | None]] = {}
         self._saved: set[str] = set()
@@ -90,7 +109,39 @@ class CheckpointPolicy:
 
     # -- the policy ----------------------------------------------------------------------------
 
+    def _setting(self, context: CacheContext) -> bool | int:
+        """The call's ``checkpoint=``: its own (``with_checkpoint``), else its task's."""
+        graph = self._graph
+        if graph is not None and self._scanned != len(graph.nodes):
+            nodes = graph.nodes
+            for node in nodes[self._scanned :]:
+                lazy = node.lazy
+                task = lazy.task
+                if task is not None and getattr(lazy, "checkpoint", True) is not task.checkpoint:
+                    self._calls[lazy.id] = lazy.checkpoint
+            self._scanned = len(nodes)
+        if self._calls:
+            own = self._calls.get(context.task_id)
+            if own is not None:
+                return own
+        return getattr(context.task, "checkpoint", True)  # type: ignore[no-any-return]
+
+    def _ran(self, context: CacheContext, why: str | None = None) -> None:
+        """Note why a call of a run that resumes another runs."""
+        previous = self.previous
+        if previous is None:
+            return
+        if why is None:
+            why = previous.why(context, self.recorder.restored)
+        self.recorder.note(context.task_id, NOTE_RAN, why)
+
     def lookup(self, context: CacheContext) -> tuple[bool, Any]:
+        if self._setting(context) is False:
+            context.state = None
+            self.recorder.note(context.task_id, NOTE_UNSAVED, "checkpoints are turned off for it")
+            if self.previous is not None:
+                self._ran(context, "checkpoints are turned off for it (checkpoint=False)")
+            return False, None
         known = None if context.args or context.kwargs else self._no_inputs.get(id(context.task))
         if known is not None and known[0] is context.task:
             key, problem = known[1], known[2]  # the common case of a wide fan-out: no hashing
@@ -98,13 +149,20 @@ class CheckpointPolicy:
             key, problem = self._key(context)
         context.state = key
         if key is None:
-            self._warn_once(context.task_name, problem or "it has no checkpoint key")
+            why = problem or "it has no checkpoint key"
+            self._warn_once(context.task_name, why)
+            self.recorder.note(context.task_id, NOTE_UNSAVED, why)
+            self._ran(context, f"it has no checkpoint key: {why}")
             return False, None
         found = self.resumed.get(key) if self.resumed else None
         if found is None:
+            self._ran(context)
             return False, None
         hit, value = self._restore(found, context.task_name)
         if not hit:
+            self._ran(
+                context, "its checkpoint is gone from the cache directory (pruned or cleared)"
+            )
             return False, None
         self.recorder.restored.add(context.task_id)
         if key not in self._saved:
@@ -134,11 +192,36 @@ class CheckpointPolicy:
                 f"{what}, so it is not checkpointed and a resume of this run runs it again: "
                 f"{type(exc).__name__}: {exc}",
             )
+            self.recorder.note(
+                context.task_id, NOTE_UNSAVED, f"{what}: {type(exc).__name__}: {exc}"
+            )
+            return
+        setting = self._setting(context)
+        limit = self.max_bytes if setting is True else setting
+        if limit and len(payload) > limit:
+            self._too_big(context, len(payload), limit, setting is not True)
             return
         self._saved.add(key)
+        task = context.task
+        if id(task) not in self._parts_noted:  # what a later resume compares its keys with
+            self._parts_noted.add(id(task))
+            self.recorder.note(context.task_name, NOTE_KEY, json.dumps(key_parts(task)))
         if not self.resumed and not context.args and not context.kwargs:
             self.settled[id(context.task)] = context.task
         self.recorder.checkpoint(context.task_id, key, payload)
+
+    def _too_big(self, context: CacheContext, size: int, limit: int, own: bool) -> None:
+        whose = "the task's own checkpoint= limit" if own else "the run's checkpoint limit"
+        text = (
+            f"its result is {format_size(size)} pickled, more than {whose} of {format_size(limit)}"
+        )
+        self._warn_once(
+            context.task_name,
+            f"{text}, so it is not checkpointed and a resume of this run runs it again "
+            "(raise the limit with checkpoint='2GB' on the task, RecordOptions("
+            "max_checkpoint_bytes=...) or CASCADE_MAX_CHECKPOINT_BYTES)",
+        )
+        self.recorder.note(context.task_id, NOTE_UNSAVED, text)
 
     # -- restoring -------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ def parse_duration(text: str) -> float:
     return total
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskSummary:
     """What happened to one task (or one mapped item) of a run, over its attempts."""
 
@@ -61,6 +61,10 @@ class TaskSummary:
     error: str | None
     parent_task_id: str | None
     history: list[RecordedAttempt] = field(default_factory=list)
+    #: Why the task ran, in a run that resumed another (see ``cascade.records.explain``).
+    why_ran: str | None = None
+    #: The call's run name (``@cs.task(run_name=...)``), if its task has one.
+    call_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,37 +79,119 @@ class TaskSummary:
             "skip_reason": self.reason,
             "error": self.error,
             "parent_task_id": self.parent_task_id,
+            "why_ran": self.why_ran,
+            "call_name": self.call_name,
         }
 
 
 def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
     """One summary per task id, in the order the tasks first finished: its last status, the
-    number of attempts that ran, their summed duration, and the last error."""
+    number of attempts that ran, their summed duration, and the last error. (Most tasks have
+    one attempt, which takes a short path: a 200,000-task run is summed up in well under a
+    second, see benchmarks/bench_runs_show.py.)"""
     by_id: dict[str, list[RecordedAttempt]] = {}
+    get = by_id.get
     for attempt in attempts:
-        by_id.setdefault(attempt.task_id, []).append(attempt)
-    summaries = []
+        found = get(attempt.task_id)
+        if found is None:
+            by_id[attempt.task_id] = [attempt]
+        else:
+            found.append(attempt)
+    summaries: list[TaskSummary] = []
+    add = summaries.append
     for task_id, history in by_id.items():
-        ran = [a for a in history if a.status != SKIPPED]
         last = history[-1]
-        errors = [a.error for a in ran if a.error]
-        summaries.append(
+        if len(history) == 1:
+            ran = last.status != SKIPPED
+            add(
+                TaskSummary(
+                    task_id,
+                    last.task_name,
+                    last.status,
+                    1 if ran else 0,
+                    last.duration if ran else 0.0,
+                    last.started,
+                    last.ended,
+                    last.executor if ran else "",
+                    last.reason,
+                    last.error if ran and last.status != SUCCEEDED else None,
+                    last.parent_task_id,
+                    history,
+                    last.why_ran,
+                    last.call_name,
+                )
+            )
+            continue
+        ran_attempts = [a for a in history if a.status != SKIPPED]
+        errors = [a.error for a in ran_attempts if a.error]
+        add(
             TaskSummary(
                 task_id=task_id,
                 task_name=last.task_name,
                 status=last.status,
-                attempts=len(ran),
-                duration=sum(a.duration for a in ran),
+                attempts=len(ran_attempts),
+                duration=sum(a.duration for a in ran_attempts),
                 started=min((a.started for a in history), default=None),
                 ended=max((a.ended for a in history), default=None),
-                executor=", ".join(sorted({a.executor for a in ran if a.executor})),
+                executor=", ".join(sorted({a.executor for a in ran_attempts if a.executor})),
                 reason=last.reason,
                 error=errors[-1] if errors and last.status != SUCCEEDED else None,
                 parent_task_id=last.parent_task_id,
                 history=history,
+                why_ran=next((a.why_ran for a in history if a.why_ran), None),
+                call_name=last.call_name,
             )
         )
     return summaries
+
+
+@dataclass(slots=True)
+class TaskGroup:
+    """The calls of one task in a run, merged: how many ended in each status (by each call's
+    last attempt), the attempts that ran and their summed duration, the ids of the calls that
+    failed, the last error, and the last skip reason."""
+
+    task_name: str
+    calls: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    duration: float = 0.0
+    failed_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+    #: Why the last skipped call did not run (``UpstreamFailed``, ``Checkpoint``, ...).
+    reason: str | None = None
+
+
+def group_tasks(
+    attempts: Sequence[RecordedAttempt], task_ids: Collection[str] | None = None
+) -> list[TaskGroup]:
+    """The attempts merged per task name (in the order names first appear), counting only the
+    calls in ``task_ids`` when given: what a very wide run's summary shows instead of a row
+    per call, computed without a ``TaskSummary`` per call."""
+    last = {a.task_id: a for a in attempts}
+    groups: dict[str, TaskGroup] = {}
+    for task_id, attempt in last.items():
+        if task_ids is not None and task_id not in task_ids:
+            continue
+        group = groups.get(attempt.task_name)
+        if group is None:
+            group = groups[attempt.task_name] = TaskGroup(attempt.task_name)
+        group.calls += 1
+        status = attempt.status
+        group.statuses[status] = group.statuses.get(status, 0) + 1
+        if status == FAILED:
+            group.failed_ids.append(task_id)
+            group.error = attempt.error
+        elif status == SKIPPED:
+            group.reason = attempt.reason
+    for attempt in attempts:
+        if attempt.status == SKIPPED:
+            continue
+        group = groups.get(attempt.task_name)
+        if group is not None and (task_ids is None or attempt.task_id in task_ids):
+            group.attempts += 1
+            group.duration += attempt.duration
+    return list(groups.values())
 
 
 def get_run(store: RunStore, run_id: str) -> RecordedRun:
@@ -123,8 +209,14 @@ def get_run(store: RunStore, run_id: str) -> RecordedRun:
 def delete_runs(store: RunStore, run_ids: Sequence[str]) -> int:
     """Delete runs by id and the checkpoint entries no remaining run refers to; returns how
     many checkpoint entries were removed."""
+    return remove_entries(store, store.delete(list(run_ids)))
+
+
+def remove_entries(store: RunStore, entries: Sequence[tuple[str | None, str]]) -> int:
+    """Remove checkpoint entries (``(checkpoints location, entry)``) from their cache store;
+    returns how many were removed (one that cannot be is logged, not raised)."""
     removed = 0
-    for location, entry in store.delete(list(run_ids)):
+    for location, entry in entries:
         try:
             if store.checkpoint_store(location).delete(entry):
                 removed += 1
@@ -149,21 +241,55 @@ class Pruned:
 
 def prune(
     store: RunStore,
-    older_than: float,
+    older_than: float | None = None,
     *,
+    keep: int | None = None,
     target: str | None = None,
     now: float | None = None,
     dry_run: bool = False,
 ) -> Pruned:
-    """Delete the runs that started more than ``older_than`` seconds ago (never one still
-    running), with their checkpoints."""
-    if older_than < 0:
-        raise ValueError(f"older_than must not be negative, got {older_than!r}")
-    cutoff = (time.time() if now is None else now) - older_than
-    doomed = [r for r in store.runs(target=target, before=cutoff) if r.status != RUNNING]
+    """Delete the runs that started more than ``older_than`` seconds ago, and those beyond
+    the ``keep`` latest of their target (never one still running), with their checkpoints."""
+    if older_than is None and keep is None:
+        raise ValueError("prune needs older_than (seconds), keep (runs per target), or both")
+    doomed = runs_to_prune(store, older_than, keep, target=target, now=now)
     if dry_run or not doomed:
         return Pruned(doomed, 0)
     return Pruned(doomed, delete_runs(store, [r.run_id for r in doomed]))
+
+
+def runs_to_prune(
+    store: RunStore,
+    older_than: float | None,
+    keep: int | None,
+    *,
+    target: str | None = None,
+    now: float | None = None,
+    spare: str | None = None,
+) -> list[RecordedRun]:
+    """The runs ``prune`` deletes: started more than ``older_than`` seconds ago, or beyond
+    the ``keep`` latest runs of their target; never a run still running, nor ``spare``."""
+    if older_than is not None and older_than < 0:
+        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"keep must be a whole number >= 1, got {keep!r}")
+    cutoff = None if older_than is None else (time.time() if now is None else now) - older_than
+    if keep is None:
+        assert cutoff is not None
+        found = store.runs(target=target, before=cutoff)
+    else:
+        found = store.runs(target=target)
+    seen: dict[str, int] = {}
+    doomed = []
+    for run in found:  # newest first
+        position = seen.get(run.target, 0)
+        seen[run.target] = position + 1
+        if run.status == RUNNING or run.run_id == spare:
+            continue
+        old = cutoff is not None and run.started < cutoff
+        if old or (keep is not None and position >= keep):
+            doomed.append(run)
+    return doomed
 
 
 def failed_first(summaries: Sequence[TaskSummary]) -> list[TaskSummary]:
@@ -173,11 +299,15 @@ def failed_first(summaries: Sequence[TaskSummary]) -> list[TaskSummary]:
 
 __all__ = [
     "Pruned",
+    "TaskGroup",
     "TaskSummary",
     "delete_runs",
     "failed_first",
     "get_run",
+    "group_tasks",
     "parse_duration",
     "prune",
+    "remove_entries",
+    "runs_to_prune",
     "summarize_tasks",
 ]

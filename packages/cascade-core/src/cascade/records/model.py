@@ -42,6 +42,12 @@ an attempt are ``SUCCEEDED``, ``FAILED`` and ``CANCELLED``."""
 CHECKPOINT = "Checkpoint"
 """The skip reason of a task that took its value from the checkpoint of the run it resumed."""
 
+#: A stored traceback keeps at most this many characters: its start and its end (where the
+#: error is), with a line saying how much was cut between.
+TRACEBACK_LIMIT = 20_000
+#: A captured log message keeps at most this many characters.
+LOG_MESSAGE_LIMIT = 2_000
+
 #: How often a recording process proves it is alive, and after how long without that a
 #: ``Running`` record on another host reads as ``Crashed``.
 HEARTBEAT_SECONDS = 5.0
@@ -125,9 +131,63 @@ class RecordedAttempt(NamedTuple):
     reason: str | None = None
     upstream: str | None = None
     retry_delay: float | None = None
+    #: The failure's traceback from the task's own code on (``TRACEBACK_LIMIT``), for failed
+    #: attempts of runs recorded with this version on.
+    traceback: str | None = None
+    #: What the attempt logged through ``logging`` (see ``LogLine``).
+    logs: tuple[LogLine, ...] = ()
+    #: Why the task ran in a run that resumed another (or missed its cache): ``why_ran``.
+    why_ran: str | None = None
+    #: The call's run name (``@cs.task(run_name="fetch-{page}")``), if its task has one.
+    call_name: str | None = None
+    #: When the attempt began to wait for a pool, a rate or a concurrency limit before it
+    #: started (wall-clock seconds), and what for (``"pool 'openai'"``); ``None``: it did not.
+    waited_since: float | None = None
+    waited_for: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        data = self._asdict()
+        data["logs"] = [line.to_dict() for line in self.logs]
+        return data
+
+
+class LogLine(NamedTuple):
+    """One log record a task emitted while an attempt ran: when (wall-clock seconds), its
+    level name, its logger's name and its message (formatted, cut to ``LOG_MESSAGE_LIMIT``
+    characters)."""
+
+    time: float
+    level: str
+    logger: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "at": iso_time(self.time),
+            "level": self.level,
+            "logger": self.logger,
+            "message": self.message,
+        }
+
+
+class AttemptDetail(NamedTuple):
+    """What a recorder keeps of one attempt beside its row: its traceback (a failure) or the
+    log lines it emitted. Either may come alone, and logs may come in several parts."""
+
+    task_id: str
+    attempt: int
+    traceback: str | None = None
+    logs: tuple[LogLine, ...] = ()
+
+
+#: The kinds of ``RecordBatch.notes``: why a task ran in this run, and why its result was not
+#: checkpointed.
+NOTE_RAN, NOTE_UNSAVED = "ran", "unsaved"
+#: The kind of the task notes that hold a call's run name.
+NOTE_NAME = "name"
+#: The kind of the task notes that hold when a call waited at a gate, and for what (JSON).
+NOTE_WAITED = "waited"
 
 
 class GraphNode(NamedTuple):
@@ -241,6 +301,12 @@ class RecordBatch:
     successes: list[SucceededColumns] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     retry_delays: list[tuple[str, int, float]] = field(default_factory=list)
+    details: list[AttemptDetail] = field(default_factory=list)
+    #: (task id, kind, text): ``NOTE_RAN`` (why it ran), ``NOTE_UNSAVED`` (why its result was
+    #: not checkpointed).
+    notes: list[tuple[str, str, str]] = field(default_factory=list)
+    #: The bytes each new checkpoint entry of the batch holds.
+    entry_sizes: dict[str, int] = field(default_factory=dict)
     tasks: Mapping[str, int] | None = None
     heartbeat: float | None = None
     end: RunEnd | None = None
@@ -261,6 +327,8 @@ class RecordBatch:
             or self.successes
             or self.checkpoints
             or self.retry_delays
+            or self.details
+            or self.notes
             or self.heartbeat is not None
             or self.end is not None
         )
@@ -463,8 +531,16 @@ __all__ = [
     "SKIPPED",
     "STALE_AFTER_SECONDS",
     "SUCCEEDED",
+    "LOG_MESSAGE_LIMIT",
+    "NOTE_NAME",
+    "NOTE_RAN",
+    "NOTE_UNSAVED",
+    "NOTE_WAITED",
+    "TRACEBACK_LIMIT",
+    "AttemptDetail",
     "Checkpoint",
     "GraphNode",
+    "LogLine",
     "GraphSnapshot",
     "RecordBatch",
     "RecordError",

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import logging
 import os
 import pickle
-import sqlite3
 import sys
 import threading
 import time
@@ -33,22 +33,30 @@ from cascade.events import (
     RunFinished,
     RunStarted,
     TaskExecutionFinished,
+    TaskNamed,
     TaskRetrying,
     TaskSkipped,
     TasksSucceeded,
+    TaskWaiting,
 )
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph
+from cascade.records.capture import LogSink
 from cascade.records.model import (
     CHECKPOINT,
     HEARTBEAT_SECONDS,
+    NOTE_NAME,
+    NOTE_WAITED,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
+    AttemptDetail,
     Checkpoint,
     GraphSnapshot,
+    LogLine,
     RecordBatch,
     RecordedAttempt,
     RecordedRun,
+    RecordError,
     RunEnd,
     RunStore,
     SucceededColumns,
@@ -56,6 +64,8 @@ from cascade.records.model import (
     process_token,
     this_host,
 )
+from cascade.records.sqlite import is_busy
+from cascade.records.tracebacks import describe_failure
 
 logger = logging.getLogger("cascade.records")
 
@@ -76,8 +86,19 @@ _ATTEMPT_FIELDS = attrgetter(
     "will_retry",
     "fell_back",
 )
-#: ``reason``, ``upstream``, ``retry_delay`` of a finished attempt.
-_NO_SKIP: tuple[None, None, None] = (None, None, None)
+#: ``reason``, ``upstream``, ``retry_delay``, ``traceback``, ``logs``, ``why_ran`` of a
+#: finished attempt (tracebacks and logs go to the batch's ``details``).
+_NO_SKIP: tuple[None, None, None, None, tuple[()], None, None, None, None] = (
+    None,
+    None,
+    None,
+    None,
+    (),
+    None,
+    None,
+    None,
+    None,
+)
 #: ``RecordedAttempt`` from a full tuple of its fields, without a Python-level call.
 _MAKE_ATTEMPT: Callable[[tuple[Any, ...]], RecordedAttempt] = functools.partial(
     tuple.__new__, RecordedAttempt
@@ -145,6 +166,15 @@ class Recorder:
         self._events: deque[Any] = deque()
         self._new_checkpoints: deque[tuple[str, str, bytes]] = deque()
         self._reused: deque[Checkpoint] = deque()
+        self._notes: deque[tuple[str, str, str]] = deque()
+        #: When each call that waited at a gate began to wait, and for what.
+        self._waits: dict[str, list[tuple[float, str]]] = {}
+        self._waits_changed: set[str] = set()
+        #: Where the run's captured log lines arrive (``None``: logs are not captured).
+        self.log_sink: LogSink | None = None
+        #: Called on the thread once the run's last batch is written (retention), returning
+        #: problems to warn about.
+        self.after_last_write: Callable[[], list[str]] | None = None
         #: Task ids whose value came from the resumed run's checkpoint (their CacheHit is a
         #: ``Checkpoint`` skip) and task ids that fell back after failing (never checkpointed).
         self.restored: set[str] = set()
@@ -175,6 +205,8 @@ class Recorder:
             (TaskExecutionFinished, self._on_failed, ("Failed",)),
             (TaskSkipped, self._events.append, None),
             (TaskRetrying, self._events.append, None),
+            (TaskNamed, self._on_named, None),
+            (TaskWaiting, self._on_waiting, None),
             (RunFinished, self._on_run_finished, None),
         ]
 
@@ -207,6 +239,16 @@ class Recorder:
     def _on_failed(self, event: TaskExecutionFinished) -> None:
         if event.fell_back and event.run_id == self.run_id:
             self.fell_back.add(event.task_id)
+
+    def _on_named(self, event: TaskNamed) -> None:
+        if event.run_id == self.run_id:
+            self._notes.append((event.task_id, NOTE_NAME, event.call_name))
+
+    def _on_waiting(self, event: TaskWaiting) -> None:
+        # Published only for calls that wait at a gate: the report draws the wait.
+        if event.run_id == self.run_id:
+            self._waits.setdefault(event.task_id, []).append((event.timestamp, event.waiting_for))
+            self._waits_changed.add(event.task_id)
 
     def _on_run_finished(self, event: RunFinished) -> None:
         self._events.append(event)
@@ -244,6 +286,8 @@ class Recorder:
                     logger.exception("the run recorder failed; the run goes on unrecorded")
                     self._give_up(f"{type(exc).__name__}: {exc}")
                 if last:
+                    if self.after_last_write is not None and not self.problems:
+                        self.problems.extend(self.after_last_write())
                     break
         finally:
             self.finished.set_result(None)
@@ -266,6 +310,14 @@ class Recorder:
             batch.start = self._run_row(started)
             batch.graph = self._graph_nodes()
         self._take_events(batch)
+        self._take_logs(batch, last)
+        while self._notes:
+            batch.notes.append(self._notes.popleft())
+        if self._waits_changed:
+            changed, self._waits_changed = self._waits_changed, set()
+            batch.notes.extend(
+                (task_id, NOTE_WAITED, json.dumps(self._waits[task_id])) for task_id in changed
+            )
         self._write_checkpoints(batch)
         if self._counts_changed:
             batch.tasks = dict(Counter(self._last_status.values()))
@@ -286,11 +338,13 @@ class Recorder:
         try:
             self.store.write(batch)
         except Exception as exc:
-            if _is_busy(exc) and self._busy_failures < MAX_BUSY_RETRIES and not last:
+            if is_busy(exc) and self._busy_failures < MAX_BUSY_RETRIES and not last:
                 self._busy_failures += 1
                 self._pending = batch  # locked by another writer for long: try again later
                 return
-            self._give_up(f"{type(exc).__name__}: {exc}")
+            self._give_up(
+                str(exc) if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
+            )
             return
         self._busy_failures = 0
         self._start_written = True
@@ -352,6 +406,15 @@ class Recorder:
             elif kind is TaskExecutionFinished:
                 batch.attempts.append(_MAKE_ATTEMPT(_ATTEMPT_FIELDS(event) + _NO_SKIP))
                 counted.append(event)
+                if event.status == "Failed":
+                    failure = event.exception
+                    batch.details.append(
+                        AttemptDetail(
+                            event.task_id,
+                            event.attempt,
+                            describe_failure(failure) if failure is not None else event.error,
+                        )
+                    )
             elif kind is TaskSkipped:
                 reason = event.reason
                 if reason == "CacheHit" and event.task_id in restored:
@@ -383,6 +446,29 @@ class Recorder:
                     event.error_type,
                 )
         self._count(counted)
+
+    def _take_logs(self, batch: RecordBatch, last: bool) -> None:
+        """What tasks logged since the last write, one detail per attempt (and, at the end,
+        a line for each attempt whose records were cut)."""
+        sink = self.log_sink
+        if sink is None:
+            return
+        lines = sink.lines
+        taken = [lines.popleft() for _ in range(len(lines))]
+        if last:
+            taken.extend(sink.cut_notes())
+        by_attempt: dict[tuple[str, int], list[LogLine]] = {}
+        for task_id, attempt, line in taken:
+            by_attempt.setdefault((task_id, attempt), []).append(line)
+        batch.details.extend(
+            AttemptDetail(task_id, attempt, None, tuple(found))
+            for (task_id, attempt), found in by_attempt.items()
+        )
+
+    def note(self, task_id: str, kind: str, text: str) -> None:
+        """A note on a task: why it ran (``NOTE_RAN``) or why its result was not checkpointed
+        (``NOTE_UNSAVED``)."""
+        self._notes.append((task_id, kind, text))
 
     def _take_successes(self, batch: RecordBatch, event: TasksSucceeded) -> None:
         """A ``TasksSucceeded``'s columns go to the store as they are: a wide run has many
@@ -439,12 +525,7 @@ class Recorder:
                 self.problems.append(problem)
             return
         batch.checkpoints.extend(Checkpoint(task_id, key, entry) for task_id, key in owners)
-
-
-def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in str(exc) or "busy" in str(exc)
-    )
+        batch.entry_sizes[entry] = sum(map(len, values.values()))
 
 
 def _merge(first: RecordBatch, second: RecordBatch) -> RecordBatch:
@@ -455,6 +536,9 @@ def _merge(first: RecordBatch, second: RecordBatch) -> RecordBatch:
     first.successes.extend(second.successes)
     first.checkpoints.extend(second.checkpoints)
     first.retry_delays.extend(second.retry_delays)
+    first.details.extend(second.details)
+    first.notes.extend(second.notes)
+    first.entry_sizes.update(second.entry_sizes)
     first.heartbeat = second.heartbeat or first.heartbeat
     first.end = second.end or first.end
     return first

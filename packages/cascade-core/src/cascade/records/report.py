@@ -1,18 +1,27 @@
 """The HTML report of one recorded run: a single self-contained file (inline CSS and SVG, no
 script, no network) with the run's facts and params, its graph coloured by task status, a
-timeline with one row per task and one bar per attempt (retries and failures visible), and the
-errors.
+timeline with one row per task and one bar per attempt (retries and failures visible), the
+errors with their tracebacks and logs, and every task (those that did not run too).
 
 Every bar is an SVG ``rect`` of class ``bar`` carrying ``data-task-id`` and ``data-attempt``;
-graph nodes are ``g`` elements of class ``node`` with ``data-status``. Big runs are cut to the
-first ``MAX_GRAPH_NODES`` nodes and ``MAX_TIMELINE_ROWS`` rows, and the page says so.
+graph nodes are ``g`` elements of class ``node`` with ``data-status`` (a map's node shows its
+items' counts, ``fetch [map] 8/10 ✓ 2 ✗``; the calls one task returned while the run ran
+are one node with their count, ``data-count``); each error is a ``details`` element of class
+``error`` whose summary is the error and whose body is the traceback and what the attempt
+logged. A call skipped because of its upstream is marked with a circle, one that took its
+value from a cache or a checkpoint with a diamond; the time an attempt waited for a pool, a
+rate or a limit before it started is a hatched ``rect`` of class ``wait`` before its bar.
+Big runs are cut to the first ``MAX_GRAPH_NODES`` nodes and ``MAX_TIMELINE_ROWS`` rows, and
+the page says so.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,7 +73,15 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px;
             vertical-align: -1px; border: 1px solid #9aa4b1; }
 .note { color: #5b6675; }
-pre { white-space: pre-wrap; margin: 0; font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0;
+      font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; }
+td { overflow-wrap: anywhere; max-width: 48em; }
+details.error { background: #fff; border: 1px solid #dde2e8; border-left: 4px solid #d64545;
+                margin: 6px 0; padding: 4px 10px; }
+details.error.retried { border-left-color: #f0a030; }
+details.error summary { cursor: pointer; white-space: pre-wrap; overflow-wrap: anywhere; }
+details.error pre { margin: 6px 0; padding: 6px; background: #f6f8fa; }
+.logs td { font: 12px ui-monospace, Menlo, Consolas, monospace; }
 svg text { font: 12px system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; }
 """
 
@@ -130,14 +147,24 @@ def _graph_svg(nodes: list[GraphNode], summaries: list[TaskSummary]) -> tuple[st
     known = {node.task_id for node in nodes}
     extra: list[GraphNode] = []
     dashed: set[tuple[str, str]] = set()
-    for summary in summaries:  # tasks a task's returned graph added while the run ran
+    # Tasks a task's returned graph added while the run ran: the calls of one task that one
+    # parent returned are one node (a fan-out of 500 is one box saying 500, not 500 boxes).
+    grouped: dict[tuple[str | None, str], str] = {}
+    for summary in summaries:
         base = summary.task_id.split("[", 1)[0]
         if base in known:
             continue
-        known.add(base)
         parent = summary.parent_task_id
-        deps = (parent.split("[", 1)[0],) if parent else ()
-        extra.append(GraphNode(base, summary.task_name, "task", deps))
+        parent_base = parent.split("[", 1)[0] if parent else None
+        group = grouped.get((parent_base, summary.task_name))
+        if group is not None:
+            if base != group:
+                units.setdefault(group, []).extend(units.pop(base, []))
+            continue
+        known.add(base)
+        grouped[(parent_base, summary.task_name)] = base
+        deps = (parent_base,) if parent_base else ()
+        extra.append(GraphNode(base, summary.task_name, "calls", deps))
         for dep in deps:
             dashed.add((dep, base))
     every = nodes + extra
@@ -152,7 +179,7 @@ def _graph_svg(nodes: list[GraphNode], summaries: list[TaskSummary]) -> tuple[st
     columns: dict[int, list[GraphNode]] = {}
     for node in every:
         columns.setdefault(depth[node.task_id], []).append(node)
-    width, height, gap_x, gap_y = 170, 34, 60, 16
+    width, height, gap_x, gap_y = 190, 40, 60, 16
     position: dict[str, tuple[int, int]] = {}
     for column, members in columns.items():
         for row, node in enumerate(members):
@@ -191,20 +218,85 @@ def _graph_svg(nodes: list[GraphNode], summaries: list[TaskSummary]) -> tuple[st
         light = status in (NOT_RUN, "Param", SKIPPED)
         text_colour = "#1d2430" if light else "#ffffff"
         label = node.task_name + (" [map]" if node.kind == "map" else "")
-        shown = label if len(label) <= 22 else label[:21] + "…"
-        count = len(units.get(node.task_id, []))
-        detail = f"{label}: {status}" + (f" ({count} items)" if node.kind == "map" else "")
+        if node.kind == "calls" and len(units_of) > 1:
+            label += f" ×{len(units_of)}"
+        shown = label if len(label) <= 26 else label[:25] + "…"
+        counts = _counts(units_of) if node.kind in ("map", "calls") and units_of else ""
+        detail = f"{label}: {status}" + (f", {counts}" if counts else "")
         radius = 17 if node.kind == "param" else 5
+        middle = x + width // 2
+        if counts:
+            text = (
+                f'<text x="{middle}" y="{y + 16}" text-anchor="middle" '
+                f'fill="{text_colour}">{_e(shown)}</text>'
+                f'<text class="counts" x="{middle}" y="{y + 32}" text-anchor="middle" '
+                f'fill="{text_colour}">{_e(counts)}</text>'
+            )
+        else:
+            text = (
+                f'<text x="{middle}" y="{y + height // 2 + 4}" text-anchor="middle" '
+                f'fill="{text_colour}">{_e(shown)}</text>'
+            )
         parts.append(
-            f'<g class="node" data-task-id="{_e(node.task_id)}" data-status="{_e(status)}">'
+            f'<g class="node" data-task-id="{_e(node.task_id)}" data-status="{_e(status)}" '
+            f'data-kind="{_e(node.kind)}" data-count="{len(units_of)}">'
             f"<title>{_e(detail)}</title>"
             f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="{radius}" '
-            f'fill="{fill}" stroke="#4a5563" stroke-width="1"/>'
-            f'<text x="{x + width // 2}" y="{y + height // 2 + 4}" text-anchor="middle" '
-            f'fill="{text_colour}">{_e(shown)}</text></g>'
+            f'fill="{fill}" stroke="#4a5563" stroke-width="1"/>{text}</g>'
         )
     parts.append("</svg>")
     return "".join(parts), note
+
+
+def _counts(units: Sequence[TaskSummary]) -> str:
+    """``8/10 ✓ 2 ✗``: of a map's items (or a group of calls), how many succeeded (or took a
+    cached or checkpointed value), failed, and did not run."""
+    states = [_summary_state(u) for u in units]
+    done = sum(state in (SUCCEEDED, CHECKPOINT, "CacheHit") for state in states)
+    failed = sum(state == FAILED for state in states)
+    other = len(states) - done - failed
+    text = f"{done}/{len(states)} ✓"
+    if failed:
+        text += f" {failed} ✗"
+    if other:
+        text += f" {other} other"
+    return text
+
+
+def _ticks(span: float) -> list[float]:
+    """Round tick values from 0 to ``span``: steps of 1, 2 or 5 times a power of ten, about
+    five of them."""
+    raw = span / 5
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    count = int(span / step + 1e-9)
+    return [step * k for k in range(count + 1)]
+
+
+def _tick_text(seconds: float) -> str:
+    """A tick label: ``0``, ``250 ms``, ``1.5 s``, ``2 min`` (no needless decimals)."""
+    if seconds == 0:
+        return "0"
+    if seconds < 1:
+        return f"{seconds * 1000:g} ms"
+    if seconds < 120:
+        return f"{seconds:g} s"
+    return f"{seconds / 60:g} min"
+
+
+def _name(summary: TaskSummary) -> str:
+    """A task's label: its run name, else its name with the map index (``fetch[3]``)."""
+    if summary.call_name:
+        return summary.call_name
+    name = summary.task_name
+    if "[" in summary.task_id:
+        name += summary.task_id[summary.task_id.index("[") :]
+    return name
+
+
+#: Skip reasons that mean the value came from elsewhere (a diamond on the timeline), as
+#: opposed to a call that did not run because of its upstream or its condition (a circle).
+_FROM_STORE = (CHECKPOINT, "CacheHit")
 
 
 # -- the timeline --------------------------------------------------------------------------------
@@ -234,39 +326,61 @@ def _timeline_svg(
     parts = [
         f'<svg class="timeline" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline of every attempt">'
+        '<defs><pattern id="waiting" patternUnits="userSpaceOnUse" width="6" height="6" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f4f6f8"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#9aa4b1" stroke-width="2"/></pattern></defs>'
     ]
-    for tick in range(6):
-        x = label_width + plot_width * tick / 5
+    for tick in _ticks(span):
+        x = label_width + plot_width * tick / span
+        # the last label ends at its line, so it is never cut off at the right edge
+        anchor = "end" if x > label_width + plot_width - 30 else "middle"
         parts.append(
-            f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - 8}" stroke="#e6e9ee"/>'
-            f'<text x="{x:.1f}" y="14" text-anchor="middle" fill="#5b6675">'
-            f"{_e(_seconds(span * tick / 5))}</text>"
+            f'<line class="tick" x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - 8}" '
+            f'stroke="#e6e9ee"/><text class="tick" x="{x:.1f}" y="14" text-anchor="{anchor}" '
+            f'fill="#5b6675">{_e(_tick_text(tick))}</text>'
         )
     bars = 0
     for index, summary in enumerate(rows):
         y = 24 + index * row_height
-        name = summary.task_name
-        if "[" in summary.task_id:
-            name += summary.task_id[summary.task_id.index("[") :]
+        name = _name(summary)
         shown = name if len(name) <= 32 else name[:31] + "…"
         parts.append(
             f'<g class="row" data-task-id="{_e(summary.task_id)}">'
             f'<text class="label" x="{label_width - 8}" y="{y + 14}" text-anchor="end">'
-            f"{_e(shown)}</text>"
+            f"<title>{_e(name)}</title>{_e(shown)}</text>"
         )
         for attempt in summary.history:
             state = _attempt_state(attempt)
             colour = COLOURS.get(state, "#cfd4da")
             if attempt.status == SKIPPED:
                 x = x_of(attempt.started)
-                parts.append(
-                    f'<path class="skip" d="M{x:.1f},{y + 4} l6,7 l-6,7 l-6,-7 z" '
-                    f'fill="{colour}" stroke="#4a5563" stroke-width="0.8">'
-                    f"<title>{_e(name)}: skipped ({_e(attempt.reason or '')})</title></path>"
-                )
+                why = f"<title>{_e(name)}: skipped ({_e(attempt.reason or '')})</title>"
+                if attempt.reason in _FROM_STORE:  # a diamond: the value came from a store
+                    parts.append(
+                        f'<path class="skip from-store" data-reason="{_e(attempt.reason)}" '
+                        f'd="M{x:.1f},{y + 4} l6,7 l-6,7 l-6,-7 z" fill="{colour}" '
+                        f'stroke="#4a5563" stroke-width="0.8">{why}</path>'
+                    )
+                else:  # a hollow circle: it did not run (upstream, condition)
+                    parts.append(
+                        f'<circle class="skip not-run" data-reason="{_e(attempt.reason or "")}" '
+                        f'cx="{x:.1f}" cy="{y + 11}" r="5.5" fill="#ffffff" stroke="{colour}" '
+                        f'stroke-width="2">{why}</circle>'
+                    )
                 continue
             x1 = x_of(attempt.started)
             x2 = max(x_of(attempt.ended), x1 + 2.0)
+            if attempt.waited_since is not None and attempt.waited_since < attempt.started:
+                # hatched: the time it waited for a pool, a rate or a limit before it started
+                x0 = x_of(attempt.waited_since)
+                waited = attempt.started - attempt.waited_since
+                parts.append(
+                    f'<rect class="wait" data-task-id="{_e(attempt.task_id)}" '
+                    f'x="{x0:.1f}" y="{y + 5}" width="{max(x1 - x0, 1.0):.1f}" '
+                    f'height="{row_height - 10}" fill="url(#waiting)" stroke="#9aa4b1" '
+                    f'stroke-width="0.5"><title>{_e(name)} waited {_e(_seconds(waited))} for '
+                    f"{_e(attempt.waited_for or 'a slot')}</title></rect>"
+                )
             what = f"{name}, attempt {attempt.attempt}: {state}, {_seconds(attempt.duration)}"
             if attempt.error:
                 what += f"\n{attempt.error}"
@@ -299,6 +413,44 @@ def _legend(states: Sequence[str]) -> str:
     return f'<p class="legend">{items}</p>'
 
 
+def _both_times(moment: float) -> str:
+    """Local time with its offset, and UTC beside it."""
+    utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+    return f"{iso_time(moment)}  ({utc} UTC)"
+
+
+def _error_block(attempt: RecordedAttempt) -> str:
+    """One failed attempt: its error as the summary of a block that opens on its traceback
+    and the lines it logged."""
+    who = attempt.call_name or attempt.task_name
+    outcome = "retried" if attempt.will_retry else "fell back" if attempt.fell_back else "failed"
+    summary = f"{who} ({attempt.task_id}), attempt {attempt.attempt}, {outcome}: {attempt.error}"
+    body = (
+        f"<pre class='traceback'>{_e(attempt.traceback)}</pre>"
+        if attempt.traceback
+        else '<p class="note">No traceback was recorded for this attempt.</p>'
+    )
+    if attempt.logs:
+        lines = "".join(
+            f"<tr><td>{_e(time.strftime('%H:%M:%S', time.localtime(line.time)))}</td>"
+            f"<td>{_e(line.level)}</td><td>{_e(line.logger)}</td>"
+            f"<td><pre>{_e(line.message)}</pre></td></tr>"
+            if line.time
+            else f"<tr><td></td><td>{_e(line.level)}</td><td>{_e(line.logger)}</td>"
+            f"<td><pre>{_e(line.message)}</pre></td></tr>"
+            for line in attempt.logs
+        )
+        body += (
+            '<table class="logs"><tr><th>Time</th><th>Level</th><th>Logger</th>'
+            f"<th>Message</th></tr>{lines}</table>"
+        )
+    kind = "error retried" if attempt.will_retry else "error"
+    return (
+        f'<details class="{kind}" data-task-id="{_e(attempt.task_id)}" '
+        f'data-attempt="{attempt.attempt}"><summary>{_e(summary)}</summary>{body}</details>'
+    )
+
+
 def render_report(store: RunStore, run_id: str) -> str:
     """The report of run ``run_id`` (or a unique prefix) in ``store``, as HTML text."""
     run = get_run(store, run_id)
@@ -315,8 +467,8 @@ def render_report(store: RunStore, run_id: str) -> str:
         ("Run id", run.run_id),
         ("Target", run.target + (f"  (asked for as {run.label})" if run.label else "")),
         ("Status", run.status),
-        ("Started", iso_time(run.started)),
-        ("Ended", iso_time(run.ended) if run.ended is not None else "-"),
+        ("Started", _both_times(run.started)),
+        ("Ended", _both_times(run.ended) if run.ended is not None else "-"),
         ("Duration", _seconds(run.duration)),
         ("Tasks", ", ".join(f"{n} {s}" for s, n in sorted(run.tasks.items())) or "none"),
         ("Attempts", str(bars)),
@@ -327,9 +479,20 @@ def render_report(store: RunStore, run_id: str) -> str:
         facts.append(("Trace id", run.trace_id))
     if run.resumed_from:
         facts.append(("Resumed from", run.resumed_from))
-    if run.error:
+    failures = [s for s in summaries if s.status == FAILED]
+    if failures:  # the real failures, not "RunFailed: 2 task(s) failed"
+        listed = [f"{_name(s)}: {s.error}" for s in failures[:5]]
+        if len(failures) > 5:
+            listed.append(f"... and {len(failures) - 5} more (see Errors)")
+        facts.append(("Failures" if len(failures) > 1 else "Failure", "\n".join(listed)))
+    elif run.error:
         facts.append(("Error", run.error))
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in facts)
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td><pre>{_e(v)}</pre></td></tr>"
+        if k.startswith(("Failure", "Error"))
+        else f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"
+        for k, v in facts
+    )
     if run.params:
         params = "".join(
             f"<tr><td>{_e(name)}</td><td><pre>{_e(_param_text(value))}</pre></td></tr>"
@@ -340,25 +503,26 @@ def render_report(store: RunStore, run_id: str) -> str:
         params_html = '<p class="note">This run took no params.</p>'
     failed = [a for a in attempts if a.error]
     if failed:
-        error_rows = "".join(
-            f"<tr><td>{_e(a.task_name)}</td><td>{_e(a.task_id)}</td>"
-            f'<td class="num">{a.attempt}</td>'
-            f"<td>{_e(RETRIED if a.will_retry else a.status)}</td>"
-            f"<td><pre>{_e(a.error)}</pre></td></tr>"
-            for a in failed
-        )
-        errors_html = (
-            "<table><tr><th>Task</th><th>Task id</th><th>Attempt</th><th>Outcome</th>"
-            f"<th>Error</th></tr>{error_rows}</table>"
-        )
+        errors_html = "".join(_error_block(a) for a in failed[:MAX_TIMELINE_ROWS])
+        if len(failed) > MAX_TIMELINE_ROWS:
+            errors_html += (
+                f'<p class="note">{len(failed)} attempts failed; the first '
+                f"{MAX_TIMELINE_ROWS} are shown.</p>"
+            )
     else:
         errors_html = '<p class="note">No task raised.</p>'
     task_rows = "".join(
-        f"<tr><td>{_e(s.task_name)}</td><td>{_e(s.task_id)}</td>"
+        f"<tr><td>{_e(_name(s))}</td><td>{_e(s.task_id)}</td>"
         f"<td>{_e(_summary_state(s))}</td><td class='num'>{s.attempts}</td>"
         f"<td class='num'>{_e(_seconds(s.duration))}</td><td>{_e(s.executor or '-')}</td>"
-        f"<td>{_e(s.error or '')}</td></tr>"
+        f"<td><pre>{_e(s.error or s.reason or '')}</pre></td><td>{_e(s.why_ran or '')}</td></tr>"
         for s in summaries[:MAX_TIMELINE_ROWS]
+    )
+    task_rows += "".join(  # the tasks of the graph that never ran, so none goes missing
+        f'<tr class="not-run"><td>{_e(n.task_name)}</td><td>{_e(n.task_id)}</td>'
+        f"<td>{NOT_RUN}</td><td class='num'>0</td><td class='num'>-</td><td>-</td>"
+        "<td>did not run</td><td></td></tr>"
+        for n in idle[: max(MAX_TIMELINE_ROWS - len(summaries), 0)]
     )
     legend = _legend(
         [SUCCEEDED, FAILED, RETRIED, "Cancelled", CHECKPOINT, "CacheHit", SKIPPED, NOT_RUN]
@@ -389,7 +553,7 @@ def render_report(store: RunStore, run_id: str) -> str:
 {errors_html}
 <h2>Tasks</h2>
 <table><tr><th>Task</th><th>Task id</th><th>Status</th><th>Attempts</th><th>Duration</th>
-<th>Executor</th><th>Error</th></tr>{task_rows}</table>
+<th>Executor</th><th>Error or reason</th><th>Why it ran</th></tr>{task_rows}</table>
 </body>
 </html>
 """

@@ -14,14 +14,19 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from cascade.bus import MessageBus
-from cascade.graph.build import Graph
+from cascade.graph.build import Graph, build_graph
+from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginError, PluginManager, get_plugin_manager
+from cascade.records.capture import CAPTURE, LogSink
 from cascade.records.checkpoint import CheckpointPolicy
+from cascade.records.explain import Explanation, PreviousRun
 from cascade.records.model import (
     RUNNING,
+    SUCCEEDED,
     RecordedRun,
     RecordError,
     RecordWarning,
@@ -29,7 +34,9 @@ from cascade.records.model import (
     current_label,
     iso_time,
 )
+from cascade.records.options import RecordOptions, ResolvedOptions
 from cascade.records.recorder import Recorder
+from cascade.records.retention import apply_retention
 
 DEFAULT_STORE = "sqlite"
 
@@ -90,11 +97,17 @@ def recent_runs_text(store: RunStore, target: str, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
-def find_resumable(store: RunStore, target: str, resume: str) -> RecordedRun:
+def find_resumable(store: RunStore, target: str, resume: str) -> RecordedRun | None:
     """The run ``resume`` names (``"last"``: the latest run of ``target`` that is not still
-    running), which must be a run of ``target``."""
+    running), which must be a run of ``target``. ``"auto"``: that latest run if it did not
+    succeed, else ``None`` (a fresh run; also when the target has no run yet)."""
     if not isinstance(resume, str) or not resume.strip():
-        raise TypeError(f"resume= takes 'last' or a run id, got {resume!r}")
+        raise TypeError(f"resume= takes 'last', 'auto' or a run id, got {resume!r}")
+    if resume == "auto":
+        for run in store.runs(target=target, limit=20):
+            if run.status != RUNNING:
+                return None if run.status == SUCCEEDED else run
+        return None
     if resume == "last":
         for run in store.runs(target=target, limit=20):
             if run.status != RUNNING:
@@ -114,29 +127,79 @@ def find_resumable(store: RunStore, target: str, resume: str) -> RecordedRun:
     return found
 
 
+def explain_resume(
+    target: Any,
+    params: Mapping[str, Any] | None,
+    resume: str,
+    record: bool | str | RunStore | None = True,
+) -> tuple[RecordedRun | None, list[Explanation]]:
+    """What ``cs.run(target, params, resume=resume)`` would do, said before it runs
+    (``cascade run --resume ... --explain``): the run it resumes (``None``: ``"auto"`` runs
+    afresh) and, per task, why it will run again as far as can be told now (see
+    ``PreviousRun.preview``). ``target`` is what ``cs.run`` takes."""
+    graph = build_graph(normalize_target(target)[0])
+    store = resolve_run_store(record)
+    resumed = find_resumable(store, target_key(graph), resume)
+    if resumed is None:
+        return None, []
+    previous = PreviousRun.read(store, resumed, store.checkpoints(resumed.run_id), graph)
+    return resumed, previous.preview(dict(params or {}))
+
+
 class RecordingSession:
-    """One recorded run: the recorder on the engine's bus and the checkpoint policy."""
+    """One recorded run: the recorder on the engine's bus, the checkpoint policy, the capture
+    of what tasks log, and, when the run ends, the retention of older runs."""
 
     def __init__(
-        self, bus: MessageBus, store: RunStore, recorder: Recorder, policy: CheckpointPolicy
+        self,
+        bus: MessageBus,
+        store: RunStore,
+        recorder: Recorder,
+        policy: CheckpointPolicy,
+        options: ResolvedOptions | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
         self.recorder = recorder
         self.checkpoint = policy
+        self.options = options if options is not None else ResolvedOptions()
         recorder.attach(bus)
 
     @property
     def resumed_from(self) -> str | None:
         return self.recorder.resumed_from
 
+    @property
+    def captures_logs(self) -> bool:
+        """Whether the engine should mark attempts for log capture."""
+        return self.options.logs is not None
+
     def bind(self, run_id: str) -> None:
-        """The engine made the run's plan: this is run ``run_id``; start recording."""
+        """The engine made the run's plan: this is run ``run_id``; start recording (and
+        capturing what its tasks log); once its record is written, older runs are tidied
+        (``cascade.records.retention``) on the recorder's thread, off the event loop."""
+        store, target, options = self.store, self.recorder.target, self.options
+        self.recorder.after_last_write = lambda: apply_retention(store, target, options, run_id)
         self.recorder.bind(run_id)
+        if self.options.logs is not None:
+            sink = LogSink(self.options.logs, self.options.max_log_records)
+            self.recorder.log_sink = sink
+            CAPTURE.add(run_id, sink)
+
+    def watch(self, run: Any) -> None:
+        """The engine's run (its ``inflight`` calls, future → graph node, and the one it is
+        ``submitting``): ``async def`` calls on its fast path carry no attempt mark, and what
+        they log is found through them (see ``cascade.records.capture``)."""
+        sink = self.recorder.log_sink
+        if sink is not None:
+            sink.run = run
 
     async def close(self) -> None:
-        """Detach, let the recorder write what is left, and warn about what it could not."""
+        """Detach, let the recorder write what is left, apply retention, and warn about what
+        could not be done."""
         self.recorder.detach(self.bus)
+        if self.recorder.log_sink is not None:
+            CAPTURE.remove(self.recorder.run_id)
         finished = asyncio.wrap_future(self.recorder.stop())
         try:
             await asyncio.shield(finished)
@@ -153,9 +216,14 @@ def open_session(
     graph: Graph,
     record: bool | str | RunStore | None,
     resume: str | None,
+    options: RecordOptions | None = None,
 ) -> RecordingSession:
     """Start recording a run of ``graph`` on ``engine`` (``record``: where, see
-    ``resolve_run_store``; ``resume``: ``"last"`` or a run id of the same target)."""
+    ``resolve_run_store``; ``resume``: ``"last"``, ``"auto"`` or a run id of the same target;
+    ``options``: what the run keeps, see ``RecordOptions``)."""
+    if options is not None and not isinstance(options, RecordOptions):
+        raise TypeError(f"record_options= takes a cs.RecordOptions, got {options!r}")
+    resolved = (options or RecordOptions()).resolved()
     plugins = getattr(engine, "plugins", None)
     store = resolve_run_store(True if record is False else record, plugins)
     target = target_key(graph)
@@ -173,16 +241,32 @@ def open_session(
         checkpoints_location=store.checkpoint_location(),
     )
     if resumed is None:
-        policy = CheckpointPolicy(recorder)
+        policy = CheckpointPolicy(recorder, max_bytes=resolved.max_checkpoint_bytes, graph=graph)
     else:
-        index = {c.key: c for c in store.checkpoints(resumed.run_id)}
-        policy = CheckpointPolicy(recorder, index, store.checkpoint_store(resumed.checkpoints))
-    return RecordingSession(engine.bus, store, recorder, policy)
+        saved = store.checkpoints(resumed.run_id)
+        policy = CheckpointPolicy(
+            recorder,
+            {c.key: c for c in saved},
+            store.checkpoint_store(resumed.checkpoints),
+            max_bytes=resolved.max_checkpoint_bytes,
+            previous=PreviousRun.read(store, resumed, saved, graph),
+            graph=graph,
+        )
+    if policy.previous is not None and policy.previous.pruned:
+        warnings.warn(
+            f"run {resumed.run_id[:8] if resumed else ''} no longer has its checkpoints (only the "
+            f"{resolved.keep_checkpoints} latest runs of '{target}' keep theirs): its tasks run "
+            "again",
+            RecordWarning,
+            stacklevel=4,
+        )
+    return RecordingSession(engine.bus, store, recorder, policy, resolved)
 
 
 __all__ = [
     "DEFAULT_STORE",
     "RecordingSession",
+    "explain_resume",
     "find_resumable",
     "open_session",
     "recent_runs_text",

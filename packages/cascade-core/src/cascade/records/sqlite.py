@@ -37,10 +37,14 @@ from typing import Any
 from cascade.caching.store import ENV_CACHE_DIR, CacheStore, DirectoryStore
 from cascade.records.model import (
     CRASHED,
+    NOTE_NAME,
+    NOTE_RAN,
+    NOTE_WAITED,
     RUNNING,
     Checkpoint,
     GraphNode,
     GraphSnapshot,
+    LogLine,
     RecordBatch,
     RecordedAttempt,
     RecordedRun,
@@ -117,6 +121,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         # `cascade runs list --status Failed` reads the latest runs of one status.
         "CREATE INDEX runs_by_status ON runs (status, started);",
     ),
+    (
+        3,
+        # Debugging a run: each failed attempt's traceback, what attempts logged, and notes
+        # per task (why it ran, why its result was not checkpointed); the bytes each
+        # checkpoint entry holds, for `cascade runs list` and retention.
+        """
+        CREATE TABLE attempt_tracebacks (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            task_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            traceback TEXT NOT NULL,
+            PRIMARY KEY (run_id, task_id, attempt)
+        ) WITHOUT ROWID;
+        CREATE TABLE attempt_logs (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            task_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            time REAL NOT NULL,
+            level TEXT NOT NULL,
+            logger TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX attempt_logs_by_task ON attempt_logs (run_id, task_id, attempt);
+        CREATE TABLE task_notes (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            task_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            note TEXT NOT NULL,
+            PRIMARY KEY (run_id, task_id, kind)
+        ) WITHOUT ROWID;
+        ALTER TABLE checkpoint_entries ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -125,8 +162,10 @@ _RUN_COLUMNS = (
     "cascade_version, host, pid, process_token, heartbeat, trace_id, resumed_from, error, "
     "error_type, checkpoints, tasks"
 )
-#: The fields of a ``RecordedAttempt`` a batch stores (``retry_delay`` lives in ``retries``).
-_STORED = operator.itemgetter(*range(len(RecordedAttempt._fields) - 1))
+#: The fields of a ``RecordedAttempt`` a batch stores: those before ``retry_delay``, which
+#: lives in ``retries`` (tracebacks, logs and notes have tables of their own).
+_STORED_COUNT = RecordedAttempt._fields.index("retry_delay")
+_STORED = operator.itemgetter(*range(_STORED_COUNT))
 
 
 # One connection per database file per process, shared by every store object of that file (a
@@ -201,35 +240,78 @@ class SQLiteRunStore:
 
     def _connection(self, create: bool) -> sqlite3.Connection | None:
         """The open connection; ``None`` when the database does not exist and ``create`` is
-        false (a read of a store nothing was recorded in)."""
+        false (a read of a store nothing was recorded in). A file this process may not write
+        (read-only media, a read-only copy) is opened read-only for reading, without
+        switching its journal mode. Any failure to open is a ``RecordError`` naming the file
+        (see ``store_error``)."""
         shared = _connections.get(self.location)
         try:
             identity = os.stat(self.location)
         except OSError:
             identity = None
         if shared is not None:
-            pid, opened, conn = shared
+            pid, opened, known = shared
             if pid == os.getpid() and identity is not None and opened == _inode(identity):
-                return conn
+                return known
             del _connections[self.location]  # forked, or the file was removed: start again
             if pid == os.getpid():
-                conn.close()
+                known.close()
         if not create and identity is None:
             return None
         if create:
             self._make_directory()
-        conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        elif not _writable(self.path):
+            return self._open_read_only()
+        conn = None
         try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA foreign_keys = ON")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover - odd hosts
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(conn)
-        except BaseException:
-            conn.close()
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.location, "open") from exc
+            raise
+        assert conn is not None
+        _connections[self.location] = (os.getpid(), _inode(os.stat(self.location)), conn)
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The database opened read-only (``mode=ro``): nothing is created or changed, not
+        even the journal mode. On a read-only filesystem SQLite cannot make the WAL index
+        beside the file, so there the file is read as it is (``immutable``)."""
+        uri = self.path.as_uri()
+        conn = None
+        try:
+            try:
+                conn = sqlite3.connect(
+                    f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError:
+                if conn is not None:
+                    conn.close()
+                conn = sqlite3.connect(
+                    f"{uri}?mode=ro&immutable=1",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                self._migrate(conn)  # refuses it, saying why
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.location, "open") from exc
             raise
         _connections[self.location] = (os.getpid(), _inode(os.stat(self.location)), conn)
         return conn
@@ -265,7 +347,7 @@ class SQLiteRunStore:
                     conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
 
     def schema_version(self) -> int:
@@ -287,13 +369,16 @@ class SQLiteRunStore:
         with self._lock:
             conn = self._connection(create=True)
             assert conn is not None
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                self._write(conn, batch)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._write(conn, batch)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _roll_back(conn)
+                    raise
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.location, "write to") from exc
 
     def _write(self, conn: sqlite3.Connection, batch: RecordBatch) -> None:
         run_id = batch.run_id
@@ -364,6 +449,32 @@ class SQLiteRunStore:
                     "VALUES (?, ?, ?)",
                     (run_id, entry, json.dumps(keys, separators=(",", ":"))),
                 )
+        if batch.details:
+            conn.executemany(
+                "INSERT OR REPLACE INTO attempt_tracebacks (run_id, task_id, attempt, traceback) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (run_id, d.task_id, d.attempt, d.traceback)
+                    for d in batch.details
+                    if d.traceback is not None
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO attempt_logs (run_id, task_id, attempt, time, level, logger, "
+                "message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, d.task_id, d.attempt, *line) for d in batch.details for line in d.logs],
+            )
+        if batch.notes:
+            conn.executemany(
+                "INSERT OR REPLACE INTO task_notes (run_id, task_id, kind, note) "
+                "VALUES (?, ?, ?, ?)",
+                [(run_id, *note) for note in batch.notes],
+            )
+        if batch.entry_sizes:
+            conn.executemany(
+                "UPDATE checkpoint_entries SET size = ? WHERE run_id = ? AND entry = ?",
+                [(size, run_id, entry) for entry, size in batch.entry_sizes.items()],
+            )
         if batch.tasks is not None:
             conn.execute(
                 "UPDATE runs SET tasks = ? WHERE run_id = ?",
@@ -388,7 +499,10 @@ class SQLiteRunStore:
             conn = self._connection(create=False)
             if conn is None:
                 return []
-            return conn.execute(sql, tuple(args)).fetchall()
+            try:
+                return conn.execute(sql, tuple(args)).fetchall()
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.location, "read") from exc
 
     def _run_from(self, row: tuple[Any, ...], now: float) -> RecordedRun:
         run = RecordedRun(
@@ -482,7 +596,7 @@ class SQLiteRunStore:
             )
         }
         make = RecordedAttempt._make
-        found = []
+        found: list[RecordedAttempt] = []
         for (data,) in batches:
             try:
                 stored = _plain_loads(data)
@@ -495,10 +609,90 @@ class SQLiteRunStore:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             for row in rows:
-                found.append(make((*row, delays.get((row[0], row[3])) if delays else None)))
+                delay = delays.get((row[0], row[3])) if delays else None
+                found.append(make((*row[:_STORED_COUNT], delay, None, (), None, None, None, None)))
             for columns in successes:
                 found.extend(SucceededColumns(*columns).rows())
+        return self._with_details(run_id, found)
+
+    def _with_details(self, run_id: str, found: list[RecordedAttempt]) -> list[RecordedAttempt]:
+        """The attempts with their tracebacks, logs and why their task ran (tables a store
+        of schema 3 on has; few rows in a run, so attempts without any cost nothing)."""
+        if self.schema_version() < 3:
+            return found
+        tracebacks = {
+            (task_id, attempt): text
+            for task_id, attempt, text in self._read(
+                "SELECT task_id, attempt, traceback FROM attempt_tracebacks WHERE run_id = ?",
+                (run_id,),
+            )
+        }
+        logs: dict[tuple[str, int], list[LogLine]] = {}
+        for task_id, attempt, *line in self._read(
+            "SELECT task_id, attempt, time, level, logger, message FROM attempt_logs "
+            "WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        ):
+            logs.setdefault((task_id, attempt), []).append(LogLine(*line))
+        ran: dict[str, str] = {}
+        names: dict[str, str] = {}
+        waits: dict[str, list[tuple[float, str]]] = {}
+        for task_id, kind, note in self._read(
+            "SELECT task_id, kind, note FROM task_notes WHERE run_id = ? AND kind IN (?, ?, ?)",
+            (run_id, NOTE_RAN, NOTE_NAME, NOTE_WAITED),
+        ):
+            if kind == NOTE_WAITED:
+                try:
+                    waits[task_id] = [(float(t), str(g)) for t, g in json.loads(note)]
+                except (ValueError, TypeError):
+                    pass  # a damaged note: the attempt is shown without its wait
+            else:
+                (ran if kind == NOTE_RAN else names)[task_id] = note
+        if not tracebacks and not logs and not ran and not names and not waits:
+            return found
+        previous_end: dict[str, float] = {}
+        for index, attempt in enumerate(found):
+            key = (attempt.task_id, attempt.attempt)
+            task_id = attempt.task_id
+            waited = _waited(waits.get(task_id), previous_end.get(task_id), attempt)
+            previous_end[task_id] = attempt.ended
+            if key in tracebacks or key in logs or task_id in ran or task_id in names or waited:
+                found[index] = attempt._replace(
+                    traceback=tracebacks.get(key),
+                    logs=tuple(logs.get(key, ())),
+                    why_ran=ran.get(task_id),
+                    call_name=names.get(task_id),
+                    waited_since=waited[0] if waited else None,
+                    waited_for=waited[1] if waited else None,
+                )
         return found
+
+    def notes(self, run_id: str, kind: str) -> dict[str, str]:
+        """The notes of one kind (``NOTE_RAN``, ``NOTE_UNSAVED``) of a run's tasks, by task
+        id."""
+        if self.schema_version() < 3:
+            return {}
+        return dict(
+            self._read(
+                "SELECT task_id, note FROM task_notes WHERE run_id = ? AND kind = ?",
+                (run_id, kind),
+            )
+        )
+
+    def checkpoint_bytes(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """The bytes of checkpoints each run made (entries it only reuses are not counted)."""
+        if not run_ids or self.schema_version() < 3:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        return {
+            run_id: int(size or 0)
+            for run_id, size in self._read(
+                "SELECT run_id, sum(size) FROM checkpoint_entries WHERE run_id IN "
+                f"({marks}) AND entry LIKE 'cascade-checkpoint/' || run_id || '/%' "
+                "GROUP BY run_id",
+                list(run_ids),
+            )
+        }
 
     def graph(self, run_id: str) -> list[GraphNode]:
         rows = self._read("SELECT nodes FROM graphs WHERE run_id = ?", (run_id,))
@@ -527,7 +721,10 @@ class SQLiteRunStore:
             conn = self._connection(create=False)
             if conn is None:
                 return []
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.location, "delete from") from exc
             try:
                 entries: dict[str, str | None] = {}
                 for run_id in run_ids:
@@ -547,9 +744,55 @@ class SQLiteRunStore:
                     is None
                 ]
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                _roll_back(conn)
+                if isinstance(exc, sqlite3.Error):
+                    raise store_error(exc, self.location, "delete from") from exc
                 raise
+        return orphans
+
+    def drop_checkpoints(
+        self, target: str, keep: Sequence[str], mark: str
+    ) -> list[tuple[str | None, str]]:
+        """Forget the checkpoints of ``target``'s runs other than ``keep`` (marking each such
+        run with the note ``mark``), and return the entries no remaining run refers to, as
+        ``delete`` does, for the caller to remove from the checkpoint store."""
+        with self._lock:
+            conn = self._connection(create=False)
+            if conn is None or self.schema_version() < 3:
+                return []
+            marks = ", ".join("?" * len(keep))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = conn.execute(
+                        "SELECT c.run_id, c.entry, r.checkpoints FROM checkpoint_entries c "
+                        "JOIN runs r ON r.run_id = c.run_id WHERE (r.target = ? OR r.label = ?) "
+                        f"AND r.status != 'Running' AND c.run_id NOT IN ({marks})",
+                        (target, target, *keep),
+                    ).fetchall()
+                    runs = sorted({run_id for run_id, _, _ in rows})
+                    for run_id in runs:
+                        conn.execute("DELETE FROM checkpoint_entries WHERE run_id = ?", (run_id,))
+                        conn.execute(
+                            "INSERT OR REPLACE INTO task_notes (run_id, task_id, kind, note) "
+                            "VALUES (?, '*', ?, ?)",
+                            (run_id, mark, str(time.time())),
+                        )
+                    orphans = [
+                        (where, entry)
+                        for entry, where in {entry: where for _, entry, where in rows}.items()
+                        if conn.execute(
+                            "SELECT 1 FROM checkpoint_entries WHERE entry = ? LIMIT 1", (entry,)
+                        ).fetchone()
+                        is None
+                    ]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _roll_back(conn)
+                    raise
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.location, "tidy") from exc
         return orphans
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -581,6 +824,76 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"attempt rows hold plain values only, not {module}.{name}")
 
 
+def _waited(
+    waits: list[tuple[float, str]] | None, after: float | None, attempt: RecordedAttempt
+) -> tuple[float, str] | None:
+    """When ``attempt`` began to wait before it started (the first wait after the task's
+    previous attempt ended), and the gates it waited for."""
+    if not waits or attempt.status == "Skipped":
+        return None
+    mine = [(t, g) for t, g in waits if t <= attempt.started and (after is None or t >= after)]
+    if not mine:
+        return None
+    return mine[0][0], ", ".join(dict.fromkeys(g for _, g in mine))
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database and make its journal files beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not ended it already (it does on a full
+    disk or an I/O error: a ROLLBACK then fails and would hide the real error)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the error that got us here is the one to report
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the SQLite error behind a ``RecordError``) says another process
+    holds the database locked: worth trying again later."""
+    cause = exc.__cause__ if isinstance(exc, RecordError) else exc
+    return isinstance(cause, sqlite3.OperationalError) and (
+        "locked" in str(cause) or "busy" in str(cause)
+    )
+
+
+def store_error(exc: sqlite3.Error, location: str, doing: str) -> RecordError:
+    """A ``RecordError`` for an SQLite failure: it names the file and says what to do."""
+    text = str(exc)
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code == "SQLITE_FULL" or "disk is full" in text or "disk or database is full" in text:
+        advice = (
+            "the disk is full: free some space there (`cascade runs prune`), or set "
+            f"{ENV_HOME} to keep run records on another disk"
+        )
+    elif code == "SQLITE_NOTADB" or "not a database" in text or "malformed" in text:
+        advice = (
+            "the file is damaged or is not a run store: move it aside (Cascade starts a new "
+            f"one there), or set {ENV_HOME} to keep run records elsewhere"
+        )
+    elif code == "SQLITE_READONLY" or "readonly" in text or "read-only" in text:
+        advice = (
+            f"it is read-only here: set {ENV_HOME} to a writable folder to record runs, or "
+            "read it with `cascade runs --db PATH`"
+        )
+    elif "locked" in text or "busy" in text:
+        advice = f"another process held it locked for {BUSY_TIMEOUT:g} seconds"
+    elif "unable to open" in text:
+        advice = (
+            "the file or its folder cannot be opened: check that the folder exists and that "
+            f"you may read it, or set {ENV_HOME} to keep run records elsewhere"
+        )
+    else:
+        advice = f"set {ENV_HOME} to keep run records elsewhere if this persists"
+    return RecordError(
+        f"cannot {doing} the run store {location}: {type(exc).__name__}: {text}; {advice}"
+    )
+
+
 def _plain_loads(data: bytes) -> Any:
     return _PlainUnpickler(io.BytesIO(data)).load()
 
@@ -599,4 +912,6 @@ __all__ = [
     "default_checkpoint_dir",
     "default_database",
     "default_home",
+    "is_busy",
+    "store_error",
 ]

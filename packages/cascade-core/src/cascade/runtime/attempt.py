@@ -29,6 +29,7 @@ from cascade.events import (
 )
 from cascade.executors import Executor, TaskCall
 from cascade.graph.extend import returns_graph
+from cascade.records.mark import ATTEMPT
 from cascade.resources import ResourceStack, plan_resources
 from cascade.runtime.inputs import with_run_resources
 from cascade.runtime.limits import Gate
@@ -292,6 +293,8 @@ async def run_attempt(
         if task.injections and remote:
             call.resources = {p: n for p, n in task.injections if p not in kwargs}
             call.resource_providers = plan.remote_providers
+        # The mark that makes what the call logs the task's (cascade.records.capture).
+        mark = ATTEMPT.set((plan.run_id, task_id, attempt)) if plan.tag_attempts else None
         try:
             announce(plan, call, executor_name)
             value = await _submit_and_wait(plan, executor, call, submitted)
@@ -308,6 +311,9 @@ async def run_attempt(
                 fell_back=has_fallback and not retrying and isinstance(exc, Exception),
             )
             raise
+        finally:
+            if mark is not None:
+                ATTEMPT.reset(mark)
         report_finished(plan, call, executor_name, value, None)
         return value
     except BaseException as exc:

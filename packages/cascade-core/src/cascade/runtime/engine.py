@@ -127,6 +127,7 @@ class Engine:
         pools: Mapping[str, int | Pool] | None = None,
         record: bool | str | records.RunStore = False,
         resume: str | None = None,
+        record_options: records.RecordOptions | None = None,
     ) -> Any:
         """Run the graph behind ``target`` and return its result: a LazyResult's value, a list
         for a list or tuple of LazyResults, a dict for a dict of them.
@@ -138,23 +139,30 @@ class Engine:
         adds named pools for this run to the engine's (``{"openai": 4}`` or ``cs.Pool``).
         ``record`` records the run and checkpoints its results (``True``: the default store;
         a run store name, a path to an SQLite file, or a ``RunStore``); ``resume`` (``"last"``
-        or a run id of the same target in that store) takes the checkpointed value of every
-        task that succeeded there with unchanged code and inputs (see ``cascade.records``)."""
+        or a run id of the same target in that store; ``"auto"``: the latest run if it did not
+        succeed, else none) takes the checkpointed value of every task that succeeded there
+        with unchanged code and inputs (see ``cascade.records``). ``record_options`` says what
+        a recorded run keeps (``cs.RecordOptions``: captured logs, the checkpoint size limit,
+        retention)."""
         run_pools = merge_pools(self.pools, check_pools_given(pools, "run"))
         targets, shape = normalize_target(target)
         graph = build_graph(targets)
         session = None
-        if record is not False or resume is not None:
+        if record is not False or resume is not None or record_options is not None:
             if checkpoint is not None:
                 raise ValueError("checkpoint= cannot be combined with record= or resume=")
-            session = records.open_session(self, graph, record, resume)
+            session = records.open_session(self, graph, record, resume, record_options)
             checkpoint = session.checkpoint
         try:
             plan = RunPlan(self, graph, dict(params or {}), on_failure, checkpoint, run_pools)
             if session is not None:
+                plan.tag_attempts = session.captures_logs
                 session.bind(plan.run_id)
             with frozen_collector(self.freeze_gc):
-                values = await Run(plan, shape).execute()
+                run = Run(plan, shape)
+                if session is not None:
+                    session.watch(run)  # whose logs are whose, on the fast path
+                values = await run.execute()
         finally:
             if session is not None:
                 await session.close()

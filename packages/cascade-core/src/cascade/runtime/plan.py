@@ -24,6 +24,7 @@ from cascade.events import (
     TaskEvent,
     TaskExecutionFinished,
     TaskExecutionStarted,
+    TaskNamed,
     TaskRetrying,
     TaskSkipped,
     TasksSucceeded,
@@ -114,6 +115,9 @@ class RunPlan:
         self._plan_resources(engine.resource_providers())
         self.resources = ResourceStack(self.bus, self.run_id)
         self.call_hooks = tuple(engine.call_hooks)
+        #: Whether each attempt is marked in its context (``cascade.records.capture``): set
+        #: for a recorded run that captures what tasks log.
+        self.tag_attempts = False
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
         self.task_limiters: dict[int, Limiter] = {}
         self._plan_pools(dict(pools or {}), engine.pool_gates)
@@ -135,6 +139,7 @@ class RunPlan:
         self.want_retrying = bus.wants(TaskRetrying)
         self.want_waiting = bus.wants(TaskWaiting)
         self.want_bulk_successes = bus.wants(TasksSucceeded)
+        self.want_named = bus.wants(TaskNamed)
         #: Succeeded attempts not published yet in a ``TasksSucceeded`` (see
         #: ``note_succeeded``), and the direct route's own: node indices and end times, their
         #: start times being in ``started_at`` (see ``publish_succeeded``).
@@ -335,6 +340,7 @@ class RunPlan:
             or task.concurrency is not None
             or self.has_references
             or bool(task.injections and (self.task_resources or self.remote_providers))
+            or task.run_name is not None
         )
 
     # -- pools, rates and the gates a call passes --------------------------------------------

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from cascade.events import TaskRetrying, TaskSkipped, describe_error, preview
+from cascade.events import TaskNamed, TaskRetrying, TaskSkipped, describe_error, preview
 from cascade.graph.build import KIND_MAP, Node
 from cascade.runtime.attempt import give_back, run_attempt, will_retry
 from cascade.runtime.inputs import arguments
@@ -23,6 +23,7 @@ from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.spec.cache_policy import CacheContext, CachePolicy
+from cascade.spec.run_name import call_name
 from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
 
 
@@ -159,6 +160,8 @@ async def _within_limits(
     plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+    if task.run_name is not None and plan.want_named:
+        plan.publish_task_event(TaskNamed, node, task_id, call_name=call_name(task, args, kwargs))
     priority = node.lazy.priority
     task_limiter = plan.task_limiter(task)
     abandoned: list[asyncio.Future[Any]] = []  # every attempt's, see ``give_back``

@@ -27,6 +27,7 @@ from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_PARAM, Node
 from cascade.graph.extend import PLAIN_TYPES, returns_graph
+from cascade.records.mark import ATTEMPT
 from cascade.resources import run_to_end
 from cascade.runtime.attempt import (
     announce,
@@ -94,6 +95,9 @@ class Run(GraphGrowth):
         self.error: BaseException | None = None
         # Futures in flight: direct-route calls, and the coroutines running policy chains.
         self.inflight: dict[asyncio.Future[Any], Node] = {}
+        #: The ``async def`` call the fast path is submitting, while it is (a capturing run's
+        #: log records of its eager first step are its; see cascade.records.capture).
+        self.submitting: Node | None = None
         self.runners: dict[asyncio.Future[Any], Node] = {}
         self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
         self.done: asyncio.Future[None] = self.loop.create_future()
@@ -369,51 +373,66 @@ class Run(GraphGrowth):
                 return
         if task.injections:
             kwargs = with_run_resources(plan, task, kwargs)
+
+        # Logs a recorded run captures are the task's when this mark is in the context the
+        # call runs in (cascade.records.capture); the executor copies it at submit. An async
+        # call on the fast path needs none: its task is found in ``inflight``.
         submit_plain = plan.plain_submit[id(task)]
-        if submit_plain is not None:
-            # The direct route's own fast path: the executor starts the call without a
-            # TaskCall, because nobody would look at one (see Executor.submit_plain).
-            fn = task.fn
-            ended_at = plan.ended_at
-            if self.started_at is not None:  # before the call: it may finish as it starts
-                if plan.want_started:
-                    publish_started(
-                        plan,
-                        node.lazy.id,
-                        task.name,
-                        plan.parent_of.get(node.index) if plan.parent_of else None,
-                        1,
-                        plan.executor_for(task)[0],
-                    )
-                self.started_at[node.index] = time.time()
-                if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
-                    # The call notes when its own code ran (``cascade.runtime.clock``).
-                    ended_at[node.index] = 0.0
-                    args = (fn, node.index, self.started_at, ended_at, *args)
-                    fn = timed_async if task.is_async else timed_sync
-            try:
-                future: asyncio.Future[Any] = submit_plain(fn, args, kwargs, task.is_async)
-            except Exception as exc:
-                self._leave_gates(node)
-                self._fail(exc, node)
-                return
-        else:
-            executor_name, executor = plan.executor_for(task)
-            call = TaskCall(
-                node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
-            )
-            call.leaves_process = executor.requires_pickle
-            if plan.parent_of:
-                call.parent_task_id = plan.parent_of.get(node.index)
-            try:
-                announce(plan, call, executor_name)
-                future = as_future(plan, executor.submit(call), call.context, eager=True)
-            except BaseException as exc:
-                report_finished(plan, call, executor_name, None, exc)
-                self._leave_gates(node)
-                self._fail(exc, node)
-                return
-            self.reported[future] = (call, executor_name)
+        mark = None
+        if plan.tag_attempts:
+            if submit_plain is None or not task.is_async:
+                mark = ATTEMPT.set((plan.run_id, node.lazy.id, 1))
+            else:  # an eager first step logs before the call is in ``inflight``
+                self.submitting = node
+        try:
+            if submit_plain is not None:
+                # The direct route's own fast path: the executor starts the call without a
+                # TaskCall, because nobody would look at one (see Executor.submit_plain).
+                fn = task.fn
+                ended_at = plan.ended_at
+                if self.started_at is not None:  # before the call: it may finish as it starts
+                    if plan.want_started:
+                        publish_started(
+                            plan,
+                            node.lazy.id,
+                            task.name,
+                            plan.parent_of.get(node.index) if plan.parent_of else None,
+                            1,
+                            plan.executor_for(task)[0],
+                        )
+                    self.started_at[node.index] = time.time()
+                    if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
+                        # The call notes when its own code ran (``cascade.runtime.clock``).
+                        ended_at[node.index] = 0.0
+                        args = (fn, node.index, self.started_at, ended_at, *args)
+                        fn = timed_async if task.is_async else timed_sync
+                try:
+                    future: asyncio.Future[Any] = submit_plain(fn, args, kwargs, task.is_async)
+                except Exception as exc:
+                    self._leave_gates(node)
+                    self._fail(exc, node)
+                    return
+            else:
+                executor_name, executor = plan.executor_for(task)
+                call = TaskCall(
+                    node.lazy.id, task.name, task.fn, args, dict(kwargs), task.is_async, plan.run_id
+                )
+                call.leaves_process = executor.requires_pickle
+                if plan.parent_of:
+                    call.parent_task_id = plan.parent_of.get(node.index)
+                try:
+                    announce(plan, call, executor_name)
+                    future = as_future(plan, executor.submit(call), call.context, eager=True)
+                except BaseException as exc:
+                    report_finished(plan, call, executor_name, None, exc)
+                    self._leave_gates(node)
+                    self._fail(exc, node)
+                    return
+                self.reported[future] = (call, executor_name)
+        finally:
+            if mark is not None:
+                ATTEMPT.reset(mark)
+            self.submitting = None
         if context is not None:
             self.checkpointing[future] = context
         self.inflight[future] = node

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
+from typing import Any
 
 
 class TaskTimeoutError(TimeoutError):
@@ -97,3 +99,45 @@ def check_concurrency(limit: int | None, what: str) -> int | None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"{what} must be a whole number >= 1 or None, got {limit!r}")
     return limit
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)b?|b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any, what: str) -> int:
+    """Bytes in ``1048576``, ``"500KB"``, ``"50MB"``, ``"1GiB"`` (KB, MB, GB, TB are powers of
+    1000, KiB, MiB, GiB, TiB of 1024); a ``ValueError`` naming ``what`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{what} must not be negative, got {value}")
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{what}: {value!r} is not a size; give bytes, or 500KB, 50MB, 1GiB")
+    number, unit, binary = float(match.group(1)), (match.group(2) or "").lower(), match.group(3)
+    power = "kmgt".index(unit) + 1 if unit else 0
+    return int(number * (1024 if binary else 1000) ** power)
+
+
+def format_size(size: int) -> str:
+    """Bytes for people, in the units ``parse_size`` reads: ``812 B``, ``20.0 kB``,
+    ``52.4 MB``, ``1.2 GB``."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover - the loop returns
+
+
+def check_checkpoint(value: Any, owner: str) -> bool | int:
+    """A task's ``checkpoint=``: ``True`` (checkpoint under the run's size limit), ``False``
+    (never), or the largest result in bytes to checkpoint (``50_000_000`` or ``"50MB"``)."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return parse_size(value, f"{owner}: checkpoint=")
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (checkpoint= takes True, False, or the largest result to checkpoint)"
+        ) from None

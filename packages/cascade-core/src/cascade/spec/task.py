@@ -15,9 +15,15 @@ from typing import Any, Generic, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
 from cascade.spec.params import ParamError, convert_param
-from cascade.spec.policies import RetryPolicy, check_concurrency, check_timeout
+from cascade.spec.policies import (
+    RetryPolicy,
+    check_checkpoint,
+    check_concurrency,
+    check_timeout,
+)
 from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
+from cascade.spec.run_name import check_run_name
 from cascade.spec.signature import SignatureCheck
 
 R = TypeVar("R")
@@ -97,6 +103,7 @@ class LazyResult(Generic[R]):
         "after_deps",
         "args",
         "cache",
+        "checkpoint",
         "condition",
         "fallback",
         "id",
@@ -115,6 +122,7 @@ class LazyResult(Generic[R]):
     retry: RetryPolicy | None
     timeout: float | None
     cache: CachePolicy | None
+    checkpoint: bool | int
     condition: Any
     after_deps: tuple[LazyResult[Any], ...]
     fallback: Any
@@ -130,10 +138,12 @@ class LazyResult(Generic[R]):
             self.retry = task.retry
             self.timeout = task.timeout
             self.cache = task.cache
+            self.checkpoint = task.checkpoint
             self.pools = task.pools
             self.priority = task.priority
         else:
             self.retry = self.timeout = self.cache = None
+            self.checkpoint = False
             self.pools = ()
             self.priority = 0
         self.condition = MISSING
@@ -230,6 +240,14 @@ class LazyResult(Generic[R]):
         """A copy of this call that uses ``policy`` (``None`` turns caching off)."""
         clone = self._copy()
         clone.cache = check_cache_policy(policy, self.name)
+        return clone
+
+    def with_checkpoint(self, checkpoint: bool | int | str) -> LazyResult[R]:
+        """A copy of this call whose result a recorded run checkpoints or not: ``False``
+        keeps it out of the run store (a resume runs the call again), ``True`` checkpoints
+        it under the run's size limit, a size (``"2GB"``, or bytes) is this call's limit."""
+        clone = self._copy()
+        clone.checkpoint = check_checkpoint(checkpoint, f"task '{self.name}'")
         return clone
 
     def run_if(self, condition: Any) -> LazyResult[R]:
@@ -403,6 +421,8 @@ class Task(Generic[R]):
         max_retry_delay: float | None = None,
         jitter: float | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        checkpoint: bool | int | str = True,
+        run_name: str | Callable[..., str] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -440,6 +460,12 @@ class Task(Generic[R]):
         self.pools = check_pool_needs(pools, owner)
         self.rate = parse_rate(rate_limit, owner) if rate_limit is not None else None
         self.priority = check_priority(priority, owner)
+        #: Whether a recorded run checkpoints this task's results (or the largest it
+        #: checkpoints, in bytes): see ``LazyResult.with_checkpoint``.
+        self.checkpoint = check_checkpoint(checkpoint, owner)
+        #: How each call is named (``"fetch-{page}"`` or a callable; see
+        #: ``cascade.spec.run_name``), or ``None``: calls go by their task id.
+        self.run_name = check_run_name(run_name, fn, owner)
         self.injections = find_injections(fn)
         self._signature_check = SignatureCheck(fn, self.name)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
@@ -540,6 +566,8 @@ def task(
     max_retry_delay: float | None = None,
     jitter: float | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    checkpoint: bool | int | str = True,
+    run_name: str | Callable[..., str] | None = None,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -560,6 +588,8 @@ def task(
     max_retry_delay: float | None = None,
     jitter: float | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    checkpoint: bool | int | str = True,
+    run_name: str | Callable[..., str] | None = None,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
@@ -570,7 +600,13 @@ def task(
     multiplied by), ``max_retry_delay`` (a cap), ``jitter`` (a random ± fraction) and
     ``retry_on`` (the exception classes that are retried, default every ``Exception``) shape
     them: ``@cs.task(retries=3, retry_delay=1.0, backoff=2.0)`` waits 1 s, 2 s, then 4 s.
-    ``retries=cs.RetryPolicy(...)`` gives the same as one object."""
+    ``retries=cs.RetryPolicy(...)`` gives the same as one object.
+
+    ``checkpoint=False`` keeps the task's results out of recorded runs' checkpoints (a size
+    such as ``"2GB"`` is its own limit instead of the run's); see docs/history.md.
+    ``run_name="fetch-{page}"`` (a format string over the call's arguments, or a callable
+    taking them) names each call in logs, the live display, run records, the report and
+    traces."""
     options = dict(
         name=name,
         executor=executor,
@@ -587,6 +623,8 @@ def task(
         max_retry_delay=max_retry_delay,
         jitter=jitter,
         retry_on=retry_on,
+        checkpoint=checkpoint,
+        run_name=run_name,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]

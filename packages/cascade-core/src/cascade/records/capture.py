@@ -1,0 +1,192 @@
+"""Log capture: what a task logs through ``logging`` while a recorded run runs it.
+
+Whose record is it? An ``async def`` call on the engine's fast path carries nothing: the
+handler finds it as the running asyncio task among the run's calls in flight (or as the
+call being submitted, for an eager first step; ``RecordingSession.watch``), so such a task
+that logs nothing costs nothing. Every other attempt (sync calls, retries, timeouts, map
+items, other executors) is marked in the ``contextvars.Context`` it runs in
+(``cascade.records.mark.ATTEMPT``: run id, task id, attempt number; the executor copies that
+context for the call anyway), and threads and coroutines started for it inherit the mark.
+Either way a record emitted by the task's own code or by a library it calls is the task's.
+One handler, ``LogCapture``, sits on the root logger while at least one run in the process
+captures, and is removed when the last one ends: outside a task (or in a run that does not
+capture) it returns at once. Records of Cascade's own loggers (``cascade.*``) are not a
+task's.
+
+The level that reaches a handler is the logging configuration's: Python's default lets only
+warnings through. When a run captures a lower level than the root logger's, the root's level
+is lowered for as long as captures last, and every handler on the root logger at that moment
+is given a filter that keeps what it showed before (put back at the end), so the
+application's own output does not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascade.records.mark import ATTEMPT
+from cascade.records.model import LOG_MESSAGE_LIMIT, LogLine
+from cascade.records.tracebacks import cap
+
+#: Log records captured per attempt by default; the rest are counted, and a last line says so.
+DEFAULT_LOG_LIMIT = 200
+
+
+@dataclass
+class LogSink:
+    """What one run captures: records at ``level`` and above, at most ``limit`` per attempt.
+    ``lines`` fills as tasks log (task id, attempt, line); the recorder's thread drains it."""
+
+    level: int = logging.INFO
+    limit: int = DEFAULT_LOG_LIMIT
+    lines: deque[tuple[str, int, LogLine]] = field(default_factory=deque)
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: The engine's run (``inflight``: future → graph node; ``submitting``: a graph node).
+    run: Any = None
+
+    def cut_notes(self) -> list[tuple[str, int, LogLine]]:
+        """One line per attempt that logged more than ``limit`` records, saying how many were
+        left out (taken once the attempt is over: the recorder asks at the end of the run)."""
+        notes = []
+        for (task_id, attempt), count in self.counts.items():
+            if count > self.limit:
+                notes.append(
+                    (
+                        task_id,
+                        attempt,
+                        LogLine(
+                            0.0,
+                            "NOTE",
+                            "cascade.records",
+                            f"{count - self.limit} more log record(s) of this attempt were not "
+                            f"kept (the limit is {self.limit} per attempt)",
+                        ),
+                    )
+                )
+        return notes
+
+
+class _Threshold(logging.Filter):
+    """Keeps what a handler showed before the root's level was lowered for a capture."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+class LogCapture(logging.Handler):
+    """The one handler on the root logger while runs capture (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.sinks: dict[str, LogSink] = {}
+        self._lock_sinks = threading.Lock()
+        self._saved_level: int | None = None
+        self._filtered: list[tuple[logging.Handler, _Threshold]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        current = ATTEMPT.get()
+        if current is None:
+            current = self._fast_path_call()
+            if current is None:
+                return
+        sink = self.sinks.get(current[0])
+        if sink is None or record.levelno < sink.level:
+            return
+        name = record.name
+        if name == "cascade" or name.startswith("cascade."):
+            return
+        key = (current[1], current[2])
+        count = sink.counts.get(key, 0) + 1
+        sink.counts[key] = count
+        if count > sink.limit:
+            return
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a bad format string is the caller's bug, not ours
+            message = f"{record.msg!r} (unformattable: {type(exc).__name__}: {exc})"
+        if len(message) > LOG_MESSAGE_LIMIT:
+            message = message[: LOG_MESSAGE_LIMIT - 3] + "..."
+        if record.exc_info and record.exc_info[1] is not None:
+            message += "\n" + cap(self.formatException(record.exc_info), LOG_MESSAGE_LIMIT * 4)
+        sink.lines.append(
+            (key[0], key[1], LogLine(record.created, record.levelname, name, message))
+        )
+
+    def _fast_path_call(self) -> tuple[str, str, int] | None:
+        """The unmarked ``async def`` call emitting now, if it is one of a capturing run's:
+        the running asyncio task among the run's calls in flight, or the call the run is
+        submitting (its eager first step runs before it is in flight)."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop in this thread
+            return None
+        if task is None:
+            return None
+        for run_id, sink in list(self.sinks.items()):
+            run = sink.run
+            if run is None:
+                continue
+            node = run.inflight.get(task) or run.submitting
+            if node is not None:
+                return run_id, node.lazy.id, 1
+        return None
+
+    def formatException(self, exc_info: object) -> str:
+        return logging.Formatter().formatException(exc_info)  # type: ignore[arg-type]
+
+    # -- runs come and go ------------------------------------------------------------------------
+
+    def add(self, run_id: str, sink: LogSink) -> None:
+        """Capture for run ``run_id`` into ``sink`` (installing the handler if it is the
+        first)."""
+        with self._lock_sinks:
+            self.sinks[run_id] = sink
+            root = logging.getLogger()
+            if self not in root.handlers:
+                root.addHandler(self)
+            self._lower_root(min(s.level for s in self.sinks.values()))
+
+    def remove(self, run_id: str) -> None:
+        """Stop capturing for ``run_id``; the last one out removes the handler and puts the
+        root logger back as it was."""
+        with self._lock_sinks:
+            self.sinks.pop(run_id, None)
+            if self.sinks:
+                return
+            root = logging.getLogger()
+            root.removeHandler(self)
+            for handler, threshold in self._filtered:
+                handler.removeFilter(threshold)
+            self._filtered = []
+            if self._saved_level is not None:
+                root.setLevel(self._saved_level)
+                self._saved_level = None
+
+    def _lower_root(self, level: int) -> None:
+        root = logging.getLogger()
+        if root.level <= level:  # NOTSET (0) on the root lets everything through already
+            return
+        if self._saved_level is None:
+            self._saved_level = root.level
+            for handler in root.handlers:
+                if handler is not self:
+                    threshold = _Threshold(root.level)
+                    handler.addFilter(threshold)
+                    self._filtered.append((handler, threshold))
+        root.setLevel(level)
+
+
+#: The process's one capture handler.
+CAPTURE = LogCapture()
+
+
+__all__ = ["CAPTURE", "DEFAULT_LOG_LIMIT", "LogCapture", "LogSink"]
