@@ -39,8 +39,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     ):
         monkeypatch.delenv(name, raising=False)
     STATE.clear()
-    yield home
-    STATE.clear()
+    # The application's logging lets INFO through, as a pipeline's basicConfig(level=INFO)
+    # does: Cascade captures what the application's levels let through.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        yield home
+    finally:
+        root.setLevel(level)
+        STATE.clear()
 
 
 def run(target: Any, **options: Any) -> Any:
@@ -138,6 +146,35 @@ def test_logs_are_not_captured_without_recording_nor_below_the_level_and_are_cap
     assert run(noisy(2)) == 2  # not recorded: nothing captured, no handler left behind
     assert len(store.runs()) == count
     assert root.level == level_before and root.handlers == handlers_before
+
+
+def test_the_logging_configuration_is_left_alone_unless_the_application_allows_it() -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)  # Python's default: INFO records are never made
+    seen_levels: list[int] = []
+
+    @cs.task
+    def informs(n: int) -> int:
+        seen_levels.append(logging.getLogger().level)
+        log.info("info %d", n)
+        log.warning("warning %d", n)
+        return n
+
+    assert run(informs(1), record=True) == 1
+    _, attempts = latest()
+    assert [line.message for line in attempts[-1].logs] == ["warning 1"]
+    assert seen_levels == [logging.WARNING] and root.level == logging.WARNING
+
+    records = cs.records
+    records.allow_capture_below_root_level()  # what the `cascade` command does
+    try:
+        assert run(informs(2), record=True) == 2
+    finally:
+        records.allow_capture_below_root_level(False)
+    _, attempts = latest()
+    assert [line.message for line in attempts[-1].logs] == ["info 2", "warning 2"]
+    assert seen_levels[-1] == logging.INFO, "lowered while the run captured"
+    assert root.level == logging.WARNING, "and put back after"
 
 
 # -- why a task ran --------------------------------------------------------------------------

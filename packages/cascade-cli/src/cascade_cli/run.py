@@ -32,7 +32,7 @@ from cascade.events import (
     TaskWaiting,
 )
 from cascade.graph import plan
-from cascade.records import labelled
+from cascade.records import allow_capture_below_root_level, labelled
 from cascade_cli.target import Target, iterated_sources, lazy_results
 
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
@@ -544,6 +544,9 @@ def run_sync(
 ) -> Outcome:
     """``execute`` in a fresh event loop; a KeyboardInterrupt that lands outside the loop's
     signal handling (Windows) still ends as a cancelled run."""
+    # The command owns this process's logging: a recorded run may capture a task's INFO
+    # records below the root logger's level (cascade.records.capture).
+    allow_capture_below_root_level()
     try:
         return asyncio.run(execute(engine, record, target, params, interrupts, recording, label))
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:

@@ -21,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cascade.records.capture import allow_capture_below_root_level
     from cascade.records.checkpoint import CheckpointPolicy
     from cascade.records.history import (
         Pruned,
@@ -118,6 +119,7 @@ _LAZY = {
         ["RecordingSession", "explain_resume", "open_session", "resolve_run_store", "target_key"],
         "cascade.records.session",
     ),
+    "allow_capture_below_root_level": "cascade.records.capture",
     **dict.fromkeys(
         [
             "Pruned",
@@ -152,6 +154,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "allow_capture_below_root_level",
     "CHECKPOINT_TASK",
     "LOG_MESSAGE_LIMIT",
     "TRACEBACK_LIMIT",

@@ -14,10 +14,14 @@ capture) it returns at once. Records of Cascade's own loggers (``cascade.*``) ar
 task's.
 
 The level that reaches a handler is the logging configuration's: Python's default lets only
-warnings through. When a run captures a lower level than the root logger's, the root's level
-is lowered for as long as captures last, and every handler on the root logger at that moment
-is given a filter that keeps what it showed before (put back at the end), so the
-application's own output does not change.
+warnings through, and a library never changes that configuration on its own. So from Python a
+run captures what the application's levels let through (``logging.basicConfig(level=
+logging.INFO)`` lets INFO records be captured). An application that owns the process's logging
+may allow more with ``allow_capture_below_root_level()``, as the ``cascade`` command does: then,
+when a run captures a lower level than the root logger's, the root's level is lowered for as
+long as captures last, and every handler on the root logger at that moment is given a filter
+that keeps what it showed before (put back at the end), so the application's own output does
+not change.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class LogCapture(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.NOTSET)
+        #: Whether it may lower the root logger's level (``allow_capture_below_root_level``).
+        self.lowers_root = False
         self.sinks: dict[str, LogSink] = {}
         self._lock_sinks = threading.Lock()
         self._saved_level: int | None = None
@@ -173,7 +179,9 @@ class LogCapture(logging.Handler):
 
     def _lower_root(self, level: int) -> None:
         root = logging.getLogger()
-        if root.level <= level:  # NOTSET (0) on the root lets everything through already
+        if (
+            not self.lowers_root or root.level <= level
+        ):  # NOTSET (0) on the root lets everything through already
             return
         if self._saved_level is None:
             self._saved_level = root.level
@@ -189,4 +197,18 @@ class LogCapture(logging.Handler):
 CAPTURE = LogCapture()
 
 
-__all__ = ["CAPTURE", "DEFAULT_LOG_LIMIT", "LogCapture", "LogSink"]
+def allow_capture_below_root_level(allowed: bool = True) -> None:
+    """Let recorded runs lower the root logger's level while they capture logs below it (see
+    this module's docstring). For applications that own the process's logging configuration,
+    such as the ``cascade`` command; by default Cascade leaves the configuration alone and a
+    run captures what the application's levels let through."""
+    CAPTURE.lowers_root = allowed
+
+
+__all__ = [
+    "CAPTURE",
+    "DEFAULT_LOG_LIMIT",
+    "LogCapture",
+    "LogSink",
+    "allow_capture_below_root_level",
+]
