@@ -22,6 +22,8 @@ from cli_helpers import (
     wait_for_marker,
 )
 
+import cascade as cs
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -41,7 +43,10 @@ def test_version_names_cli_core_and_python() -> None:
     result = run_cascade("--version")
     assert result.code == 0
     version = ".".join(map(str, sys.version_info[:2]))
-    assert result.stdout.startswith("cascade 0.1.0 (cascade-core 0.1.0, Python ")
+    version_of_cascade = cs.__version__
+    assert result.stdout.startswith(
+        f"cascade {version_of_cascade} (cascade-core {version_of_cascade}, Python "
+    )
     assert f"Python {version}" in result.stdout
 
 
