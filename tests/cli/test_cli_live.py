@@ -48,11 +48,15 @@ def test_with_max_concurrency_the_display_shows_the_known_total(
     terminal.wait_for(rf"(\d+)/{total} tasks")
     Path(str(marker) + ".release").write_text("go")
     assert terminal.finish() == 0, terminal.text()
-    seen_totals = {frame_total for _, frame_total, _ in terminal.frames}
-    # Before the upstream returned, the map counted once (2 tasks); after it, the whole map.
-    assert seen_totals <= {2, total}, terminal.frames
-    assert all(more == "" for _, _, more in terminal.frames), terminal.frames
-    assert terminal.frames[-1][:2] == (total, total)
+    # Before the upstream returned, the map counted once (2 tasks), or, in a frame drawn before
+    # the plan was read (a loaded machine), a lower bound marked "+"; after it, the whole map,
+    # never a wrong total presented as known.
+    for frame in terminal.frames:
+        _, frame_total, more = frame
+        assert (frame_total in {2, total} and more == "") or (
+            more == "+" and frame_total < total
+        ), terminal.frames
+    assert terminal.frames[-1] == (total, total, "")
 
 
 def test_ctrl_c_three_times_quits_and_gives_the_cursor_back(tmp_path: Path) -> None:
