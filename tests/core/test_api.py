@@ -127,13 +127,12 @@ def test_bad_targets_raise_type_error_saying_what_was_given(bad):
         cs.run(bad, log_level=None)
 
 
-def test_run_inside_a_running_loop_names_run_async():
+def test_run_inside_a_running_loop_runs_and_run_async_shares_the_loop():
+    # Inside a running loop cs.run runs on a private loop (tests/core/test_run_in_loop.py).
     async def main():
-        with pytest.raises(RuntimeError, match="run_async"):
-            cs.run(add(1, 2), log_level=None)
-        return await cs.run_async(add(1, 2), log_level=None)
+        return cs.run(add(1, 2), log_level=None), await cs.run_async(add(1, 2), log_level=None)
 
-    assert asyncio.run(main()) == 3
+    assert asyncio.run(main()) == (3, 3)
 
 
 def test_wrong_arguments_fail_where_the_call_is_written():

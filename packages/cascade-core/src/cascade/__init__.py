@@ -15,7 +15,7 @@ cs.run(total, params={"n": "3"})   # 6
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cascade._version import __version__
@@ -28,6 +28,7 @@ from cascade.plugins import PluginError, list_plugins
 from cascade.resources import ResourceError
 from cascade.runtime.engine import Engine
 from cascade.runtime.outcome import RunFailed
+from cascade.runtime.private_loop import in_running_loop, run_in_worker_thread
 from cascade.spec.params import ParamError
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
 from cascade.spec.pools import Pool
@@ -162,18 +163,16 @@ def run(
     keeps (captured logs, the checkpoint size limit, retention; see docs/history.md).
     ``freeze_gc=True`` keeps the graph out of the garbage collector's walks while it runs,
     for very large graphs (``gc.freeze()``, undone at the end; see docs/performance.md).
+
+    Called where an event loop is already running (a Jupyter or IPython kernel, an async
+    framework), the run gets a private loop in a worker thread and this call blocks until it
+    ends, with the same result, logging and exceptions; interrupting it (Ctrl-C, a kernel's
+    interrupt) cancels the run, tears its resources down and raises ``KeyboardInterrupt``.
+    ``await cs.run_async(...)`` is the way to run on the caller's loop instead.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError(
-            "cs.run() cannot be called while an event loop is running (it starts its own); "
-            "use `await cs.run_async(...)` instead"
-        )
-    return asyncio.run(
-        run_async(
+
+    def main() -> Coroutine[Any, Any, Any]:
+        return run_async(
             target,
             params,
             executor=executor,
@@ -187,7 +186,10 @@ def run(
             freeze_gc=freeze_gc,
             record_options=record_options,
         )
-    )
+
+    if in_running_loop():
+        return run_in_worker_thread(main)
+    return asyncio.run(main())
 
 
 __all__ = [
