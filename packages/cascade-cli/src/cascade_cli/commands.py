@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -304,6 +303,7 @@ def _check_executor(name: str) -> None:
 def graph_command(spec: str, fmt: str, output_file: str | None) -> int:
     """``cascade graph``: Mermaid or DOT text, or SVG/PNG drawn by Graphviz."""
     from cascade import visualize
+    from cascade.graph import GraphvizError, graphviz
     from cascade_cli.inspect_plan import with_resources
 
     target = _load(spec)
@@ -317,13 +317,13 @@ def graph_command(spec: str, fmt: str, output_file: str | None) -> int:
         return EXIT_FAILED
     if fmt == "png" and output_file is None and _stdout_is_terminal():
         raise click.UsageError("PNG is binary; write it to a file with -o FILE.png")
-    source = with_resources(visualize(target.graph, format="dot"), "dot", target).encode()
-    done = subprocess.run([dot, f"-T{fmt}"], input=source, capture_output=True, check=False)
-    if done.returncode != 0:
-        detail = done.stderr.decode(errors="replace").strip()
-        click.echo(f"Error: Graphviz `dot -T{fmt}` failed ({done.returncode}): {detail}", err=True)
+    source = with_resources(visualize(target.graph, format="dot"), "dot", target)
+    try:
+        drawn = graphviz(source, fmt)
+    except GraphvizError as error:
+        click.echo(f"Error: {error}", err=True)
         return EXIT_FAILED
-    _write(done.stdout, output_file)
+    _write(drawn, output_file)
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""Text views of a graph: Graphviz DOT, Mermaid, and the dry-run plan. Iterative throughout."""
+"""Text views of a graph: Graphviz DOT, Mermaid, and the dry-run plan, and the notebook
+display of a LazyResult's graph built from them. Iterative throughout."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import sys
 from typing import IO, Any
 
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node, build_graph
+from cascade.graph.display import MAX_DRAWN_NODES, DryRunPlan, GraphText, mermaid_markdown, svg
 from cascade.graph.targets import normalize_target
 from cascade.spec.task import MISSING, LazyResult, Param
+from cascade.spec.views import register_graph_display
 
 
 def _graph_of(target: Any) -> Graph:
@@ -55,10 +58,16 @@ def _edges(graph: Graph) -> list[tuple[int, int, bool]]:
     return edges
 
 
-def visualize(target: Any, format: str = "dot") -> str:
+def visualize(target: Any, format: str = "dot") -> GraphText:
     """The graph behind ``target`` as Graphviz DOT (``format="dot"``) or Mermaid
-    (``format="mermaid"``) text. Ordering-only edges (``.after``) are dashed."""
-    graph = _graph_of(target)
+    (``format="mermaid"``) text. Ordering-only edges (``.after``) are dashed.
+
+    The text is a ``str``; a notebook displays it drawn (DOT as SVG when Graphviz is installed,
+    Mermaid by front ends that draw it)."""
+    return GraphText(_text(_graph_of(target), format), format)
+
+
+def _text(graph: Graph, format: str) -> str:
     if format == "dot":
         lines = ["digraph cascade {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
         for node in graph.nodes:
@@ -132,13 +141,31 @@ def plan(target: Any) -> list[dict[str, Any]]:
     return steps
 
 
-def dry_run(target: Any, stream: IO[str] | None = None) -> list[dict[str, Any]]:
+def dry_run(target: Any, stream: IO[str] | None = None) -> DryRunPlan:
     """Print the planned execution order with literal inputs, running nothing; returns the
-    plan as data (see ``plan``)."""
+    plan as data (see ``plan``): a list of steps, which notebooks display as a table."""
     out = stream if stream is not None else sys.stdout
-    steps = plan(target)
+    steps = DryRunPlan(plan(target))
     print(f"{len(steps)} task(s) would run, in this order:", file=out)
     for number, step in enumerate(steps, 1):
         notes = f"   [{'; '.join(step['notes'])}]" if step["notes"] else ""
         print(f"{number:>4}. {step['call']}   -> <{step['task_id']}>{notes}", file=out)
     return steps
+
+
+def graph_display(target: Any) -> dict[str, str]:
+    """A LazyResult's notebook display: its graph drawn as SVG by Graphviz, else as Mermaid in
+    Markdown; a graph too large to draw says so. No ``text/plain``: that stays ``repr``."""
+    graph = _graph_of(target)
+    if len(graph) > MAX_DRAWN_NODES:
+        return {
+            "text/markdown": f"A graph of {len(graph)} nodes: too large to draw here "
+            "(`cs.visualize(target)` gives its DOT text, `cascade graph -o FILE.svg` draws it)."
+        }
+    drawn = svg(_text(graph, "dot"))
+    if drawn is not None:
+        return {"image/svg+xml": drawn}
+    return {"text/markdown": mermaid_markdown(_text(graph, "mermaid"))}
+
+
+register_graph_display(graph_display)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any, cast
 
+from cascade.graph.display import html_table
+
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
 else:  # pragma: no cover - exercised by the 3.10 run of the suite
@@ -49,6 +51,15 @@ class RunFailed(ExceptionGroup):  # type: ignore[misc,unused-ignore]
         # The message lists every failure already; not "... (2 sub-exceptions)" after it.
         return str(self.message)
 
+    def _repr_html_(self) -> str:
+        """Notebooks show a table of the failed tasks and their errors (``repr`` is unchanged)."""
+        rows = [
+            (task_id, type(error).__name__, _first_line(error))
+            for task_id, error in self.failures.items()
+        ]
+        caption = f"{len(self.failures)} task(s) failed"
+        return html_table(("task", "error", "message"), rows, caption=caption)
+
     def derive(self, excs: Any) -> ExceptionGroup[Any]:
         """A plain ``ExceptionGroup`` of ``excs`` (what ``split()`` and ``subgroup()`` make):
         a part of the failures is not a run's outcome."""
@@ -76,6 +87,12 @@ def _each(failures: dict[str, BaseException]) -> str:
         )
     more = len(failures) - _SHOWN
     return ", ".join(parts) + (f", and {more} more" if more > 0 else "")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 class MapItemsFailed(Exception):

@@ -25,6 +25,7 @@ from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
 from cascade.spec.run_name import check_run_name
 from cascade.spec.signature import SignatureCheck
+from cascade.spec.views import graph_display
 
 R = TypeVar("R")
 
@@ -158,6 +159,11 @@ class LazyResult(Generic[R]):
 
     def __repr__(self) -> str:
         return f"<LazyResult {self.id}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Notebooks draw the graph behind this call (``cascade.graph`` makes the drawing:
+        SVG with Graphviz, else Mermaid); ``repr`` stays one short line."""
+        return graph_display(self)
 
     def __bool__(self) -> bool:
         raise TypeError(
