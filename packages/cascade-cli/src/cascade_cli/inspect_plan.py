@@ -339,7 +339,7 @@ def with_resources(text: str, fmt: str, target: Target) -> str:
 # -- params in --help ------------------------------------------------------------------------
 
 
-def params_rows(declared: Mapping[str, Param]) -> list[tuple[str, str]]:
+def params_rows(declared: Mapping[str, Param[Any]]) -> list[tuple[str, str]]:
     """``(name: type, description [default: ...])`` per param, for ``cascade run TARGET
     --help``."""
     rows = []

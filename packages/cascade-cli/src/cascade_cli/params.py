@@ -66,14 +66,14 @@ def read_params_file(source: str, stdin: IO[str]) -> dict[str, Any]:
     return data
 
 
-def _check(param: Param, value: Any) -> None:
+def _check(param: Param[Any], value: Any) -> None:
     try:
         param.convert(value)
     except ValueError as exc:
         raise ParamsError(str(exc)) from None
 
 
-def _refusal(param: Param, raw: str, exc: ValueError) -> ParamsError:
+def _refusal(param: Param[Any], raw: str, exc: ValueError) -> ParamsError:
     """The type's refusal, naming the text as it was typed (``'null'``, not ``None``)."""
     expected = getattr(exc, "expected", None)
     reason = getattr(exc, "reason", None)
@@ -84,7 +84,7 @@ def _refusal(param: Param, raw: str, exc: ValueError) -> ParamsError:
     )
 
 
-def choose_value(param: Param | None, raw: str) -> Any:
+def choose_value(param: Param[Any] | None, raw: str) -> Any:
     """The value to hand the engine for ``--param name=raw``: the JSON-or-string reading, or
     the raw text where the param's ``type`` takes text better. A value the type refuses in
     both readings is a ``ParamsError`` naming the param, the text and the type."""
@@ -124,7 +124,7 @@ def describe_type(kind: Any) -> str:
     return str(getattr(kind, "__qualname__", None) or repr(kind))
 
 
-def _takes(declared: Mapping[str, Param]) -> str:
+def _takes(declared: Mapping[str, Param[Any]]) -> str:
     if not declared:
         return "this graph takes no params"
     parts = []
@@ -139,7 +139,7 @@ def _takes(declared: Mapping[str, Param]) -> str:
 
 
 def build_params(
-    declared: Mapping[str, Param],
+    declared: Mapping[str, Param[Any]],
     from_file: Mapping[str, Any],
     assignments: Iterable[str],
 ) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def build_params(
 
 
 def check_unknown(
-    declared: Mapping[str, Param], values: Mapping[str, Any], grows: bool
+    declared: Mapping[str, Param[Any]], values: Mapping[str, Any], grows: bool
 ) -> str | None:
     """Given params the graph as built does not declare. When the graph cannot grow (no task
     is declared ``dynamic=True``) they are a ``ParamsError``; when it can, a graph a task

@@ -236,10 +236,10 @@ def load_target(spec: str) -> Target:
     return Target(spec, graph, module, module_resources(module))
 
 
-def find_params(graph: Any) -> dict[str, Param]:
+def find_params(graph: Any) -> dict[str, Param[Any]]:
     """Every ``cs.Param`` the graph reads, by name, found by walking task arguments,
     conditions and ``.after`` dependencies."""
-    found: dict[str, Param] = {}
+    found: dict[str, Param[Any]] = {}
     seen: set[int] = set()
     stack: list[Any] = [graph]
     while stack:

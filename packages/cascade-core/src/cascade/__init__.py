@@ -15,8 +15,8 @@ cs.run(total, params={"n": "3"})   # 6
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
 
 from cascade._version import __version__
 from cascade.bus import MessageBus
@@ -37,6 +37,8 @@ from cascade.spec.task import LazyResult, Param, Task, task, unmapped
 from cascade.testing import override_resource
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from cascade.caching import (
         CacheContext,
         CachePolicy,
@@ -46,6 +48,26 @@ if TYPE_CHECKING:
         clear_cache,
     )
     from cascade.records import RecordOptions, RunStore
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of ``cs.run`` and ``cs.run_async`` (for type checkers: their
+    overloads, which give a run's value the type of its target's, share this list)."""
+
+    executor: str | Executor | None
+    max_concurrency: int | None
+    log_level: str | None
+    bus: MessageBus | None
+    on_failure: str
+    pools: Mapping[str, int | Pool] | None
+    record: bool | str | RunStore
+    resume: str | None
+    freeze_gc: bool
+    record_options: RecordOptions | None
+
 
 _LAZY = {
     "CacheContext": "cascade.caching",
@@ -79,6 +101,24 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
+@overload
+async def run_async(
+    target: LazyResult[T],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[RunOptions],
+) -> T: ...
+@overload
+async def run_async(
+    target: Sequence[LazyResult[T]],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[RunOptions],
+) -> list[T]: ...
+@overload
+async def run_async(
+    target: Mapping[K, LazyResult[T]],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[RunOptions],
+) -> dict[K, T]: ...
 async def run_async(
     target: Any,
     params: Mapping[str, Any] | None = None,
@@ -125,6 +165,24 @@ async def run_async(
         )
 
 
+@overload
+def run(
+    target: LazyResult[T],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[RunOptions],
+) -> T: ...
+@overload
+def run(
+    target: Sequence[LazyResult[T]],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[RunOptions],
+) -> list[T]: ...
+@overload
+def run(
+    target: Mapping[K, LazyResult[T]],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[RunOptions],
+) -> dict[K, T]: ...
 def run(
     target: Any,
     params: Mapping[str, Any] | None = None,

@@ -248,7 +248,7 @@ def will_retry(retry: RetryPolicy | None, attempt: int, exc: BaseException) -> b
 
 async def run_attempt(
     plan: RunPlan,
-    task: Task[Any],
+    task: Task[..., Any],
     task_id: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],

@@ -140,7 +140,7 @@ class GraphGrowth:
         if waiting == 0:
             self.ready.append(node.index)
 
-    def _param_value(self, param: Param) -> Any:
+    def _param_value(self, param: Param[Any]) -> Any:
         return claim_param(param, self.plan.params, self.plan.unclaimed)
 
     def _check_no_cycle(self, parent: int, children: tuple[int, ...]) -> None:

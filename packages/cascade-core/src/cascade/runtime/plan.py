@@ -234,13 +234,13 @@ class RunPlan:
                     "it at module level"
                 ) from None
 
-    def executor_for(self, task: Task[Any]) -> tuple[str, Executor]:
+    def executor_for(self, task: Task[..., Any]) -> tuple[str, Executor]:
         """The executor name and instance a task's attempts go to."""
         return self.executor_of_task[id(task)]
 
     # -- tasks that join the run while it runs (returned graphs) ------------------------------
 
-    def learn_task(self, task: Task[Any]) -> bool:
+    def learn_task(self, task: Task[..., Any]) -> bool:
         """Plan a task first met at run time, as the run's own tasks were planned. Returns
         whether it is ready to run; if not (its executor or a run-scoped resource it needs is
         new to this run), ``prepare_task`` must be awaited first."""
@@ -274,7 +274,7 @@ class RunPlan:
             self.unprepared.add(id(task))
         return ready
 
-    async def prepare_task(self, task: Task[Any]) -> None:
+    async def prepare_task(self, task: Task[..., Any]) -> None:
         """Start what a task met at run time needs: its executor, its run-scoped resources.
 
         Many calls of a new task (a fan-out) arrive here at once; one at a time goes in, so
@@ -512,7 +512,7 @@ class RunPlan:
             gates.append(self.limiter)
         return gates
 
-    def task_limiter(self, task: Task[Any]) -> Limiter | None:
+    def task_limiter(self, task: Task[..., Any]) -> Limiter | None:
         """The shared limiter of a task with ``concurrency=``, made on first use."""
         if task.concurrency is None:
             return None
@@ -528,7 +528,7 @@ def resolve_params(graph: Graph, given: Mapping[str, Any]) -> tuple[dict[str, An
     by the param's ``type``), and the given values no param of the graph claims yet: a graph
     a task returns may declare them (``claim_param``). A missing required param, or a value or
     default its type refuses, is a ``ParamError``."""
-    declared: dict[str, Param] = {}
+    declared: dict[str, Param[Any]] = {}
     for node in graph.nodes:
         if node.kind == KIND_PARAM:
             param = node.lazy
@@ -552,7 +552,7 @@ def resolve_params(graph: Graph, given: Mapping[str, Any]) -> tuple[dict[str, An
     return values, unclaimed
 
 
-def claim_param(param: Param, values: dict[str, Any], unclaimed: dict[str, Any]) -> Any:
+def claim_param(param: Param[Any], values: dict[str, Any], unclaimed: dict[str, Any]) -> Any:
     """The value of a param met at run time, in a graph a task returned: the run's value for
     its name (converted by this param's ``type`` the first time it is claimed), else its
     default; required and not given is a ``ParamError``."""

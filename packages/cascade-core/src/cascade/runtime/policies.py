@@ -159,7 +159,7 @@ async def _limited(
 async def _within_limits(
     plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+    task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
     if task.run_name is not None and plan.want_named:
         plan.publish_task_event(TaskNamed, node, task_id, call_name=call_name(task, args, kwargs))
     priority = node.lazy.priority
@@ -183,7 +183,7 @@ async def _within_limits(
 async def _cached(
     plan: RunPlan,
     node: Node,
-    task: Task[Any],
+    task: Task[..., Any],
     task_id: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -219,7 +219,7 @@ def save_result(policy: CachePolicy, context: CacheContext, value: Any) -> Any:
 async def _retried(
     plan: RunPlan,
     node: Node,
-    task: Task[Any],
+    task: Task[..., Any],
     task_id: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],

@@ -339,7 +339,7 @@ class Run(GraphGrowth):
     def _start_direct(self, node: Node) -> None:
         """Submit a node without policies; it finishes in ``_node_done``."""
         plan = self.plan
-        task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+        task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
         if self.gate_holds:
             self.gate_holds.pop(node.index, None)
         try:
@@ -526,7 +526,7 @@ class Run(GraphGrowth):
                     (ended_at[node.index] if ended_at is not None else 0.0) or time.time()
                 )
             return
-        task: Task[Any] = node.lazy.task  # type: ignore[assignment]
+        task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
         publish_finished(
             plan,
             node.lazy.id,

@@ -10,8 +10,8 @@ import functools
 import importlib
 import inspect
 import itertools
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
 from cascade.spec.params import ParamError, convert_param
@@ -28,6 +28,12 @@ from cascade.spec.signature import SignatureCheck
 from cascade.spec.views import graph_display
 
 R = TypeVar("R")
+T = TypeVar("T")
+#: A LazyResult is covariant in its value: a ``LazyResult[bool]`` is a ``LazyResult[int]``.
+R_co = TypeVar("R_co", covariant=True)
+V = TypeVar("V")
+#: The parameters of a task's function (``Task[P, R]``), which the mypy plugin checks calls of.
+P = ParamSpec("P")
 
 _ids = itertools.count(1)
 #: In a pickled LazyResult: its cache policy is its task's (see ``LazyResult.__getstate__``).
@@ -92,7 +98,7 @@ def _retry_from(retries: int | RetryPolicy | None, owner: str, **shape: Any) -> 
         raise type(exc)(f"{owner}: {exc}") from None
 
 
-class LazyResult(Generic[R]):
+class LazyResult(Generic[R_co]):
     """The not-yet-computed result of one task call: a node of the graph.
 
     Pass it to other tasks as an argument (also inside lists, tuples and dicts) to make them
@@ -116,7 +122,7 @@ class LazyResult(Generic[R]):
         "timeout",
     )
 
-    task: Task[R] | None
+    task: Task[..., Any] | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     id: str
@@ -130,7 +136,7 @@ class LazyResult(Generic[R]):
     pools: tuple[tuple[str, int], ...]
     priority: int
 
-    def __init__(self, task: Task[R] | None, args: tuple[Any, ...], kwargs: dict[str, Any]):
+    def __init__(self, task: Task[..., Any] | None, args: tuple[Any, ...], kwargs: dict[str, Any]):
         self.task = task
         self.args = args
         self.kwargs = kwargs
@@ -211,8 +217,8 @@ class LazyResult(Generic[R]):
             # there) gets an id of this process, so it cannot collide with one made here.
             self.id = f"{self.name}-{next(_ids)}"
 
-    def _copy(self) -> LazyResult[R]:
-        clone: LazyResult[R] = object.__new__(type(self))
+    def _copy(self) -> LazyResult[R_co]:
+        clone: LazyResult[R_co] = object.__new__(type(self))
         for klass in type(self).__mro__:
             for slot in getattr(klass, "__slots__", ()):
                 if slot != "__weakref__" and hasattr(self, slot):
@@ -228,27 +234,27 @@ class LazyResult(Generic[R]):
         max_delay: float | None = None,
         jitter: float = 0.0,
         on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-    ) -> LazyResult[R]:
+    ) -> LazyResult[R_co]:
         """A copy of this call that is attempted at most ``retries + 1`` times."""
         clone = self._copy()
         on_tuple = on if isinstance(on, tuple) else (on,)
         clone.retry = RetryPolicy(retries, delay, backoff, max_delay, jitter, on_tuple)
         return clone
 
-    def with_timeout(self, seconds: float | None) -> LazyResult[R]:
+    def with_timeout(self, seconds: float | None) -> LazyResult[R_co]:
         """A copy of this call whose every attempt fails with ``TaskTimeoutError`` after
         ``seconds``."""
         clone = self._copy()
         clone.timeout = check_timeout(seconds)
         return clone
 
-    def with_cache(self, policy: CachePolicy | None) -> LazyResult[R]:
+    def with_cache(self, policy: CachePolicy | None) -> LazyResult[R_co]:
         """A copy of this call that uses ``policy`` (``None`` turns caching off)."""
         clone = self._copy()
         clone.cache = check_cache_policy(policy, self.name)
         return clone
 
-    def with_checkpoint(self, checkpoint: bool | int | str) -> LazyResult[R]:
+    def with_checkpoint(self, checkpoint: bool | int | str) -> LazyResult[R_co]:
         """A copy of this call whose result a recorded run checkpoints or not: ``False``
         keeps it out of the run store (a resume runs the call again), ``True`` checkpoints
         it under the run's size limit, a size (``"2GB"``, or bytes) is this call's limit."""
@@ -256,35 +262,37 @@ class LazyResult(Generic[R]):
         clone.checkpoint = check_checkpoint(checkpoint, f"task '{self.name}'")
         return clone
 
-    def run_if(self, condition: Any) -> LazyResult[R]:
+    def run_if(self, condition: Any) -> LazyResult[R_co]:
         """A copy that runs only when ``condition`` (a value or a LazyResult) is truthy;
         otherwise it is skipped, and so is everything that needs its result."""
         clone = self._copy()
         clone.condition = condition
         return clone
 
-    def with_pools(self, **slots: int) -> LazyResult[R]:
+    def with_pools(self, **slots: int) -> LazyResult[R_co]:
         """A copy of this call that holds ``slots`` of each named pool while an attempt runs
         (``.with_pools(openai=2)``), instead of the task's ``pools=``."""
         clone = self._copy()
         clone.pools = check_pool_needs(slots, f"task '{self.name}'")
         return clone
 
-    def with_priority(self, priority: int) -> LazyResult[R]:
+    def with_priority(self, priority: int) -> LazyResult[R_co]:
         """A copy of this call that starts before lower-priority ready calls when slots are
         scarce (``max_concurrency``, a task's ``concurrency``, a pool, a rate)."""
         clone = self._copy()
         clone.priority = check_priority(priority, f"task '{self.name}'")
         return clone
 
-    def with_fallback(self, value: Any) -> LazyResult[R]:
+    def with_fallback(self, value: T) -> LazyResult[R_co | T]:
         """A copy whose value is ``value`` once its retries are spent on an exception: the
-        run goes on, and its finished event says it failed and fell back."""
-        clone = self._copy()
+        run goes on, and its finished event says it failed and fell back. (Typed as the
+        task's value or the fallback's: ``LazyResult[int]`` with ``0``, ``int | None`` with
+        ``None``.)"""
+        clone: LazyResult[R_co | T] = self._copy()
         clone.fallback = value
         return clone
 
-    def after(self, *upstream: LazyResult[Any]) -> LazyResult[R]:
+    def after(self, *upstream: LazyResult[Any]) -> LazyResult[R_co]:
         """A copy that starts only after ``upstream`` finished, without taking their values."""
         for item in upstream:
             if not isinstance(item, LazyResult):
@@ -294,7 +302,7 @@ class LazyResult(Generic[R]):
         return clone
 
 
-class Param(LazyResult[Any]):
+class Param(LazyResult[V]):
     """A graph input, resolved from the ``params`` given to ``run``.
 
     ``type`` converts the given value (``"3"`` from a command line becomes ``3`` with
@@ -303,10 +311,38 @@ class Param(LazyResult[Any]):
     default is required. The default goes through ``type`` like a given value (so a task
     gets one type either way), except ``None``, which stays ``None`` (an optional param); a
     default the type refuses is a ``ParamError`` before anything runs.
+
+    For type checkers a param is a ``LazyResult`` of its ``type`` (``Param("n", type=int)``
+    is a ``Param[int]``), else of its default's type, else of ``Any``.
     """
 
     __slots__ = ("default", "description", "param_name", "type")
 
+    @overload
+    def __init__(
+        self: Param[V],
+        name: str,
+        default: Any = ...,
+        *,
+        type: type[V] | Callable[[Any], V],
+        description: str = "",
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Param[V],
+        name: str,
+        default: Any,
+        type: type[V] | Callable[[Any], V],
+        description: str = "",
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Param[V], name: str, default: V, type: None = None, description: str = ""
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Param[Any], name: str, *, type: None = None, description: str = ""
+    ) -> None: ...
     def __init__(
         self,
         name: str,
@@ -404,9 +440,15 @@ def _is_iterated(value: Any) -> bool:
     return isinstance(value, Iterable) and not passed_whole(value)
 
 
-class Task(Generic[R]):
+class Task(Generic[P, R]):
     """A function declared with ``@cs.task``. Calling it builds a ``LazyResult``; the plain
-    function stays available as ``.fn`` for unit tests."""
+    function stays available as ``.fn`` for unit tests.
+
+    For type checkers a task is ``Task[P, R]``: ``P`` its function's parameters, ``R`` what the
+    function returns (what it awaits to, for an ``async def``). A call is a ``LazyResult[R]``
+    and ``.map`` a ``LazyResult[list[R]]``; the arguments are checked against ``P`` by the
+    mypy plugin ``cascade.mypy`` (see docs/concepts.md, "Typing").
+    """
 
     def __init__(
         self,
@@ -433,7 +475,7 @@ class Task(Generic[R]):
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
 
-        self.fn = fn
+        self.fn: Callable[P, Any] = fn
         self.name = name or getattr(fn, "__name__", None) or repr(fn)
         _refuse_methods(fn, self.name)
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -518,7 +560,7 @@ class Task(Generic[R]):
         margs = tuple(plain(a, i in iterated_args) for i, a in enumerate(args))
         mkwargs = {k: plain(v, k in iterated_kwargs) for k, v in kwargs.items()}
         self._signature_check(margs, mkwargs)
-        mapped: MappedLazyResult[R] = MappedLazyResult(self, margs, mkwargs)  # type: ignore[arg-type]
+        mapped: MappedLazyResult[R] = MappedLazyResult(self, margs, mkwargs)
         mapped.iterated_args = iterated_args
         mapped.iterated_kwargs = iterated_kwargs
         return mapped
@@ -552,8 +594,21 @@ def _load_task(module: str, qualname: str) -> Any:
     return target
 
 
+class TaskDecorator(Protocol):
+    """What ``@cs.task(...)`` with options returns: it makes a ``Task`` of a function."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 @overload
-def task(fn: Callable[..., R], /) -> Task[R]: ...
+def task(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...  # type: ignore[overload-overlap]
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
 def task(
     *,
@@ -574,7 +629,7 @@ def task(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     checkpoint: bool | int | str = True,
     run_name: str | Callable[..., str] | None = None,
-) -> Callable[[Callable[..., R]], Task[R]]: ...
+) -> TaskDecorator: ...
 def task(
     fn: Callable[..., Any] | None = None,
     /,
