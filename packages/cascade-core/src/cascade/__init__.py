@@ -269,6 +269,7 @@ __all__ = [
     "ResourceError",
     "RetryPolicy",
     "RunFailed",
+    "RunOptions",
     "Task",
     "TaskCall",
     "TaskTimeoutError",
