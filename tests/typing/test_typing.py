@@ -9,6 +9,7 @@ subprocess as a user would run it: ``mypy --strict`` without and with the plugin
   mypy with the plugin reports exactly those lines (a note names the parameter of each
   wrongly typed argument), while mypy without it and pyright, which see a task's arguments
   as ``Any``, report nothing.
+- ``plugin_values.py``: generic tasks, whose values only mypy with the plugin solves.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CASES = Path(__file__).parent / "cases"
-VALUES, WIRING_OK, WIRING_ERRORS = (
-    CASES / f"{n}.py" for n in ("values", "wiring_ok", "wiring_errors")
-)
+VALUES = CASES / "values.py"
+WIRING_OK = CASES / "wiring_ok.py"
+WIRING_ERRORS = CASES / "wiring_errors.py"
+PLUGIN_VALUES = CASES / "plugin_values.py"
 ALL = [VALUES, WIRING_OK, WIRING_ERRORS]
 PYRIGHT = Path(sys.executable).parent / "pyright"
 MYPY_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<message>.*)$")
@@ -84,7 +86,7 @@ def test_mypy_without_the_plugin_sees_every_value_and_no_argument(tmp_path: Path
 
 
 def test_mypy_with_the_plugin_sees_the_values_and_accepts_good_wiring(tmp_path: Path) -> None:
-    assert _mypy(tmp_path, [VALUES, WIRING_OK], plugin=True) == []
+    assert _mypy(tmp_path, [VALUES, WIRING_OK, PLUGIN_VALUES], plugin=True) == []
 
 
 def test_mypy_with_the_plugin_reports_wrong_wiring_naming_task_and_parameter(

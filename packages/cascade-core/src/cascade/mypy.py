@@ -5,7 +5,8 @@ Enable it in mypy's configuration (``plugins = ["cascade.mypy"]`` under ``[tool.
 call of a task accepts, for a parameter declared ``T``, a ``T`` or a ``LazyResult[T]`` (a
 ``cs.Param`` of ``T`` is one), also inside lists, tuples, dicts and the read-only
 collection types; a wrong number of arguments, an unknown keyword or a value of the wrong
-type is an error naming the task, followed by a note naming the parameter.
+type is an error naming the task, followed by a note naming the parameter. A task made of a
+generic function (``def ident(x: T) -> T``) gets its ``T`` from each call's arguments.
 
 Why a plugin: a task call's parameters are its function's with every type widened to also
 take a LazyResult, a transformation of a signature that the typing system cannot spell
@@ -21,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mypy.messages import format_type
-from mypy.nodes import CallExpr, Context, MemberExpr, NameExpr, TypeInfo
-from mypy.plugin import MethodContext, MethodSigContext, Plugin
+from mypy.nodes import CallExpr, Context, FuncDef, MemberExpr, NameExpr, TypeInfo
+from mypy.plugin import FunctionContext, MethodContext, MethodSigContext, Plugin
 from mypy.subtypes import is_subtype
 from mypy.types import (
     AnyType,
@@ -32,13 +33,18 @@ from mypy.types import (
     ProperType,
     TupleType,
     Type,
+    TypeVarType,
     UnionType,
     get_proper_type,
+    has_type_vars,
 )
 
 TASK = "cascade.spec.task.Task"
 LAZY_RESULT = "cascade.spec.task.LazyResult"
 TASK_CALL = f"{TASK}.__call__"
+#: ``@cs.task`` and ``@cs.task(...)``'s decorator, whose result the plugin corrects for generic
+#: functions.
+TASK_DECORATORS = frozenset({"cascade.spec.task.task", "cascade.spec.task.TaskDecorator.__call__"})
 
 #: Read-only collections whose items may be LazyResults: covariant, so an item type can be
 #: widened in place (``Sequence[int]`` takes a ``Sequence[int | LazyResult[int]]``).
@@ -135,8 +141,16 @@ def task_call_signature(ctx: MethodSigContext) -> CallableType:
     lazy = _lazy_result_class(ctx.default_signature.ret_type)
     if params is None or lazy is None:
         return ctx.default_signature
+    accepted = [accepting_lazy(t, lazy) for t in params.arg_types]
+    for index, declared in enumerate(params.arg_types):
+        if isinstance(get_proper_type(declared), TypeVarType) and len(ctx.args[index]) == 1:
+            # ``T`` of a generic task: ``T | LazyResult[T]`` leaves mypy two ways to solve
+            # ``T`` for a LazyResult argument, and it picks neither; say which one it is.
+            given = get_proper_type(ctx.api.get_expression_type(ctx.args[index][0]))
+            given_lazy = isinstance(given, Instance) and given.type.has_base(LAZY_RESULT)
+            accepted[index] = Instance(lazy, [declared]) if given_lazy else declared
     return ctx.default_signature.copy_modified(
-        arg_types=[accepting_lazy(t, lazy) for t in params.arg_types],
+        arg_types=accepted,
         arg_kinds=list(params.arg_kinds),
         arg_names=list(params.arg_names),
         variables=[*ctx.default_signature.variables, *params.variables],
@@ -157,6 +171,8 @@ def name_the_parameters(ctx: MethodContext) -> Type:
         if index >= len(params.arg_types):
             break
         declared = params.arg_types[index]
+        if has_type_vars(declared):
+            continue  # solved per call: mypy's own message says what was expected
         accepted = accepting_lazy(declared, lazy)
         for actual, expression in zip(actuals, ctx.args[index], strict=False):
             if not is_subtype(actual, accepted):
@@ -170,6 +186,39 @@ def name_the_parameters(ctx: MethodContext) -> Type:
     return ctx.default_return_type
 
 
+def generic_task(ctx: FunctionContext | MethodContext) -> Type:
+    """``@cs.task`` on a generic function (``def ident(x: T) -> T``): ``Task[[x: T], T]``.
+
+    The decorator's overloads tell ``async def`` functions from others by their return type,
+    and a generic function's ``T`` matches the coroutine one; the function's definition says
+    which it really is. Calls then solve ``T`` from their arguments."""
+    task = get_proper_type(ctx.default_return_type)
+    declared = get_proper_type(ctx.arg_types[0][0]) if ctx.arg_types and ctx.arg_types[0] else None
+    if not (
+        isinstance(task, Instance)
+        and task.type.fullname == TASK
+        and isinstance(declared, CallableType)
+        and declared.is_generic()
+    ):
+        return ctx.default_return_type
+    returns = declared.ret_type
+    awaited = get_proper_type(returns)
+    if (
+        isinstance(declared.definition, FuncDef)
+        and declared.definition.is_coroutine
+        and isinstance(awaited, Instance)
+        and awaited.type.fullname == "typing.Coroutine"
+    ):
+        returns = awaited.args[-1]
+    params = Parameters(
+        declared.arg_types,
+        declared.arg_kinds,
+        declared.arg_names,
+        variables=declared.variables,
+    )
+    return task.copy_modified(args=[params, returns])
+
+
 class CascadePlugin(Plugin):
     """Task calls: signatures from the task's function (see the module docstring)."""
 
@@ -179,7 +228,12 @@ class CascadePlugin(Plugin):
         return task_call_signature if fullname == TASK_CALL else None
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        if fullname in TASK_DECORATORS:
+            return generic_task
         return name_the_parameters if fullname == TASK_CALL else None
+
+    def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
+        return generic_task if fullname in TASK_DECORATORS else None
 
 
 def plugin(version: str) -> type[Plugin]:
