@@ -158,3 +158,42 @@ def test_an_interrupt_cancels_the_run_tears_resources_down_and_raises() -> None:
     # Nothing process-wide changed, and the next run works.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert inside_a_running_loop(lambda: cs.run(add(2, 2), log_level=None)) == 4
+
+
+def test_a_second_interrupt_stops_waiting_for_the_teardown() -> None:
+    started, tearing, release, finished = (threading.Event() for _ in range(4))
+    main = threading.main_thread().ident or 0
+
+    @cs.resource(name="slow_teardown_test_resource")
+    def slow() -> Iterator[str]:
+        yield "value"
+        tearing.set()
+        assert release.wait(timeout=60)
+        finished.set()
+
+    @cs.task
+    async def hold(value: str = cs.inject("slow_teardown_test_resource")) -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return value
+
+    def interrupt_twice() -> None:
+        assert started.wait(timeout=60)
+        signal.pthread_kill(main, signal.SIGINT)
+        assert tearing.wait(timeout=60)  # the first interrupt reached the run: it tears down
+        signal.pthread_kill(main, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_twice)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            inside_a_running_loop(lambda: cs.run(hold(), log_level=None))
+        # Back in the caller while the teardown still waits: it goes on in the worker.
+        assert tearing.is_set() and not finished.is_set()
+    finally:
+        release.set()
+        interrupter.join()
+    assert finished.wait(timeout=60)
+    for worker in [t for t in threading.enumerate() if t.name == "cascade-run"]:
+        worker.join(timeout=60)  # the run's thread ends once its teardown is done
+        assert not worker.is_alive()
