@@ -23,6 +23,11 @@ import cascade as cs
 
 REQUEST = contextvars.ContextVar("REQUEST", default="unset")
 
+#: Interrupts are SIGINT sent to the main thread, as a kernel's interrupt is on POSIX.
+posix_signals = pytest.mark.skipif(
+    not hasattr(signal, "pthread_kill"), reason="sends SIGINT to a thread (POSIX)"
+)
+
 
 def inside_a_running_loop(call: Callable[[], Any]) -> Any:
     """``call()`` from a coroutine of a loop running in this thread, as a cell runs in a kernel."""
@@ -123,6 +128,7 @@ def test_log_lines_are_the_same(caplog: pytest.LogCaptureFixture) -> None:
     assert any("add" in line for line in inside)
 
 
+@posix_signals
 def test_an_interrupt_cancels_the_run_tears_resources_down_and_raises() -> None:
     started = threading.Event()
     events: list[str] = []
@@ -160,6 +166,7 @@ def test_an_interrupt_cancels_the_run_tears_resources_down_and_raises() -> None:
     assert inside_a_running_loop(lambda: cs.run(add(2, 2), log_level=None)) == 4
 
 
+@posix_signals
 def test_a_second_interrupt_stops_waiting_for_the_teardown() -> None:
     started, tearing, release, finished = (threading.Event() for _ in range(4))
     main = threading.main_thread().ident or 0
