@@ -13,7 +13,9 @@ from cascade.runtime.plan import RunPlan
 from cascade.spec.task import Task
 
 
-def with_run_resources(plan: RunPlan, task: Task[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+def with_run_resources(
+    plan: RunPlan, task: Task[..., Any], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """``kwargs`` (copied) with the run-scoped resource instances ``task`` injects, where the
     call does not pass the parameter itself. Both routes inject through here; task-scoped
     resources are the attempt's (``cascade.runtime.attempt``), set up before this."""
