@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     )
     from cascade.records import RecordOptions, RunStore
 
-T = TypeVar("T")
-K = TypeVar("K")
+_T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 class RunOptions(TypedDict, total=False):
@@ -103,22 +103,22 @@ def __dir__() -> list[str]:
 
 @overload
 async def run_async(
-    target: LazyResult[T],
+    target: LazyResult[_T],
     params: Mapping[str, Any] | None = None,
     **options: Unpack[RunOptions],
-) -> T: ...
+) -> _T: ...
 @overload
 async def run_async(
-    target: Sequence[LazyResult[T]],
+    target: Sequence[LazyResult[_T]],
     params: Mapping[str, Any] | None = None,
     **options: Unpack[RunOptions],
-) -> list[T]: ...
+) -> list[_T]: ...
 @overload
 async def run_async(
-    target: Mapping[K, LazyResult[T]],
+    target: Mapping[_K, LazyResult[_T]],
     params: Mapping[str, Any] | None = None,
     **options: Unpack[RunOptions],
-) -> dict[K, T]: ...
+) -> dict[_K, _T]: ...
 async def run_async(
     target: Any,
     params: Mapping[str, Any] | None = None,
@@ -167,22 +167,22 @@ async def run_async(
 
 @overload
 def run(
-    target: LazyResult[T],
+    target: LazyResult[_T],
     params: Mapping[str, Any] | None = None,
     **options: Unpack[RunOptions],
-) -> T: ...
+) -> _T: ...
 @overload
 def run(
-    target: Sequence[LazyResult[T]],
+    target: Sequence[LazyResult[_T]],
     params: Mapping[str, Any] | None = None,
     **options: Unpack[RunOptions],
-) -> list[T]: ...
+) -> list[_T]: ...
 @overload
 def run(
-    target: Mapping[K, LazyResult[T]],
+    target: Mapping[_K, LazyResult[_T]],
     params: Mapping[str, Any] | None = None,
     **options: Unpack[RunOptions],
-) -> dict[K, T]: ...
+) -> dict[_K, _T]: ...
 def run(
     target: Any,
     params: Mapping[str, Any] | None = None,
