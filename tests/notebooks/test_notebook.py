@@ -190,7 +190,7 @@ def test_a_failed_run_is_a_table_of_its_failures(
 ) -> None:
     data = _result(executed["failed"])
     table = data["text/html"]
-    assert "<caption>2 task(s) failed: explode-" in table
+    assert "<caption>2 task(s) failed</caption>" in table
     assert table.count(">ValueError</td>") == 2
     assert "row 1 is broken" in table and "row 3 is broken" in table
     assert "RunFailed('2 task(s) failed: explode-" in data["text/plain"]

@@ -84,9 +84,11 @@ def run_in_worker_thread(
 
     context = contextvars.copy_context()
     worker = threading.Thread(target=context.run, args=(work,), name=name, daemon=True)
-    worker.start()
     try:
-        # Event.wait is interruptible on POSIX: SIGINT's KeyboardInterrupt arrives here.
+        # Inside the try: an interrupt can arrive while start() waits for the thread to run,
+        # by which time the run may be under way. Event.wait is interruptible on POSIX:
+        # SIGINT's KeyboardInterrupt arrives here.
+        worker.start()
         handoff.finished.wait()
     except KeyboardInterrupt:
         handoff.started.wait()
