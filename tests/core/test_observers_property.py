@@ -7,7 +7,8 @@ calls that fail once, fallbacks, ``run_if``, maps, tasks that return their part 
 run time, run- and task-scoped resources, a pool, timeouts that do not fire, and failures, in
 stop and continue mode. The observer sets: nobody, the INFO log (what ``cs.run`` does by
 default), the WARNING log, a call hook, a subscriber to every event, a subscriber to attempt
-ends only, the run recorder (``record=``, a real SQLite file) and the tracer with an SDK.
+ends only, one to bulk successes, the run recorder (``record=``, a real SQLite file) and the
+tracer with the OpenTelemetry SDK.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cascade as cs
+import cascade_otel
 from cascade import events
 
 pytestmark = pytest.mark.timeout(600)
@@ -312,6 +317,7 @@ OBSERVER_SETS = [
     "ends",
     "bulk_successes",
     "record",
+    "tracer",
 ]
 
 
@@ -329,6 +335,10 @@ def _engine(observers: str, executor: str, seen: Seen, tmp: Path) -> tuple[cs.En
         engine.bus.subscribe(events.TasksSucceeded, seen.take)
     elif observers == "record":
         options["record"] = str(tmp / "runs.sqlite3")
+    elif observers == "tracer":  # the OpenTelemetry SDK, spans kept in memory
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        assert cascade_otel.instrument(engine, tracer_provider=provider) is not None
     return engine, options
 
 
@@ -448,5 +458,5 @@ def test_every_observer_set_sees_the_same_run_on_processes(
 ) -> None:
     for spec in case["nodes"]:
         spec["kind"] = "sync" if spec["kind"] == "async" else spec["kind"]
-    sets = ["none", "info", "every_event", "record"]
+    sets = ["none", "info", "every_event", "record", "tracer"]
     _check(case, "processes", tmp_path_factory.mktemp("observers"), sets)
