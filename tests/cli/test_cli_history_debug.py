@@ -193,16 +193,6 @@ def test_list_shows_stored_size_prune_keeps_the_latest_and_cache_info_separates(
 
 # -- the report in a real browser ------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 REPORTED = """
 import logging
@@ -241,55 +231,48 @@ flow = total(fetch.map(list(range(10))), fan_out(5))
 
 @pytest.mark.slow
 def test_the_report_opens_a_traceback_block_and_shows_map_counts_and_grouped_calls(
-    folder: Folder,
+    folder: Folder, chromium_browser: Any
 ) -> None:
-    import os
-
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is not installed: `python dev.py test` installs Debian's chromium")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     (folder.root / "reported.py").write_text(REPORTED)
     assert folder.cascade("run", "reported.py:flow", "--keep-going", "--pool", "api=1").code == 1
     report = folder.root / "run.html"
     assert folder.cascade("runs", "report", "last", "-o", str(report)).code == 0
 
-    with playwright_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(report.as_uri())
-            # the header names the real failures
-            facts = page.locator("table.facts").inner_text()
-            assert "fetch-3: LookupError: page 3 is empty" in facts
-            assert "fetch-7: LookupError: page 7 is empty" in facts
-            # a traceback block opens on click, with the worker-side frame and the log line
-            block = page.locator("details.error").filter(has_text="fetch-3").first
-            traceback = block.locator("pre.traceback")
-            assert not traceback.is_visible()
-            block.locator("summary").click()
-            assert traceback.is_visible()
-            text = traceback.inner_text()
-            assert "in fetch" in text and "LookupError: page 3 is empty" in text
-            assert "page 3 came back empty" in block.inner_text()
-            # the map node shows its counts; the five calls fan_out returned are one node
-            mapped = page.locator("g.node[data-kind='map']")
-            # (SVG text: text_content, an SVG element has no inner_text)
-            assert mapped.locator("text.counts").text_content() == "8/10 ✓ 2 ✗"
-            grouped = page.locator("g.node[data-kind='calls']")
-            assert grouped.count() == 1 and grouped.get_attribute("data-count") == "5"
-            assert "part ×5" in (grouped.text_content() or "")
-            # round ticks, none cut off at the right edge
-            ticks = page.locator("svg.timeline text.tick").all_text_contents()
-            assert ticks[0] == "0" and len(ticks) >= 3
-            width = page.locator("svg.timeline").bounding_box()
-            last = page.locator("svg.timeline text.tick").last.bounding_box()
-            assert width is not None and last is not None
-            assert last["x"] + last["width"] <= width["x"] + width["width"]
-            # a skipped-upstream call is a circle, not a diamond
-            assert page.locator("circle.skip.not-run").count() >= 1
-            # calls that waited for the pool show the wait, hatched, before their bar
-            waits = page.locator("rect.wait")
-            assert waits.count() >= 1
-            assert "for pool 'api'" in (waits.first.locator("title").text_content() or "")
-        finally:
-            browser.close()
+    page = chromium_browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.goto(report.as_uri())
+        # the header names the real failures
+        facts = page.locator("table.facts").inner_text()
+        assert "fetch-3: LookupError: page 3 is empty" in facts
+        assert "fetch-7: LookupError: page 7 is empty" in facts
+        # a traceback block opens on click, with the worker-side frame and the log line
+        block = page.locator("details.error").filter(has_text="fetch-3").first
+        traceback = block.locator("pre.traceback")
+        assert not traceback.is_visible()
+        block.locator("summary").click()
+        assert traceback.is_visible()
+        text = traceback.inner_text()
+        assert "in fetch" in text and "LookupError: page 3 is empty" in text
+        assert "page 3 came back empty" in block.inner_text()
+        # the map node shows its counts; the five calls fan_out returned are one node
+        mapped = page.locator("g.node[data-kind='map']")
+        # (SVG text: text_content, an SVG element has no inner_text)
+        assert mapped.locator("text.counts").text_content() == "8/10 ✓ 2 ✗"
+        grouped = page.locator("g.node[data-kind='calls']")
+        assert grouped.count() == 1 and grouped.get_attribute("data-count") == "5"
+        assert "part ×5" in (grouped.text_content() or "")
+        # round ticks, none cut off at the right edge
+        ticks = page.locator("svg.timeline text.tick").all_text_contents()
+        assert ticks[0] == "0" and len(ticks) >= 3
+        width = page.locator("svg.timeline").bounding_box()
+        last = page.locator("svg.timeline text.tick").last.bounding_box()
+        assert width is not None and last is not None
+        assert last["x"] + last["width"] <= width["x"] + width["width"]
+        # a skipped-upstream call is a circle, not a diamond
+        assert page.locator("circle.skip.not-run").count() >= 1
+        # calls that waited for the pool show the wait, hatched, before their bar
+        waits = page.locator("rect.wait")
+        assert waits.count() >= 1
+        assert "for pool 'api'" in (waits.first.locator("title").text_content() or "")
+    finally:
+        page.close()

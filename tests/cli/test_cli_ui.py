@@ -26,16 +26,6 @@ from cli_helpers import base_env, cascade_script, png_colours, run_cascade, wait
 
 pytestmark = pytest.mark.timeout(240)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: How long a page may take to show what the store holds (generous: the machine is shared).
 WAIT_MS = 30_000
 
@@ -204,18 +194,8 @@ def serve(folder: Folder) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(
-            f"{CHROMIUM} is not installed: `python dev.py test` installs Debian's chromium "
-            "package with apt-get when it runs as root; this machine could not"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+def browser(chromium_browser: Any) -> Any:
+    return chromium_browser
 
 
 @pytest.fixture

@@ -30,19 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Route, expect, sync_playwright
+from playwright.sync_api import Route, expect
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # The public modules (the layering contract in the root pyproject.toml names the same ones).
 PUBLIC_MODULES = [
@@ -224,13 +214,9 @@ def served(site: Path) -> Iterator[str]:
         thread.join()
 
 
-def test_the_site_renders_in_headless_chromium_without_the_network(served: str) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"{CHROMIUM} is not installed: `python dev.py test` installs Debian's chromium "
-            "package (apt-get install chromium)",
-            pytrace=False,
-        )
+def test_the_site_renders_in_headless_chromium_without_the_network(
+    served: str, chromium_browser: Any
+) -> None:
     elsewhere: list[str] = []
 
     def only_here(route: Route) -> None:
@@ -240,50 +226,48 @@ def test_the_site_renders_in_headless_chromium_without_the_network(served: str) 
             elsewhere.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.route("**/*", only_here)
-            failed: list[str] = []
-            page.on("requestfailed", lambda request: failed.append(request.url))
+    page = chromium_browser.new_page()
+    try:
+        page.route("**/*", only_here)
+        failed: list[str] = []
+        page.on("requestfailed", lambda request: failed.append(request.url))
 
-            # The home page: the theme's stylesheet applied, and the navigation's sections.
-            page.goto(f"{served}/index.html")
-            expect(page.locator("article h1").first).to_contain_text("Cascade")
-            nav = page.locator("nav.md-nav--primary")
-            for section in ("Getting started", "Tutorials", "How-to guides", "Reference"):
-                expect(nav.get_by_text(section, exact=True).first).to_be_attached()
-            header_height = page.locator("header.md-header").evaluate(
-                "element => element.getBoundingClientRect().height"
-            )
-            assert header_height > 0  # Material's stylesheet laid the header out
+        # The home page: the theme's stylesheet applied, and the navigation's sections.
+        page.goto(f"{served}/index.html")
+        expect(page.locator("article h1").first).to_contain_text("Cascade")
+        nav = page.locator("nav.md-nav--primary")
+        for section in ("Getting started", "Tutorials", "How-to guides", "Reference"):
+            expect(nav.get_by_text(section, exact=True).first).to_be_attached()
+        header_height = page.locator("header.md-header").evaluate(
+            "element => element.getBoundingClientRect().height"
+        )
+        assert header_height > 0  # Material's stylesheet laid the header out
 
-            # A tutorial: its code block is highlighted (Pygments' spans).
-            page.goto(f"{served}/tutorials/etl.html")
-            code = page.locator("div.highlight pre code", has_text="cs.run(").first
-            code.scroll_into_view_if_needed()
-            expect(code).to_be_visible()
-            assert code.locator("span.k, span.kn").count() > 0
-            active = page.locator('nav.md-nav--primary a.md-nav__link--active[href="etl.html"]')
-            expect(active).to_contain_text("ETL")
+        # A tutorial: its code block is highlighted (Pygments' spans).
+        page.goto(f"{served}/tutorials/etl.html")
+        code = page.locator("div.highlight pre code", has_text="cs.run(").first
+        code.scroll_into_view_if_needed()
+        expect(code).to_be_visible()
+        assert code.locator("span.k, span.kn").count() > 0
+        active = page.locator('nav.md-nav--primary a.md-nav__link--active[href="etl.html"]')
+        expect(active).to_contain_text("ETL")
 
-            # An API page: RetryPolicy's entry, its signature and its fields.
-            page.goto(f"{served}/reference/api/cascade.html#cascade.RetryPolicy")
-            entry = page.locator('[id="cascade.RetryPolicy"]')
-            expect(entry).to_be_visible()
-            expect(entry).to_contain_text("RetryPolicy")
-            expect(page.locator('[id="cascade.RetryPolicy.retries"]')).to_be_attached()
-            expect(page.locator('[id="cascade.run"]')).to_be_attached()
+        # An API page: RetryPolicy's entry, its signature and its fields.
+        page.goto(f"{served}/reference/api/cascade.html#cascade.RetryPolicy")
+        entry = page.locator('[id="cascade.RetryPolicy"]')
+        expect(entry).to_be_visible()
+        expect(entry).to_contain_text("RetryPolicy")
+        expect(page.locator('[id="cascade.RetryPolicy.retries"]')).to_be_attached()
+        expect(page.locator('[id="cascade.run"]')).to_be_attached()
 
-            # The theme's script and the local search index work: searching finds the entry.
-            search = page.locator("input.md-search__input")
-            search.click()
-            search.press_sequentially("RetryPolicy")
-            results = page.locator("li.md-search-result__item")
-            expect(results.first).to_be_visible(timeout=30_000)
-            expect(page.locator(".md-search-result")).to_contain_text("RetryPolicy")
-        finally:
-            browser.close()
+        # The theme's script and the local search index work: searching finds the entry.
+        search = page.locator("input.md-search__input")
+        search.click()
+        search.press_sequentially("RetryPolicy")
+        results = page.locator("li.md-search-result__item")
+        expect(results.first).to_be_visible(timeout=30_000)
+        expect(page.locator(".md-search-result")).to_contain_text("RetryPolicy")
+    finally:
+        page.close()
     assert not elsewhere, f"the pages asked another host for: {elsewhere}"
     assert not failed, f"requests that failed: {failed}"
