@@ -152,6 +152,9 @@ def test_the_logging_configuration_is_left_alone_unless_the_application_allows_i
     root = logging.getLogger()
     root.setLevel(logging.WARNING)  # Python's default: INFO records are never made
     seen_levels: list[int] = []
+    records = cs.records
+    # The library's default (a `cascade` command run in this process may have allowed it).
+    records.allow_capture_below_root_level(False)
 
     @cs.task
     def informs(n: int) -> int:
@@ -165,7 +168,6 @@ def test_the_logging_configuration_is_left_alone_unless_the_application_allows_i
     assert [line.message for line in attempts[-1].logs] == ["warning 1"]
     assert seen_levels == [logging.WARNING] and root.level == logging.WARNING
 
-    records = cs.records
     records.allow_capture_below_root_level()  # what the `cascade` command does
     try:
         assert run(informs(2), record=True) == 2
