@@ -24,9 +24,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium_browser() -> Iterator[Any]:
-    """A launched Chromium, shared by the session's browser tests."""
+    """A launched Chromium for one test. Not shared longer: Playwright's sync API keeps an
+    event loop running in the main thread while it is open, and ``asyncio.run`` in later tests
+    would find it."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(
             f"{CHROMIUM} is not installed: `python dev.py test` installs Debian's chromium "

@@ -193,7 +193,7 @@ def serve(folder: Folder) -> Iterator[Any]:
         assert code == 0, (code, out, err)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser(chromium_browser: Any) -> Any:
     return chromium_browser
 
