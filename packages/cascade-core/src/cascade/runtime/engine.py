@@ -161,7 +161,7 @@ class Engine:
             with frozen_collector(self.freeze_gc):
                 run = Run(plan, shape)
                 if session is not None:
-                    session.watch(run)  # whose logs are whose, on the fast path
+                    session.watch(run.state)  # whose logs are whose, on the fast path
                 values = await run.execute()
         finally:
             if session is not None:

@@ -1,6 +1,6 @@
-"""A node's inputs: its arguments built from upstream results, the run-scoped resources it
-injects, and, for executors that keep results elsewhere (``returns_references``), the values
-fetched for the inputs that need them."""
+"""A node's inputs: its arguments built from upstream results and, for executors that keep
+results elsewhere (``returns_references``), the values fetched for the inputs that need
+them."""
 
 from __future__ import annotations
 
@@ -10,21 +10,6 @@ from typing import Any
 from cascade.executors import Executor
 from cascade.graph.build import KIND_MAP, Node, resolve_nested
 from cascade.runtime.plan import RunPlan
-from cascade.spec.task import Task
-
-
-def with_run_resources(
-    plan: RunPlan, task: Task[..., Any], kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """``kwargs`` (copied) with the run-scoped resource instances ``task`` injects, where the
-    call does not pass the parameter itself. Both routes inject through here; task-scoped
-    resources are the attempt's (``cascade.runtime.attempt``), set up before this."""
-    kwargs = dict(kwargs)
-    instances = plan.resources.instances
-    for param, name in task.injections:
-        if param not in kwargs:
-            kwargs[param] = instances[name]
-    return kwargs
 
 
 def arguments(

@@ -3,10 +3,12 @@
 A ``Limiter`` is a counting slot limit (the run's ``max_concurrency``, a task's
 ``concurrency``, a named pool); a ``TokenBucket`` is a rate (a task's ``rate_limit``, a pool's).
 Both serve waiters highest priority first, in arrival order among equals, and both hand what
-they free straight to the next waiter. Waiters are plain callbacks so the scheduler can queue a
-node instead of parking a coroutine for it, and nothing here runs a waiter's work inside
-``release`` (that once made a wide fan-out recurse on failure). A waiter that needs more than
-is free waits at the head of the queue: later, smaller requests do not overtake it.
+they free straight to the next waiter. Waiters are plain callbacks, one form for both routes
+(``cascade.runtime.call.pass_gates``; a coroutine waits on a future such a callback sets),
+so the scheduler can queue a node instead of parking a coroutine for it, and nothing here
+runs a waiter's work inside ``release`` (that once made a wide fan-out recurse on failure). A
+waiter that needs more than is free waits at the head of the queue: later, smaller requests
+do not overtake it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _order = itertools.count()
 
 
 #: A waiter: (-priority, arrival, weight, what to call when it passes, whose it is).
-_Waiter = tuple[int, int, int, Callable[[], None], object]
+Waiter = tuple[int, int, int, Callable[[], None], object]
 
 
 def arrival() -> int:
@@ -40,7 +42,7 @@ class _Gate:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.waiters: list[_Waiter] = []
+        self.waiters: list[Waiter] = []
 
     def queued(self) -> int:
         return len(self.waiters)
@@ -51,44 +53,24 @@ class _Gate:
         weight: int = 1,
         priority: int = 0,
         owner: object = None,
-    ) -> None:
-        """Call ``on_pass()`` once ``weight`` has been taken for it (it must be cheap and must
-        not release anything itself: queue the work, do not run it)."""
-        heapq.heappush(self.waiters, (-priority, next(_order), weight, on_pass, owner))
-        self._serve()
-
-    async def acquire(
-        self,
-        weight: int = 1,
-        priority: int = 0,
-        owner: object = None,
         place: int | None = None,
-    ) -> None:
-        """Wait for ``weight`` (for coroutines: the policy route); ``place`` is the waiter's
-        ``arrival()`` when it has one already (a retry), else it joins the end of its
-        priority."""
-        if not self.waiters and self.try_enter(weight):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def hand_over() -> None:
-            if future.done():  # cancelled, its task not yet woken: pass it on
-                self.leave(weight)
-            else:
-                future.set_result(None)
-
-        entry = (-priority, next(_order) if place is None else place, weight, hand_over, owner)
-        heapq.heappush(self.waiters, entry)
+    ) -> Waiter:
+        """Call ``on_pass()`` once ``weight`` has been taken for it (it must be cheap and must
+        not release anything itself: queue the work, do not run it). ``place`` is the
+        waiter's ``arrival()`` when it has one already (a retry), else it joins the end of
+        its priority. Returns the waiter, for ``drop``."""
+        waiter = (-priority, next(_order) if place is None else place, weight, on_pass, owner)
+        heapq.heappush(self.waiters, waiter)
         self._serve()
+        return waiter
+
+    def drop(self, waiter: Waiter) -> None:
+        """Take a waiter out of the queue (it gave up: cancelled), if it is still there."""
         try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.leave(weight)  # it had been handed over already
-            elif entry in self.waiters:
-                self.waiters.remove(entry)  # still queued: leave the queue
-                heapq.heapify(self.waiters)
-            raise
+            self.waiters.remove(waiter)
+        except ValueError:
+            return
+        heapq.heapify(self.waiters)
 
     def close(self, owner: object = None) -> None:
         """Drop the waiters of ``owner`` (a run that is stopping: nothing more of it starts),

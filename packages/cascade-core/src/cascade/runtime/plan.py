@@ -5,6 +5,11 @@ needs are ordered (run-scoped, task-scoped, and those set up remotely by executo
 themselves), limits are made, and the bus is asked once which events anyone wants. A bad
 param, an unknown executor or resource, or a resource cycle fails here, naming the culprit,
 before anything has started.
+
+The plan holds decisions only; what changes while the run runs is the run's state
+(``cascade.runtime.state``). A graph a task returns at run time is planned as it arrives
+(``learn_task``): the plan grows by the decisions for its new tasks, and decides nothing
+differently for the tasks it knew.
 """
 
 from __future__ import annotations
@@ -12,16 +17,12 @@ from __future__ import annotations
 import asyncio
 import pickle
 import random
-import time
 from collections.abc import Callable, Mapping
-from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 from uuid import uuid4
 
 from cascade.bus import MessageBus
 from cascade.events import (
-    SucceededAttempt,
-    TaskEvent,
     TaskExecutionFinished,
     TaskExecutionStarted,
     TaskNamed,
@@ -29,11 +30,10 @@ from cascade.events import (
     TaskSkipped,
     TasksSucceeded,
     TaskWaiting,
-    make_event,
 )
 from cascade.executors import Executor, PlainSubmit, TaskCall
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
-from cascade.resources import ResourceStack, plan_resources
+from cascade.resources import plan_resources
 from cascade.runtime.limits import Gate, Limiter, TokenBucket, Weighted
 from cascade.runtime.outcome import CONTINUE, STOP, check_failure_mode
 from cascade.spec.cache_policy import CachePolicy
@@ -41,13 +41,6 @@ from cascade.spec.params import ParamError
 from cascade.spec.pools import Pool
 from cascade.spec.resource import ResourceDefinition, declared_resources
 from cascade.spec.task import MISSING, Param, Task
-
-#: What ``publish_succeeded`` reads of each node, task and executor entry, in C.
-_LAZY = attrgetter("lazy")
-_TASK = attrgetter("task")
-_ID = attrgetter("id")
-_NAME = attrgetter("name")
-_FIRST = itemgetter(0)
 
 
 class PoolError(ValueError):
@@ -83,6 +76,9 @@ class EngineSettings(Protocol):
 class RunPlan:
     """The decisions of one run, shared by the scheduler, the policies and the attempts."""
 
+    #: The executor of each task (by ``id(task)``): its name and instance.
+    executor_of_task: dict[int, tuple[str, Executor]]
+
     def __init__(
         self,
         engine: EngineSettings,
@@ -113,23 +109,15 @@ class RunPlan:
         self.params, self.unclaimed = resolve_params(graph, params)
         self._plan_executors(engine)
         self._plan_resources(engine.resource_providers())
-        self.resources = ResourceStack(self.bus, self.run_id)
         self.call_hooks = tuple(engine.call_hooks)
         #: Whether each attempt is marked in its context (``cascade.records.capture``): set
         #: for a recorded run that captures what tasks log.
         self.tag_attempts = False
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
+        #: The shared limiter of each task with ``concurrency=``, by ``id(task)``.
         self.task_limiters: dict[int, Limiter] = {}
         self._plan_pools(dict(pools or {}), engine.pool_gates)
         self.rng = random.Random()
-        #: Set once the run has decided to stop (the first failure of a stop-mode run, a map
-        #: item's included): from then on no attempt starts, even one already past its gates.
-        self.halted = False
-        #: For nodes added at run time: node index → id of the task that returned them.
-        self.parent_of: dict[int, str] = {}
-        #: Futures of attempts that cannot be stopped (sync work in threads): the run waits for
-        #: them before it ends, so nothing outlives the resources it uses.
-        self.unstoppable: set[asyncio.Future[Any]] = set()
         bus = self.bus
         self.want_started = bus.wants(TaskExecutionStarted)
         self.want_succeeded = bus.wants(TaskExecutionFinished, status="Succeeded")
@@ -140,14 +128,6 @@ class RunPlan:
         self.want_waiting = bus.wants(TaskWaiting)
         self.want_bulk_successes = bus.wants(TasksSucceeded)
         self.want_named = bus.wants(TaskNamed)
-        #: Succeeded attempts not published yet in a ``TasksSucceeded`` (see
-        #: ``note_succeeded``), and the direct route's own: node indices and end times, their
-        #: start times being in ``started_at`` (see ``publish_succeeded``).
-        self.succeeded: list[SucceededAttempt] = []
-        self.succeeded_nodes: list[int] = []
-        self.succeeded_ends: list[float] = []
-        #: Calls that waited at a gate: task id → (since, what for), read when they start.
-        self.waits: dict[str, tuple[float, list[str]]] = {}
         #: Whether a direct-route call is built as a ``TaskCall``: only for call hooks,
         #: which see and change each attempt (its context, its carrier). Who listens never
         #: decides it: the direct route publishes the start and end of a call without a
@@ -162,14 +142,10 @@ class RunPlan:
             or self.want_cancelled
             or self.want_bulk_successes
         )
-        #: When attempt ends are wanted but attempts are not observed, a direct-route call is
-        #: reported with the start and end times kept here, by node index (a float per node:
-        #: nothing for the GC), written by the call where it runs (``cascade.runtime.clock``);
-        #: the graph's growth extends them.
-        self.started_at: list[float] | None = (
-            [0.0] * len(graph.nodes) if self.report_plain else None
-        )
-        self.ended_at: list[float] | None = [0.0] * len(graph.nodes) if self.report_plain else None
+        #: Whether such calls note when their own code ran (``cascade.runtime.clock``): only
+        #: when a success's times are wanted (a failure's end is when the run hears of it).
+        #: The wrapper changes nothing a task can see; it only fills the events' times.
+        self.time_plain = self.report_plain and (self.want_succeeded or self.want_bulk_successes)
         #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
         self.plain_submit: dict[int, PlainSubmit | None] = {
             key: None if self.builds_calls else getattr(executor, "submit_plain", None)
@@ -185,14 +161,7 @@ class RunPlan:
         by_spec: dict[Any, tuple[str, Executor]] = {default_name: self.default_executor}
         by_spec[None] = self.default_executor
         self._executor_by_spec = by_spec
-        #: Executors and tasks met at run time that are not started or set up yet.
-        self.unprepared_executors: list[Executor] = []
-        self.unprepared: set[int] = set()
-        #: Executors started for this run, in order; the run shuts them down in reverse.
-        self.started_executors: list[Executor] = []
-        #: Held while a task met at run time is prepared (see ``prepare_task``).
-        self.preparing = asyncio.Lock()
-        self.executor_of_task: dict[int, tuple[str, Executor]] = {}
+        self.executor_of_task = {}
         for node in self.graph.nodes:
             task = node.lazy.task
             if task is None or id(task) in self.executor_of_task:
@@ -240,26 +209,33 @@ class RunPlan:
 
     # -- tasks that join the run while it runs (returned graphs) ------------------------------
 
-    def learn_task(self, task: Task[..., Any]) -> bool:
+    def learn_task(self, task: Task[..., Any]) -> tuple[Executor | None, list[str]]:
         """Plan a task first met at run time, as the run's own tasks were planned. Returns
-        whether it is ready to run; if not (its executor or a run-scoped resource it needs is
-        new to this run), ``prepare_task`` must be awaited first."""
+        what the run must start before its first call: its executor when it is new to the
+        run, and the run-scoped resources it injects that the run sets up (in order); a task
+        planned already returns nothing to start."""
         if id(task) in self.executor_of_task:
-            return id(task) not in self.unprepared
+            return None, []
         spec = task.executor
         key = spec if isinstance(spec, str) or spec is None else id(spec)
         known = self._executor_by_spec.get(key if spec is not None else None)
-        ready = True
+        new_executor = None
         if known is None:
             known = self._engine.resolve_executor(spec)
             self._executor_by_spec[key] = known
-            self.unprepared_executors.append(known[1])
-            ready = False
+            new_executor = known[1]
+            self.executors.append(new_executor)
+            self.has_references = self.has_references or new_executor.returns_references
         self.executor_of_task[id(task)] = known
         self.plain_submit[id(task)] = (
             None if self.builds_calls else getattr(known[1], "submit_plain", None)
         )
+        if task.concurrency is not None:
+            self.task_limiters[id(task)] = Limiter(
+                task.concurrency, f"concurrency of task '{task.name}'"
+            )
         needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+        run_scoped: list[str] = []
         if known[1].remote_resources:
             # Set up where the call runs, by the executor, as for the run's own tasks.
             for name in plan_resources(self.providers, needs):
@@ -268,35 +244,18 @@ class RunPlan:
             for name in plan_resources(self.providers, needs):
                 if self.providers[name].scope == "task":
                     self.task_resources.add(name)
-                elif name not in self.resources.instances:
-                    ready = False
-        if not ready:
-            self.unprepared.add(id(task))
-        return ready
+                else:
+                    run_scoped.append(name)
+        return new_executor, run_scoped
 
-    async def prepare_task(self, task: Task[..., Any]) -> None:
-        """Start what a task met at run time needs: its executor, its run-scoped resources.
-
-        Many calls of a new task (a fan-out) arrive here at once; one at a time goes in, so
-        an executor is started and a run-scoped resource set up once per run, and the others
-        find them ready (an async setup suspends while they wait)."""
-        async with self.preparing:
-            if id(task) not in self.unprepared:
-                return
-            while self.unprepared_executors:
-                executor = self.unprepared_executors[-1]
-                await executor.start()
-                self.unprepared_executors.pop()
-                self.started_executors.append(executor)
-                self.executors.append(executor)
-                self.has_references = self.has_references or executor.returns_references
-            if not self.executor_for(task)[1].remote_resources:
-                needs = [(res, f"task '{task.name}'") for _, res in task.injections]
-                for name in plan_resources(self.providers, needs):
-                    definition = self.providers[name]
-                    if definition.scope == "run" and name not in self.resources.instances:
-                        await self.resources.enter(definition, self.resources.instances)
-            self.unprepared.discard(id(task))
+    def run_resources_of(self, task: Task[..., Any]) -> list[str]:
+        """The run-scoped resources a task injects, dependencies first."""
+        needs = [(res, f"task '{task.name}'") for _, res in task.injections]
+        return [
+            name
+            for name in plan_resources(self.providers, needs)
+            if self.providers[name].scope == "run"
+        ]
 
     # -- resources -------------------------------------------------------------------------
 
@@ -358,10 +317,18 @@ class RunPlan:
         ] = {}
         for node in self.graph.nodes:
             lazy = node.lazy
-            if lazy.task is not None and (lazy.pools or lazy.task.rate is not None):
+            task = lazy.task
+            if task is None:
+                continue
+            if lazy.pools or task.rate is not None:
                 self.attempt_gates(node)  # checks every pool a call asks for, before running
+            if task.concurrency is not None and id(task) not in self.task_limiters:
+                self.task_limiters[id(task)] = Limiter(
+                    task.concurrency, f"concurrency of task '{task.name}'"
+                )
         #: Whether any call has a gate to pass; when none has (the common case), the direct
-        #: route skips gate bookkeeping entirely (benchmarks/run.py, the fan-out rows).
+        #: route skips gate bookkeeping entirely (benchmarks/run.py, the fan-out rows). A
+        #: task met at run time with a rate of its own turns it on (``attempt_gates``).
         self.gated = bool(self.limiter or self.pool_limiters or self.task_rates)
 
     def attempt_gates(self, node: Node) -> tuple[Weighted, ...]:
@@ -416,95 +383,6 @@ class RunPlan:
             found = self._attempt_gates[key] = (Weighted(self.limiter, 1), *gates)
         return found
 
-    def note_wait(self, node: Node, task_id: str, gate: Gate) -> None:
-        """A call waits at ``gate``: say so to whoever listens, and remember it for the
-        call's start event."""
-        if self.want_started or self.builds_calls:  # read by the start event or a hook
-            self.waits.setdefault(task_id, (time.monotonic(), []))[1].append(gate.name)
-        if self.want_waiting:
-            self.publish_task_event(
-                TaskWaiting, node, task_id, waiting_for=gate.name, queued=gate.queued() + 1
-            )
-
-    def note_succeeded(self, attempt: SucceededAttempt) -> None:
-        """Keep a succeeded attempt for the next ``TasksSucceeded``, published once this
-        event-loop pass is over: one event for a pass's worth of attempts rather than one
-        each (``benchmarks/bench_records.py``). The direct route keeps its own successes
-        without a call (``Run._node_done``)."""
-        if not self.succeeded and not self.succeeded_nodes:
-            self.loop.call_soon(self.publish_succeeded)
-        self.succeeded.append(attempt)
-
-    def publish_succeeded(self) -> None:
-        """Publish the succeeded attempts kept so far (also called before ``RunFinished``).
-
-        The direct route's successes become columns here, each built by one pass in C over
-        the node indices (and a column that is one value over and over, as a fan-out's task
-        names are, by repeating it): a wide run's successes cost two list appends each on
-        the loop rather than a call and a tuple (``benchmarks/bench_records.py``)."""
-        indices, rows = self.succeeded_nodes, self.succeeded
-        if not indices and not rows:
-            return
-        ends = self.succeeded_ends
-        self.succeeded_nodes, self.succeeded_ends, self.succeeded = [], [], []
-        columns: list[tuple[Any, ...]] = []
-        if indices:
-            count = len(indices)
-            lazies = list(map(_LAZY, map(self.graph.nodes.__getitem__, indices)))
-            tasks = list(map(_TASK, lazies))
-            if len(dict.fromkeys(map(id, tasks))) == 1:
-                names: tuple[str, ...] = (tasks[0].name,) * count
-                executors = (self.executor_for(tasks[0])[0],) * count
-            else:
-                names = tuple(map(_NAME, tasks))
-                executors = tuple(
-                    map(_FIRST, map(self.executor_of_task.__getitem__, map(id, tasks)))
-                )
-            started_at = self.started_at
-            assert started_at is not None
-            columns = [
-                tuple(map(_ID, lazies)),
-                names,
-                tuple(map(self.parent_of.get, indices)) if self.parent_of else (None,) * count,
-                (1,) * count,
-                tuple(map(started_at.__getitem__, indices)),
-                tuple(ends),
-                executors,
-            ]
-        if rows:
-            more = list(zip(*rows, strict=True))
-            columns = [a + b for a, b in zip(columns, more, strict=True)] if columns else more
-        ids, names, parents, numbers, starts, ended, executors = columns
-        self.bus.publish(
-            make_event(
-                TasksSucceeded,
-                run_id=self.run_id,
-                task_ids=ids,
-                task_names=names,
-                parent_task_ids=parents,
-                attempt_numbers=numbers,
-                start_times=starts,
-                end_times=ended,
-                executors=executors,
-            )
-        )
-
-    def publish_task_event(
-        self, kind: type[TaskEvent], node: Node, task_id: str, **fields: Any
-    ) -> None:
-        """Publish a task event of ``node`` (or one of its map items, ``task_id``) with the
-        fields every task event has filled in: the run, the task and its parent."""
-        self.bus.publish(
-            make_event(
-                kind,
-                run_id=self.run_id,
-                task_id=task_id,
-                task_name=node.name,
-                parent_task_id=self.parent_of.get(node.index),
-                **fields,
-            )
-        )
-
     def all_gates(self) -> list[Gate]:
         gates: list[Gate] = [*self.pool_limiters.values(), *self.pool_rates.values()]
         gates += [*self.task_rates.values(), *self.task_limiters.values()]
@@ -513,14 +391,8 @@ class RunPlan:
         return gates
 
     def task_limiter(self, task: Task[..., Any]) -> Limiter | None:
-        """The shared limiter of a task with ``concurrency=``, made on first use."""
-        if task.concurrency is None:
-            return None
-        limiter = self.task_limiters.get(id(task))
-        if limiter is None:
-            limiter = Limiter(task.concurrency, f"concurrency of task '{task.name}'")
-            self.task_limiters[id(task)] = limiter
-        return limiter
+        """The shared limiter of a task with ``concurrency=``."""
+        return self.task_limiters.get(id(task)) if self.task_limiters else None
 
 
 def resolve_params(graph: Graph, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,8 +4,10 @@ condition → mapping (one chain per item) → concurrency limits (the task's, t
 → cache → fallback → retries → one attempt (``cascade.runtime.attempt``).
 
 ``run_node`` returns the node's value, or ``SKIPPED`` for a node whose condition was false.
-To add a policy, add a step here where it belongs in that order, and a check to
-``RunPlan.needs_policies`` so nodes that use it take this route.
+The steps of the call itself (arguments, gates, cache lookup and save, injection, submit,
+report) are the call pipeline's (``cascade.runtime.call``): a policy wraps them, it never
+re-implements one. To add a policy, add a step here where it belongs in that order, and a
+check to ``RunPlan.needs_policies`` so nodes that use it take this route.
 """
 
 from __future__ import annotations
@@ -14,42 +16,35 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from cascade.events import TaskNamed, TaskRetrying, TaskSkipped, describe_error, preview
+from cascade.events import TaskNamed, TaskRetrying, describe_error, preview
 from cascade.graph.build import KIND_MAP, Node
 from cascade.runtime.attempt import give_back, run_attempt, will_retry
+from cascade.runtime.call import cache_of, enter_gates, lookup, save
 from cascade.runtime.inputs import arguments
-from cascade.runtime.limits import Gate, arrival
+from cascade.runtime.limits import Weighted, arrival
 from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
-from cascade.runtime.plan import RunPlan
-from cascade.spec.cache_policy import CacheContext, CachePolicy
+from cascade.runtime.state import RunState
 from cascade.spec.run_name import call_name
 from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
 
 
-async def run_node(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
+async def run_node(state: RunState, node: Node, results: Sequence[Any]) -> Any:
     """Run one node with its policies, its inputs taken from ``results``."""
     lazy = node.lazy
     if lazy.condition is not MISSING:
         condition = results[node.condition] if node.condition >= 0 else lazy.condition
         if not condition:
-            publish_skip(plan, node, lazy.id, "ConditionFalse")
+            state.report.skipped(node, lazy.id, "ConditionFalse")
             return SKIPPED
-    args, kwargs = arguments(node, results, plan.graph.index_of)
+    args, kwargs = arguments(node, results, state.graph.index_of)
     if node.kind == KIND_MAP:
-        return await _run_map(plan, node, args, kwargs)
-    return await _limited(plan, node, lazy.id, args, kwargs)
-
-
-def publish_skip(
-    plan: RunPlan, node: Node, task_id: str, reason: str, upstream: str | None = None
-) -> None:
-    if plan.want_skipped:
-        plan.publish_task_event(TaskSkipped, node, task_id, reason=reason, upstream=upstream)
+        return await _run_map(state, node, args, kwargs)
+    return await _limited(state, node, lazy.id, args, kwargs)
 
 
 async def _run_map(
-    plan: RunPlan, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]
+    state: RunState, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[Any]:
     lazy = node.lazy
     assert isinstance(lazy, MappedLazyResult)
@@ -91,9 +86,9 @@ async def _run_map(
         item_kwargs = dict(kwargs)
         for key, column in kwarg_columns:
             item_kwargs[key] = column[k]
-        return _limited(plan, node, f"{lazy.id}[{k}]", tuple(item_args), item_kwargs)
+        return _limited(state, node, f"{lazy.id}[{k}]", tuple(item_args), item_kwargs)
 
-    items = [plan.loop.create_task(item_call(k)) for k in range(count)]
+    items = [state.loop.create_task(item_call(k)) for k in range(count)]
     if not items:
         return []
     # Items in the order they ended, so the failure raised is the one that failed first (the
@@ -102,7 +97,8 @@ async def _run_map(
     for item in items:
         item.add_done_callback(ended.append)
     # Stopping at the first failure cancels the other items; keeping going lets them finish.
-    until = asyncio.ALL_COMPLETED if plan.keep_going else asyncio.FIRST_EXCEPTION
+    keep_going = state.plan.keep_going
+    until = asyncio.ALL_COMPLETED if keep_going else asyncio.FIRST_EXCEPTION
     try:
         _, pending = await asyncio.wait(items, return_when=until)
     except asyncio.CancelledError:
@@ -116,7 +112,7 @@ async def _run_map(
             item.cancel()
         await asyncio.wait(pending)
     first = _retrieve(items, ended)
-    if first is not None and plan.keep_going and isinstance(first, Exception):
+    if first is not None and keep_going and isinstance(first, Exception):
         failures = {
             f"{lazy.id}[{k}]": item.exception()
             for k, item in enumerate(items)
@@ -143,45 +139,53 @@ def _retrieve(
 
 
 async def _limited(
-    plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    state: RunState, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """A node (or mapped item) inside its task's concurrency limit and the run's. In a
     stop-mode run its failure stops the run: that is decided here, as it fails, before the
     slots it frees wake anyone, so nothing waiting for them starts."""
     try:
-        return await _within_limits(plan, node, task_id, args, kwargs)
+        return await _within_limits(state, node, task_id, args, kwargs)
     except Exception:
-        if not plan.keep_going:
-            plan.halted = True
+        if not state.plan.keep_going:
+            state.halted = True
         raise
 
 
 async def _within_limits(
-    plan: RunPlan, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    state: RunState, node: Node, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    plan = state.plan
     task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
     if task.run_name is not None and plan.want_named:
-        plan.publish_task_event(TaskNamed, node, task_id, call_name=call_name(task, args, kwargs))
-    priority = node.lazy.priority
-    task_limiter = plan.task_limiter(task)
+        state.report.task_event(TaskNamed, node, task_id, call_name=call_name(task, args, kwargs))
+    limits = _limits_of(state, task)
+    if not limits:
+        return await _cached(state, node, task, task_id, args, kwargs, [])
     abandoned: list[asyncio.Future[Any]] = []  # every attempt's, see ``give_back``
-    if task_limiter is not None:
-        await _enter(plan, node, task_id, task_limiter, 1, priority)
+    await enter_gates(state, node, task_id, limits)
     try:
-        if plan.limiter is not None:
-            await _enter(plan, node, task_id, plan.limiter, 1, priority)
-        try:
-            return await _cached(plan, node, task, task_id, args, kwargs, abandoned)
-        finally:
-            if plan.limiter is not None:
-                give_back(plan, plan.limiter, 1, abandoned)
+        return await _cached(state, node, task, task_id, args, kwargs, abandoned)
     finally:
-        if task_limiter is not None:
-            give_back(plan, task_limiter, 1, abandoned)
+        for weighted in reversed(limits):
+            give_back(state, weighted.gate, weighted.weight, abandoned)
+
+
+def _limits_of(state: RunState, task: Task[..., Any]) -> tuple[Weighted, ...]:
+    """The limits a call holds for all its attempts: its task's ``concurrency``, then the
+    run's ``max_concurrency``."""
+    plan = state.plan
+    task_limiter = plan.task_limiter(task)
+    limits: tuple[Weighted, ...] = ()
+    if task_limiter is not None:
+        limits += (Weighted(task_limiter, 1),)
+    if plan.limiter is not None:
+        limits += (Weighted(plan.limiter, 1),)
+    return limits
 
 
 async def _cached(
-    plan: RunPlan,
+    state: RunState,
     node: Node,
     task: Task[..., Any],
     task_id: str,
@@ -189,35 +193,21 @@ async def _cached(
     kwargs: dict[str, Any],
     abandoned: list[asyncio.Future[Any]],
 ) -> Any:
-    policy = node.lazy.cache or plan.checkpoint
+    policy = cache_of(state, node, task, bool(args or kwargs))
     if policy is None:
-        return await _retried(plan, node, task, task_id, args, kwargs, abandoned)
-    context = CacheContext(task, task_id, args, kwargs)
-    hit, cached = policy.lookup(context)
+        return await _retried(state, node, task, task_id, args, kwargs, abandoned)
+    hit, cached, context = lookup(state, policy, node, task, task_id, args, kwargs)
     if hit:
-        # A value restored from the run this one resumes is a checkpoint, not a cache hit.
-        publish_skip(plan, node, task_id, "CacheHit" if node.lazy.cache else "Checkpoint")
         return cached
-    value = await _retried(plan, node, task, task_id, args, kwargs, abandoned)
+    value = await _retried(state, node, task, task_id, args, kwargs, abandoned)
+    plan = state.plan
     if plan.has_references:
         value = (await plan.executor_for(task)[1].materialize([value]))[0]
-    return save_result(policy, context, value)
-
-
-def save_result(policy: CachePolicy, context: CacheContext, value: Any) -> Any:
-    """Save a call's result under ``policy`` and return it; both routes save through here.
-
-    A task that returned a graph is saved as what it returned, the graph, not the value the
-    graph resolves to: each task in the graph runs under its own cache or checkpoint, keyed by
-    its own code and inputs. So a task in it that fell back or was skipped, whose code changed,
-    or that reads a param given another value, runs again instead of hiding behind the
-    parent's entry, and a cache never changes what runs (a tail call stays a tail call)."""
-    policy.save(context, value)
-    return value
+    return save(policy, context, value, node)
 
 
 async def _retried(
-    plan: RunPlan,
+    state: RunState,
     node: Node,
     task: Task[..., Any],
     task_id: str,
@@ -225,30 +215,26 @@ async def _retried(
     kwargs: dict[str, Any],
     abandoned: list[asyncio.Future[Any]],
 ) -> Any:
+    plan = state.plan
     lazy = node.lazy
     retry = lazy.retry
     timeout = lazy.timeout
     fallback = lazy.fallback
-    parent = plan.parent_of.get(node.index)
     gates = plan.attempt_gates(node)
     place = arrival()  # kept by every attempt: a retry keeps its place in a gate's queue
     attempt = 1
     while True:
-        entered = 0
         left_running: list[asyncio.Future[Any]] = []  # this attempt's, see ``give_back``
         try:
+            # Pool slots are held while an attempt runs, not between retries; every attempt
+            # takes a token of each rate.
+            await enter_gates(state, node, task_id, gates, place)
             try:
-                # Pool slots are held while an attempt runs, not between retries; every
-                # attempt takes a token of each rate.
-                for weighted in gates:
-                    await _enter(
-                        plan, node, task_id, weighted.gate, weighted.weight, lazy.priority, place
-                    )
-                    entered += 1
-                if plan.halted:  # the run decided to stop while this call waited
+                if state.halted:  # the run decided to stop while this call waited
                     raise asyncio.CancelledError
                 return await run_attempt(
-                    plan,
+                    state,
+                    node,
                     task,
                     task_id,
                     args,
@@ -256,14 +242,13 @@ async def _retried(
                     attempt,
                     timeout,
                     retry,
-                    parent=parent,
                     has_fallback=fallback is not MISSING,
                     abandoned=left_running,
                 )
             finally:
                 abandoned.extend(left_running)
-                for weighted in gates[:entered]:
-                    give_back(plan, weighted.gate, weighted.weight, left_running)
+                for weighted in gates:
+                    give_back(state, weighted.gate, weighted.weight, left_running)
         except Exception as exc:
             if retry is None or not will_retry(retry, attempt, exc):
                 if fallback is not MISSING:
@@ -271,7 +256,7 @@ async def _retried(
                 raise
             delay = retry.delay_before(attempt, plan.rng)
             if plan.want_retrying:
-                plan.publish_task_event(
+                state.report.task_event(
                     TaskRetrying,
                     node,
                     task_id,
@@ -284,20 +269,6 @@ async def _retried(
             attempt += 1
             if delay:
                 await asyncio.sleep(delay)
-
-
-async def _enter(
-    plan: RunPlan,
-    node: Node,
-    task_id: str,
-    gate: Gate,
-    weight: int,
-    priority: int,
-    place: int | None = None,
-) -> None:
-    if not gate.try_enter(weight):
-        plan.note_wait(node, task_id, gate)
-        await gate.acquire(weight, priority, plan, place)
 
 
 def _as_list(value: Any, task_name: str, label: str) -> list[Any]:

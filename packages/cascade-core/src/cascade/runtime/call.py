@@ -1,0 +1,458 @@
+"""The call pipeline: one task call from ready to settled, each step written once.
+
+    arguments → gates → checkpoint/cache lookup → run-scoped injection → submit → settle
+
+A node without policies runs down this pipeline as it is (``start`` and ``settle``, driven by
+the scheduler's ready queue and its completion callback). A node with policies
+(``cascade.runtime.policies``) wraps the same steps in a coroutine: a condition before them,
+a fan-out over map items, limits, retries and a fallback around them, task-scoped resources
+and a timeout around the submit (``cascade.runtime.attempt``). Neither re-implements a step.
+
+Who listens never chooses a step. A call is built as a ``TaskCall`` when call hooks must see
+it or its executor has no plain submit; otherwise it is submitted plain (its executor's
+``submit_plain``: no per-call object). Either way the same steps run in the same order and
+the same events can be built (``cascade.runtime.report``), so a run gives the same results and
+per-task events whoever listens (``tests/core/test_observers_property.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import sys
+import time
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cascade.executors import Executor, TaskCall
+from cascade.graph.build import Node
+from cascade.graph.extend import PLAIN_TYPES, returns_graph
+from cascade.records.mark import ATTEMPT
+from cascade.runtime import growth
+from cascade.runtime.clock import timed_async, timed_sync
+from cascade.runtime.inputs import arguments
+from cascade.runtime.limits import Waiter, Weighted
+from cascade.runtime.markers import add_note
+from cascade.runtime.state import RunState
+from cascade.spec.cache_policy import CacheContext, CachePolicy
+from cascade.spec.task import Task
+
+_CoroutineType = types.CoroutineType
+_TASKS_TAKE_CONTEXT = sys.version_info >= (3, 11)
+_EAGER_TASKS = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True)
+
+#: How a call ended, as ``settle`` hands it to the scheduler: the node, and either its value
+#: or the exception it raised (``CancelledError`` when it was cancelled).
+Settled = tuple[Node, Any, BaseException | None]
+
+
+# -- gates ------------------------------------------------------------------------------------
+
+
+def pass_gates(
+    state: RunState,
+    node: Node,
+    task_id: str,
+    gates: tuple[Weighted, ...],
+    first: int,
+    on_pass: Callable[[int, int], None],
+    place: int | None = None,
+) -> tuple[int, Waiter | None]:
+    """Enter ``gates`` from ``first`` on. Returns how many were entered: all of them, or up
+    to the first that is full, where the call now waits (and its place in that gate's
+    queue); once it passes that one, ``on_pass(node.index, next_gate)`` is called (cheap:
+    it queues the call, it does not run it)."""
+    for k in range(first, len(gates)):
+        weighted = gates[k]
+        if not weighted.gate.try_enter(weighted.weight):
+            state.report.waiting(node, task_id, weighted.gate)
+            waiter = weighted.gate.wait(
+                functools.partial(on_pass, node.index, k + 1),
+                weighted.weight,
+                node.lazy.priority,
+                state,
+                place,
+            )
+            return k, waiter
+    return len(gates), None
+
+
+async def enter_gates(
+    state: RunState,
+    node: Node,
+    task_id: str,
+    gates: tuple[Weighted, ...],
+    place: int | None = None,
+) -> None:
+    """``pass_gates`` for a coroutine (the policy route): returns once every gate is
+    entered. Cancelled meanwhile, it leaves what it entered, and a gate that was just being
+    handed to it passes on to the next waiter."""
+    entered = 0
+    while entered < len(gates):
+        passed: asyncio.Future[int] = state.loop.create_future()
+
+        def on_pass(_: int, next_gate: int, passed: asyncio.Future[int] = passed) -> None:
+            if passed.done():  # cancelled as it was handed over: pass it straight on
+                weighted = gates[next_gate - 1]
+                weighted.gate.leave(weighted.weight)
+            else:
+                passed.set_result(next_gate)
+
+        entered, waiter = pass_gates(state, node, task_id, gates, entered, on_pass, place)
+        if waiter is None:
+            return
+        try:
+            entered = await passed
+        except asyncio.CancelledError:
+            if passed.done() and not passed.cancelled():
+                entered = passed.result()  # handed over, then cancelled before it woke
+            else:
+                gates[entered].gate.drop(waiter)
+            for weighted in gates[:entered]:
+                weighted.gate.leave(weighted.weight)
+            raise
+
+
+def leave_gates(state: RunState, node: Node) -> None:
+    """A direct-route call ended (or will not start): give its gates back."""
+    plan = state.plan
+    if plan.gated:
+        for weighted in plan.direct_gates(node):
+            weighted.gate.leave(weighted.weight)
+
+
+# -- checkpoint and cache ---------------------------------------------------------------------
+
+
+def cache_of(
+    state: RunState, node: Node, task: Task[..., Any], has_inputs: bool
+) -> CachePolicy | None:
+    """The cache policy a call is looked up and saved under: the node's own, else the run's
+    checkpoint policy, which skips calls without inputs of tasks it has settled (see
+    ``CachePolicy``: their key cannot change within a run)."""
+    cache = node.lazy.cache
+    if cache is not None:
+        return cache
+    plan = state.plan
+    checkpoint = plan.checkpoint
+    if checkpoint is None or (not has_inputs and id(task) in plan.checkpoint_settled):
+        return None
+    return checkpoint
+
+
+def lookup(
+    state: RunState,
+    policy: CachePolicy,
+    node: Node,
+    task: Task[..., Any],
+    task_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[bool, Any, CacheContext]:
+    """Look a call up under ``policy``, keyed on its own arguments (before resources are
+    injected). A hit is reported as skipped: a cache hit, or a checkpoint restored from the
+    run this one resumes."""
+    context = CacheContext(task, task_id, args, kwargs)
+    try:
+        hit, value = policy.lookup(context)
+    except Exception as exc:
+        what = "cache" if node.lazy.cache else "checkpoint"
+        add_note(exc, f"while looking up the {what} of task '{node.name}'")
+        raise
+    if hit:
+        state.report.skipped(node, task_id, "CacheHit" if node.lazy.cache else "Checkpoint")
+    return hit, value, context
+
+
+def save(policy: CachePolicy, context: CacheContext, value: Any, node: Node) -> Any:
+    """Save a call's result under ``policy`` and return it.
+
+    A task that returned a graph is saved as what it returned, the graph, not the value the
+    graph resolves to: each task in the graph runs under its own cache or checkpoint, keyed by
+    its own code and inputs. So a task in it that fell back or was skipped, whose code changed,
+    or that reads a param given another value, runs again instead of hiding behind the
+    parent's entry, and a cache never changes what runs (a tail call stays a tail call)."""
+    try:
+        policy.save(context, value)
+    except Exception as exc:
+        what = "caching" if node.lazy.cache else "checkpointing"
+        add_note(exc, f"while {what} the result of task '{node.name}'")
+        raise
+    return value
+
+
+# -- injection and submission -----------------------------------------------------------------
+
+
+def inject(state: RunState, task: Task[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` (copied) with the run-scoped resource instances ``task`` injects, where
+    the call does not pass the parameter itself (task-scoped ones, set up by the attempt,
+    are in ``kwargs`` already)."""
+    kwargs = dict(kwargs)
+    instances = state.resources.instances
+    for param, name in task.injections:
+        if param not in kwargs:
+            kwargs[param] = instances[name]
+    return kwargs
+
+
+def new_call(
+    state: RunState,
+    node: Node,
+    task: Task[..., Any],
+    task_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    attempt: int = 1,
+    timeout: float | None = None,
+) -> TaskCall:
+    """The ``TaskCall`` of one attempt."""
+    executor = state.plan.executor_for(task)[1]
+    call = TaskCall(
+        task_id, task.name, task.fn, args, dict(kwargs), task.is_async, state.plan.run_id,
+        attempt, timeout,
+    )  # fmt: skip
+    call.leaves_process = executor.requires_pickle
+    if state.parent_of:
+        call.parent_task_id = state.parent_of.get(node.index)
+    return call
+
+
+def submit_call(
+    state: RunState, call: TaskCall, executor_name: str, executor: Executor
+) -> Awaitable[Any]:
+    """Announce an attempt (call hooks, its start event) and hand it to its executor."""
+    state.report.announce(call, executor_name)
+    return executor.submit(call)
+
+
+def mark_attempt(state: RunState, task_id: str, attempt: int) -> contextvars.Token[Any] | None:
+    """When the run captures what tasks log (cascade.records.capture), mark the context the
+    attempt starts in as the attempt's (reset the token once it is submitted, or, for a
+    coroutine awaited in place, once it ended)."""
+    if not state.plan.tag_attempts:
+        return None
+    return ATTEMPT.set((state.plan.run_id, task_id, attempt))
+
+
+def as_future(
+    state: RunState,
+    awaitable: Awaitable[Any],
+    context: contextvars.Context | None,
+    eager: bool = False,
+) -> asyncio.Future[Any]:
+    """What an executor's ``submit`` returned, as a future the engine can wait on; a
+    coroutine becomes a task running in the attempt's context when there is one. ``eager``
+    (the direct route, Python 3.12+) starts it as ``submit_plain`` does, so a call takes its
+    first step at the same moment whether or not it was built as a ``TaskCall``."""
+    if isinstance(awaitable, asyncio.Future):
+        return awaitable
+    loop = state.loop
+    if eager and _EAGER_TASKS and type(awaitable) is _CoroutineType:
+        return asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+            awaitable, loop=loop, context=context, eager_start=True
+        )
+    if type(awaitable) is _CoroutineType:
+        if context is None:
+            return loop.create_task(awaitable)  # type: ignore[arg-type]
+        if _TASKS_TAKE_CONTEXT:  # 3.11+: run in it as it is, no copy
+            return loop.create_task(awaitable, context=context)  # type: ignore[arg-type,call-arg,unused-ignore]
+        return context.run(loop.create_task, awaitable)  # type: ignore[arg-type]
+    if context is not None:
+        return context.run(asyncio.ensure_future, awaitable)
+    return asyncio.ensure_future(awaitable)
+
+
+def stoppable(future: asyncio.Future[Any], executor: Executor) -> bool:
+    """Whether cancelling the future stops the work (a coroutine, or an executor that says
+    so); other work (a thread) runs to its end and the run waits for it."""
+    return isinstance(future, asyncio.Task) or executor.stops_on_cancel
+
+
+# -- the direct route: a node without policies ------------------------------------------------
+
+
+def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], None]) -> None:
+    """Run a node without policies down the pipeline, its gates passed: arguments,
+    checkpoint lookup, injection, submit. The call is in flight in the run's scope when this
+    returns (``on_done`` hears when it ends), or was finished already: restored from a
+    checkpoint, failed before it started, or completed as it started (Python 3.12+)."""
+    plan = state.plan
+    task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
+    if state.gate_holds:
+        state.gate_holds.pop(node.index, None)
+    context: CacheContext | None = None
+    try:
+        args, kwargs = arguments(node, state.results, plan.graph.index_of)
+    except Exception as exc:
+        add_note(exc, f"while building the arguments of task '{node.name}'")
+        leave_gates(state, node)
+        state.fail(exc, node)
+        return
+    if plan.checkpoint is not None:
+        policy = cache_of(state, node, task, bool(args or kwargs))
+        if policy is not None:
+            try:
+                hit, cached, context = lookup(state, policy, node, task, node.lazy.id, args, kwargs)
+            except Exception as exc:
+                leave_gates(state, node)
+                state.fail(exc, node)
+                return
+            if hit:
+                leave_gates(state, node)
+                if is_graph(cached):
+                    growth.expand(state, node, cached)  # each task in it restores itself
+                else:
+                    state.complete(node.index, cached)
+                return
+    if task.injections:
+        kwargs = inject(state, task, kwargs)
+    submit_plain = plan.plain_submit[id(task)]
+    try:
+        if submit_plain is not None:
+            future = _submit_plain(state, node, task, submit_plain, args, kwargs)
+        else:
+            executor_name, executor = plan.executor_for(task)
+            call = new_call(state, node, task, node.lazy.id, args, kwargs)
+            mark = mark_attempt(state, call.task_id, 1)
+            try:
+                awaitable = submit_call(state, call, executor_name, executor)
+                future = as_future(state, awaitable, call.context, eager=True)
+            except BaseException as exc:
+                state.report.call_ended(call, executor_name, None, exc)
+                raise
+            finally:
+                if mark is not None:
+                    ATTEMPT.reset(mark)
+            state.reported[future] = (call, executor_name)
+    except Exception as exc:
+        leave_gates(state, node)
+        state.fail(exc, node)
+        return
+    if context is not None:
+        state.checkpointing[future] = context
+    state.scope.calls[future] = node
+    if future.done():
+        # Finished as it started (see ``LocalExecutor.submit_plain``): completed now, and
+        # its dependents join the queue the pump is draining.
+        on_done(future)
+    else:
+        future.add_done_callback(on_done, context=state.context)
+
+
+def _submit_plain(
+    state: RunState,
+    node: Node,
+    task: Task[..., Any],
+    submit_plain: Callable[..., asyncio.Future[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> asyncio.Future[Any]:
+    """Submit a call without a ``TaskCall`` (the executor's fast path: no per-call object,
+    ``benchmarks/run.py``, the fan-out rows). Its start is reported from the node, and, when
+    a success's times are wanted, the call notes when its own code ran."""
+    plan = state.plan
+    report = state.report
+    fn = task.fn
+    started_at = report.started_at
+    if started_at is not None:  # before the call: it may finish as it starts
+        index = node.index
+        if plan.want_started:
+            report.started(
+                node.lazy.id,
+                task.name,
+                state.parent_of.get(index) if state.parent_of else None,
+                1,
+                plan.executor_for(task)[0],
+            )
+        started_at[index] = time.time()
+        ended_at = report.ended_at
+        if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
+            ended_at[index] = 0.0
+            args = (fn, index, started_at, ended_at, *args)
+            fn = timed_async if task.is_async else timed_sync
+    # Logs a recorded run captures are the task's when this mark is in the context the call
+    # runs in (cascade.records.capture); the executor copies it at submit. An async call
+    # needs none: its asyncio task is found among the run's calls in flight.
+    mark = None
+    if plan.tag_attempts:
+        if task.is_async:
+            state.submitting = node  # an eager first step logs before the call is in flight
+        else:
+            mark = mark_attempt(state, node.lazy.id, 1)
+    try:
+        return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
+    finally:
+        if mark is not None:
+            ATTEMPT.reset(mark)
+        state.submitting = None
+
+
+def settle(state: RunState, future: asyncio.Future[Any]) -> Settled:
+    """A direct-route call ended: report it, give its gates back, save its checkpoint.
+    Returns the node and its value or exception."""
+    node = state.scope.calls.pop(future)
+    plan = state.plan
+    if plan.gated:
+        if not plan.keep_going and not future.cancelled() and future.exception():
+            state.halted = True  # before its slots wake a waiter: it must not start
+        leave_gates(state, node)
+    reported = state.reported.pop(future, None) if state.reported else None
+    context = state.checkpointing.pop(future, None) if state.checkpointing else None
+    try:
+        value = future.result()
+    except asyncio.CancelledError as exc:
+        _report(state, node, reported, None, None, cancelled=True)
+        return node, None, exc
+    except BaseException as exc:
+        _report(state, node, reported, None, exc)
+        return node, None, exc
+    if reported is not None or state.report.started_at is not None:
+        _report(state, node, reported, value, None)
+    if context is not None and not state.stopping:
+        try:
+            value = save(plan.checkpoint, context, value, node)  # type: ignore[arg-type]
+        except Exception as exc:
+            return node, None, exc
+    return node, value, None
+
+
+def _report(
+    state: RunState,
+    node: Node,
+    reported: tuple[TaskCall, str] | None,
+    value: Any,
+    exc: BaseException | None,
+    cancelled: bool = False,
+) -> None:
+    if reported is not None:
+        state.report.call_ended(reported[0], reported[1], value, exc, cancelled=cancelled)
+    else:
+        state.report.node_ended(node, value, exc, cancelled)
+
+
+def is_graph(value: Any) -> bool:
+    """Whether a task's value holds LazyResults (the run grows by them)."""
+    return type(value) not in PLAIN_TYPES and returns_graph(value)
+
+
+__all__ = [
+    "Settled",
+    "as_future",
+    "cache_of",
+    "enter_gates",
+    "inject",
+    "is_graph",
+    "leave_gates",
+    "lookup",
+    "mark_attempt",
+    "new_call",
+    "pass_gates",
+    "save",
+    "settle",
+    "start",
+    "stoppable",
+    "submit_call",
+]
