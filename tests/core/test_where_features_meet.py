@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import cascade as cs
-from cascade.events import TaskWaiting
+from cascade.events import RunFinished, TaskWaiting
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -504,3 +504,51 @@ def test_a_run_scoped_resource_cannot_inject_a_task_scoped_one_on_any_executor(t
         "'per_call_token'",
     ):
         cs.run(task(), log_level=None)
+
+
+# -- one scope stops everything a run started (issue 21) -------------------------------------
+
+_cleanup_started: list[int] = []
+_cleanup_finished: list[int] = []
+_items_started = 0
+
+
+@cs.task
+async def slow_to_stop(i: int) -> int:
+    """Waits forever; cancelled, it needs many event-loop passes to clean up."""
+    global _items_started
+    _items_started += 1
+    try:
+        await asyncio.Event().wait()
+    finally:
+        _cleanup_started.append(i)
+        for _ in range(200):
+            await asyncio.sleep(0)
+        _cleanup_finished.append(i)
+    return i
+
+
+@pytest.mark.parametrize("timeout", [None, 60.0])
+async def test_a_second_cancel_while_map_items_clean_up_still_waits_for_all_of_them(
+    timeout: float | None,
+) -> None:
+    global _items_started
+    _items_started = 0
+    _cleanup_started.clear()
+    _cleanup_finished.clear()
+    mapped = slow_to_stop.map(range(4))
+    if timeout is not None:
+        mapped = mapped.with_timeout(timeout)
+    at_run_end: list[list[int]] = []
+    engine = cs.Engine()
+    engine.bus.subscribe(RunFinished, lambda _: at_run_end.append(sorted(_cleanup_finished)))
+    run = asyncio.ensure_future(engine.run(mapped))
+    while _items_started < 4:
+        await asyncio.sleep(0)
+    run.cancel()
+    while not _cleanup_started:  # the items are cleaning up now
+        await asyncio.sleep(0)
+    run.cancel()  # a second cancel, while they do
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert at_run_end == [[0, 1, 2, 3]]  # every item had stopped before the run ended

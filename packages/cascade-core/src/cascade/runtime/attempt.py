@@ -30,7 +30,7 @@ from cascade.runtime.call import (
     submit_call,
 )
 from cascade.runtime.limits import Gate
-from cascade.runtime.scope import retrieve
+from cascade.runtime.scope import finish, retrieve
 from cascade.runtime.state import RunState
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
 from cascade.spec.task import Task
@@ -158,13 +158,7 @@ async def _close_after_attempt(
         running[0].add_done_callback(close_later)
         state.scope.outlive(running[0])
         return
-    cancelled = False
-    while running:
-        try:
-            await asyncio.wait(running)
-        except asyncio.CancelledError:
-            cancelled = True  # the work still has to stop before teardown
-        running = [f for f in running if not f.done()]
+    cancelled = await finish(running, cancel=False)  # the work stops before teardown
     try:
         await scoped.close(failure)
     finally:
@@ -225,8 +219,7 @@ async def _submit_and_wait(
         done, _ = await asyncio.wait({future}, timeout=call.timeout)
     except asyncio.CancelledError:
         if can_stop:
-            future.cancel()
-            await asyncio.wait({future})
+            await finish([future], cancel=True)
         else:
             state.scope.outlive(future)
         raise
@@ -234,8 +227,8 @@ async def _submit_and_wait(
         # Timed out. Stop the attempt where the executor can; a thread cannot be stopped,
         # so the run stops waiting for it (it finishes in the background, its result lost).
         if can_stop:
-            future.cancel()
-            await asyncio.wait({future})
+            if await finish([future], cancel=True):
+                raise asyncio.CancelledError
         else:
             future.add_done_callback(retrieve)
         raise TaskTimeoutError(call.task_name, call.timeout)

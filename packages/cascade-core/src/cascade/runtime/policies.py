@@ -24,6 +24,7 @@ from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Weighted, arrival
 from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
+from cascade.runtime.scope import finish
 from cascade.runtime.state import RunState
 from cascade.spec.run_name import call_name
 from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
@@ -102,15 +103,12 @@ async def _run_map(
     try:
         _, pending = await asyncio.wait(items, return_when=until)
     except asyncio.CancelledError:
-        for item in items:
-            item.cancel()
-        await asyncio.wait(items)
+        await finish(items, cancel=True)
         _retrieve(items, ended)
         raise
-    if pending:
-        for item in pending:
-            item.cancel()
-        await asyncio.wait(pending)
+    if pending and await finish(pending, cancel=True):
+        _retrieve(items, ended)
+        raise asyncio.CancelledError
     first = _retrieve(items, ended)
     if first is not None and keep_going and isinstance(first, Exception):
         failures = {

@@ -5,13 +5,15 @@ coroutines running policy chains, and work the run cannot stop but must outlive 
 whose attempt timed out or was cancelled, the teardown of resources such a thread still
 uses). ``close`` is the run's one cancel-all and wait-all: it cancels what can be stopped,
 waits for everything, and finishes even when it is cancelled again meanwhile (it reports
-that, so the run raises the cancellation once it has cleaned up).
+that, so the run raises the cancellation once it has cleaned up). Parts of the runtime that
+start work of their own (a map's items, an attempt's submitted call) stop it with the same
+``finish``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from cascade.graph.build import Node
@@ -47,24 +49,37 @@ class RunScope:
         """Cancel every runner and every call ``can_stop`` says cancelling stops, and wait
         for all of it. Returns whether this was cancelled meanwhile: it finishes first."""
         cancelled = False
-        while self:
+        while self:  # work may be added while it waits (a thread's resources closing)
             for future in self.runners:
                 future.cancel()
             for future, node in self.calls.items():
                 if can_stop(future, node):
                     future.cancel()
             waiting = set(self.calls) | set(self.runners) | self.unstoppable
-            try:
-                await asyncio.wait(waiting)
-            except asyncio.CancelledError:
-                cancelled = True
-                continue  # cancelled again while cleaning up: finish cleaning up first
+            cancelled = await finish(waiting, cancel=False) or cancelled
             for future in waiting:
-                if future.done():
-                    self.calls.pop(future, None)
-                    self.runners.pop(future, None)
-                    self.unstoppable.discard(future)
+                self.calls.pop(future, None)
+                self.runners.pop(future, None)
+                self.unstoppable.discard(future)
         return cancelled
+
+
+async def finish(futures: Collection[asyncio.Future[Any]], cancel: bool) -> bool:
+    """Cancel ``futures`` (when ``cancel``) and wait until every one has ended, however
+    often this is cancelled meanwhile. Returns whether it was: the caller raises
+    ``CancelledError`` once it has cleaned up."""
+    pending = [future for future in futures if not future.done()]
+    if cancel:
+        for future in pending:
+            future.cancel()
+    cancelled = False
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True  # cancelled again while the work stops: it still must stop
+        pending = [future for future in pending if not future.done()]
+    return cancelled
 
 
 def retrieve(future: asyncio.Future[Any]) -> None:
@@ -74,4 +89,4 @@ def retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-__all__ = ["RunScope", "retrieve"]
+__all__ = ["RunScope", "finish", "retrieve"]
