@@ -307,7 +307,7 @@ class LocalExecutor(BaseExecutor):
                 # The coroutine takes its first step now, as the task it will be: one that
                 # finishes without suspending (most do, on a chain of small steps) is done
                 # when this returns, with no event-loop pass to start it or to report it.
-                # The engine completes such a task at once (``Run._start_direct``).
+                # The engine completes such a task at once (``cascade.runtime.call.start``).
                 return asyncio.Task(  # type: ignore[call-arg,unused-ignore]
                     fn(*args, **kwargs), loop=asyncio.get_running_loop(), eager_start=True
                 )

@@ -1,17 +1,18 @@
 """The engine: configuration shared by runs (bus, executors, resources, call hooks) and
 ``Engine.run``, which builds the graph, makes the run's plan and hands it to the scheduler.
 
-How the runtime is built (see also docs/concepts.md):
+How the runtime is built (docs/concepts.md has the table):
 
 - ``plan``: everything decided once per run (params, executors, resources, limits, which
-  events anyone wants);
-- ``scheduler``: the loop (ready queue, the two routes a node can take, one completion path,
-  failure and stop);
-- ``policies``: the chain a node with policies runs through (condition, map, limits, cache,
-  retries);
-- ``attempt``: one attempt (call hooks, ``TaskCall``, submit, wait, timeout, report);
-- ``inputs``: arguments from upstream results, and fetching remote references;
-- ``limits``: concurrency slots.
+  events anyone wants, each node's route);
+- ``state``: everything that changes while it runs, and its transitions;
+- ``scheduler``: the loop (ready queues, launching, one completion path, stop);
+- ``call``: the call pipeline, each step once (arguments, gates, checkpoint, injection,
+  submit, settle);
+- ``policies``: the chain around that pipeline for nodes with policies (condition, map,
+  limits, cache, fallback, retries), and ``attempt``: task-scoped resources and timeouts;
+- ``report``: every task event; ``scope``: every future in flight, one cancel-all;
+- ``inputs``, ``limits``, ``growth``: arguments, gates, tasks that return graphs.
 """
 
 from __future__ import annotations
