@@ -30,6 +30,7 @@ from cascade.runtime.markers import FAILED, SKIPPED, add_note
 from cascade.runtime.outcome import RunFailed
 from cascade.runtime.plan import RunPlan, unknown_params_error
 from cascade.runtime.policies import run_node
+from cascade.runtime.scope import retrieve
 from cascade.runtime.state import RunState
 
 #: How many nodes one pump launches before it lets the event loop run. Enough that the loop's
@@ -278,12 +279,18 @@ class Run:
 
     def _call_done(self, future: asyncio.Future[Any]) -> None:
         """A direct-route call ended."""
+        if future not in self.state.scope.calls:  # the run ended without it (defensive)
+            retrieve(future)
+            return
         node, value, exc = call.settle(self.state, future)
         self._finish(node, value, exc)
 
     def _runner_done(self, future: asyncio.Future[Any]) -> None:
         """A node's policy chain ended."""
-        node = self.state.scope.runners.pop(future)
+        node = self.state.scope.runners.pop(future, None)
+        if node is None:  # the run ended without it (defensive)
+            retrieve(future)
+            return
         try:
             value = future.result()
         except BaseException as exc:

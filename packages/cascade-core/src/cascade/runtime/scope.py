@@ -57,6 +57,12 @@ class RunScope:
                     future.cancel()
             waiting = set(self.calls) | set(self.runners) | self.unstoppable
             cancelled = await finish(waiting, cancel=False) or cancelled
+            try:
+                # One pass for the done callbacks already scheduled (they report each call
+                # and take it out), so none finds its call gone.
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                cancelled = True
             for future in waiting:
                 self.calls.pop(future, None)
                 self.runners.pop(future, None)
