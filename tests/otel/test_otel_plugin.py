@@ -20,7 +20,7 @@ import cascade_otel
 from cascade.events import TaskExecutionFinished
 from cascade.plugins import PluginManager
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(300)  # subprocesses that import the SDK: slow on a loaded machine
 
 
 @cs.task
@@ -110,7 +110,7 @@ def _run_app(**env: str) -> dict[str, Any]:
         [sys.executable, "-c", APP],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         env=environment,
         check=False,
     )
