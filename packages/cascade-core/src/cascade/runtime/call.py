@@ -35,6 +35,7 @@ from cascade.runtime.clock import timed_async, timed_sync
 from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Waiter, Weighted
 from cascade.runtime.markers import add_note
+from cascade.runtime.scope import retrieve
 from cascade.runtime.state import RunState
 from cascade.spec.cache_policy import CacheContext, CachePolicy
 from cascade.spec.task import Task
@@ -43,9 +44,9 @@ _CoroutineType = types.CoroutineType
 _TASKS_TAKE_CONTEXT = sys.version_info >= (3, 11)
 _EAGER_TASKS = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True)
 
-#: How a call ended, as ``settle`` hands it to the scheduler: the node, and either its value
-#: or the exception it raised (``CancelledError`` when it was cancelled).
-Settled = tuple[Node, Any, BaseException | None]
+#: Where ``settle`` hands a call's outcome (the scheduler's completion path): the node, and
+#: either its value or the exception it raised (``CancelledError`` when it was cancelled).
+Finish = Callable[[Node, Any, "BaseException | None"], None]
 
 
 # -- gates ------------------------------------------------------------------------------------
@@ -311,7 +312,11 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
         kwargs = inject(state, task, kwargs)
     submit_plain = plan.plain_submit[id(task)]
     try:
-        if submit_plain is not None:
+        if submit_plain is not None and state.plain_quiet:
+            # Nothing to note about the call: hand it straight over (the fan-out and chain
+            # rows of benchmarks/run.py).
+            future = submit_plain(task.fn, args, kwargs, task.is_async)
+        elif submit_plain is not None:
             future = _submit_plain(state, node, task, submit_plain, args, kwargs)
         else:
             executor_name, executor = plan.executor_for(task)
@@ -390,10 +395,14 @@ def _submit_plain(
         state.submitting = None
 
 
-def settle(state: RunState, future: asyncio.Future[Any]) -> Settled:
-    """A direct-route call ended: report it, give its gates back, save its checkpoint.
-    Returns the node and its value or exception."""
-    node = state.scope.calls.pop(future)
+def settle(state: RunState, finish: Finish, future: asyncio.Future[Any]) -> None:
+    """A direct-route call ended: report it, give its gates back, save its checkpoint, and
+    hand its outcome to ``finish``. (The scheduler makes ``partial(settle, state, finish)``
+    once per run: the done callback of every direct-route call.)"""
+    node = state.scope.calls.pop(future, None)
+    if node is None:  # the run ended without it (defensive: its scope waited for it)
+        retrieve(future)
+        return
     plan = state.plan
     if plan.gated:
         if not plan.keep_going and not future.cancelled() and future.exception():
@@ -405,18 +414,21 @@ def settle(state: RunState, future: asyncio.Future[Any]) -> Settled:
         value = future.result()
     except asyncio.CancelledError as exc:
         _report(state, node, reported, None, None, cancelled=True)
-        return node, None, exc
+        finish(node, None, exc)
+        return
     except BaseException as exc:
         _report(state, node, reported, None, exc)
-        return node, None, exc
+        finish(node, None, exc)
+        return
     if reported is not None or state.report.started_at is not None:
         _report(state, node, reported, value, None)
     if context is not None and not state.stopping:
         try:
             value = save(plan.checkpoint, context, value, node)  # type: ignore[arg-type]
         except Exception as exc:
-            return node, None, exc
-    return node, value, None
+            finish(node, None, exc)
+            return
+    finish(node, value, None)
 
 
 def _report(
@@ -439,7 +451,7 @@ def is_graph(value: Any) -> bool:
 
 
 __all__ = [
-    "Settled",
+    "Finish",
     "as_future",
     "cache_of",
     "enter_gates",

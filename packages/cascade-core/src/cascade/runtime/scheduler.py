@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,7 @@ class Run:
         self.budget = LAUNCH_BUDGET
         # Made once per run rather than per task: a bound method or a closure per task would
         # be more objects for the garbage collector to walk in a wide fan-out.
-        self.on_call_done = self._call_done
+        self.on_call_done = functools.partial(call.settle, self.state, self._finish)
         self.on_runner_done = self._runner_done
         self.on_passed = self._passed_gate
 
@@ -198,9 +199,10 @@ class Run:
                 state.resolving,
                 state.nodes,
             )
+            start, on_call_done = call.start, self.on_call_done
             while not state.stopping:
                 if admitted:
-                    call.start(state, nodes[admitted.popleft()], self.on_call_done)
+                    start(state, nodes[admitted.popleft()], on_call_done)
                 elif ready:
                     self._launch(nodes[ready.popleft()])
                 elif resolving:
@@ -276,14 +278,6 @@ class Run:
         return await run_node(state, node, results)
 
     # -- completion, the one path every node finishes through ------------------------------
-
-    def _call_done(self, future: asyncio.Future[Any]) -> None:
-        """A direct-route call ended."""
-        if future not in self.state.scope.calls:  # the run ended without it (defensive)
-            retrieve(future)
-            return
-        node, value, exc = call.settle(self.state, future)
-        self._finish(node, value, exc)
 
     def _runner_done(self, future: asyncio.Future[Any]) -> None:
         """A node's policy chain ended."""

@@ -99,6 +99,9 @@ class RunState:
         #: checkpoint to save: what ``cascade.runtime.call.settle`` needs of them.
         self.reported: dict[asyncio.Future[Any], tuple[TaskCall, str]] = {}
         self.checkpointing: dict[asyncio.Future[Any], CacheContext] = {}
+        #: Whether a plain call needs nothing noted about it (no start to report, no log
+        #: mark): the direct route then hands it straight to its executor.
+        self.plain_quiet = plan.report_plain is False and not plan.tag_attempts
         #: The ``async def`` call the direct route is submitting, while it is (a capturing
         #: run's log records of its eager first step are its; see cascade.records.capture).
         self.submitting: Node | None = None
