@@ -128,7 +128,7 @@ def test_bad_targets_raise_type_error_saying_what_was_given(bad):
 
 
 def test_run_inside_a_running_loop_runs_and_run_async_shares_the_loop():
-    # Inside a running loop cs.run runs on a private loop (tests/core/test_run_in_loop.py).
+    # Inside a running loop cs.run runs on a private loop (tests/core/api/test_run_in_loop.py).
     async def main():
         return cs.run(add(1, 2), log_level=None), await cs.run_async(add(1, 2), log_level=None)
 

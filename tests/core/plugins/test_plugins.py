@@ -38,7 +38,7 @@ from cascade.plugins import (
     reset_plugin_manager,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOOKSPECS = ROOT / "packages/cascade-core/src/cascade/hookspec.py"
 CLI_HOOKSPECS = ROOT / "packages/cascade-cli/src/cascade_cli/hookspecs.py"
 DOCS = ROOT / "docs/plugins.md"
