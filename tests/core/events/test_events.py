@@ -1,17 +1,16 @@
-"""Runtime 2: context variables, plugin registration, structured failures on events, the
-log subscriber on the standard logging module, and the default path asking only for what it
-shows. Each test would fail on the runtime before the split."""
+"""What events carry and who asks for them: failures as their error type and exception
+object, result previews built only when read, the log subscriber asking only for the events
+its level shows (failures still reported at WARNING), and its lines on the standard logging
+module (stderr without configuration, the application's format when configured, a closed
+stderr no error of the run)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import subprocess
 import sys
 import textwrap
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,198 +23,8 @@ from cascade.events import (
     TaskExecutionStarted,
     TaskRetrying,
 )
-from cascade.hookspec import hookimpl
-from cascade.plugins import CascadePluginWarning, PluginManager, reset_plugin_manager
 
 pytestmark = pytest.mark.timeout(120)
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
-
-
-# -- context variables ------------------------------------------------------------------------
-
-
-@cs.task
-def seen_sync(_: Any = None) -> str:
-    return request_id.get()
-
-
-@cs.task
-async def seen_async(_: Any = None) -> str:
-    return request_id.get()
-
-
-@pytest.mark.parametrize("executor", ["local", "threads"])
-def test_a_context_variable_set_by_a_run_scoped_resource_reaches_every_task(
-    executor: str,
-) -> None:
-    @cs.resource(name="request_scope")
-    def request_scope() -> Iterator[str]:
-        token = request_id.set("from-the-resource")
-        yield "ok"
-        request_id.reset(token)
-
-    @cs.task
-    def uses_scope(scope: str = cs.inject("request_scope")) -> str:
-        return request_id.get()
-
-    first = uses_scope()
-    # Later tasks are launched from completion callbacks, not from the run's own task.
-    chain_sync = seen_sync(seen_async(seen_sync(first)))
-    chain_async = seen_async(seen_sync(seen_async(first)))
-    fan = [seen_sync(first) for _ in range(5)] + [seen_async(first) for _ in range(5)]
-    values = cs.run([first, chain_sync, chain_async, *fan], executor=executor, log_level=None)
-    assert values == ["from-the-resource"] * 13
-
-
-def test_sync_tasks_in_the_thread_pool_see_the_callers_context_variables() -> None:
-    async def main() -> list[str]:
-        request_id.set("caller")
-        return await cs.run_async(  # type: ignore[no-any-return]
-            [seen_sync(), seen_sync(seen_async()), seen_async()], log_level=None
-        )
-
-    assert asyncio.run(main()) == ["caller", "caller", "caller"]
-
-
-def test_a_context_variable_a_sync_task_sets_does_not_leak_to_others() -> None:
-    @cs.task
-    def sets_it() -> str:
-        request_id.set("leaked")
-        return request_id.get()
-
-    first = sets_it()
-    assert cs.run([first, seen_sync(first), seen_async(first)], log_level=None) == [
-        "leaked",
-        "unset",
-        "unset",
-    ]
-
-
-# -- plugin registration ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def manager() -> Iterator[Callable[..., PluginManager]]:
-    made: list[PluginManager] = []
-
-    def make(*plugins: tuple[object, str]) -> PluginManager:
-        pm = PluginManager(load_entrypoints=False)
-        for plugin, name in plugins:
-            pm.register(plugin, name)
-        reset_plugin_manager(pm)
-        made.append(pm)
-        return pm
-
-    yield make
-    reset_plugin_manager(None)
-
-
-class SloppyPlugin:
-    """One bad registration in each hook, then good ones."""
-
-    @hookimpl
-    def cascade_register_resources(self, register: Callable[[Any], None]) -> None:
-        register("not a resource")
-
-        @cs.resource(name="good_resource")
-        def good_resource() -> Iterator[int]:
-            yield 41
-
-        register(good_resource)
-
-    @hookimpl
-    def cascade_register_executors(self, register: Callable[[str, Any], None]) -> None:
-        register("", lambda: None)
-        register("broken-factory", "not callable")
-        from cascade.executors.local import LocalExecutor
-
-        register("sloppy-local", LocalExecutor)
-
-
-def test_one_bad_registration_is_refused_with_a_warning_and_the_rest_counts(
-    manager: Callable[..., PluginManager],
-) -> None:
-    pm = manager((SloppyPlugin(), "sloppy"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        resources = pm.resources()
-        executors = pm.executors()
-    messages = [str(w.message) for w in caught if issubclass(w.category, CascadePluginWarning)]
-    assert set(resources) == {"good_resource"}
-    assert "sloppy-local" in executors and "broken-factory" not in executors
-    assert len(messages) == 3, messages
-    assert all(m.startswith("Cascade plugin 'sloppy'") for m in messages)
-    assert any("not a resource" in m for m in messages)
-    assert any("without a name" in m for m in messages)
-    assert any("'broken-factory' without a factory" in m for m in messages)
-
-    @cs.task
-    def uses(value: int = cs.inject("good_resource")) -> int:
-        return value + 1
-
-    assert cs.run(uses(), executor="sloppy-local", log_level=None) == 42
-
-
-class WrapperPlugin:
-    @hookimpl(wrapper=True)
-    def cascade_engine_created(self, engine: Any) -> Any:
-        engine.wrapped = True
-        return (yield)
-
-
-class OldStyleWrapperPlugin:
-    @hookimpl(hookwrapper=True)
-    def cascade_engine_created(self, engine: Any) -> Any:
-        yield
-
-
-class PlainPlugin:
-    @hookimpl
-    def cascade_engine_created(self, engine: Any) -> None:
-        engine.plain = True
-
-
-@pytest.mark.parametrize("plugin", [WrapperPlugin(), OldStyleWrapperPlugin()])
-def test_hook_wrappers_are_refused_at_registration_with_a_clear_warning(
-    manager: Callable[..., PluginManager], plugin: object
-) -> None:
-    with pytest.warns(
-        CascadePluginWarning, match="'wrapping'.*cascade_engine_created.*hook wrapper"
-    ):
-        pm = manager((plugin, "wrapping"), (PlainPlugin(), "plain"))
-    assert [info.name for info in pm.plugin_info()] == ["cascade.builtin", "plain"]
-    engine = cs.Engine()
-    assert engine.plain is True  # type: ignore[attr-defined]
-    assert not hasattr(engine, "wrapped")
-
-
-def test_a_cli_command_replacing_a_built_in_is_refused_and_later_ones_count(
-    manager: Callable[..., PluginManager],
-) -> None:
-    click = pytest.importorskip("click")
-    from click.testing import CliRunner
-
-    from cascade_cli.main import cli
-
-    class Commands:
-        @hookimpl
-        def cascade_register_commands(self, cli: Any) -> None:
-            cli.add_command(click.Command("run", callback=lambda: None))
-            cli.add_command(click.Command("hello-plugin", callback=lambda: print("hi")))
-
-    manager((Commands(), "commanding"))
-    cli.plugins_loaded = False
-    cli.commands.pop("hello-plugin", None)
-    try:
-        with pytest.warns(CascadePluginWarning, match="'commanding' cannot add command 'run'"):
-            names = cli.list_commands(click.Context(cli))
-        assert "hello-plugin" in names
-        assert cli.commands["run"].callback is not None
-        assert CliRunner().invoke(cli, ["hello-plugin"]).output == "hi\n"
-    finally:
-        cli.commands.pop("hello-plugin", None)
-        cli.plugins_loaded = False
 
 
 # -- structured failures -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Graph building and argument building under awkward inputs (issue 11, items 4, 5 and 22):
-literals that contain themselves, sub-lists shared many times, LazyResults nested deeper than
-the recursion limit, tuple subclasses, and the order nested inputs start in."""
+"""Graph building and argument building under awkward inputs: literals that contain themselves,
+sub-lists shared many times, LazyResults nested deeper than the recursion limit, tuple
+subclasses, containers that cannot be rebuilt, and the order nested inputs start in."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections import namedtuple
 from typing import Any
 
 import pytest
+from core_helpers import notes_of
 
 import cascade as cs
 from cascade.graph.build import build_graph, resolve_nested
@@ -187,3 +188,28 @@ def test_inputs_nested_in_a_container_start_in_order() -> None:
     graph = build_graph([collect([calls[2], (calls[0], [calls[1]])])])
     order = [node.lazy for node in graph.nodes[:-1]]
     assert order == [calls[2], calls[0], calls[1]]
+
+
+def test_a_container_that_cannot_be_rebuilt_fails_the_run_naming_the_task() -> None:
+    class Pair(tuple):  # type: ignore[type-arg]
+        def __new__(cls, first: Any, second: Any) -> Pair:
+            return super().__new__(cls, (first, second))
+
+    with pytest.raises(Exception) as raised:
+        cs.run(size(Pair(ident(1), 2)), log_level=None)
+    assert "size" in str(raised.value) + notes_of(raised.value)
+
+
+def test_a_lazy_result_nested_500_lists_deep_reaches_the_task() -> None:
+    nested: Any = ident(7)
+    for _ in range(500):
+        nested = [nested]
+
+    @cs.task
+    def depth(value: Any) -> tuple[int, Any]:
+        levels = 0
+        while isinstance(value, list):
+            value, levels = value[0], levels + 1
+        return levels, value
+
+    assert cs.run(depth(nested), log_level=None) == (500, 7)

@@ -1,7 +1,6 @@
-"""Engine semantics: dataflow scheduling, concurrency, failure, cancellation, the bus."""
+"""Engine semantics: dataflow scheduling, concurrency, failure and cancellation."""
 
 import asyncio
-import logging
 import threading
 import time
 
@@ -11,9 +10,7 @@ import cascade as cs
 from cascade.events import (
     Event,
     RunFinished,
-    TaskEvent,
     TaskExecutionFinished,
-    TaskExecutionStarted,
 )
 
 
@@ -92,27 +89,6 @@ def test_sync_tasks_run_in_threads_and_do_not_block_the_loop():
     assert time.perf_counter() - started < 0.7
     assert threading.main_thread().name not in threads
     assert len(ticks) == 5 and ticks[-1] - ticks[0] < 0.18
-
-
-def test_max_concurrency_bounds_tasks_in_flight():
-    in_flight = 0
-    peak = 0
-
-    @cs.task
-    async def work(i):
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.01)
-        in_flight -= 1
-        return i
-
-    @cs.task
-    def total(*xs):
-        return sum(xs)
-
-    assert cs.run(total(*[work(i) for i in range(30)]), max_concurrency=3, log_level=None) == 435
-    assert peak == 3
 
 
 def test_failure_cancels_running_async_tasks_and_starts_nothing_new():
@@ -200,68 +176,3 @@ def test_caller_cancellation_cancels_tasks_and_publishes_cancelled():
 
     asyncio.run(main())
     assert events[-1].status == "Cancelled"
-
-
-def test_bus_delivers_subclasses_supports_unsubscribe_and_async_handlers():
-    bus = cs.MessageBus()
-    task_events: list[Event] = []
-    everything: list[Event] = []
-    from_async: list[str] = []
-
-    async def async_handler(event):
-        await asyncio.sleep(0)
-        from_async.append(type(event).__name__)
-
-    bus.subscribe(TaskEvent, task_events.append)
-    bus.subscribe(Event, everything.append)
-    bus.subscribe(TaskExecutionStarted, async_handler)
-
-    @cs.task
-    def one():
-        return 1
-
-    asyncio.run(cs.Engine(bus=bus).run(one()))
-    assert [type(e).__name__ for e in task_events] == [
-        "TaskExecutionStarted",
-        "TaskExecutionFinished",
-    ]
-    assert len(everything) == 4
-    assert from_async == ["TaskExecutionStarted"]
-
-    bus.unsubscribe(Event, everything.append)
-    asyncio.run(cs.Engine(bus=bus).run(one()))
-    assert len(everything) == 4
-    assert len(task_events) == 4
-
-
-def test_a_raising_handler_is_logged_by_name_and_breaks_nothing(caplog):
-    bus = cs.MessageBus()
-    received: list[Event] = []
-
-    def broken_handler(event):
-        raise RuntimeError("handler bug")
-
-    bus.subscribe(Event, broken_handler)
-    bus.subscribe(Event, received.append)
-
-    @cs.task
-    def one():
-        return 1
-
-    with caplog.at_level(logging.ERROR, logger="cascade.bus"):
-        assert asyncio.run(cs.Engine(bus=bus).run(one())) == 1
-    assert len(received) == 4
-    assert "broken_handler" in caplog.text
-
-
-def test_bus_with_no_subscribers_reports_it_wants_nothing():
-    bus = cs.MessageBus()
-    assert not bus.wants(TaskExecutionStarted)
-    bus.subscribe(TaskEvent, lambda e: None)
-    assert bus.wants(TaskExecutionStarted)
-    assert not bus.wants(RunFinished)
-
-
-def test_subscribe_rejects_non_event_types():
-    with pytest.raises(TypeError, match="Event subclass"):
-        cs.MessageBus().subscribe(int, print)
