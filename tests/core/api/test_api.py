@@ -4,13 +4,9 @@ import asyncio
 from collections import namedtuple
 
 import pytest
+from core_helpers import add
 
 import cascade as cs
-
-
-@cs.task
-def add(a, b):
-    return a + b
 
 
 @cs.task(name="custom-name")

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from core_helpers import ident, size
 
 import cascade as cs
 from cascade.events import (
@@ -80,16 +81,6 @@ def test_bus_with_no_subscribers_reports_it_wants_nothing():
 def test_subscribe_rejects_non_event_types():
     with pytest.raises(TypeError, match="Event subclass"):
         cs.MessageBus().subscribe(int, print)
-
-
-@cs.task
-def ident(x: Any) -> Any:
-    return x
-
-
-@cs.task
-def size(value: Any) -> int:
-    return len(value)
 
 
 class Custom(BaseException):

@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from core_helpers import bump, start_recorder, task_call, until
+from core_helpers import alive, bump, start_recorder, task_call, until
 
 import cascade as cs
 from cascade.executors import UnpicklableTaskError
@@ -251,13 +250,6 @@ def _pool_pids(ex: ProcessExecutor) -> set[int]:
     return set(getattr(executor, "_processes", None) or {})
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 async def test_cancelling_while_the_pool_starts_leaks_no_worker_and_no_run() -> None:
     ex = ProcessExecutor(max_workers=2)
     starting = asyncio.ensure_future(ex.start())
@@ -267,7 +259,7 @@ async def test_cancelling_while_the_pool_starts_leaks_no_worker_and_no_run() -> 
     with pytest.raises(asyncio.CancelledError):
         await starting
     assert ex._runs == 0 and ex._pool is None
-    await until(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+    await until(lambda: not any(alive(pid) for pid in pids), timeout=30)
     # The instance is as good as new.
     assert await cs.run_async(double(5), executor=ex, log_level=None) == 10
     assert ex._runs == 0 and ex._pool is None
@@ -282,7 +274,7 @@ async def test_cancelling_a_run_while_its_pool_starts() -> None:
     with pytest.raises(asyncio.CancelledError):
         await run
     assert ex._runs == 0 and ex._pool is None
-    await until(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+    await until(lambda: not any(alive(pid) for pid in pids), timeout=30)
 
 
 # -- item 14: exceptions that do not pickle plainly ---------------------------------------------

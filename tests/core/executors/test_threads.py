@@ -10,16 +10,11 @@ import time
 from typing import Any
 
 import pytest
-from core_helpers import start_recorder, task_call, until
+from core_helpers import ident, start_recorder, task_call, until
 
 import cascade as cs
 from cascade.executors import BaseExecutor
 from cascade.executors.local import LocalExecutor, ProcessExecutor, ThreadExecutor, ThreadPool
-
-
-@cs.task
-def ident(x: Any) -> Any:
-    return x
 
 
 @cs.task

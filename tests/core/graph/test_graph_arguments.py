@@ -10,22 +10,12 @@ from collections import namedtuple
 from typing import Any
 
 import pytest
-from core_helpers import notes_of
+from core_helpers import ident, notes_of, run, size
 
 import cascade as cs
 from cascade.graph.build import build_graph, resolve_nested
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@cs.task
-def ident(x: Any) -> Any:
-    return x
-
-
-@cs.task
-def size(values: Any) -> int:
-    return len(values)
 
 
 @cs.task
@@ -47,24 +37,20 @@ def describe(value: Any) -> Any:
     return type(value).__name__, tuple(value)
 
 
-def _run(target: Any, **kwargs: Any) -> Any:
-    return cs.run(target, log_level=None, **kwargs)
-
-
 # -- item 5: a literal that contains itself --------------------------------------------------
 
 
 def test_a_self_referencing_literal_is_passed_untouched() -> None:
     cyc: list[Any] = [1, 2]
     cyc.append(cyc)
-    assert _run(size(cyc)) == 3
-    assert _run(same_object(cyc, id(cyc))) is True
+    assert run(size(cyc)) == 3
+    assert run(same_object(cyc, id(cyc))) is True
 
 
 def test_a_self_referencing_dict_literal_is_passed_untouched() -> None:
     loop: dict[str, Any] = {"a": 1}
     loop["self"] = loop
-    assert _run(size(loop)) == 2
+    assert run(size(loop)) == 2
 
 
 def test_a_cycle_holding_a_lazy_result_is_rebuilt_with_the_same_cycle() -> None:
@@ -75,7 +61,7 @@ def test_a_cycle_holding_a_lazy_result_is_rebuilt_with_the_same_cycle() -> None:
     def inspect_cycle(values: Any) -> Any:
         return values[0], values[1] is values
 
-    assert _run(inspect_cycle(cyc)) == (5, True)
+    assert run(inspect_cycle(cyc)) == (5, True)
 
 
 def test_sub_lists_shared_many_times_are_visited_once() -> None:
@@ -97,7 +83,7 @@ def test_sub_lists_shared_many_times_are_visited_once() -> None:
 
     graph = build_graph([bottom(shared, literal)])
     assert len(graph) == 2
-    assert _run(bottom(shared, literal)) == (60, 3, True)
+    assert run(bottom(shared, literal)) == (60, 3, True)
 
 
 # -- item 4 (graph part): deep nesting and tuple subclasses ----------------------------------
@@ -108,7 +94,7 @@ def test_a_lazy_result_nested_deeper_than_the_recursion_limit(depth: int) -> Non
     value: Any = ident(7)
     for _ in range(depth):
         value = [value]
-    assert _run(unwrap(value)) == (depth, 7)
+    assert run(unwrap(value)) == (depth, 7)
 
 
 class _Pair(tuple):  # type: ignore[type-arg]
@@ -134,16 +120,16 @@ Point = namedtuple("Point", "x y")
 
 def test_a_tuple_subclass_with_its_own_new_fails_clearly_naming_type_and_task() -> None:
     with pytest.raises(TypeError, match=r"task 'describe': argument 0: .*_Pair \(a tuple subclass"):
-        _run(describe(_Pair(ident(1), 2)))
+        run(describe(_Pair(ident(1), 2)))
     with pytest.raises(TypeError, match=r"_Wrapped.*does not rebuild it"):
-        _run(describe(_Wrapped(ident(1), 2)))
+        run(describe(_Wrapped(ident(1), 2)))
 
 
 def test_tuple_subclasses_that_can_be_rebuilt_keep_their_class() -> None:
-    assert _run(describe(_Plain((ident(1), 2)))) == ("_Plain", (1, 2))
-    assert _run(describe(Point(ident(1), [ident(2)]))) == ("Point", (1, [2]))
+    assert run(describe(_Plain((ident(1), 2)))) == ("_Plain", (1, 2))
+    assert run(describe(Point(ident(1), [ident(2)]))) == ("Point", (1, [2]))
     # A tuple subclass without LazyResults inside is never rebuilt, whatever its constructor.
-    assert _run(describe([_Pair(1, 2), ident(3)])) == ("list", (_Pair(1, 2), 3))
+    assert run(describe([_Pair(1, 2), ident(3)])) == ("list", (_Pair(1, 2), 3))
 
 
 def test_resolve_nested_keeps_literals_and_sharing() -> None:
@@ -183,7 +169,7 @@ def collect(values: Any) -> Any:
 def test_inputs_nested_in_a_container_start_in_order() -> None:
     _started.clear()
     calls = [record_start(i) for i in range(8)]
-    assert _run(collect({"items": calls}), max_concurrency=1) == {"items": list(range(8))}
+    assert run(collect({"items": calls}), max_concurrency=1) == {"items": list(range(8))}
     assert _started == list(range(8))
     graph = build_graph([collect([calls[2], (calls[0], [calls[1]])])])
     order = [node.lazy for node in graph.nodes[:-1]]

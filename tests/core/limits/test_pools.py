@@ -12,31 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from core_helpers import Occupancy
 
 import cascade as cs
 from cascade.events import TaskExecutionStarted, TaskWaiting
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class Occupancy:
-    """How many calls are inside at once, and the most there ever were."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = 0
-        self.most = 0
-        self.order: list[str] = []
-
-    def enter(self, name: str) -> None:
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            self.order.append(name)
-
-    def leave(self) -> None:
-        with self.lock:
-            self.now -= 1
 
 
 occupancy = Occupancy()

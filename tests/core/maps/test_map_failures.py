@@ -10,21 +10,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from core_helpers import collect_events
 
 import cascade as cs
 from cascade.events import (
-    Event,
     TaskExecutionFinished,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _collect() -> tuple[cs.MessageBus, list[Event]]:
-    bus = cs.MessageBus()
-    seen: list[Event] = []
-    bus.subscribe(Event, seen.append)
-    return bus, seen
 
 
 # -- item 3: id, name and error belong to the same attempt ---------------------------------
@@ -46,7 +39,7 @@ async def page(n: int) -> int:
 
 def test_the_failure_a_map_raises_is_the_one_its_events_report_first():
     _released.clear()
-    bus, seen = _collect()
+    bus, seen = collect_events()
     with pytest.raises(ConnectionError) as caught:
         cs.run(page.map(range(10)), bus=bus, log_level=None)
     failed = [e for e in seen if isinstance(e, TaskExecutionFinished) and e.status == "Failed"]
@@ -81,7 +74,7 @@ async def one_at_a_time_async(n: int) -> int:
 @pytest.mark.parametrize("task", [one_at_a_time, one_at_a_time_async], ids=["sync", "async"])
 def test_no_item_starts_after_a_map_failed(task):
     _ran.clear()
-    bus, seen = _collect()
+    bus, seen = collect_events()
     with pytest.raises(ValueError, match="item 0 failed"):
         cs.run(task.map(range(5)), bus=bus, log_level=None)
     assert _ran == [0]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_helpers import total
+from core_helpers import add, total
 
 import cascade as cs
 from cascade.events import Event, RunFinished, RunStarted, TaskExecutionFinished
@@ -114,11 +114,6 @@ def example_only() -> Iterator[PluginManager]:
     example_module().recorded.clear()
     yield manager
     reset_plugin_manager(None)
-
-
-@cs.task
-def add(a: int, b: int) -> int:
-    return a + b
 
 
 @cs.task

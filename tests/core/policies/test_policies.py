@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from core_helpers import bump, flaky, run_collecting, square
+from core_helpers import alive, bump, flaky, run_collecting, square
 
 import cascade as cs
 from cascade.events import (
@@ -164,27 +164,15 @@ def test_process_worker_is_stopped_on_timeout(tmp_path):
         run_collecting(write_pid_then_sleep(str(pid_file)).with_timeout(1.0), "processes")
     pid = int(pid_file.read_text())
     deadline = time.time() + 5
-    while time.time() < deadline and _alive(pid):
+    while time.time() < deadline and alive(pid):
         time.sleep(0.05)
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 @cs.task
 def write_pid_then_sleep(path: str):
     Path(path).write_text(str(os.getpid()))
     time.sleep(30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # -- conditions ---------------------------------------------------------------------------

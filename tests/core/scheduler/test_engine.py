@@ -5,20 +5,13 @@ import threading
 import time
 
 import pytest
+from core_helpers import recorded_engine
 
 import cascade as cs
 from cascade.events import (
-    Event,
     RunFinished,
     TaskExecutionFinished,
 )
-
-
-def _recorded_engine(**options):
-    events: list[Event] = []
-    bus = cs.MessageBus()
-    bus.subscribe(Event, events.append)
-    return cs.Engine(bus=bus, **options), events
 
 
 def test_a_task_starts_when_its_own_inputs_are_ready_not_when_a_stage_is_done():
@@ -112,7 +105,7 @@ def test_failure_cancels_running_async_tasks_and_starts_nothing_new():
     def downstream(x, y):
         started.append("downstream")
 
-    engine, events = _recorded_engine()
+    engine, events = recorded_engine()
     started_at = time.perf_counter()
     with pytest.raises(ValueError, match="boom"):
         asyncio.run(engine.run(downstream(long_running(), fails())))
@@ -161,7 +154,7 @@ def test_the_exception_surfaces_unchanged_with_its_traceback():
 
 
 def test_caller_cancellation_cancels_tasks_and_publishes_cancelled():
-    engine, events = _recorded_engine()
+    engine, events = recorded_engine()
 
     @cs.task
     async def forever():
