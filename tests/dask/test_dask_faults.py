@@ -134,13 +134,13 @@ def test_cancelling_the_run_cancels_its_dask_futures(
 
 def test_a_failed_run_stops_the_calls_still_running(client: Any, tmp_path: Path) -> None:
     beat = tmp_path / "beat"
-    started = time.monotonic()
+    # The heartbeat would beat for an hour: a run that waited for it would hit the test's
+    # timeout, and the quiet file below shows it was stopped, not left to finish.
     with pytest.raises(ValueError, match="failed on purpose"):
         cs.run(
-            [heartbeat(30.0, str(beat)), fail_soon(0.3)],
+            [heartbeat(3600.0, str(beat)), fail_soon(0.3)],
             executor=DaskExecutor(client=client),
             log_level=None,
         )
-    assert time.monotonic() - started < 10
-    assert wait_until(lambda: _cluster_is_idle(client), timeout=5)
+    assert wait_until(lambda: _cluster_is_idle(client), timeout=30)
     assert _quiet([beat])

@@ -156,10 +156,12 @@ async def test_a_call_waiting_for_a_worker_process_reports_its_start_when_it_beg
 
 
 def test_time_queued_for_a_worker_process_does_not_count_against_a_timeout() -> None:
-    # Eight 0.5 s items on one worker take 4 s in all; each one runs 0.5 s of its 3 s.
-    target = nap.map(cs.unmapped(0.5), list(range(8))).with_timeout(3.0)
+    # Sixteen 0.2 s items on one worker take 3.2 s in all, the last one queued for 3 s; each
+    # one runs 0.2 s of its 2 s (a timeout ten times what an item needs: time is the
+    # behaviour here, and only the time queued could reach it).
+    target = nap.map(cs.unmapped(0.2), list(range(16))).with_timeout(2.0)
     result = cs.run(target, executor=ProcessExecutor(max_workers=1), log_level=None)
-    assert result == list(range(8))
+    assert result == list(range(16))
 
 
 # -- item 2 and 21: a timeout on `processes` kills its pool, the other calls go on -------------

@@ -194,14 +194,13 @@ async def test_an_async_call_cancelled_before_its_thread_picks_it_up_never_runs(
 
 def test_a_failure_on_threads_cancels_an_async_sibling_instead_of_waiting_for_it() -> None:
     _async_log.clear()
-    started = time.monotonic()
     with pytest.raises(ValueError, match="sibling failed"):
         cs.run(
             [async_sleeper("sibling", 60.0), fail_when_started("sibling")],
             executor="threads",
             log_level=None,
         )
-    assert time.monotonic() - started < 30  # it would have waited the sibling's 60 s
+    # Cancelled, not waited for: a sibling left to finish its 60 s would log no cancel.
     assert _async_log == ["sibling started", "sibling cancelled"]
 
 

@@ -163,7 +163,7 @@ def test_process_worker_is_stopped_on_timeout(tmp_path):
     with pytest.raises(cs.TaskTimeoutError):
         run_collecting(write_pid_then_sleep(str(pid_file)).with_timeout(1.0), "processes")
     pid = int(pid_file.read_text())
-    deadline = time.time() + 5
+    deadline = time.time() + 60  # only stops a broken test from hanging
     while time.time() < deadline and alive(pid):
         time.sleep(0.05)
     assert not alive(pid)
@@ -209,7 +209,7 @@ def test_after_orders_without_passing_values(executor, tmp_path):
     assert Path(out).read_text().splitlines() == ["first", "second", "third"]
 
 
-# -- concurrency limits --------------------------------------------------------------------
+# -- a timeout counts the time a call runs, not the time it waits for a thread ----------------
 
 
 def test_timeouts_count_only_running_time_in_a_busy_thread_pool() -> None:
@@ -218,6 +218,7 @@ def test_timeouts_count_only_running_time_in_a_busy_thread_pool() -> None:
         time.sleep(0.2)
         return i
 
-    # 24 items on 2 threads take about 2.4 s in all, each one 0.2 s: none may time out.
+    # 24 items on 2 threads take about 2.4 s in all, each one 0.2 s of its 2 s (ten times what
+    # it needs: time is the behaviour here): none may time out, however long it queued.
     target = nap.map(list(range(24))).with_timeout(2.0)
     assert cs.run(target, executor=LocalExecutor(max_workers=2), log_level=None) == list(range(24))

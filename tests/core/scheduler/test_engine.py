@@ -16,22 +16,25 @@ from cascade.events import (
 
 def test_a_task_starts_when_its_own_inputs_are_ready_not_when_a_stage_is_done():
     order: list[str] = []
+    after_fast_ran = asyncio.Event()
 
     @cs.task
     async def fast():
-        await asyncio.sleep(0.01)
         order.append("fast")
         return 1
 
     @cs.task
     async def slow():
-        await asyncio.sleep(0.3)
+        # Ends only once after_fast has run: an engine that waited for the whole first stage
+        # (fast and slow) before starting after_fast never gets past this.
+        await asyncio.wait_for(after_fast_ran.wait(), timeout=60)
         order.append("slow")
         return 2
 
     @cs.task
     async def after_fast(x):
         order.append("after_fast")
+        after_fast_ran.set()
         return x
 
     @cs.task
@@ -43,62 +46,76 @@ def test_a_task_starts_when_its_own_inputs_are_ready_not_when_a_stage_is_done():
 
 
 def test_independent_async_tasks_run_concurrently():
+    inside = 0
+    all_inside = asyncio.Event()
+
     @cs.task
-    async def nap(i):
-        await asyncio.sleep(0.2)
+    async def meet(i):
+        nonlocal inside
+        inside += 1
+        if inside == 50:
+            all_inside.set()
+        # Returns only once all 50 calls are inside at once: run one after another, the
+        # first would never get past this.
+        await asyncio.wait_for(all_inside.wait(), timeout=60)
         return i
 
     @cs.task
     def total(*xs):
         return sum(xs)
 
-    started = time.perf_counter()
-    assert cs.run(total(*[nap(i) for i in range(50)]), log_level=None) == sum(range(50))
-    assert time.perf_counter() - started < 1.5
+    assert cs.run(total(*[meet(i) for i in range(50)]), log_level=None) == sum(range(50))
+    assert inside == 50
 
 
 def test_sync_tasks_run_in_threads_and_do_not_block_the_loop():
     threads: set[str] = set()
-    ticks: list[float] = []
+    all_blocked = threading.Barrier(4, timeout=60)
+    ticked = threading.Event()
 
     @cs.task
     def blocking(i):
         threads.add(threading.current_thread().name)
-        time.sleep(0.2)
+        # The four calls block at once (each in its own thread), and stay blocked until the
+        # ticker, an async task on the event loop, has ticked: a call run on the loop, or
+        # one blocking it, would leave the barrier or the ticker waiting.
+        all_blocked.wait()
+        assert ticked.wait(60), "the event loop did not run while sync tasks blocked"
         return i
 
     @cs.task
     async def ticker():
         for _ in range(5):
-            ticks.append(time.perf_counter())
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0)
+        ticked.set()
 
     @cs.task
     def total(*xs):
         return len(xs)
 
-    started = time.perf_counter()
     assert cs.run(total(ticker(), *[blocking(i) for i in range(4)]), log_level=None) == 5
-    assert time.perf_counter() - started < 0.7
     assert threading.main_thread().name not in threads
-    assert len(ticks) == 5 and ticks[-1] - ticks[0] < 0.18
+    assert len(threads) == 4
 
 
 def test_failure_cancels_running_async_tasks_and_starts_nothing_new():
     cancelled: list[str] = []
     started: list[str] = []
 
+    running = asyncio.Event()
+
     @cs.task
     async def long_running():
+        running.set()
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(3600)  # a run that waited for it would hit the test's timeout
         except asyncio.CancelledError:
             cancelled.append("long_running")
             raise
 
     @cs.task
     async def fails():
-        await asyncio.sleep(0.02)
+        await asyncio.wait_for(running.wait(), timeout=60)
         raise ValueError("boom")
 
     @cs.task
@@ -106,10 +123,8 @@ def test_failure_cancels_running_async_tasks_and_starts_nothing_new():
         started.append("downstream")
 
     engine, events = recorded_engine()
-    started_at = time.perf_counter()
     with pytest.raises(ValueError, match="boom"):
         asyncio.run(engine.run(downstream(long_running(), fails())))
-    assert time.perf_counter() - started_at < 2
     assert cancelled == ["long_running"]
     assert started == []
     statuses = {e.task_name: e.status for e in events if isinstance(e, TaskExecutionFinished)}
