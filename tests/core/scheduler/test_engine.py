@@ -170,14 +170,16 @@ def test_the_exception_surfaces_unchanged_with_its_traceback():
 
 def test_caller_cancellation_cancels_tasks_and_publishes_cancelled():
     engine, events = recorded_engine()
+    running = asyncio.Event()
 
     @cs.task
     async def forever():
-        await asyncio.sleep(30)
+        running.set()
+        await asyncio.sleep(3600)
 
     async def main():
         runner = asyncio.create_task(engine.run(forever()))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(running.wait(), timeout=60)  # cancel the run while it runs
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner
