@@ -99,9 +99,14 @@ def consume(blob: StaysOnWorkers, extra: StaysOnWorkers | None = None) -> int:
 
 
 @cs.task
-def timed(seconds: float) -> tuple[float, float]:
+def timed(folder: str, i: int) -> tuple[float, float]:
+    """Its own clock readings around its work, which is to wait for ``folder/gate``."""
     start = time.time()
-    time.sleep(seconds)
+    Path(folder, f"started-{i}").touch()
+    gate = Path(folder, "gate")
+    deadline = time.monotonic() + 60  # only stops a broken test from hanging
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return start, time.time()
 
 
@@ -256,24 +261,45 @@ def test_async_tasks_run_on_the_workers(client: Any) -> None:
     assert {info["thread"] for info in infos} == {"cascade-dask-async"}
 
 
-def test_events_carry_the_start_and_end_measured_on_the_worker(client: Any) -> None:
+def test_events_carry_the_start_and_end_measured_on_the_worker(client: Any, tmp_path: Path) -> None:
     bus = cs.MessageBus()
     events: list[Event] = []
     bus.subscribe(Event, events.append)
-    seconds = 0.3
-    worker_start, worker_end = cs.run(
-        timed(seconds), executor=DaskExecutor(client=client), bus=bus, log_level=None
-    )
-    started = next(e for e in events if isinstance(e, TaskExecutionStarted))
-    finished = next(e for e in events if isinstance(e, TaskExecutionFinished))
-    assert finished.status == "Succeeded" and finished.executor == "dask"
-    # The task's own clock readings lie inside the reported window, which is tight around it.
-    assert finished.start_time <= worker_start < worker_end <= finished.timestamp
-    assert worker_start - finished.start_time < 0.05
-    assert finished.timestamp - worker_end < 0.05
-    assert seconds <= finished.duration < seconds + 0.1
-    # ...and it is not the driver's submission time.
-    assert started.timestamp <= finished.start_time
+    # Three calls on two single-threaded workers: the first two hold their worker until the
+    # gate opens, so the third is submitted before the gate opens but begins after it.
+    opened_at: list[float] = []
+
+    def open_gate() -> None:
+        wait_until(lambda: len(list(tmp_path.glob("started-*"))) >= 2, timeout=60)
+        opened_at.append(time.time())
+        (tmp_path / "gate").touch()
+
+    opener = threading.Thread(target=open_gate)
+    opener.start()
+    try:
+        readings = cs.run(
+            [timed(str(tmp_path), i) for i in range(3)],
+            executor=DaskExecutor(client=client),
+            bus=bus,
+            log_level=None,
+        )
+    finally:
+        (tmp_path / "gate").touch()
+        opener.join()
+    finished = [e for e in events if isinstance(e, TaskExecutionFinished)]
+    started = {e.task_id: e for e in events if isinstance(e, TaskExecutionStarted)}
+    assert len(finished) == 3
+    assert all(e.status == "Succeeded" and e.executor == "dask" for e in finished)
+    # Each call's own clock readings lie inside the window reported for one of them...
+    for worker_start, worker_end in readings:
+        assert any(e.start_time <= worker_start < worker_end <= e.timestamp for e in finished)
+    for e in finished:
+        assert e.duration == pytest.approx(e.timestamp - e.start_time)
+        assert started[e.task_id].timestamp <= e.start_time
+    # ...and a window begins when the call began on its worker, not when the driver submitted
+    # it: only the third call began after the gate opened, though all three were submitted
+    # before.
+    assert [e.start_time >= opened_at[0] for e in finished].count(True) == 1
 
 
 def test_retries_publish_events_with_worker_times(client: Any, tmp_path: Path) -> None:

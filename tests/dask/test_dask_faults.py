@@ -117,30 +117,30 @@ def test_cancelling_the_run_cancels_its_dask_futures(
     beats = [tmp_path / f"beat-{i}" for i in range(3)]
     engine = cs.Engine(executor=DaskExecutor(client=client), log_level=None)
 
-    async def scenario() -> float:
-        run = asyncio.ensure_future(engine.run([task(30.0, str(p)) for p in beats]))
+    async def scenario() -> None:
+        # Heartbeats that would beat for an hour: a cancel that waited for them would hit the
+        # test's timeout, and the quiet files below show they were stopped.
+        run = asyncio.ensure_future(engine.run([task(3600.0, str(p)) for p in beats]))
         assert await asyncio.to_thread(wait_until, lambda: sum(size(p) > 0 for p in beats) >= 2)
-        cancelled_at = time.monotonic()
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run
-        return time.monotonic() - cancelled_at
 
-    assert asyncio.run(scenario()) < 5
+    asyncio.run(scenario())
     # Nothing keeps running: the scheduler has no work and no keys, and the calls stopped.
-    assert wait_until(lambda: _cluster_is_idle(client), timeout=5)
+    assert wait_until(lambda: _cluster_is_idle(client), timeout=30)
     assert _quiet(beats)
 
 
 def test_a_failed_run_stops_the_calls_still_running(client: Any, tmp_path: Path) -> None:
     beat = tmp_path / "beat"
-    started = time.monotonic()
+    # The heartbeat would beat for an hour: a run that waited for it would hit the test's
+    # timeout, and the quiet file below shows it was stopped, not left to finish.
     with pytest.raises(ValueError, match="failed on purpose"):
         cs.run(
-            [heartbeat(30.0, str(beat)), fail_soon(0.3)],
+            [heartbeat(3600.0, str(beat)), fail_soon(0.3)],
             executor=DaskExecutor(client=client),
             log_level=None,
         )
-    assert time.monotonic() - started < 10
-    assert wait_until(lambda: _cluster_is_idle(client), timeout=5)
+    assert wait_until(lambda: _cluster_is_idle(client), timeout=30)
     assert _quiet([beat])

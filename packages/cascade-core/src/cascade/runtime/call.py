@@ -12,7 +12,7 @@ Who listens never chooses a step. A call is built as a ``TaskCall`` when call ho
 it or its executor has no plain submit; otherwise it is submitted plain (its executor's
 ``submit_plain``: no per-call object). Either way the same steps run in the same order and
 the same events can be built (``cascade.runtime.report``), so a run gives the same results and
-per-task events whoever listens (``tests/core/test_observers_property.py``).
+per-task events whoever listens (``tests/core/properties/test_observers_property.py``).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class RunPlan:
         #: which see and change each attempt (its context, its carrier). Who listens never
         #: decides it: the direct route publishes the start and end of a call without a
         #: ``TaskCall`` from what the scheduler keeps, so every observer set runs the same
-        #: steps in the same order (tests/core/test_observers_property.py).
+        #: steps in the same order (tests/core/properties/test_observers_property.py).
         self.builds_calls = bool(self.call_hooks)
         #: Whether direct-route calls without a ``TaskCall`` report how they went.
         self.report_plain = not self.builds_calls and (

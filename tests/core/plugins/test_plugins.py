@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_helpers import add, total
 
 import cascade as cs
 from cascade.events import Event, RunFinished, RunStarted, TaskExecutionFinished
-from cascade.executors import UnpicklableTaskError
 from cascade.executors.local import LocalExecutor
 from cascade.plugins import (
     CascadePluginWarning,
@@ -38,7 +38,7 @@ from cascade.plugins import (
     reset_plugin_manager,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOOKSPECS = ROOT / "packages/cascade-core/src/cascade/hookspec.py"
 CLI_HOOKSPECS = ROOT / "packages/cascade-cli/src/cascade_cli/hookspecs.py"
 DOCS = ROOT / "docs/plugins.md"
@@ -117,18 +117,8 @@ def example_only() -> Iterator[PluginManager]:
 
 
 @cs.task
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@cs.task
 async def add_async(a: int, b: int) -> int:
     return a + b
-
-
-@cs.task
-def total(values: list[int]) -> int:
-    return sum(values)
 
 
 # -- discovery -------------------------------------------------------------------------------
@@ -627,79 +617,6 @@ def test_a_resource_that_is_not_a_generator_is_left_out_with_a_warning() -> None
     with pytest.warns(CascadePluginWarning, match=refused):
         engine = cs.Engine(plugin_manager=manager, log_level=None)
     assert engine.get_resource_provider("example_greeting") is not None
-
-
-# -- built-in executors, selected by name ----------------------------------------------------
-
-
-def test_threads_executor_from_the_task_decorator() -> None:
-    reset_plugin_manager(PluginManager(load_entrypoints=False))
-    try:
-        bus = cs.MessageBus()
-        finished: list[TaskExecutionFinished] = []
-        bus.subscribe(TaskExecutionFinished, finished.append)
-
-        @cs.task(executor="threads")
-        async def thread_name() -> str:
-            return threading.current_thread().name
-
-        name = cs.run(thread_name(), log_level=None, bus=bus)
-    finally:
-        reset_plugin_manager(None)
-    assert name.startswith("cascade-threads-")
-    assert [event.executor for event in finished] == ["threads"]
-
-
-def count_primes(limit: int) -> int:
-    """CPU-bound work for the process pool (module level, so a worker can import it)."""
-    return sum(all(n % d for d in range(2, int(n**0.5) + 1)) for n in range(2, limit))
-
-
-count_primes_task = cs.task(count_primes)
-
-
-def test_processes_executor_runs_cpu_bound_tasks() -> None:
-    reset_plugin_manager(PluginManager(load_entrypoints=False))
-    try:
-        result = cs.run(
-            total(count_primes_task.map([1000, 2000])), executor="processes", log_level=None
-        )
-    finally:
-        reset_plugin_manager(None)
-    assert result == count_primes(1000) + count_primes(2000) == 168 + 303
-
-
-@cs.task
-def provide_lock() -> Any:
-    return threading.Lock()
-
-
-@cs.task(executor="processes")
-def needs_lock(lock: Any) -> bool:
-    return lock is not None
-
-
-@cs.task
-def apply(fn: Any, value: int) -> Any:
-    return fn(value)
-
-
-def test_processes_executor_names_an_unpicklable_argument() -> None:
-    reset_plugin_manager(PluginManager(load_entrypoints=False))
-    try:
-        with pytest.raises(UnpicklableTaskError) as from_task:
-            cs.run(needs_lock(provide_lock()), log_level=None)
-        with pytest.raises(UnpicklableTaskError) as from_run:
-            cs.run(apply(lambda v: v + 1, 1), executor="processes", log_level=None)
-    finally:
-        reset_plugin_manager(None)
-    lock_message = str(from_task.value)
-    assert "task 'needs_lock': argument 0 (<unlocked _thread.lock object" in lock_message
-    assert "cannot be sent to another process" in lock_message
-    assert "local executor" in lock_message
-    lambda_message = str(from_run.value)
-    assert "task 'apply': argument 0 (<function" in lambda_message
-    assert "<lambda>" in lambda_message
 
 
 # -- documentation ---------------------------------------------------------------------------

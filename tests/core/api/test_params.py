@@ -1,88 +1,14 @@
-"""Maps and params as a new user writes them (field report): a string from a Param or a task
-is passed whole to every map item, params used only in returned graphs can be set, and a
-param's default goes through its ``type`` like a given value."""
+"""Params: conversion by their type (defaults too), required and unknown params named before
+anything runs, and params read only by graphs a task returns at run time."""
 
 from __future__ import annotations
 
 import datetime
 
 import pytest
+from core_helpers import add
 
 import cascade as cs
-
-pytestmark = pytest.mark.timeout(60)
-
-
-@cs.task
-def fetch(page: int, region: str) -> str:
-    return f"{region}:{page}"
-
-
-@cs.task
-def pick_region() -> str:
-    return "south"
-
-
-@cs.task
-def settings() -> dict[str, int]:
-    return {"size": 2}
-
-
-@cs.task
-def sized(page: int, config: dict[str, int]) -> int:
-    return page * config["size"]
-
-
-@cs.task
-def stamp(page: int, day: datetime.date) -> str:
-    return f"{day.isoformat()}#{page}"
-
-
-def test_map_passes_a_string_param_whole_to_every_item():
-    region = cs.Param("region", default="north")
-    mapped = fetch.map([1, 2, 3, 4, 5], region=region)
-    assert cs.run(mapped, log_level=None) == [f"north:{i}" for i in range(1, 6)]
-    assert cs.run(mapped, params={"region": "east"}, log_level=None) == [
-        f"east:{i}" for i in range(1, 6)
-    ]
-
-
-def test_map_passes_a_string_from_a_task_whole_to_every_item():
-    assert cs.run(fetch.map([1, 2, 3], region=pick_region()), log_level=None) == [
-        "south:1",
-        "south:2",
-        "south:3",
-    ]
-    # Positionally too, and bytes and mappings alike.
-    assert cs.run(fetch.map([1, 2], pick_region()), log_level=None) == ["south:1", "south:2"]
-    assert cs.run(sized.map([1, 2, 3], settings()), log_level=None) == [2, 4, 6]
-
-
-def test_a_param_holding_a_list_is_still_iterated():
-    pages = cs.Param("pages", default=[1, 2])
-    assert cs.run(fetch.map(pages, region="west"), log_level=None) == ["west:1", "west:2"]
-
-
-def test_map_over_only_text_made_at_run_time_says_there_is_nothing_to_fan_out_over():
-    with pytest.raises(TypeError, match=r"fetch\.map\(\): nothing to fan out over: argument 0"):
-        cs.run(fetch.map(pick_region(), region="x"), log_level=None)
-
-
-def test_a_non_iterable_param_in_a_map_points_at_cs_unmapped():
-    day = cs.Param("day", type=datetime.date, default="2026-01-31")
-    with pytest.raises(TypeError) as caught:
-        cs.run(stamp.map([1, 2], day=day), log_level=None)
-    message = str(caught.value)
-    assert "argument 'day' must be iterable, got date" in message
-    assert "cs.unmapped" in message
-    # ... and with cs.unmapped it is passed whole.
-    assert cs.run(stamp.map([1, 2], day=cs.unmapped(day)), log_level=None) == [
-        "2026-01-31#1",
-        "2026-01-31#2",
-    ]
-
-
-# -- params that join at run time ---------------------------------------------------------
 
 
 @cs.task
@@ -138,9 +64,6 @@ def test_an_unknown_param_of_a_graph_that_cannot_grow_is_refused_before_anything
         cs.run(plan_undeclared([1]), params={"threshold": 1}, log_level=None)
 
 
-# -- defaults go through the type -------------------------------------------------------
-
-
 @cs.task
 def kind_of(value: object) -> str:
     return type(value).__name__
@@ -180,3 +103,30 @@ def test_a_default_of_a_param_that_joins_at_run_time_is_converted_too():
         return kind_of(cs.Param("when", type=datetime.date.fromisoformat, default="2026-01-31"))
 
     assert cs.run(later(), log_level=None) == "date"
+
+
+def test_param_with_type_conversion_and_default():
+    n = cs.Param("n", type=int, description="how many")
+    scale = cs.Param("scale", default=10)
+    assert cs.run(add(n, scale), params={"n": "3"}, log_level=None) == 13
+    assert cs.run(add(n, scale), params={"n": 1, "scale": 1}, log_level=None) == 2
+
+
+def test_missing_required_param_fails_before_any_task_starts():
+    started = []
+
+    @cs.task
+    def first():
+        started.append(1)
+        return 1
+
+    with pytest.raises(cs.ParamError, match="missing required param.*'?count"):
+        cs.run(add(first(), cs.Param("count")), log_level=None)
+    assert started == []
+
+
+def test_unknown_param_and_bad_conversion_are_named():
+    with pytest.raises(cs.ParamError, match="unknown param.*nope.*takes: n"):
+        cs.run(add(cs.Param("n"), 1), params={"n": 1, "nope": 2}, log_level=None)
+    with pytest.raises(ValueError, match="param 'n': cannot convert 'x' to int"):
+        cs.run(add(cs.Param("n", type=int), 1), params={"n": "x"}, log_level=None)

@@ -43,12 +43,9 @@ def total(*values: int) -> int:
     return sum(values)
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(autouse=True)
+def _clear_calls() -> None:
     CALLS.clear()
-    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CASCADE_CACHE_DIR", raising=False)
-    return tmp_path / "home"
 
 
 def test_bulk_successes_are_columns_of_equal_length_that_agree_with_attempts() -> None:

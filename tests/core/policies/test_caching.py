@@ -21,36 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_helpers import EventLog
 
 import cascade as cs
 from cascade.caching import CacheContext, CacheWarning, DirectoryStore, MemoryStore
 from cascade.caching.hashing import UnhashableInputError, stable_hash
-from cascade.events import Event, TaskExecutionStarted, TaskSkipped
+from cascade.events import TaskExecutionStarted, TaskSkipped
 from cascade.plugins import PluginError, PluginManager, hookimpl, reset_plugin_manager
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("CASCADE_CACHE_DIR", str(directory))
-    return directory
-
-
-class Recorder:
-    """Collects the bus's events for one run."""
-
-    def __init__(self) -> None:
-        self.bus = cs.MessageBus()
-        self.events: list[Event] = []
-        self.bus.subscribe(Event, self.events.append)
-
-    def of(self, kind: type[Event]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-def run(target: Any, recorder: Recorder | None = None) -> Any:
+def run(target: Any, recorder: EventLog | None = None) -> Any:
     return cs.run(target, log_level=None, bus=recorder.bus if recorder else None)
 
 
@@ -93,12 +75,12 @@ def test_file_existence_miss_then_hit_with_event_and_path_result(tmp_path: Path)
         target.write_text(text)
         return target
 
-    first = Recorder()
+    first = EventLog()
     assert run(report("hello"), first) == target
     assert calls == ["hello"]
     assert first.of(TaskSkipped) == []
 
-    second = Recorder()
+    second = EventLog()
     result = run(report("hello"), second)
     assert isinstance(result, pathlib.Path) and result == target
     assert calls == ["hello"]
@@ -125,7 +107,7 @@ def test_file_existence_on_a_task_whose_returned_graph_writes_the_file(tmp_path:
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)  # nothing to warn about
         assert run(report("hello")) == str(target)
-        second = Recorder()
+        second = EventLog()
         assert run(report("hello"), second) == target  # skipped, graph and all
     assert calls == ["hello"] and target.read_text() == "hello"
     assert second.of(TaskExecutionStarted) == []
@@ -200,7 +182,7 @@ def test_input_hash_hit_across_runs_and_argument_forms(cache_dir: Path) -> None:
         return a + b
 
     assert run(add(1, 2)) == 3
-    recorder = Recorder()
+    recorder = EventLog()
     assert run(add(1, 2), recorder) == 3
     assert run(add(a=1, b=2)) == 3  # the same inputs by name
     assert calls == [(1, 2)]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from core_helpers import add
 
 import cascade as cs
 
@@ -45,11 +46,6 @@ def _drive(coro: Coroutine[Any, Any, Any]) -> Any:
         return loop.run_until_complete(coro)
     finally:
         loop.close()
-
-
-@cs.task
-def add(a: int, b: int) -> int:
-    return a + b
 
 
 @cs.task

@@ -176,9 +176,12 @@ def test_teardown_on_cancellation():
         yield 1
         seen.append("teardown")
 
+    running = asyncio.Event()
+
     @cs.task
     async def slow(r=cs.inject("res")):
-        await asyncio.sleep(10)
+        running.set()
+        await asyncio.sleep(3600)
 
     events: list[Event] = []
     bus = cs.MessageBus()
@@ -188,7 +191,9 @@ def test_teardown_on_cancellation():
 
     async def main():
         runner = asyncio.create_task(engine.run(slow()))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(
+            running.wait(), timeout=60
+        )  # cancel once the task holds the resource
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner

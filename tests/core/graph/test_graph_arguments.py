@@ -1,6 +1,6 @@
-"""Graph building and argument building under awkward inputs (issue 11, items 4, 5 and 22):
-literals that contain themselves, sub-lists shared many times, LazyResults nested deeper than
-the recursion limit, tuple subclasses, and the order nested inputs start in."""
+"""Graph building and argument building under awkward inputs: literals that contain themselves,
+sub-lists shared many times, LazyResults nested deeper than the recursion limit, tuple
+subclasses, containers that cannot be rebuilt, and the order nested inputs start in."""
 
 from __future__ import annotations
 
@@ -10,21 +10,12 @@ from collections import namedtuple
 from typing import Any
 
 import pytest
+from core_helpers import ident, notes_of, run, size
 
 import cascade as cs
 from cascade.graph.build import build_graph, resolve_nested
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@cs.task
-def ident(x: Any) -> Any:
-    return x
-
-
-@cs.task
-def size(values: Any) -> int:
-    return len(values)
 
 
 @cs.task
@@ -46,24 +37,20 @@ def describe(value: Any) -> Any:
     return type(value).__name__, tuple(value)
 
 
-def _run(target: Any, **kwargs: Any) -> Any:
-    return cs.run(target, log_level=None, **kwargs)
-
-
 # -- item 5: a literal that contains itself --------------------------------------------------
 
 
 def test_a_self_referencing_literal_is_passed_untouched() -> None:
     cyc: list[Any] = [1, 2]
     cyc.append(cyc)
-    assert _run(size(cyc)) == 3
-    assert _run(same_object(cyc, id(cyc))) is True
+    assert run(size(cyc)) == 3
+    assert run(same_object(cyc, id(cyc))) is True
 
 
 def test_a_self_referencing_dict_literal_is_passed_untouched() -> None:
     loop: dict[str, Any] = {"a": 1}
     loop["self"] = loop
-    assert _run(size(loop)) == 2
+    assert run(size(loop)) == 2
 
 
 def test_a_cycle_holding_a_lazy_result_is_rebuilt_with_the_same_cycle() -> None:
@@ -74,7 +61,7 @@ def test_a_cycle_holding_a_lazy_result_is_rebuilt_with_the_same_cycle() -> None:
     def inspect_cycle(values: Any) -> Any:
         return values[0], values[1] is values
 
-    assert _run(inspect_cycle(cyc)) == (5, True)
+    assert run(inspect_cycle(cyc)) == (5, True)
 
 
 def test_sub_lists_shared_many_times_are_visited_once() -> None:
@@ -96,7 +83,7 @@ def test_sub_lists_shared_many_times_are_visited_once() -> None:
 
     graph = build_graph([bottom(shared, literal)])
     assert len(graph) == 2
-    assert _run(bottom(shared, literal)) == (60, 3, True)
+    assert run(bottom(shared, literal)) == (60, 3, True)
 
 
 # -- item 4 (graph part): deep nesting and tuple subclasses ----------------------------------
@@ -107,7 +94,7 @@ def test_a_lazy_result_nested_deeper_than_the_recursion_limit(depth: int) -> Non
     value: Any = ident(7)
     for _ in range(depth):
         value = [value]
-    assert _run(unwrap(value)) == (depth, 7)
+    assert run(unwrap(value)) == (depth, 7)
 
 
 class _Pair(tuple):  # type: ignore[type-arg]
@@ -133,16 +120,16 @@ Point = namedtuple("Point", "x y")
 
 def test_a_tuple_subclass_with_its_own_new_fails_clearly_naming_type_and_task() -> None:
     with pytest.raises(TypeError, match=r"task 'describe': argument 0: .*_Pair \(a tuple subclass"):
-        _run(describe(_Pair(ident(1), 2)))
+        run(describe(_Pair(ident(1), 2)))
     with pytest.raises(TypeError, match=r"_Wrapped.*does not rebuild it"):
-        _run(describe(_Wrapped(ident(1), 2)))
+        run(describe(_Wrapped(ident(1), 2)))
 
 
 def test_tuple_subclasses_that_can_be_rebuilt_keep_their_class() -> None:
-    assert _run(describe(_Plain((ident(1), 2)))) == ("_Plain", (1, 2))
-    assert _run(describe(Point(ident(1), [ident(2)]))) == ("Point", (1, [2]))
+    assert run(describe(_Plain((ident(1), 2)))) == ("_Plain", (1, 2))
+    assert run(describe(Point(ident(1), [ident(2)]))) == ("Point", (1, [2]))
     # A tuple subclass without LazyResults inside is never rebuilt, whatever its constructor.
-    assert _run(describe([_Pair(1, 2), ident(3)])) == ("list", (_Pair(1, 2), 3))
+    assert run(describe([_Pair(1, 2), ident(3)])) == ("list", (_Pair(1, 2), 3))
 
 
 def test_resolve_nested_keeps_literals_and_sharing() -> None:
@@ -182,8 +169,33 @@ def collect(values: Any) -> Any:
 def test_inputs_nested_in_a_container_start_in_order() -> None:
     _started.clear()
     calls = [record_start(i) for i in range(8)]
-    assert _run(collect({"items": calls}), max_concurrency=1) == {"items": list(range(8))}
+    assert run(collect({"items": calls}), max_concurrency=1) == {"items": list(range(8))}
     assert _started == list(range(8))
     graph = build_graph([collect([calls[2], (calls[0], [calls[1]])])])
     order = [node.lazy for node in graph.nodes[:-1]]
     assert order == [calls[2], calls[0], calls[1]]
+
+
+def test_a_container_that_cannot_be_rebuilt_fails_the_run_naming_the_task() -> None:
+    class Pair(tuple):  # type: ignore[type-arg]
+        def __new__(cls, first: Any, second: Any) -> Pair:
+            return super().__new__(cls, (first, second))
+
+    with pytest.raises(Exception) as raised:
+        cs.run(size(Pair(ident(1), 2)), log_level=None)
+    assert "size" in str(raised.value) + notes_of(raised.value)
+
+
+def test_a_lazy_result_nested_500_lists_deep_reaches_the_task() -> None:
+    nested: Any = ident(7)
+    for _ in range(500):
+        nested = [nested]
+
+    @cs.task
+    def depth(value: Any) -> tuple[int, Any]:
+        levels = 0
+        while isinstance(value, list):
+            value, levels = value[0], levels + 1
+        return levels, value
+
+    assert cs.run(depth(nested), log_level=None) == (500, 7)

@@ -1,16 +1,12 @@
-"""The user's API: tasks, arguments, params, targets and the run facades."""
+"""The user's API: tasks, arguments, targets and the run facades."""
 
 import asyncio
 from collections import namedtuple
 
 import pytest
+from core_helpers import add
 
 import cascade as cs
-
-
-@cs.task
-def add(a, b):
-    return a + b
 
 
 @cs.task(name="custom-name")
@@ -88,33 +84,6 @@ def test_a_shared_lazy_result_runs_once():
     assert runs == [1]
 
 
-def test_param_with_type_conversion_and_default():
-    n = cs.Param("n", type=int, description="how many")
-    scale = cs.Param("scale", default=10)
-    assert cs.run(add(n, scale), params={"n": "3"}, log_level=None) == 13
-    assert cs.run(add(n, scale), params={"n": 1, "scale": 1}, log_level=None) == 2
-
-
-def test_missing_required_param_fails_before_any_task_starts():
-    started = []
-
-    @cs.task
-    def first():
-        started.append(1)
-        return 1
-
-    with pytest.raises(cs.ParamError, match="missing required param.*'?count"):
-        cs.run(add(first(), cs.Param("count")), log_level=None)
-    assert started == []
-
-
-def test_unknown_param_and_bad_conversion_are_named():
-    with pytest.raises(cs.ParamError, match="unknown param.*nope.*takes: n"):
-        cs.run(add(cs.Param("n"), 1), params={"n": 1, "nope": 2}, log_level=None)
-    with pytest.raises(ValueError, match="param 'n': cannot convert 'x' to int"):
-        cs.run(add(cs.Param("n", type=int), 1), params={"n": "x"}, log_level=None)
-
-
 def test_targets_list_tuple_dict():
     assert cs.run([add(1, 1), add(2, 2)], log_level=None) == [2, 4]
     assert cs.run((add(1, 1),), log_level=None) == [2]
@@ -128,7 +97,7 @@ def test_bad_targets_raise_type_error_saying_what_was_given(bad):
 
 
 def test_run_inside_a_running_loop_runs_and_run_async_shares_the_loop():
-    # Inside a running loop cs.run runs on a private loop (tests/core/test_run_in_loop.py).
+    # Inside a running loop cs.run runs on a private loop (tests/core/api/test_run_in_loop.py).
     async def main():
         return cs.run(add(1, 2), log_level=None), await cs.run_async(add(1, 2), log_level=None)
 
@@ -170,7 +139,7 @@ def test_engine_is_reusable_and_concurrent_runs_share_no_state():
 
 def test_log_subscriber_logs_lines_and_log_level_quiets_it(caplog):
     # Under pytest the application (pytest) has configured logging, so the lines go to its
-    # handlers through the `cascade` loggers; tests/core/test_runtime_layout.py checks stderr.
+    # handlers through the `cascade` loggers; tests/core/events/test_events.py checks stderr.
     caplog.set_level("INFO", logger="cascade")
     cs.run(add(1, 2))
     text = caplog.text

@@ -12,31 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from core_helpers import Occupancy
 
 import cascade as cs
 from cascade.events import TaskExecutionStarted, TaskWaiting
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class Occupancy:
-    """How many calls are inside at once, and the most there ever were."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = 0
-        self.most = 0
-        self.order: list[str] = []
-
-    def enter(self, name: str) -> None:
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            self.order.append(name)
-
-    def leave(self) -> None:
-        with self.lock:
-            self.now -= 1
 
 
 occupancy = Occupancy()
@@ -80,18 +61,22 @@ def test_a_call_may_hold_several_slots_and_with_pools_overrides_the_task() -> No
 
 def test_a_10_per_second_rate_starts_10_at_once_then_one_every_tenth_of_a_second() -> None:
     starts: list[float] = []
-    lock = threading.Lock()
+    burst_inside = asyncio.Event()
 
     @cs.task(rate_limit="10/second")
     async def limited(i: int) -> int:
-        with lock:
-            starts.append(time.monotonic())
+        starts.append(time.monotonic())
+        if len(starts) == 10:
+            burst_inside.set()
+        if len(starts) <= 10:
+            # The burst: the first ten are inside at once. Had fewer been let in together,
+            # the first would never get past this.
+            await asyncio.wait_for(burst_inside.wait(), timeout=60)
         return i
 
     assert cs.run([limited(i) for i in range(30)], log_level=None) == list(range(30))
-    starts.sort()
     first = starts[0]
-    assert starts[9] - first < 0.5, "the burst of 10 starts at once"
+    # Time is the behaviour from here on, so only lower bounds, which no slow machine breaks.
     assert starts[-1] - first >= 1.8, "then about 0.1 s apart"
     # The bucket's promise: by t seconds after the first call, at most 10 + 10 t have started
     # (a late timer may let two start together, never more than the rate allows).

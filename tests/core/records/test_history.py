@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_helpers import run
 
 import cascade as cs
 from cascade.records import RecordError, RecordWarning, SQLiteRunStore
@@ -26,18 +27,7 @@ STATE: dict[str, Any] = {}
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("CASCADE_HOME", str(home))
-    for name in (
-        "CASCADE_CACHE_DIR",
-        "CASCADE_CAPTURE_LOGS",
-        "CASCADE_MAX_CHECKPOINT_BYTES",
-        "CASCADE_KEEP_CHECKPOINTS",
-        "CASCADE_KEEP_RUNS",
-        "CASCADE_KEEP_RUNS_FOR",
-    ):
-        monkeypatch.delenv(name, raising=False)
+def _recording_home(home: Path) -> Iterator[Path]:
     STATE.clear()
     # The application's logging lets INFO through, as a pipeline's basicConfig(level=INFO)
     # does: Cascade captures what the application's levels let through.
@@ -49,11 +39,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     finally:
         root.setLevel(level)
         STATE.clear()
-
-
-def run(target: Any, **options: Any) -> Any:
-    options.setdefault("log_level", None)
-    return cs.run(target, **options)
 
 
 def latest() -> Any:

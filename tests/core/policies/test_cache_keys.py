@@ -15,22 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_helpers import run
 
 import cascade as cs
 from cascade.caching import CacheWarning, stable_hash
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("CASCADE_CACHE_DIR", str(directory))
-    return directory
-
-
-def run(target: Any) -> Any:
-    return cs.run(target, log_level=None)
 
 
 # -- item 3: what the code reads from outside its arguments ----------------------------------

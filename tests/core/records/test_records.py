@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_helpers import run
 
 import cascade as cs
 from cascade.records import (
@@ -162,21 +163,8 @@ def fresh_counters() -> Iterator[None]:
     FLAKY.clear()
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("CASCADE_HOME", str(home))
-    monkeypatch.delenv("CASCADE_CACHE_DIR", raising=False)
-    return home
-
-
 def store() -> SQLiteRunStore:
     return SQLiteRunStore()  # $CASCADE_HOME/runs.sqlite3
-
-
-def run(target: Any, **options: Any) -> Any:
-    options.setdefault("log_level", None)
-    return cs.run(target, **options)
 
 
 def failed_run(target: Any, **options: Any) -> None:
