@@ -5,14 +5,14 @@
 "use strict";
 
 (() => {
-  const { COLOURS, LIGHT, el, svg, seconds, when, badge, chips, paramText, getJSON, live,
-          debounce } = CascadeUI;
+  const { COLOURS, LIGHT, el, svg, seconds, when, badge, chips, paramText, getJSON, getColumns,
+          live, debounce } = CascadeUI;
   const runId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
   const api = `/api/runs/${encodeURIComponent(runId)}`;
   const MAX_NODES = 400;
   // The first page of everything is asked for at once, before the run's document arrives.
   const prefetched = {
-    timeline: getJSON(`${api}/timeline?after=0`),
+    timeline: getColumns(`${api}/timeline?after=0&format=binary`),
     tasks: getJSON(`${api}/tasks?offset=0&limit=100`),
   };
   let doc = null;
@@ -162,27 +162,45 @@
 
   // -- the timeline --------------------------------------------------------------------------
 
-  const tl = { group: [], start: [], duration: [], state: [], attempt: [], suffix: [], states: [],
-               total: 0, loading: false, again: false };
+  // The attempts' columns as typed arrays (the first n items used), grown as a live run adds
+  // attempts; times in milliseconds from the run's start. The task ids and attempt numbers
+  // (hover) come as plain arrays when first needed.
+  const tl = { n: 0, group: new Int32Array(0), start: new Float64Array(0),
+               duration: new Float64Array(0), state: new Uint8Array(0), attempt: [], suffix: [],
+               states: [], total: 0, loading: false, again: false };
   const LANE = 16, ROW_GAP = 2, LABEL_W = 210, MAX_SUBROWS = 12;
   let layout = null;
+
+  /** ``column`` with ``values`` (scaled by ``factor``) written from position ``at`` on. */
+  function appended(column, at, values, factor = 1) {
+    let into = column;
+    if (into.length < at + values.length) {
+      into = new column.constructor(Math.ceil((at + values.length) * 1.5));
+      into.set(column.subarray(0, at));
+    }
+    if (factor === 1) into.set(values, at);
+    else for (let i = 0; i < values.length; i++) into[at + i] = values[i] * factor;
+    return into;
+  }
 
   async function loadTimeline() {
     if (tl.loading) { tl.again = true; return; }
     tl.loading = true;
     try {
-      const data = await (prefetched.timeline && tl.group.length === 0
-        ? prefetched.timeline : getJSON(`${api}/timeline?after=${tl.group.length}`));
+      const data = await (prefetched.timeline && tl.n === 0
+        ? prefetched.timeline : getColumns(`${api}/timeline?after=${tl.n}&format=binary`));
       prefetched.timeline = null;
-      tl.states = data.states;
-      // Times arrive in microseconds; the drawing works in milliseconds.
-      for (const value of data.start_us) tl.start.push(value / 1000);
-      for (const value of data.duration_us) tl.duration.push(value / 1000);
-      for (const key of ["group", "state"]) {
-        const into = tl[key];
-        for (const value of data[key]) into.push(value);
+      if (data.after === tl.n) {
+        tl.states = data.states;
+        const count = data.group.length;
+        tl.group = appended(tl.group, tl.n, data.group);
+        tl.state = appended(tl.state, tl.n, data.state);
+        // Times arrive in microseconds; the drawing works in milliseconds.
+        tl.start = appended(tl.start, tl.n, data.start_us, 1 / 1000);
+        tl.duration = appended(tl.duration, tl.n, data.duration_us, 1 / 1000);
+        tl.n += count;
+        tl.total = data.total;
       }
-      tl.total = data.total;
       drawTimeline();
       markReady("timeline");
     } finally {
@@ -195,7 +213,7 @@
     const canvas = document.getElementById("timeline");
     const box = document.getElementById("timeline-box");
     const groups = doc.groups;
-    const n = tl.group.length;
+    const n = tl.n;
     // Lanes: the groups that have attempts, in graph order; each packs its bars into
     // sub-rows (greedy, by start), up to MAX_SUBROWS; more overlap in the last.
     // Greedy packing in arrival order: a bar goes into the first sub-row that is free at its
@@ -260,19 +278,43 @@
     }
     const scale = plot / span;
     // One path per state, filled once: setting the fill colour per bar would cost more than
-    // drawing the bars.
+    // drawing the bars. Bars of one state that touch within a pixel of one row merge into one
+    // rectangle: a 100,000-item map draws a few thousand, and looks the same.
     const counts = {};
+    const K = tl.states.length;
     const paths = tl.states.map(() => null);
-    for (let i = 0; i < n; i++) {
-      const top = laneTop.get(tl.group[i]);
-      if (top === undefined) continue;
-      const code = tl.state[i];
+    const laneOf = new Map(lanes.map((lane, k) => [lane.index, k]));
+    const open = new Float64Array(lanes.length * MAX_SUBROWS * K * 2).fill(-1);
+    const flush = (slot, y, code) => {
       let path = paths[code];
       if (path === null) { path = paths[code] = new Path2D(); }
-      path.rect(LABEL_W + tl.start[i] * scale, top + subrow[i] * (LANE + ROW_GAP) + 1,
-        Math.max(tl.duration[i] * scale, 2), LANE - 2);
+      path.rect(open[slot], y, Math.max(open[slot + 1] - open[slot], 2), LANE - 2);
+    };
+    const rowY = (slot) => {
+      const row = Math.floor(slot / (2 * K));
+      const lane = lanes[Math.floor(row / MAX_SUBROWS)];
+      return lane.y + (row % MAX_SUBROWS) * (LANE + ROW_GAP) + 1;
+    };
+    for (let i = 0; i < n; i++) {
+      const lane = laneOf.get(tl.group[i]);
+      if (lane === undefined) continue;
+      const code = tl.state[i];
+      const slot = ((lane * MAX_SUBROWS + subrow[i]) * K + code) * 2;
+      const x1 = LABEL_W + tl.start[i] * scale;
+      const x2 = x1 + Math.max(tl.duration[i] * scale, 2);
+      if (open[slot] >= 0 && x1 <= open[slot + 1] + 1 && x2 >= open[slot] - 1) {
+        if (x1 < open[slot]) open[slot] = x1;
+        if (x2 > open[slot + 1]) open[slot + 1] = x2;
+      } else {
+        if (open[slot] >= 0) flush(slot, rowY(slot), code);
+        open[slot] = x1;
+        open[slot + 1] = x2;
+      }
       const state = tl.states[code];
       counts[state] = (counts[state] || 0) + 1;
+    }
+    for (let slot = 0; slot < open.length; slot += 2) {
+      if (open[slot] >= 0) flush(slot, rowY(slot), (slot / 2) % K);
     }
     paths.forEach((path, code) => {
       if (path === null) return;
@@ -307,7 +349,7 @@
     const rect = canvas.getBoundingClientRect();
     const x = event.clientX - rect.left, y = event.clientY - rect.top;
     let found = -1;
-    for (let i = tl.group.length - 1; i >= 0; i--) {
+    for (let i = tl.n - 1; i >= 0; i--) {
       const top = layout.laneTop.get(tl.group[i]);
       if (top === undefined) continue;
       const yy = top + layout.subrow[i] * (LANE + ROW_GAP);
