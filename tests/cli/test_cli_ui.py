@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from cli_helpers import base_env, cascade_script, png_colours, run_cascade, wait_for_marker
 
+from cascade_ui.columns import unpack_columns
+
 pytestmark = pytest.mark.timeout(240)
 
 #: How long a page may take to show what the store holds (generous: the machine is shared).
@@ -98,6 +100,8 @@ def after(x: int) -> int:
 
 
 live = after(gate(first()))
+
+wide = total(load.map(range(300)))
 """
 
 
@@ -154,17 +158,29 @@ class Server:
         out, err = self.process.communicate(timeout=60)
         return self.process.returncode, out, err
 
-    def request(
+    def exchange(
         self, path: str, *, host: str | None = None, method: str = "GET"
-    ) -> tuple[int, str, dict[str, str]]:
+    ) -> tuple[int, bytes, dict[str, str]]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             headers = {"Host": host} if host is not None else {}
             connection.request(method, path, headers=headers)
             response = connection.getresponse()
-            return response.status, response.read().decode(), dict(response.getheaders())
+            return response.status, response.read(), dict(response.getheaders())
         finally:
             connection.close()
+
+    def request(
+        self, path: str, *, host: str | None = None, method: str = "GET"
+    ) -> tuple[int, str, dict[str, str]]:
+        status, body, headers = self.exchange(path, host=host, method=method)
+        return status, body.decode(), headers
+
+    def raw(self, path: str) -> tuple[bytes, str]:
+        """A 200 response's body as bytes, and its content type."""
+        status, body, headers = self.exchange(path)
+        assert status == 200, (path, status, body[:500])
+        return body, headers["content-type"]
 
     def api(self, path: str) -> Any:
         status, body, _ = self.request(path)
@@ -354,6 +370,59 @@ def test_stored_markup_shows_as_text_and_a_screenshot_is_not_blank(
     assert len(png_colours(shot)) >= 4, "the run page's screenshot looks blank"
 
 
+@pytest.mark.slow
+def test_a_wide_map_is_one_node_a_drawn_lane_and_a_paged_table(
+    folder: Folder, serve: Any, page: Any
+) -> None:
+    assert folder.cascade("run", "flow.py:wide").code == 0
+    (run,) = folder.runs()
+    server = serve()
+    page.goto(f"{server.url}runs/{run['run_id']}")
+    page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+    assert node(page, "load [map]").get_attribute("data-counts") == "300 ✓300"
+    timeline = page.locator("#timeline")
+    assert timeline.get_attribute("data-bars") == "301"  # every attempt, in two lanes
+    assert timeline.get_attribute("data-lanes") == "2"
+    assert json.loads(timeline.get_attribute("data-states") or "{}") == {"Succeeded": 301}
+
+    # Hovering a bar of the map's lane names its item (the ids come when first needed).
+    box = timeline.bounding_box()
+    assert box is not None
+    tip = page.locator("#tip")
+    for x in range(212, int(box["width"]), 4):
+        page.mouse.move(box["x"] + x, box["y"] + 30)
+        if tip.is_visible():
+            break
+    assert tip.is_visible(), "no bar of the map's lane answered the mouse"
+    page.wait_for_function(
+        "() => /^load-\\w+\\[\\d+\\], attempt 1: Succeeded/.test("
+        "document.getElementById('tip').textContent)",
+        timeout=WAIT_MS,
+    )
+
+    # The table: 100 rows a page, every item reachable.
+    assert page.locator("#t-range").inner_text() == "1–100 of 301"
+    assert page.locator("#tasks tbody tr").count() == 100
+    assert page.locator("#t-prev").is_disabled()
+    first_page = page.locator("#tasks tbody tr").first.get_attribute("data-task-id")
+    page.click("#t-next")
+    page.wait_for_function(
+        "() => document.getElementById('t-range').textContent === '101–200 of 301'",
+        timeout=WAIT_MS,
+    )
+    assert page.locator("#tasks tbody tr").first.get_attribute("data-task-id") != first_page
+    for shown in ("201–300 of 301", "301–301 of 301"):
+        page.click("#t-next")
+        page.wait_for_function(
+            "(shown) => document.getElementById('t-range').textContent === shown",
+            arg=shown,
+            timeout=WAIT_MS,
+        )
+    assert page.locator("#t-next").is_disabled()
+    assert page.locator("#tasks tbody tr").count() == 1
+    assert page.locator("#tasks tbody tr td").first.inner_text() == "total"  # it ran last
+
+
 # -- live ---------------------------------------------------------------------------------------
 
 
@@ -523,6 +592,20 @@ def test_the_json_api(folder: Folder, serve: Any) -> None:
     assert rest["suffix"] == details["suffix"][4:]
     status, body, _ = server.request(f"/api/runs/{run['run_id']}/timeline?fields=colour")
     assert status == 400 and "unknown timeline field(s) colour" in body
+    # The page's form: the same columns as typed arrays.
+    raw, kind = server.raw(f"/api/runs/{run['run_id']}/timeline?format=binary")
+    assert kind == "application/octet-stream"
+    binary = unpack_columns(raw)
+    assert {k: binary[k] for k in ("group", "start_us", "duration_us", "state")} == {
+        k: timeline[k] for k in ("group", "start_us", "duration_us", "state")
+    }
+    assert binary["total"] == 6 and binary["run_status"] == "Failed"
+    status, body, _ = server.request(
+        f"/api/runs/{run['run_id']}/timeline?format=binary&fields=suffix"
+    )
+    assert status == 400 and "not suffix: ask for those as JSON" in body
+    status, body, _ = server.request(f"/api/runs/{run['run_id']}/timeline?format=xml")
+    assert status == 400 and "'format' must be 'json' or 'binary', not 'xml'" in body
 
     status, body, _ = server.request("/api/runs?status=Sleeping")
     assert status == 400 and "unknown run status 'Sleeping'" in body

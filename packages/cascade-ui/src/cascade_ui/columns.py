@@ -68,6 +68,20 @@ def pack_columns(document: Mapping[str, Any], columns: Sequence[str]) -> bytes:
     return b"".join(parts)
 
 
+def unpack_columns(body: bytes) -> dict[str, Any]:
+    """A body ``pack_columns`` made, read back: the head's keys, and each column as a list of
+    numbers (for scripts that ask the API for ``format=binary``)."""
+    size = int.from_bytes(body[:4], "little")
+    document: dict[str, Any] = json.loads(body[4 : 4 + size])
+    for name, kind, offset, count in document.pop("columns"):
+        values = array(_CODES[kind])
+        values.frombytes(body[offset : offset + count * values.itemsize])
+        if sys.byteorder == "big":
+            values.byteswap()
+        document[name] = values.tolist()
+    return document
+
+
 def _aligned(offset: int) -> int:
     return (offset + 7) // 8 * 8
 
@@ -82,4 +96,4 @@ def _head(head: dict[str, Any], arrays: list[tuple[str, str, array[Any]]], start
     return text.encode()
 
 
-__all__ = ["COLUMN_TYPES", "pack_columns"]
+__all__ = ["COLUMN_TYPES", "pack_columns", "unpack_columns"]
