@@ -32,6 +32,7 @@ pytestmark = pytest.mark.timeout(240)
 WAIT_MS = 30_000
 
 FLOW = """
+import logging
 import os
 import pathlib
 import time
@@ -49,6 +50,7 @@ def load(i: int) -> int:
 @cs.task(retries=1)
 def check(values: list, note: str) -> list:
     if os.environ.get("UI_FAIL") == "check":
+        logging.getLogger("flow").warning("checking <i>%d</i> values", len(values))
         raise ValueError("check failed: <b>not bold</b>")
     return values
 
@@ -316,6 +318,12 @@ def test_the_runs_list_and_the_run_pages_show_the_recorded_runs(
         in failures.nth(1).locator("pre").first.inner_text()
     )
     assert page.locator("#failures b").count() == 0
+    # With its traceback (from the task's own frame) and what it logged, as text.
+    traceback = failures.nth(1).locator("pre.traceback").inner_text()
+    assert "in check" in traceback and "ValueError: check failed" in traceback
+    logs = failures.nth(1).locator("table.logs").inner_text()
+    assert "WARNING" in logs and "checking <i>4</i> values" in logs
+    assert page.locator("#failures i").count() == 0
     assert page.locator("#timeline").get_attribute("data-bars") == "6"  # 4 loads, 2 checks
     assert json.loads(page.locator("#timeline").get_attribute("data-states")) == {
         "Succeeded": 4,
