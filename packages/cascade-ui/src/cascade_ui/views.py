@@ -227,18 +227,22 @@ class RunView:
         groups = self.groups
         chosen: list[int] = []
         total = 0
-        for index, task_id in enumerate(self.unit_ids):
-            if wanted_group is not None and self.unit_groups[index] != wanted_group:
-                continue
-            if status and self.unit_states[index] != status:
-                continue
-            if needle:
-                task_name = groups[self.unit_groups[index]].name
-                if needle not in task_name.lower() and needle not in task_id.lower():
+        if wanted_group is None and not status and not needle:  # every unit: a slice
+            total = len(self.unit_ids)
+            chosen = list(range(min(offset, total), min(offset + limit, total)))
+        else:
+            for index, task_id in enumerate(self.unit_ids):
+                if wanted_group is not None and self.unit_groups[index] != wanted_group:
                     continue
-            if offset <= total < offset + limit:
-                chosen.append(index)
-            total += 1
+                if status and self.unit_states[index] != status:
+                    continue
+                if needle:
+                    task_name = groups[self.unit_groups[index]].name
+                    if needle not in task_name.lower() and needle not in task_id.lower():
+                        continue
+                if offset <= total < offset + limit:
+                    chosen.append(index)
+                total += 1
         rows = []
         for index in chosen:
             positions = self.several.get(self.unit_ids[index], [self.unit_lasts[index]])
