@@ -379,7 +379,7 @@ def test_stored_markup_shows_as_text_and_a_screenshot_is_not_blank(
 
 
 @pytest.mark.slow
-def test_a_wide_map_is_one_node_a_drawn_lane_and_a_paged_table(
+def test_a_wide_map_is_one_node_a_drawn_lane_and_a_table_by_task_or_paged(
     folder: Folder, serve: Any, page: Any
 ) -> None:
     assert folder.cascade("run", "flow.py:wide").code == 0
@@ -408,7 +408,43 @@ def test_a_wide_map_is_one_node_a_drawn_lane_and_a_paged_table(
         timeout=WAIT_MS,
     )
 
-    # The table: 100 rows a page, every item reachable.
+    # The table, by task (the default): a row per node with its counts, from the run's
+    # document; a row opens to its items, 20 at a time.
+    tasks = page.locator("#tasks")
+    assert tasks.get_attribute("data-form") == "grouped"
+    assert tasks.get_attribute("data-total") == "301"
+    rows = page.locator("#tasks tbody tr.group-row")
+    assert [rows.nth(i).get_attribute("data-group-id") for i in range(rows.count())] == [
+        node(page, "load [map]").get_attribute("data-group-id"),
+        node(page, "total").get_attribute("data-group-id"),
+    ]
+    load_row = rows.first
+    assert load_row.get_attribute("data-units") == "300"
+    assert load_row.locator(".chip[data-status='Succeeded']").get_attribute("data-count") == "300"
+    members = page.locator("#tasks tbody tr.member")
+    assert members.count() == 0
+    load_row.locator("button.expand").click()
+    page.wait_for_function("() => document.querySelectorAll('#tasks tr.member').length === 20")
+    more = page.locator("#tasks tr.more-row button")
+    assert more.inner_text() == "Show 20 more (20 of 300 shown)"
+    ids = [members.nth(i).get_attribute("data-task-id") or "" for i in range(20)]
+    assert all(re.fullmatch(r"load-\w+\[\d+\]", i) for i in ids) and len(set(ids)) == 20
+    more.click()
+    page.wait_for_function("() => document.querySelectorAll('#tasks tr.member').length === 40")
+    assert more.inner_text() == "Show 20 more (40 of 300 shown)"
+    shown = [members.nth(i).get_attribute("data-task-id") for i in range(40)]
+    assert shown[:20] == ids and len(set(shown)) == 40
+    # The items sit under their node's row, before the next node's.
+    order = page.eval_on_selector_all(
+        "#tasks tbody tr", "rows => rows.map(r => r.className || 'task')"
+    )
+    assert order == ["group-row", *["member"] * 40, "more-row", "group-row"]
+    load_row.locator("button.expand").click()
+    page.wait_for_function("() => document.querySelectorAll('#tasks tr.member').length === 0")
+
+    # One row per task instead: 100 a page, every item reachable.
+    page.uncheck("#t-by-task")
+    page.wait_for_selector("#tasks[data-form='tasks']", timeout=WAIT_MS)
     assert page.locator("#t-range").inner_text() == "1–100 of 301"
     assert page.locator("#tasks tbody tr").count() == 100
     assert page.locator("#t-prev").is_disabled()
@@ -419,16 +455,19 @@ def test_a_wide_map_is_one_node_a_drawn_lane_and_a_paged_table(
         timeout=WAIT_MS,
     )
     assert page.locator("#tasks tbody tr").first.get_attribute("data-task-id") != first_page
-    for shown in ("201–300 of 301", "301–301 of 301"):
+    for shown_range in ("201–300 of 301", "301–301 of 301"):
         page.click("#t-next")
         page.wait_for_function(
             "(shown) => document.getElementById('t-range').textContent === shown",
-            arg=shown,
+            arg=shown_range,
             timeout=WAIT_MS,
         )
     assert page.locator("#t-next").is_disabled()
     assert page.locator("#tasks tbody tr").count() == 1
     assert page.locator("#tasks tbody tr td").first.inner_text() == "total"  # it ran last
+    page.check("#t-by-task")
+    page.wait_for_selector("#tasks[data-form='grouped']", timeout=WAIT_MS)
+    assert page.locator("#tasks tbody tr.group-row").count() == 2
 
 
 # -- live ---------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@
   // The first page of everything is asked for at once, before the run's document arrives.
   const prefetched = {
     timeline: getColumns(`${api}/timeline?after=0&format=binary`),
-    tasks: getJSON(`${api}/tasks?offset=0&limit=100`),
   };
   let doc = null;
   const shown = { graph: false, timeline: false, tasks: false };
@@ -414,9 +413,20 @@
 
   // -- tasks ---------------------------------------------------------------------------------
 
-  const table = { offset: 0, limit: 100, group: null, loading: false, again: false };
+  // Two forms of one table. Unfiltered and "by task" (the default), one row per graph node
+  // with its counts, from the run's document (nothing more to fetch); a row opens to its
+  // tasks, SHOW_MORE at a time. Filtered (status, name, node) or not by task, one row per task,
+  // paged by the server, table.limit at a time.
+  const table = { offset: 0, limit: 100, group: null, loading: false, again: false,
+                  open: new Map() };
+  const SHOW_MORE = 20;
   const tStatus = document.getElementById("t-status");
   const tName = document.getElementById("t-name");
+  const tByTask = document.getElementById("t-by-task");
+
+  function grouped() {
+    return tByTask.checked && !tStatus.value && !tName.value.trim() && !table.group;
+  }
 
   function filterByGroup(group) {
     table.group = group;
@@ -427,38 +437,129 @@
     document.getElementById("tasks").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
+  function taskRow(t, extra) {
+    return el("tr", { dataset: { taskId: t.task_id, status: t.state }, class: extra || null },
+      el("td", { text: t.call_name ? `${t.call_name} (${t.task})` : t.task }),
+      el("td", { class: "mono", text: t.task_id }),
+      el("td", {}, badge(t.state)),
+      el("td", { class: "num", text: t.attempts }),
+      el("td", { class: "num", text: seconds(t.duration) }),
+      el("td", { class: "num", text: when(t.started) }),
+      el("td", { text: t.executor || "-" }),
+      el("td", {}, el("pre", { text: t.error || t.why_ran || t.skip_reason || "" })));
+  }
+
+  function setRange(text, total, first, last) {
+    document.getElementById("t-range").textContent = text;
+    document.getElementById("t-prev").disabled = first;
+    document.getElementById("t-next").disabled = last;
+    document.getElementById("tasks").dataset.total = String(total);
+  }
+
+  /** The rows of the "by task" form: a row per node, and under each open one its tasks. */
+  function renderGroups() {
+    const body = document.querySelector("#tasks tbody");
+    const nodes = doc.groups.filter((g) => g.kind !== "param");
+    const rows = [];
+    let total = 0;
+    for (const g of nodes) {
+      total += Math.max(g.units, 1);  // a node that did not run is one row of the task table
+      const opened = table.open.get(g.id);
+      const label = g.name + (g.kind === "map" ? " [map]" : g.kind === "dynamic" ? ` ×${g.units}` : "");
+      const toggle = el("button", { type: "button", class: "expand", text: opened ? "▾" : "▸",
+        "aria-expanded": opened ? "true" : "false", title: `${g.units} tasks`,
+        disabled: g.units ? null : "" });
+      toggle.addEventListener("click", () => toggleGroup(g));
+      rows.push(el("tr", { class: "group-row", dataset: { groupId: g.id, status: g.status,
+        units: g.units } },
+        el("td", {}, toggle, " ", label, " ",
+          g.units > 1 || Object.keys(g.states).length > 1 ? chips(g.states) : null),
+        el("td", { class: "mono", text: g.id }),
+        el("td", {}, badge(g.status)),
+        el("td", { class: "num", text: g.attempts }),
+        el("td", { class: "num", text: seconds(g.duration) }),
+        el("td", { class: "num", text: when(g.started) }),
+        el("td", { text: "-" }),
+        el("td", {})));
+      if (!opened) continue;
+      for (const t of opened.tasks) rows.push(taskRow(t, "member"));
+      if (opened.tasks.length < opened.total) {
+        const more = el("button", { type: "button", class: "more",
+          text: `Show ${Math.min(SHOW_MORE, opened.total - opened.tasks.length)} more ` +
+            `(${opened.tasks.length} of ${opened.total} shown)` });
+        more.addEventListener("click", () => showMore(g));
+        rows.push(el("tr", { class: "more-row", dataset: { groupId: g.id } },
+          el("td", { colspan: 8 }, more)));
+      }
+    }
+    body.replaceChildren(...rows);
+    setRange(`${nodes.length} graph nodes, ${total} tasks`, total, true, true);
+    document.getElementById("tasks").dataset.form = "grouped";
+    markReady("tasks");
+  }
+
+  async function fetchMembers(g, offset) {
+    const query = new URLSearchParams({ group: g.id, offset, limit: SHOW_MORE });
+    return getJSON(`${api}/tasks?${query}`);
+  }
+
+  async function toggleGroup(g) {
+    if (table.open.has(g.id)) {
+      table.open.delete(g.id);
+    } else {
+      const page = await fetchMembers(g, 0);
+      table.open.set(g.id, { tasks: page.tasks, total: page.total });
+    }
+    if (grouped()) renderGroups();
+  }
+
+  async function showMore(g) {
+    const opened = table.open.get(g.id);
+    if (!opened) return;
+    const page = await fetchMembers(g, opened.tasks.length);
+    if (page.offset !== opened.tasks.length) return;  // a click while one was on its way
+    opened.tasks.push(...page.tasks);
+    opened.total = page.total;
+    if (grouped()) renderGroups();
+  }
+
+  /** The open nodes' tasks again (a live run's change their states, and grow). */
+  async function refreshOpen() {
+    for (const [id, opened] of table.open) {
+      const g = doc.groups.find((group) => group.id === id);
+      if (!g) { table.open.delete(id); continue; }
+      const query = new URLSearchParams({ group: id, offset: 0,
+        limit: Math.max(opened.tasks.length, SHOW_MORE) });
+      const page = await getJSON(`${api}/tasks?${query}`);
+      table.open.set(id, { tasks: page.tasks, total: page.total });
+    }
+  }
+
   async function loadTasks() {
     if (table.loading) { table.again = true; return; }
     table.loading = true;
     try {
+      if (grouped()) {
+        await refreshOpen();
+        renderGroups();
+        return;
+      }
       const query = new URLSearchParams({ offset: table.offset, limit: table.limit });
       if (tStatus.value) query.set("status", tStatus.value);
       if (tName.value.trim()) query.set("name", tName.value.trim());
       if (table.group) query.set("group", table.group.id);
-      const first = `offset=0&limit=${table.limit}`;
-      const page = await (prefetched.tasks && query.toString() === first
-        ? prefetched.tasks : getJSON(`${api}/tasks?${query}`));
-      prefetched.tasks = null;
+      const page = await getJSON(`${api}/tasks?${query}`);
+      if (grouped()) return;  // the filters were cleared meanwhile: the again-load draws
       const body = document.querySelector("#tasks tbody");
-      body.replaceChildren(...page.tasks.map((t) => el("tr", { dataset: { taskId: t.task_id, status: t.state } },
-        el("td", { text: t.call_name ? `${t.call_name} (${t.task})` : t.task }),
-        el("td", { class: "mono", text: t.task_id }),
-        el("td", {}, badge(t.state)),
-        el("td", { class: "num", text: t.attempts }),
-        el("td", { class: "num", text: seconds(t.duration) }),
-        el("td", { class: "num", text: when(t.started) }),
-        el("td", { text: t.executor || "-" }),
-        el("td", {}, el("pre", { text: t.error || t.why_ran || t.skip_reason || "" })))));
+      body.replaceChildren(...page.tasks.map((t) => taskRow(t)));
       if (!page.tasks.length) {
         body.append(el("tr", {}, el("td", { colspan: 8, class: "note",
           text: doc && doc.status === "Running" ? "No task of this run has finished yet." : "No task matches." })));
       }
       const last = Math.min(page.offset + page.limit, page.total);
-      document.getElementById("t-range").textContent =
-        page.total ? `${page.offset + 1}–${last} of ${page.total}` : "0 of 0";
-      document.getElementById("t-prev").disabled = page.offset === 0;
-      document.getElementById("t-next").disabled = last >= page.total;
-      document.getElementById("tasks").dataset.total = String(page.total);
+      setRange(page.total ? `${page.offset + 1}–${last} of ${page.total}` : "0 of 0", page.total,
+        page.offset === 0, last >= page.total);
+      document.getElementById("tasks").dataset.form = "tasks";
       markReady("tasks");
     } finally {
       table.loading = false;
@@ -473,6 +574,7 @@
     const reload = () => { table.offset = 0; loadTasks(); };
     tStatus.addEventListener("change", reload);
     tName.addEventListener("input", debounce(reload, 250));
+    tByTask.addEventListener("change", reload);
     document.getElementById("t-prev").addEventListener("click", () => {
       table.offset = Math.max(0, table.offset - table.limit); loadTasks();
     });
