@@ -16,13 +16,14 @@ them) are read when present and left out otherwise.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from cascade.records import (
     CHECKPOINT,
@@ -162,43 +163,75 @@ class Group:
         }
 
 
+class Units(NamedTuple):
+    """A run's units (tasks and map items) as columns, in the order their last attempts were
+    recorded: task ids, states, groups (indexes into the view's groups), the positions of
+    their last attempts in the view's attempts, and when they (first) started."""
+
+    ids: list[str]
+    states: list[str]
+    groups: list[int]
+    lasts: list[int]
+    starts: list[float]
+
+
 @dataclass
 class RunView:
     """Everything one run's page shows, computed once per change of its record.
 
-    Units (tasks and map items) are kept as columns, in the order they started: their task
-    ids, states, groups and the positions of their (last) attempts in ``attempts``. A table page
-    sums up only its own rows (``summarize_tasks``), so a 100,000-task run costs one pass.
+    Units (tasks and map items) are kept as columns (``Units``); the task table lists them in
+    the order they started, sorted when a table page is first asked for (the page's first
+    view, by task, needs only the groups). A table page sums up only its own rows
+    (``summarize_tasks``), so a 100,000-task run costs one pass.
     """
 
     run: RecordedRun
     groups: list[Group]
     attempts: list[RecordedAttempt]
-    unit_ids: list[str]
-    unit_states: list[str]
-    unit_groups: list[int]
-    unit_lasts: list[int]  # the position of each unit's last attempt
+    units: Units
     several: dict[str, list[int]]  # the positions of the attempts of units with several
     attempt_groups: list[int]
     _document: dict[str, Any] | None = None
     #: Responses made from this view, serialized once (a finished run's view never changes).
     responses: dict[str, bytes] = field(default_factory=dict)
 
+    @functools.cached_property
+    def _by_start(self) -> Units:
+        order = sorted(range(len(self.units.ids)), key=self.units.starts.__getitem__)
+        return Units(*(_reorder(column, order) for column in self.units))
+
+    @property
+    def unit_ids(self) -> list[str]:
+        """The units' task ids, in the order they started."""
+        return self._by_start.ids
+
+    @property
+    def unit_states(self) -> list[str]:
+        return self._by_start.states
+
+    @property
+    def unit_groups(self) -> list[int]:
+        return self._by_start.groups
+
+    @property
+    def unit_lasts(self) -> list[int]:
+        return self._by_start.lasts
+
     def document(self) -> dict[str, Any]:
         """The run's page data: facts, groups (the graph), counts and failures; what
         ``/api/runs/{id}`` returns and the live stream sends (made once per view)."""
         if self._document is not None:
             return self._document
-        states: dict[str, int] = {}
-        for state in self.unit_states:
-            states[state] = states.get(state, 0) + 1
-        failures = [a for a in self.attempts if a.status == FAILED]
+        states = dict(Counter(self.units.states))
+        failures = []
+        if FAILED in map(itemgetter(2), self.attempts):
+            failures = [a for a in self.attempts if a.status == FAILED]
         data = run_summary(self.run)
         data.update(
             {
                 "groups": [g.to_dict() for g in self.groups],
                 "unit_states": states,
-                "unit_total": len(self.unit_ids),
+                "unit_total": len(self.units.ids),
                 "attempt_total": len(self.attempts),
                 "failure_total": len(failures),
                 "failures": [failure_dict(a) for a in failures[:MAX_FAILURES]],
@@ -228,7 +261,7 @@ class RunView:
         chosen: list[int] = []
         total = 0
         if wanted_group is None and not status and not needle:  # every unit: a slice
-            total = len(self.unit_ids)
+            total = len(self.units.ids)
             chosen = list(range(min(offset, total), min(offset + limit, total)))
         else:
             for index, task_id in enumerate(self.unit_ids):
@@ -454,19 +487,9 @@ def build_view(
     for (group_index, state), n in Counter(zip(unit_groups, unit_states, strict=True)).items():
         groups[group_index].states[state] = n
     _add_up(groups, unit_groups, ran, durations, starts, ends)
-    order = sorted(range(len(unit_ids)), key=starts.__getitem__)
     _settle(run, groups)
-    return RunView(
-        run,
-        groups,
-        attempts,
-        _reorder(unit_ids, order),
-        _reorder(unit_states, order),
-        _reorder(unit_groups, order),
-        _reorder(lasts, order),
-        several,
-        attempt_groups,
-    )
+    units = Units(unit_ids, unit_states, unit_groups, lasts, starts)
+    return RunView(run, groups, attempts, units, several, attempt_groups)
 
 
 def _reorder(column: list[_T], order: list[int]) -> list[_T]:
@@ -536,6 +559,7 @@ __all__ = [
     "STATES",
     "Group",
     "RunView",
+    "Units",
     "attempt_state",
     "build_view",
     "failure_dict",
