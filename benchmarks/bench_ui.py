@@ -4,8 +4,8 @@ Run with ``python benchmarks/bench_ui.py`` (it needs cascade-ui, Playwright for 
 Debian's Chromium at /usr/bin/chromium, as the tests do). It records one run into a temporary
 store: a ``map`` of 100,000 items into one sum (100,001 tasks), then serves that store with the
 installed ``cascade ui`` on a free port of 127.0.0.1 and opens the run's page in headless
-Chromium, timing from navigation until the graph, the timeline (every attempt) and the first
-page of the task table are drawn (the page sets ``data-ready`` on its body then).
+Chromium, timing from navigation until the graph, the timeline (every attempt) and the task
+table (by task, as it first shows) are drawn (the page sets ``data-ready`` on its body then).
 
 "cold" is a fresh ``cascade ui`` process (the server reads and aggregates the record for the
 first time); "warm" is the same page opened again (the server keeps a finished run's view). The
