@@ -477,7 +477,7 @@
         el("td", { class: "mono", text: g.id }),
         el("td", {}, badge(g.status)),
         el("td", { class: "num", text: g.attempts }),
-        el("td", { class: "num", text: seconds(g.duration) }),
+        el("td", { class: "num", text: g.units ? seconds(g.duration) : "-" }),
         el("td", { class: "num", text: when(g.started) }),
         el("td", { text: "-" }),
         el("td", {})));
