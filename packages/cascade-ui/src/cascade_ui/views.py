@@ -3,9 +3,9 @@
 A run's record holds its graph (the nodes it started with) and every finished attempt. The page
 aggregates them by task: each graph node is a *group* (a plain task, or a map with one unit per
 item), and the tasks a task's returned graph added are grouped by their parent and name (a
-dynamic group), so a 100,000-item map is one node with counts, not 100,000 nodes. The task table
-and the timeline stay per unit and per attempt, but the table is paged and the timeline travels
-as columns of numbers.
+dynamic group), so a 100,000-item map is one node with counts, not 100,000 nodes, and one row of
+the page's task table (by task) until it is opened. The table's tasks (units) come a page at a
+time; the timeline stays per attempt, but travels as columns of numbers.
 
 While a run goes on, the record has only the attempts that finished: a group without all its
 units finished is ``Running`` when every group it waits for is done, else ``Pending``.
