@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from cli_helpers import base_env, cascade_script, png_colours, run_cascade, wait_for_marker
 
+from cascade.records import RecordBatch, RecordedRun, RunEnd, SQLiteRunStore
 from cascade_ui.columns import unpack_columns
 
 pytestmark = pytest.mark.timeout(240)
@@ -468,6 +470,42 @@ def test_a_wide_map_is_one_node_a_drawn_lane_and_a_table_by_task_or_paged(
     page.check("#t-by-task")
     page.wait_for_selector("#tasks[data-form='grouped']", timeout=WAIT_MS)
     assert page.locator("#tasks tbody tr.group-row").count() == 2
+
+
+@pytest.mark.slow
+def test_a_traced_runs_page_shows_its_trace_id_host_and_version(
+    folder: Folder, serve: Any, page: Any
+) -> None:
+    """A run recorded while an OpenTelemetry span was current keeps its trace id (cascade-otel
+    tests that part); the page shows it with the host, pid and Cascade version."""
+    store = SQLiteRunStore(folder.store)
+    now = time.time()
+    traced = RecordedRun(
+        "f" * 32,
+        "total",
+        "Succeeded",
+        started=now,
+        ended=now + 1,
+        duration=1.0,
+        cascade_version="9.9.9",
+        host="builder-7",
+        pid=4242,
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+    )
+    store.write(
+        RecordBatch(traced.run_id, seq=1, start=traced, end=RunEnd("Succeeded", now + 1, 1.0))
+    )
+    store.close()
+    server = serve()
+    page.goto(f"{server.url}runs/ffffffff")
+    page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+    facts = {
+        row.locator("td").first.inner_text(): row.locator("td").last.inner_text()
+        for row in page.locator("#facts tr").all()
+    }
+    assert facts["Trace id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert facts["Host / pid"] == "builder-7 / 4242"
+    assert facts["Cascade"] == "9.9.9"
 
 
 # -- live ---------------------------------------------------------------------------------------
