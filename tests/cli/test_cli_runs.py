@@ -7,7 +7,6 @@ screenshot that is not blank)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -16,12 +15,11 @@ from typing import Any
 
 import pytest
 from cli_helpers import base_env, cascade_script, png_colours, run_cascade
+from headless_chromium import CHROMIUM, CHROMIUM_ARGS, installed
 
 from cascade.records import SQLiteRunStore
 
 pytestmark = pytest.mark.timeout(240)
-
-CHROMIUM = "/usr/bin/chromium"
 
 FLOW = """
 import os
@@ -317,19 +315,7 @@ def test_two_processes_recording_into_one_store_at_once_lose_nothing(folder: Fol
 
 def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={user_data}",
-            *args,
-        ],
+        [CHROMIUM, *CHROMIUM_ARGS, "--disable-quic", f"--user-data-dir={user_data}", *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -339,7 +325,7 @@ def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_the_html_report_renders_in_headless_chromium(folder: Folder) -> None:
-    if not os.access(CHROMIUM, os.X_OK):
+    if not installed():
         pytest.skip(
             f"{CHROMIUM} is not installed: `python dev.py test` installs Debian's chromium "
             "package with apt-get when it runs as root; this machine could not (not root, no "

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,16 @@ from typing import Any
 import pytest
 from cli_helpers import base_env, cascade_script, png_colours, run_cascade, wait_for_marker
 
+from cascade.records import RecordBatch, RecordedRun, RunEnd, SQLiteRunStore
+from cascade_ui.columns import unpack_columns
+
 pytestmark = pytest.mark.timeout(240)
 
 #: How long a page may take to show what the store holds (generous: the machine is shared).
 WAIT_MS = 30_000
 
 FLOW = """
+import logging
 import os
 import pathlib
 import time
@@ -47,6 +52,7 @@ def load(i: int) -> int:
 @cs.task(retries=1)
 def check(values: list, note: str) -> list:
     if os.environ.get("UI_FAIL") == "check":
+        logging.getLogger("flow").warning("checking <i>%d</i> values", len(values))
         raise ValueError("check failed: <b>not bold</b>")
     return values
 
@@ -98,6 +104,8 @@ def after(x: int) -> int:
 
 
 live = after(gate(first()))
+
+wide = total(load.map(range(300)))
 """
 
 
@@ -154,17 +162,29 @@ class Server:
         out, err = self.process.communicate(timeout=60)
         return self.process.returncode, out, err
 
-    def request(
+    def exchange(
         self, path: str, *, host: str | None = None, method: str = "GET"
-    ) -> tuple[int, str, dict[str, str]]:
+    ) -> tuple[int, bytes, dict[str, str]]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             headers = {"Host": host} if host is not None else {}
             connection.request(method, path, headers=headers)
             response = connection.getresponse()
-            return response.status, response.read().decode(), dict(response.getheaders())
+            return response.status, response.read(), dict(response.getheaders())
         finally:
             connection.close()
+
+    def request(
+        self, path: str, *, host: str | None = None, method: str = "GET"
+    ) -> tuple[int, str, dict[str, str]]:
+        status, body, headers = self.exchange(path, host=host, method=method)
+        return status, body.decode(), headers
+
+    def raw(self, path: str) -> tuple[bytes, str]:
+        """A 200 response's body as bytes, and its content type."""
+        status, body, headers = self.exchange(path)
+        assert status == 200, (path, status, body[:500])
+        return body, headers["content-type"]
 
     def api(self, path: str) -> Any:
         status, body, _ = self.request(path)
@@ -300,6 +320,12 @@ def test_the_runs_list_and_the_run_pages_show_the_recorded_runs(
         in failures.nth(1).locator("pre").first.inner_text()
     )
     assert page.locator("#failures b").count() == 0
+    # With its traceback (from the task's own frame) and what it logged, as text.
+    traceback = failures.nth(1).locator("pre.traceback").inner_text()
+    assert "in check" in traceback and "ValueError: check failed" in traceback
+    logs = failures.nth(1).locator("table.logs").inner_text()
+    assert "WARNING" in logs and "checking <i>4</i> values" in logs
+    assert page.locator("#failures i").count() == 0
     assert page.locator("#timeline").get_attribute("data-bars") == "6"  # 4 loads, 2 checks
     assert json.loads(page.locator("#timeline").get_attribute("data-states")) == {
         "Succeeded": 4,
@@ -352,6 +378,134 @@ def test_stored_markup_shows_as_text_and_a_screenshot_is_not_blank(
     shot = folder.root / "run.png"
     page.screenshot(path=str(shot), full_page=True)
     assert len(png_colours(shot)) >= 4, "the run page's screenshot looks blank"
+
+
+@pytest.mark.slow
+def test_a_wide_map_is_one_node_a_drawn_lane_and_a_table_by_task_or_paged(
+    folder: Folder, serve: Any, page: Any
+) -> None:
+    assert folder.cascade("run", "flow.py:wide").code == 0
+    (run,) = folder.runs()
+    server = serve()
+    page.goto(f"{server.url}runs/{run['run_id']}")
+    page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+    assert node(page, "load [map]").get_attribute("data-counts") == "300 ✓300"
+    timeline = page.locator("#timeline")
+    assert timeline.get_attribute("data-bars") == "301"  # every attempt, in two lanes
+    assert timeline.get_attribute("data-lanes") == "2"
+    assert json.loads(timeline.get_attribute("data-states") or "{}") == {"Succeeded": 301}
+
+    # Hovering a bar of the map's lane names its item (the ids come when first needed).
+    box = timeline.bounding_box()
+    assert box is not None
+    tip = page.locator("#tip")
+    for x in range(212, int(box["width"]), 4):
+        page.mouse.move(box["x"] + x, box["y"] + 30)
+        if tip.is_visible():
+            break
+    assert tip.is_visible(), "no bar of the map's lane answered the mouse"
+    page.wait_for_function(
+        "() => /^load-\\w+\\[\\d+\\], attempt 1: Succeeded/.test("
+        "document.getElementById('tip').textContent)",
+        timeout=WAIT_MS,
+    )
+
+    # The table, by task (the default): a row per node with its counts, from the run's
+    # document; a row opens to its items, 20 at a time.
+    tasks = page.locator("#tasks")
+    assert tasks.get_attribute("data-form") == "grouped"
+    assert tasks.get_attribute("data-total") == "301"
+    rows = page.locator("#tasks tbody tr.group-row")
+    assert [rows.nth(i).get_attribute("data-group-id") for i in range(rows.count())] == [
+        node(page, "load [map]").get_attribute("data-group-id"),
+        node(page, "total").get_attribute("data-group-id"),
+    ]
+    load_row = rows.first
+    assert load_row.get_attribute("data-units") == "300"
+    assert load_row.locator(".chip[data-status='Succeeded']").get_attribute("data-count") == "300"
+    members = page.locator("#tasks tbody tr.member")
+    assert members.count() == 0
+    load_row.locator("button.expand").click()
+    page.wait_for_function("() => document.querySelectorAll('#tasks tr.member').length === 20")
+    more = page.locator("#tasks tr.more-row button")
+    assert more.inner_text() == "Show 20 more (20 of 300 shown)"
+    ids = [members.nth(i).get_attribute("data-task-id") or "" for i in range(20)]
+    assert all(re.fullmatch(r"load-\w+\[\d+\]", i) for i in ids) and len(set(ids)) == 20
+    more.click()
+    page.wait_for_function("() => document.querySelectorAll('#tasks tr.member').length === 40")
+    assert more.inner_text() == "Show 20 more (40 of 300 shown)"
+    shown = [members.nth(i).get_attribute("data-task-id") for i in range(40)]
+    assert shown[:20] == ids and len(set(shown)) == 40
+    # The items sit under their node's row, before the next node's.
+    order = page.eval_on_selector_all(
+        "#tasks tbody tr", "rows => rows.map(r => r.className || 'task')"
+    )
+    assert order == ["group-row", *["member"] * 40, "more-row", "group-row"]
+    load_row.locator("button.expand").click()
+    page.wait_for_function("() => document.querySelectorAll('#tasks tr.member').length === 0")
+
+    # One row per task instead: 100 a page, every item reachable.
+    page.uncheck("#t-by-task")
+    page.wait_for_selector("#tasks[data-form='tasks']", timeout=WAIT_MS)
+    assert page.locator("#t-range").inner_text() == "1–100 of 301"
+    assert page.locator("#tasks tbody tr").count() == 100
+    assert page.locator("#t-prev").is_disabled()
+    first_page = page.locator("#tasks tbody tr").first.get_attribute("data-task-id")
+    page.click("#t-next")
+    page.wait_for_function(
+        "() => document.getElementById('t-range').textContent === '101–200 of 301'",
+        timeout=WAIT_MS,
+    )
+    assert page.locator("#tasks tbody tr").first.get_attribute("data-task-id") != first_page
+    for shown_range in ("201–300 of 301", "301–301 of 301"):
+        page.click("#t-next")
+        page.wait_for_function(
+            "(shown) => document.getElementById('t-range').textContent === shown",
+            arg=shown_range,
+            timeout=WAIT_MS,
+        )
+    assert page.locator("#t-next").is_disabled()
+    assert page.locator("#tasks tbody tr").count() == 1
+    assert page.locator("#tasks tbody tr td").first.inner_text() == "total"  # it ran last
+    page.check("#t-by-task")
+    page.wait_for_selector("#tasks[data-form='grouped']", timeout=WAIT_MS)
+    assert page.locator("#tasks tbody tr.group-row").count() == 2
+
+
+@pytest.mark.slow
+def test_a_traced_runs_page_shows_its_trace_id_host_and_version(
+    folder: Folder, serve: Any, page: Any
+) -> None:
+    """A run recorded while an OpenTelemetry span was current keeps its trace id (cascade-otel
+    tests that part); the page shows it with the host, pid and Cascade version."""
+    store = SQLiteRunStore(folder.store)
+    now = time.time()
+    traced = RecordedRun(
+        "f" * 32,
+        "total",
+        "Succeeded",
+        started=now,
+        ended=now + 1,
+        duration=1.0,
+        cascade_version="9.9.9",
+        host="builder-7",
+        pid=4242,
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+    )
+    store.write(
+        RecordBatch(traced.run_id, seq=1, start=traced, end=RunEnd("Succeeded", now + 1, 1.0))
+    )
+    store.close()
+    server = serve()
+    page.goto(f"{server.url}runs/ffffffff")
+    page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+    facts = {
+        row.locator("td").first.inner_text(): row.locator("td").last.inner_text()
+        for row in page.locator("#facts tr").all()
+    }
+    assert facts["Trace id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert facts["Host / pid"] == "builder-7 / 4242"
+    assert facts["Cascade"] == "9.9.9"
 
 
 # -- live ---------------------------------------------------------------------------------------
@@ -523,6 +677,20 @@ def test_the_json_api(folder: Folder, serve: Any) -> None:
     assert rest["suffix"] == details["suffix"][4:]
     status, body, _ = server.request(f"/api/runs/{run['run_id']}/timeline?fields=colour")
     assert status == 400 and "unknown timeline field(s) colour" in body
+    # The page's form: the same columns as typed arrays.
+    raw, kind = server.raw(f"/api/runs/{run['run_id']}/timeline?format=binary")
+    assert kind == "application/octet-stream"
+    binary = unpack_columns(raw)
+    assert {k: binary[k] for k in ("group", "start_us", "duration_us", "state")} == {
+        k: timeline[k] for k in ("group", "start_us", "duration_us", "state")
+    }
+    assert binary["total"] == 6 and binary["run_status"] == "Failed"
+    status, body, _ = server.request(
+        f"/api/runs/{run['run_id']}/timeline?format=binary&fields=suffix"
+    )
+    assert status == 400 and "not suffix: ask for those as JSON" in body
+    status, body, _ = server.request(f"/api/runs/{run['run_id']}/timeline?format=xml")
+    assert status == 400 and "'format' must be 'json' or 'binary', not 'xml'" in body
 
     status, body, _ = server.request("/api/runs?status=Sleeping")
     assert status == 400 and "unknown run status 'Sleeping'" in body

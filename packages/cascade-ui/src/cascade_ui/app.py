@@ -8,7 +8,7 @@ Pages: ``/`` lists the runs, ``/runs/{id}`` shows one; both are static HTML whos
 - ``GET /api/runs/{id}/tasks`` — a page of its tasks (``status``, ``name``, ``group``,
   ``offset``, ``limit``);
 - ``GET /api/runs/{id}/timeline`` — its attempts as columns (``after``: from the N-th on;
-  ``fields``: which columns);
+  ``fields``: which columns; ``format=binary``: as typed arrays, see ``columns``);
 - ``GET /api/events`` and ``GET /api/runs/{id}/events`` — server-sent events: the runs list's
   changes, and a run's page document each time its record changes.
 
@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cascade.records import RUN_STATUSES, RUNNING, RecordError, RunStore
 from cascade_ui._version import __version__
+from cascade_ui.columns import pack_columns
 from cascade_ui.reader import Reader
 from cascade_ui.views import DRAWN, run_summary
 
@@ -165,8 +166,22 @@ def create_app(store: RunStore, *, allowed_hosts: Sequence[str] | None = None) -
     async def index(request: Request) -> Response:
         return HTMLResponse(_page("index.html"))
 
+    warming: set[asyncio.Task[Any]] = set()
+
+    async def warm(run_id: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(reader.view, run_id)
+        except Exception:  # the page's own requests report what went wrong
+            pass
+
     async def run_page(request: Request) -> Response:
-        await resolve(request.path_params["run_id"])
+        run = await resolve(request.path_params["run_id"])
+        # The page's script asks for the run's view as soon as it runs: start computing it
+        # now, while the browser fetches the script (the view is shared; its requests wait
+        # for this computation instead of starting another).
+        task = asyncio.create_task(warm(run.run_id))
+        warming.add(task)
+        task.add_done_callback(warming.discard)
         return HTMLResponse(_page("run.html"))
 
     # -- the API --------------------------------------------------------------------------------
@@ -212,23 +227,29 @@ def create_app(store: RunStore, *, allowed_hosts: Sequence[str] | None = None) -
         after = _int(request, "after", 0)
         asked = request.query_params.get("fields")
         fields = tuple(f.strip() for f in asked.split(",") if f.strip()) if asked else DRAWN
-        key = f"timeline:{after}:{','.join(fields)}"
+        form = request.query_params.get("format") or "json"
+        if form not in ("json", "binary"):
+            raise HTTPException(
+                400, f"query parameter 'format' must be 'json' or 'binary', not {form!r}"
+            )
+        key = f"timeline:{after}:{','.join(fields)}:{form}"
         body = view.responses.get(key)
         if body is None:
 
             def make() -> bytes:
                 try:
                     data = view.timeline(after, fields)
+                    data["run_id"] = view.run.run_id
+                    data["run_status"] = view.run.status
+                    return pack_columns(data, fields) if form == "binary" else _dumps(data)
                 except ValueError as exc:
                     raise HTTPException(400, str(exc)) from None
-                data["run_id"] = view.run.run_id
-                data["run_status"] = view.run.status
-                return _dumps(data)
 
             body = await anyio.to_thread.run_sync(make)
             if view.run.status != RUNNING and after == 0:
                 view.responses[key] = body
-        return Response(body, media_type="application/json")
+        kind = "application/octet-stream" if form == "binary" else "application/json"
+        return Response(body, media_type=kind)
 
     # -- live -----------------------------------------------------------------------------------
 

@@ -97,6 +97,25 @@ const CascadeUI = (() => {
     return data;
   }
 
+  const COLUMN_TYPES = { int32: Int32Array, float64: Float64Array, uint8: Uint8Array };
+
+  /** A binary columns document (``format=binary``): its JSON head's keys, and each column as
+      a typed array over the body, read in place (no text to parse). */
+  async function getColumns(url) {
+    const response = await fetch(url, { headers: { accept: "application/octet-stream" } });
+    if (!response.ok) {
+      const data = await response.json();
+      throw new Error(data.error || response.statusText);
+    }
+    const body = await response.arrayBuffer();
+    const size = new DataView(body).getUint32(0, true);
+    const head = JSON.parse(new TextDecoder().decode(new Uint8Array(body, 4, size)));
+    for (const [name, type, offset, count] of head.columns) {
+      head[name] = new COLUMN_TYPES[type](body, offset, count);
+    }
+    return head;
+  }
+
   /** An EventSource whose state shows in the header's "live" mark. */
   function live(url, handlers) {
     const mark = document.getElementById("live");
@@ -115,5 +134,5 @@ const CascadeUI = (() => {
   }
 
   return { COLOURS, LIGHT, el, append, svg, seconds, when, badge, chips, paramText, getJSON,
-           live, debounce };
+           getColumns, live, debounce };
 })();

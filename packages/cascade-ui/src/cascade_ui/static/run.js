@@ -5,15 +5,14 @@
 "use strict";
 
 (() => {
-  const { COLOURS, LIGHT, el, svg, seconds, when, badge, chips, paramText, getJSON, live,
-          debounce } = CascadeUI;
+  const { COLOURS, LIGHT, el, svg, seconds, when, badge, chips, paramText, getJSON, getColumns,
+          live, debounce } = CascadeUI;
   const runId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
   const api = `/api/runs/${encodeURIComponent(runId)}`;
   const MAX_NODES = 400;
   // The first page of everything is asked for at once, before the run's document arrives.
   const prefetched = {
-    timeline: getJSON(`${api}/timeline?after=0`),
-    tasks: getJSON(`${api}/tasks?offset=0&limit=100`),
+    timeline: getColumns(`${api}/timeline?after=0&format=binary`),
   };
   let doc = null;
   const shown = { graph: false, timeline: false, tasks: false };
@@ -162,27 +161,45 @@
 
   // -- the timeline --------------------------------------------------------------------------
 
-  const tl = { group: [], start: [], duration: [], state: [], attempt: [], suffix: [], states: [],
-               total: 0, loading: false, again: false };
+  // The attempts' columns as typed arrays (the first n items used), grown as a live run adds
+  // attempts; times in milliseconds from the run's start. The task ids and attempt numbers
+  // (hover) come as plain arrays when first needed.
+  const tl = { n: 0, group: new Int32Array(0), start: new Float64Array(0),
+               duration: new Float64Array(0), state: new Uint8Array(0), attempt: [], suffix: [],
+               states: [], total: 0, loading: false, again: false };
   const LANE = 16, ROW_GAP = 2, LABEL_W = 210, MAX_SUBROWS = 12;
   let layout = null;
+
+  /** ``column`` with ``values`` (scaled by ``factor``) written from position ``at`` on. */
+  function appended(column, at, values, factor = 1) {
+    let into = column;
+    if (into.length < at + values.length) {
+      into = new column.constructor(Math.ceil((at + values.length) * 1.5));
+      into.set(column.subarray(0, at));
+    }
+    if (factor === 1) into.set(values, at);
+    else for (let i = 0; i < values.length; i++) into[at + i] = values[i] * factor;
+    return into;
+  }
 
   async function loadTimeline() {
     if (tl.loading) { tl.again = true; return; }
     tl.loading = true;
     try {
-      const data = await (prefetched.timeline && tl.group.length === 0
-        ? prefetched.timeline : getJSON(`${api}/timeline?after=${tl.group.length}`));
+      const data = await (prefetched.timeline && tl.n === 0
+        ? prefetched.timeline : getColumns(`${api}/timeline?after=${tl.n}&format=binary`));
       prefetched.timeline = null;
-      tl.states = data.states;
-      // Times arrive in microseconds; the drawing works in milliseconds.
-      for (const value of data.start_us) tl.start.push(value / 1000);
-      for (const value of data.duration_us) tl.duration.push(value / 1000);
-      for (const key of ["group", "state"]) {
-        const into = tl[key];
-        for (const value of data[key]) into.push(value);
+      if (data.after === tl.n) {
+        tl.states = data.states;
+        const count = data.group.length;
+        tl.group = appended(tl.group, tl.n, data.group);
+        tl.state = appended(tl.state, tl.n, data.state);
+        // Times arrive in microseconds; the drawing works in milliseconds.
+        tl.start = appended(tl.start, tl.n, data.start_us, 1 / 1000);
+        tl.duration = appended(tl.duration, tl.n, data.duration_us, 1 / 1000);
+        tl.n += count;
+        tl.total = data.total;
       }
-      tl.total = data.total;
       drawTimeline();
       markReady("timeline");
     } finally {
@@ -195,7 +212,7 @@
     const canvas = document.getElementById("timeline");
     const box = document.getElementById("timeline-box");
     const groups = doc.groups;
-    const n = tl.group.length;
+    const n = tl.n;
     // Lanes: the groups that have attempts, in graph order; each packs its bars into
     // sub-rows (greedy, by start), up to MAX_SUBROWS; more overlap in the last.
     // Greedy packing in arrival order: a bar goes into the first sub-row that is free at its
@@ -260,19 +277,43 @@
     }
     const scale = plot / span;
     // One path per state, filled once: setting the fill colour per bar would cost more than
-    // drawing the bars.
+    // drawing the bars. Bars of one state that touch within a pixel of one row merge into one
+    // rectangle: a 100,000-item map draws a few thousand, and looks the same.
     const counts = {};
+    const K = tl.states.length;
     const paths = tl.states.map(() => null);
-    for (let i = 0; i < n; i++) {
-      const top = laneTop.get(tl.group[i]);
-      if (top === undefined) continue;
-      const code = tl.state[i];
+    const laneOf = new Map(lanes.map((lane, k) => [lane.index, k]));
+    const open = new Float64Array(lanes.length * MAX_SUBROWS * K * 2).fill(-1);
+    const flush = (slot, y, code) => {
       let path = paths[code];
       if (path === null) { path = paths[code] = new Path2D(); }
-      path.rect(LABEL_W + tl.start[i] * scale, top + subrow[i] * (LANE + ROW_GAP) + 1,
-        Math.max(tl.duration[i] * scale, 2), LANE - 2);
+      path.rect(open[slot], y, Math.max(open[slot + 1] - open[slot], 2), LANE - 2);
+    };
+    const rowY = (slot) => {
+      const row = Math.floor(slot / (2 * K));
+      const lane = lanes[Math.floor(row / MAX_SUBROWS)];
+      return lane.y + (row % MAX_SUBROWS) * (LANE + ROW_GAP) + 1;
+    };
+    for (let i = 0; i < n; i++) {
+      const lane = laneOf.get(tl.group[i]);
+      if (lane === undefined) continue;
+      const code = tl.state[i];
+      const slot = ((lane * MAX_SUBROWS + subrow[i]) * K + code) * 2;
+      const x1 = LABEL_W + tl.start[i] * scale;
+      const x2 = x1 + Math.max(tl.duration[i] * scale, 2);
+      if (open[slot] >= 0 && x1 <= open[slot + 1] + 1 && x2 >= open[slot] - 1) {
+        if (x1 < open[slot]) open[slot] = x1;
+        if (x2 > open[slot + 1]) open[slot + 1] = x2;
+      } else {
+        if (open[slot] >= 0) flush(slot, rowY(slot), code);
+        open[slot] = x1;
+        open[slot + 1] = x2;
+      }
       const state = tl.states[code];
       counts[state] = (counts[state] || 0) + 1;
+    }
+    for (let slot = 0; slot < open.length; slot += 2) {
+      if (open[slot] >= 0) flush(slot, rowY(slot), (slot / 2) % K);
     }
     paths.forEach((path, code) => {
       if (path === null) return;
@@ -307,7 +348,7 @@
     const rect = canvas.getBoundingClientRect();
     const x = event.clientX - rect.left, y = event.clientY - rect.top;
     let found = -1;
-    for (let i = tl.group.length - 1; i >= 0; i--) {
+    for (let i = tl.n - 1; i >= 0; i--) {
       const top = layout.laneTop.get(tl.group[i]);
       if (top === undefined) continue;
       const yy = top + layout.subrow[i] * (LANE + ROW_GAP);
@@ -372,9 +413,20 @@
 
   // -- tasks ---------------------------------------------------------------------------------
 
-  const table = { offset: 0, limit: 100, group: null, loading: false, again: false };
+  // Two forms of one table. Unfiltered and "by task" (the default), one row per graph node
+  // with its counts, from the run's document (nothing more to fetch); a row opens to its
+  // tasks, SHOW_MORE at a time. Filtered (status, name, node) or not by task, one row per task,
+  // paged by the server, table.limit at a time.
+  const table = { offset: 0, limit: 100, group: null, loading: false, again: false,
+                  open: new Map() };
+  const SHOW_MORE = 20;
   const tStatus = document.getElementById("t-status");
   const tName = document.getElementById("t-name");
+  const tByTask = document.getElementById("t-by-task");
+
+  function grouped() {
+    return tByTask.checked && !tStatus.value && !tName.value.trim() && !table.group;
+  }
 
   function filterByGroup(group) {
     table.group = group;
@@ -385,38 +437,129 @@
     document.getElementById("tasks").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
+  function taskRow(t, extra) {
+    return el("tr", { dataset: { taskId: t.task_id, status: t.state }, class: extra || null },
+      el("td", { text: t.call_name ? `${t.call_name} (${t.task})` : t.task }),
+      el("td", { class: "mono", text: t.task_id }),
+      el("td", {}, badge(t.state)),
+      el("td", { class: "num", text: t.attempts }),
+      el("td", { class: "num", text: seconds(t.duration) }),
+      el("td", { class: "num", text: when(t.started) }),
+      el("td", { text: t.executor || "-" }),
+      el("td", {}, el("pre", { text: t.error || t.why_ran || t.skip_reason || "" })));
+  }
+
+  function setRange(text, total, first, last) {
+    document.getElementById("t-range").textContent = text;
+    document.getElementById("t-prev").disabled = first;
+    document.getElementById("t-next").disabled = last;
+    document.getElementById("tasks").dataset.total = String(total);
+  }
+
+  /** The rows of the "by task" form: a row per node, and under each open one its tasks. */
+  function renderGroups() {
+    const body = document.querySelector("#tasks tbody");
+    const nodes = doc.groups.filter((g) => g.kind !== "param");
+    const rows = [];
+    let total = 0;
+    for (const g of nodes) {
+      total += Math.max(g.units, 1);  // a node that did not run is one row of the task table
+      const opened = table.open.get(g.id);
+      const label = g.name + (g.kind === "map" ? " [map]" : g.kind === "dynamic" ? ` ×${g.units}` : "");
+      const toggle = el("button", { type: "button", class: "expand", text: opened ? "▾" : "▸",
+        "aria-expanded": opened ? "true" : "false", title: `${g.units} tasks`,
+        disabled: g.units ? null : "" });
+      toggle.addEventListener("click", () => toggleGroup(g));
+      rows.push(el("tr", { class: "group-row", dataset: { groupId: g.id, status: g.status,
+        units: g.units } },
+        el("td", {}, toggle, " ", label, " ",
+          g.units > 1 || Object.keys(g.states).length > 1 ? chips(g.states) : null),
+        el("td", { class: "mono", text: g.id }),
+        el("td", {}, badge(g.status)),
+        el("td", { class: "num", text: g.attempts }),
+        el("td", { class: "num", text: g.units ? seconds(g.duration) : "-" }),
+        el("td", { class: "num", text: when(g.started) }),
+        el("td", { text: "-" }),
+        el("td", {})));
+      if (!opened) continue;
+      for (const t of opened.tasks) rows.push(taskRow(t, "member"));
+      if (opened.tasks.length < opened.total) {
+        const more = el("button", { type: "button", class: "more",
+          text: `Show ${Math.min(SHOW_MORE, opened.total - opened.tasks.length)} more ` +
+            `(${opened.tasks.length} of ${opened.total} shown)` });
+        more.addEventListener("click", () => showMore(g));
+        rows.push(el("tr", { class: "more-row", dataset: { groupId: g.id } },
+          el("td", { colspan: 8 }, more)));
+      }
+    }
+    body.replaceChildren(...rows);
+    setRange(`${nodes.length} graph nodes, ${total} tasks`, total, true, true);
+    document.getElementById("tasks").dataset.form = "grouped";
+    markReady("tasks");
+  }
+
+  async function fetchMembers(g, offset) {
+    const query = new URLSearchParams({ group: g.id, offset, limit: SHOW_MORE });
+    return getJSON(`${api}/tasks?${query}`);
+  }
+
+  async function toggleGroup(g) {
+    if (table.open.has(g.id)) {
+      table.open.delete(g.id);
+    } else {
+      const page = await fetchMembers(g, 0);
+      table.open.set(g.id, { tasks: page.tasks, total: page.total });
+    }
+    if (grouped()) renderGroups();
+  }
+
+  async function showMore(g) {
+    const opened = table.open.get(g.id);
+    if (!opened) return;
+    const page = await fetchMembers(g, opened.tasks.length);
+    if (page.offset !== opened.tasks.length) return;  // a click while one was on its way
+    opened.tasks.push(...page.tasks);
+    opened.total = page.total;
+    if (grouped()) renderGroups();
+  }
+
+  /** The open nodes' tasks again (a live run's change their states, and grow). */
+  async function refreshOpen() {
+    for (const [id, opened] of table.open) {
+      const g = doc.groups.find((group) => group.id === id);
+      if (!g) { table.open.delete(id); continue; }
+      const query = new URLSearchParams({ group: id, offset: 0,
+        limit: Math.max(opened.tasks.length, SHOW_MORE) });
+      const page = await getJSON(`${api}/tasks?${query}`);
+      table.open.set(id, { tasks: page.tasks, total: page.total });
+    }
+  }
+
   async function loadTasks() {
     if (table.loading) { table.again = true; return; }
     table.loading = true;
     try {
+      if (grouped()) {
+        await refreshOpen();
+        renderGroups();
+        return;
+      }
       const query = new URLSearchParams({ offset: table.offset, limit: table.limit });
       if (tStatus.value) query.set("status", tStatus.value);
       if (tName.value.trim()) query.set("name", tName.value.trim());
       if (table.group) query.set("group", table.group.id);
-      const first = `offset=0&limit=${table.limit}`;
-      const page = await (prefetched.tasks && query.toString() === first
-        ? prefetched.tasks : getJSON(`${api}/tasks?${query}`));
-      prefetched.tasks = null;
+      const page = await getJSON(`${api}/tasks?${query}`);
+      if (grouped()) return;  // the filters were cleared meanwhile: the again-load draws
       const body = document.querySelector("#tasks tbody");
-      body.replaceChildren(...page.tasks.map((t) => el("tr", { dataset: { taskId: t.task_id, status: t.state } },
-        el("td", { text: t.call_name ? `${t.call_name} (${t.task})` : t.task }),
-        el("td", { class: "mono", text: t.task_id }),
-        el("td", {}, badge(t.state)),
-        el("td", { class: "num", text: t.attempts }),
-        el("td", { class: "num", text: seconds(t.duration) }),
-        el("td", { class: "num", text: when(t.started) }),
-        el("td", { text: t.executor || "-" }),
-        el("td", {}, el("pre", { text: t.error || t.why_ran || t.skip_reason || "" })))));
+      body.replaceChildren(...page.tasks.map((t) => taskRow(t)));
       if (!page.tasks.length) {
         body.append(el("tr", {}, el("td", { colspan: 8, class: "note",
           text: doc && doc.status === "Running" ? "No task of this run has finished yet." : "No task matches." })));
       }
       const last = Math.min(page.offset + page.limit, page.total);
-      document.getElementById("t-range").textContent =
-        page.total ? `${page.offset + 1}–${last} of ${page.total}` : "0 of 0";
-      document.getElementById("t-prev").disabled = page.offset === 0;
-      document.getElementById("t-next").disabled = last >= page.total;
-      document.getElementById("tasks").dataset.total = String(page.total);
+      setRange(page.total ? `${page.offset + 1}–${last} of ${page.total}` : "0 of 0", page.total,
+        page.offset === 0, last >= page.total);
+      document.getElementById("tasks").dataset.form = "tasks";
       markReady("tasks");
     } finally {
       table.loading = false;
@@ -431,6 +574,7 @@
     const reload = () => { table.offset = 0; loadTasks(); };
     tStatus.addEventListener("change", reload);
     tName.addEventListener("input", debounce(reload, 250));
+    tByTask.addEventListener("change", reload);
     document.getElementById("t-prev").addEventListener("click", () => {
       table.offset = Math.max(0, table.offset - table.limit); loadTasks();
     });
