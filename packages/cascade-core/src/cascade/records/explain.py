@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.caching.inputs import named_inputs, outside_parts, task_identity
+from cascade.caching.inputs import named_inputs, outside_changes, outside_parts, task_identity
+from cascade.caching.miss import global_changed, input_sources, param_name
 from cascade.graph.build import KIND_PARAM, Graph, Node
 from cascade.records.model import (
     CANCELLED,
@@ -164,11 +165,8 @@ class PreviousRun:
         now = key_parts(task)
         if before.get("code") != now["code"]:
             return "its code changed"
-        old, new = before.get("outside", {}), now["outside"]
-        changed = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
-        if changed:
-            return f"a global it reads changed: {', '.join(repr(_plain(n)) for n in changed)}"
-        return None
+        changed = outside_changes(before.get("outside", {}), now["outside"])
+        return global_changed(changed) if changed else None
 
     def preview(self, params: Mapping[str, Any]) -> list[Explanation]:
         """Before a resume runs: for each task of its graph, why it will run again as far as
@@ -192,7 +190,7 @@ class PreviousRun:
                     upstream = graph.nodes[dep]
                     if upstream.kind != KIND_PARAM:
                         continue
-                    param = getattr(upstream.lazy, "param_name", upstream.lazy.name)
+                    param = param_name(upstream)
                     default = getattr(upstream.lazy, "default", None)
                     now = param_record(params.get(param, default))
                     before = self.params.get(param)
@@ -233,19 +231,14 @@ class PreviousRun:
         node = self._node(context.task_id)
         if node is None or self.graph is None:
             return "one of its inputs changed"
-        given = named_inputs(
-            CacheContext(context.task, context.task_id, node.lazy.args, node.lazy.kwargs)
-        )
         values = named_inputs(context)
         literal: list[str] = []
-        for name, source in given.items():
-            index = self.graph.index_of.get(id(source))
-            if index is None:
+        for name, upstream in input_sources(self.graph, node).items():
+            if upstream is None:
                 literal.append(name)
                 continue
-            upstream = self.graph.nodes[index]
             if upstream.kind == KIND_PARAM:
-                param = getattr(upstream.lazy, "param_name", upstream.lazy.name)
+                param = param_name(upstream)
                 before = self.params.get(param)
                 now = param_record(values.get(name))
                 if before is not None and before != now:
@@ -288,13 +281,6 @@ def _places(now: list[str], before: list[str]) -> dict[str, str]:
 
     old = keyed(before)
     return {task_id: old[key] for key, task_id in keyed(now).items() if key in old}
-
-
-def _plain(slot: str) -> str:
-    """``g:RATE`` → ``RATE``; ``helper.g:X`` → ``helper.X``."""
-    owner, _, rest = slot.rpartition(".")
-    name = rest.split(":", 1)[-1]
-    return f"{owner}.{name}" if owner else name
 
 
 def _shown(record: Mapping[str, Any]) -> str:
