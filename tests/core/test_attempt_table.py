@@ -120,3 +120,17 @@ def test_the_table_of_one_task_by_name_or_id() -> None:
         a.task_id for a in attempts if a.task_name == "side"
     ]
     assert table.of_task("nope").task_ids() == []
+
+
+def test_counts_and_limits_agree_with_the_attempts_also_for_a_store_of_rows_only() -> None:
+    run, table, attempts = _recorded()
+    rows_only = AttemptTable(run.run_id, [(attempts, ())])  # a store without columns
+    last = _last(attempts)
+    for read in (table, rows_only):
+        for status in (None, "Succeeded", "Failed", "Skipped", "Cancelled"):
+            expected = [i for i, a in last.items() if status is None or a.status == status]
+            assert read.count(status) == len(expected)
+            assert read.task_ids(status) == expected
+            for limit in (1, 7, 100):
+                assert read.task_ids(status, limit) == expected[:limit]
+        assert read.count() == 62 and read.count("Succeeded") == 55

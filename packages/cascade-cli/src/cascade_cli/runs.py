@@ -316,18 +316,18 @@ def show_run(
                 f"run {run.run_id[:8]} has no task '{task}' (give a task id or name from "
                 f"`cascade runs show {run.run_id[:8]}`)"
             )
-    # Each task's last attempt decides its status.
-    ids = table.task_ids(status)
-    total = len(ids)
-    everything = status is None
-    if limit is not None and limit < len(ids):
-        ids, everything = ids[:limit], False
-    chosen_ids = None if everything else set(ids)
+    # Each task's last attempt decides its status. Merged rows need no list of task ids
+    # unless a filter picks some.
+    total = table.count(status)
+    shown_count = total if limit is None else min(total, limit)
+    everything = status is None and shown_count == total
     console = _console() if output != "json" else None
-    if console is not None and task is None and len(ids) > MERGE_ABOVE:
+    if console is not None and task is None and shown_count > MERGE_ABOVE:
+        chosen_ids = None if everything else set(table.task_ids(status, limit))
         _print_run_head(console, run)
-        _print_groups(console, table.groups(chosen_ids), total, len(ids))
+        _print_groups(console, table.groups(chosen_ids), total, shown_count)
         return EXIT_OK
+    chosen_ids = None if everything else set(table.task_ids(status, limit))
     shown = table.attempts(chosen_ids)
     summaries = summarize_tasks(shown)
     if console is None:

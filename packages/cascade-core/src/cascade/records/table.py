@@ -70,29 +70,70 @@ class AttemptTable:
 
     # -- which tasks -------------------------------------------------------------------------
 
-    def _success_ids(self) -> Iterator[str]:
-        return itertools.chain.from_iterable(
-            columns.task_ids for _, successes in self.batches for columns in successes
-        )
+    def _superseded(self) -> set[str]:
+        """The ids of tasks with a row (a failed attempt) that later succeeded."""
+        row_ids = {row.task_id for rows, _ in self.batches for row in rows}
+        found: set[str] = set()
+        if row_ids:
+            for _, successes in self.batches:
+                for columns in successes:
+                    found |= row_ids.intersection(columns.task_ids)
+        return found
 
     def _last_rows(self) -> dict[str, RecordedAttempt]:
-        """Each task's last row (an attempt that did not succeed), by task id."""
-        return {row.task_id: row for rows, _ in self.batches for row in rows}
+        """The last row of each task that did not later succeed, by task id, in the order
+        the tasks first appear."""
+        last = {row.task_id: row for rows, _ in self.batches for row in rows}
+        for task_id in self._superseded():
+            del last[task_id]
+        return last
 
-    def task_ids(self, status: str | None = None) -> list[str]:
-        """The ids of the run's tasks in the order they first finished, only those whose
-        last attempt ended with ``status`` (any case) when given."""
-        wanted = status.lower() if status is not None else None
-        if wanted is None:
+    def _successes(self) -> int:
+        return sum(len(c.task_ids) for _, successes in self.batches for c in successes)
+
+    def count(self, status: str | None = None) -> int:
+        """How many tasks the run has (whose last attempt ended with ``status``, any case,
+        when given)."""
+        last = self._last_rows()
+        if status is None:
+            return self._successes() + len(last)
+        wanted = status.lower()
+        found = sum(1 for row in last.values() if row.status.lower() == wanted)
+        return found + (self._successes() if wanted == SUCCEEDED.lower() else 0)
+
+    def task_ids(self, status: str | None = None, limit: int | None = None) -> list[str]:
+        """The ids of the run's tasks in the order they first appear, only those whose last
+        attempt ended with ``status`` (any case) when given, at most ``limit``."""
+        if status is None and limit is None:
             return list(self._order())
-        succeeded = set(self._success_ids())
-        if wanted == SUCCEEDED.lower():
-            return [i for i in self._order() if i in succeeded]
-        return [
-            task_id
-            for task_id, row in self._last_rows().items()
-            if row.status.lower() == wanted and task_id not in succeeded
-        ]
+        wanted = status.lower() if status is not None else None
+        last = self._last_rows()
+        if wanted is not None and wanted != SUCCEEDED.lower():
+            found = [i for i, row in last.items() if row.status.lower() == wanted]
+            return found if limit is None else found[:limit]
+        ids = self._ordered(last, wanted is None)
+        return list(ids if limit is None else itertools.islice(ids, limit))
+
+    def _ordered(self, last: dict[str, RecordedAttempt], every: bool) -> Iterator[str]:
+        """The task ids in the order they first appear: every one, or the succeeded ones
+        (the last rows of tasks that did not succeed later are ``last``)."""
+        seen: set[str] = set()
+        for rows, successes in self.batches:
+            for row in rows:
+                task_id = row.task_id
+                if task_id in seen:
+                    continue
+                seen.add(task_id)
+                found = last.get(task_id)
+                if every or found is None or found.status == SUCCEEDED:
+                    yield task_id
+            for columns in successes:
+                if not seen:
+                    yield from columns.task_ids
+                    continue
+                for task_id in columns.task_ids:
+                    if task_id not in seen:  # else shown where its failed attempt was
+                        yield task_id
 
     def _order(self) -> dict[str, None]:
         """Every task id once, in the order they first appear."""
@@ -131,7 +172,7 @@ class AttemptTable:
     def groups(self, task_ids: Collection[str] | None = None) -> list[TaskGroup]:
         """The tasks merged per task name, as ``history.group_tasks`` merges attempts (in
         the order names first appear), counting only the calls in ``task_ids`` when given."""
-        succeeded = set(self._success_ids())
+        superseded = self._superseded()
         groups: dict[str, TaskGroup] = {}
 
         def group(name: str) -> TaskGroup:
@@ -158,8 +199,8 @@ class AttemptTable:
                     group(name)
                 _add_successes(groups, columns, names)
         for task_id, row in last.items():
-            if task_id in succeeded:
-                continue  # a retry that succeeded later: counted with the successes
+            if task_id in superseded:
+                continue  # a failed attempt that succeeded later: counted with the successes
             found = groups[row.task_name]
             found.calls += 1
             found.statuses[row.status] = found.statuses.get(row.status, 0) + 1
@@ -202,9 +243,9 @@ def _add_successes(
 ) -> None:
     """Count a column batch of successes into their tasks' groups (one name, the common
     case of a wide map, without a Python step per call)."""
-    durations = map(
-        max, map(operator.sub, columns.end_times, columns.start_times), itertools.repeat(0.0)
-    )
+    durations = list(map(operator.sub, columns.end_times, columns.start_times))
+    if durations and min(durations) < 0.0:  # a clock that stepped back: as ``rows`` does
+        durations = [max(d, 0.0) for d in durations]
     if len(names) == 1:
         (name,) = names
         found = groups[name]
