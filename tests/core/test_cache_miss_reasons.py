@@ -193,3 +193,27 @@ def test_a_changed_task_body_is_named_as_code_changed_across_processes(folders: 
     assert drive() == ["2", "[None]"]  # a hit: nothing ran
     write("x + 10")
     assert drive() == ["11", "['its code changed']"]
+
+
+@cs.task
+def publish(text: str) -> str:
+    if RAN.count("fail-publish") == 0:
+        RAN.append("fail-publish")
+        raise ConnectionError("the portal is down")
+    return text
+
+
+def test_explaining_a_resume_leaves_a_task_with_its_own_cache_to_its_cache() -> None:
+    from cascade.records import explain_resume
+
+    target = publish(scaled(cs.Param("day", default="2026-01-31"), 1))
+    with pytest.raises(ConnectionError):
+        cs.run(target, record=True, log_level=None)
+    resumed, explained = explain_resume(target, None, "last")
+    assert resumed is not None and resumed.status == "Failed"
+    by_name = {e.task_name: e for e in explained}
+    # before: "runs again: no checkpoint in run ..." although its cache has the result
+    assert by_name["scaled"].cached and by_name["scaled"].reason is None
+    assert by_name["publish"].reason == f"it failed in run {resumed.run_id[:8]}"
+    assert cs.run(target, resume="last", log_level=None) == "2026-01-31:2"
+    assert RAN.count("scaled") == 1  # the cache had it

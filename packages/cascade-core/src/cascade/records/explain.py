@@ -64,11 +64,14 @@ def key_parts(task: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Explanation:
     """Why a task of a resume will run again, said before it runs (``reason``), or ``None``:
-    it takes its checkpoint unless one of its inputs turns out to differ."""
+    it takes its checkpoint unless one of its inputs turns out to differ. ``cached``: the
+    task has its own cache (``cache=``), which a resume consults instead of a checkpoint
+    (``reason`` is then ``None``: its cache decides when the call comes)."""
 
     task_id: str
     task_name: str
     reason: str | None
+    cached: bool = False
 
 
 @dataclass
@@ -180,6 +183,9 @@ class PreviousRun:
         for node in graph.nodes:
             task = node.lazy.task
             if node.kind == KIND_PARAM or task is None:
+                continue
+            if node.lazy.cache is not None:
+                found.append(Explanation(node.lazy.id, task.name, None, cached=True))
                 continue
             reason = self._before(self._same_task(node.lazy.id, task.name))
             if reason is None and getattr(node.lazy, "checkpoint", True) is False:
