@@ -28,9 +28,10 @@ RAN: list[str] = []
 
 
 @pytest.fixture(autouse=True)
-def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def folders(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A run store of the test's own beside its cache directory (``cache_dir``, from
+    conftest.py)."""
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path / "cache"))
     RAN.clear()
     yield tmp_path
 

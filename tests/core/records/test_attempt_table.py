@@ -17,11 +17,10 @@ FLAKY: dict[int, int] = {}
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CASCADE_CACHE_DIR", raising=False)
+def recording(home: Path) -> Iterator[Path]:
+    """Every test records into its own store (``home``, from conftest.py)."""
     FLAKY.clear()
-    yield tmp_path / "home"
+    yield home
 
 
 @cs.task(retries=1, retry_delay=0)
