@@ -191,6 +191,47 @@ def test_list_shows_stored_size_prune_keeps_the_latest_and_cache_info_separates(
     assert usage.code == 2 and "--older-than AGE, --keep N, or both" in usage.stderr
 
 
+CACHED = """
+import cascade as cs
+
+
+@cs.task(cache=cs.InputHashCache())
+def load(day: str) -> str:
+    return f"rows of {day}"
+
+
+@cs.task(cache=cs.InputHashCache())
+def summary(rows: str) -> str:
+    return rows.upper()
+
+
+flow = summary(load(cs.Param("day", default="2026-01-31")))
+"""
+
+
+def test_runs_show_and_the_report_say_why_a_cached_task_missed(folder: Folder) -> None:
+    (folder.root / "cached.py").write_text(CACHED)
+    assert folder.cascade("run", "cached.py:flow").code == 0
+    first = folder.json("runs", "show", "last")
+    assert [t["why_ran"] for t in first["tasks"]] == [None, None]  # no earlier entry
+
+    assert folder.cascade("run", "cached.py:flow", "--param", "day=2026-02-01").code == 0
+    shown = folder.json("runs", "show", "last")
+    why = {t["task"]: t["why_ran"] for t in shown["tasks"]}
+    assert why["load"] == "param 'day' changed (\"2026-01-31\" -> \"2026-02-01\"), its input 'day'"
+    assert why["summary"] == "its input 'rows' changed: it comes from task 'load', a dependency"
+    assert [a["why_ran"] for a in shown["attempts"]] == [why["load"], why["summary"]]
+    text = folder.cascade("runs", "show", "last")
+    assert text.code == 0
+    assert "ran because param 'day' changed" in " ".join(text.stdout.split())
+
+    report = folder.root / "report.html"
+    assert folder.cascade("runs", "report", "last", "-o", str(report)).code == 0
+    html = report.read_text()
+    assert "param &#x27;day&#x27; changed" in html or "param 'day' changed" in html
+    assert "it comes from task &#x27;load&#x27;" in html or "it comes from task 'load'" in html
+
+
 # -- the report in a real browser ------------------------------------------------------------
 
 

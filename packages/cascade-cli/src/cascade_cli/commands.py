@@ -264,11 +264,12 @@ def _explain(
     width = max((len(e.task_name) for e in explained), default=0)
     id_width = max((len(e.task_id) for e in explained), default=0)
     for item in explained:
-        what = (
-            f"runs again: {item.reason}"
-            if item.reason
-            else "takes its checkpoint, unless one of its inputs changes"
-        )
+        if item.reason:
+            what = f"runs again: {item.reason}"
+        elif item.cached:
+            what = "its own cache decides: a hit unless its code or an input changed"
+        else:
+            what = "takes its checkpoint, unless one of its inputs changes"
         click.echo(f"  {item.task_name:<{width}}  {item.task_id:<{id_width}}  {what}", file=stream)
 
 

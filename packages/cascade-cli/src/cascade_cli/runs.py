@@ -302,33 +302,33 @@ def show_run(
     """Show one run (an id, a unique prefix of one, or `last`) and what each task did:
     status, attempts, duration, error, and why it ran when the run resumed another. With
     --task, that task's attempts with their tracebacks and logs."""
-    from cascade.records import group_tasks, summarize_tasks
+    from cascade.records import AttemptTable, summarize_tasks
 
     chosen = open_store(database, store)
     run = _find(chosen, run_id)
-    attempts = chosen.attempts(run.run_id)
+    # The attempts stay as the store keeps them (successes as columns) while tasks are picked
+    # and counted, so a 200,000-task run costs no object per task unless it is shown.
+    table = AttemptTable.read(chosen, run.run_id)
     if task is not None:
-        attempts = [a for a in attempts if a.task_id == task or a.task_name == task]
-        if not attempts:
+        table = table.of_task(task)
+        if not any(rows or successes for rows, successes in table.batches):
             raise click.UsageError(
                 f"run {run.run_id[:8]} has no task '{task}' (give a task id or name from "
                 f"`cascade runs show {run.run_id[:8]}`)"
             )
-    # Each task's last attempt decides its status; filters pick task ids before anything is
-    # summed up, so a 200,000-task run costs no object per task unless it is shown.
-    last = {a.task_id: a for a in attempts}
-    wanted = status.lower() if status is not None else None
-    ids = [i for i, a in last.items() if wanted is None or a.status.lower() == wanted]
-    total = len(ids)
-    if limit is not None:
-        ids = ids[:limit]
-    chosen_ids = set(ids) if len(ids) != len(last) else None
+    # Each task's last attempt decides its status. Merged rows need no list of task ids
+    # unless a filter picks some.
+    total = table.count(status)
+    shown_count = total if limit is None else min(total, limit)
+    everything = status is None and shown_count == total
     console = _console() if output != "json" else None
-    if console is not None and task is None and len(ids) > MERGE_ABOVE:
+    if console is not None and task is None and shown_count > MERGE_ABOVE:
+        chosen_ids = None if everything else set(table.task_ids(status, limit))
         _print_run_head(console, run)
-        _print_groups(console, group_tasks(attempts, chosen_ids), total, len(ids))
+        _print_groups(console, table.groups(chosen_ids), total, shown_count)
         return EXIT_OK
-    shown = attempts if chosen_ids is None else [a for a in attempts if a.task_id in chosen_ids]
+    chosen_ids = None if everything else set(table.task_ids(status, limit))
+    shown = table.attempts(chosen_ids)
     summaries = summarize_tasks(shown)
     if console is None:
         _echo_json(

@@ -204,6 +204,18 @@ class TaskNamed(TaskEvent):
 
 
 @dataclass(frozen=True)
+class TaskCacheMissed(TaskEvent):
+    """A task's own cache policy (``InputHashCache``) missed although it held an earlier
+    result of the task, and said why: ``reason`` reads as a resume's reasons do ("its code
+    changed", "a global it reads changed: 'RATE'", "param 'day' changed ("2026-01-31" ->
+    "2026-02-01"), its input 'day'", "its input 'x' changed: it comes from task 'load', a
+    dependency"). Published before the call runs; a recorded run keeps ``reason`` as why the
+    task ran (``why_ran``). A miss with no earlier result publishes nothing."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class TaskSkipped(TaskEvent):
     """A task did not run: ``"CacheHit"`` (its cache policy had the result), ``"Checkpoint"``
     (a resumed run restored the value its earlier run checkpointed), ``"ConditionFalse"``,
@@ -278,6 +290,7 @@ __all__ = [
     "TaskEvent",
     "TaskExecutionFinished",
     "TaskExecutionStarted",
+    "TaskCacheMissed",
     "TaskNamed",
     "TaskRetrying",
     "TaskSkipped",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cascade.spec.cache_policy import CacheContext, CachePolicy, CacheWarning
+from cascade.spec.cache_policy import CacheContext, CacheMiss, CachePolicy, CacheWarning
 
 if TYPE_CHECKING:
     from cascade.caching.api import cache_stats, clear_cache
@@ -57,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CacheContext",
+    "CacheMiss",
     "CachePolicy",
     "CacheStats",
     "CacheStore",

@@ -4,23 +4,26 @@ runs and processes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import numbers
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from cascade.caching.hashing import UnhashableInputError, hash_arguments
+from cascade.caching.hashing import UnhashableInputError, hash_arguments, stable_hash
 from cascade.caching.inputs import (
     OutsideValueError,
     named_inputs,
+    outside_changes,
     outside_digest,
+    outside_parts,
     task_identity,
 )
-from cascade.caching.store import CacheStore, check_store, resolve_store
+from cascade.caching.store import KEY_PARTS_PREFIX, CacheStore, check_store, resolve_store
 from cascade.caching.user_site import warn_at_user_code
 from cascade.graph.extend import returns_graph
-from cascade.spec.cache_policy import CacheContext, CacheWarning
+from cascade.spec.cache_policy import CacheContext, CacheMiss, CacheWarning
 
 logger = logging.getLogger("cascade.caching")
 
@@ -45,6 +48,14 @@ class InputHashCache:
     through ``cascade_register_cache_stores`` (``"directory"``, ``"memory"``) or a store object;
     by default entries go to ``$CASCADE_CACHE_DIR`` or ``.cascade/cache`` in the working
     directory. Values are pickled: keep the cache directory private to people you trust.
+
+    On a miss, when the store holds an earlier result of the same task (same name and
+    function), the policy says what differs from it in ``context.miss`` (``CacheMiss``): its
+    code or ``version``, a global it reads, an input (named), the ``key_fn`` key, or nothing
+    (the entry expired or was removed). For that it keeps, per task, the parts of the key of
+    the first result a run saved (a digest of each input, short values as text) under
+    ``KEY_PARTS_PREFIX`` in its store, and compares a call with what was there when the run
+    first looked, so the calls of one run never explain each other.
     """
 
     def __init__(
@@ -72,19 +83,28 @@ class InputHashCache:
         self.key_fn = key_fn
         self._named_store: CacheStore | None = None
         self._identities: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+        #: Per task (its key-parts key): the run that last read them, and what it found.
+        self._earlier: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        #: Per task (its key-parts key): the run that last wrote them.
+        self._noted: dict[str, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        # What it remembers per process (task identities, the named store it found) stays
-        # behind, so a policy travels in a pickled graph (a checkpointed or cached graph a
-        # task returned, or one shipped back from a worker) and is found again where it lands.
+        # What it remembers per process (task identities, the named store it found, the key
+        # parts it read and wrote) stays behind, so a policy travels in a pickled graph (a
+        # checkpointed or cached graph a task returned, or one shipped back from a worker)
+        # and is found again where it lands.
         state = dict(self.__dict__)
         state["_named_store"] = None
+        state["_earlier"] = {}
+        state["_noted"] = {}
         del state["_identities"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._identities = weakref.WeakKeyDictionary()
+        self.__dict__.setdefault("_earlier", {})
+        self.__dict__.setdefault("_noted", {})
 
     def __repr__(self) -> str:
         options = [
@@ -179,7 +199,7 @@ class InputHashCache:
             return False, None
         store = self.resolve_store()
         try:
-            return store.get(key)
+            found = store.get(key)
         except Exception as exc:
             logger.warning(
                 "task '%s': cache store %r failed to read an entry, so the task runs: %s: %s",
@@ -189,6 +209,114 @@ class InputHashCache:
                 exc,
             )
             return False, None
+        if not found[0]:
+            context.miss = self._why_missed(context, store, key)
+        return found
+
+    # -- why a call missed --------------------------------------------------------------------
+
+    def _parts_key(self, task: Any) -> str:
+        """Where the key parts of ``task`` are kept: one record per task name and function."""
+        fn = task.fn
+        qualified = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', None)}"
+        name = f"{task.name}\0{qualified}".encode("utf-8", "surrogatepass")
+        return KEY_PARTS_PREFIX + hashlib.sha256(name).hexdigest()
+
+    def _parts(self, context: CacheContext, key: str, inputs: bool = True) -> dict[str, Any]:
+        """The parts of this call's key that a later miss compares: its identity (code or
+        version), what its code reads from outside, and its inputs (a digest of each, and
+        short values as text) or what ``key_fn`` returned."""
+        task = context.task
+        parts: dict[str, Any] = {
+            "key": key,
+            "identity": hashlib.sha256(self._identity(task)).hexdigest()[:16],
+            "version": self.version,
+            "outside": outside_parts(task),
+        }
+        if not inputs:
+            return parts
+        if self.key_fn is not None:
+            custom = self.key_fn(context).encode("utf-8", "surrogatepass")
+            parts["key_fn"] = hashlib.sha256(custom).hexdigest()[:16]
+            return parts
+        named = named_inputs(context)
+        parts["inputs"] = {name: stable_hash(value)[:16] for name, value in named.items()}
+        parts["shown"] = {name: _shown(value) for name, value in named.items()}
+        return parts
+
+    def _earlier_parts(self, store: CacheStore, where: str, run_id: str) -> dict[str, Any] | None:
+        """The task's key parts as they were when this run first looked (read once per run,
+        so a result the run saves itself is never what it compares with)."""
+        known = self._earlier.get(where)
+        if known is not None and run_id and known[0] == run_id:
+            return known[1]
+        hit, parts = store.get(where)
+        found = parts if hit and isinstance(parts, dict) else None
+        self._earlier[where] = (run_id, found)
+        return found
+
+    def _why_missed(self, context: CacheContext, store: CacheStore, key: str) -> CacheMiss | None:
+        """What differs from the task's earlier result, or ``None`` without one. It only
+        explains: a failure here is logged and the call runs as it would anyway."""
+        try:
+            before = self._earlier_parts(store, self._parts_key(context.task), context.run_id)
+            if before is None:
+                return None
+            return self._difference(before, context, key)
+        except Exception as exc:
+            logger.debug(
+                "task '%s': could not tell why its cache missed: %s: %s",
+                context.task_name,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    def _difference(
+        self, before: dict[str, Any], context: CacheContext, key: str
+    ) -> CacheMiss | None:
+        """What differs between an earlier result's key parts and this call's, checked from
+        the task outwards: its code or version, the globals it reads, then its inputs (hashed
+        again only when everything else agrees)."""
+        now = self._parts(context, key, inputs=False)
+        if before.get("identity") != now["identity"]:
+            if before.get("version") != now["version"]:
+                return CacheMiss(
+                    "version", before=str(before.get("version")), now=str(now["version"])
+                )
+            return CacheMiss("code")
+        changed = outside_changes(before.get("outside") or {}, now["outside"])
+        if changed:
+            return CacheMiss("global", tuple(changed))
+        if before.get("key") == key:
+            return CacheMiss("expired")
+        mine = self._parts(context, key)
+        if "key_fn" in mine:
+            return CacheMiss("key") if before.get("key_fn") != mine["key_fn"] else None
+        old, new = before.get("inputs") or {}, mine["inputs"]
+        names = tuple(sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n)))
+        if not names:
+            return None
+        if len(names) == 1:
+            earlier = (before.get("shown") or {}).get(names[0])
+            return CacheMiss("input", names, earlier, mine["shown"].get(names[0]))
+        return CacheMiss("input", names)
+
+    def _note_parts(self, context: CacheContext, store: CacheStore, key: str) -> None:
+        """Keep the key parts of the task's first result saved in this run."""
+        where = self._parts_key(context.task)
+        if context.run_id and self._noted.get(where) == context.run_id:
+            return
+        self._noted[where] = context.run_id
+        try:
+            store.set(where, self._parts(context, key), None, task=context.task_name)
+        except Exception as exc:
+            logger.debug(
+                "task '%s': could not keep the parts of its cache key: %s: %s",
+                context.task_name,
+                type(exc).__name__,
+                exc,
+            )
 
     def save(self, context: CacheContext, value: Any) -> None:
         key = context.state
@@ -197,6 +325,7 @@ class InputHashCache:
         store = self.resolve_store()
         try:
             store.set(key, value, self.ttl, task=context.task_name)
+            self._note_parts(context, store, key)
         except Exception as exc:
             if returns_graph(value):
                 what = "the graph it returned was"
@@ -212,6 +341,17 @@ class InputHashCache:
                 CacheWarning,
                 context.task,
             )
+
+
+def _shown(value: Any) -> str | None:
+    """A short value as JSON text (for "param 'n' changed (1 -> 2)"), else ``None``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            return None
+        return text if len(text) <= 80 else None
+    return None
 
 
 __all__ = ["InputHashCache"]

@@ -334,6 +334,21 @@ def outside_parts(task: Any) -> dict[str, str]:
     }
 
 
+def outside_changes(before: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The values read from outside the arguments whose digest differs between two
+    ``outside_parts`` (one only read by one of them counts too), by their plain names
+    (``RATE``; ``helper.X`` read by a captured function ``helper``), sorted."""
+    names = before.keys() | now.keys()
+    return [_plain(name) for name in sorted(n for n in names if before.get(n) != now.get(n))]
+
+
+def _plain(slot: str) -> str:
+    """``g:RATE`` → ``RATE``; ``helper.g:X`` → ``helper.X``."""
+    owner, _, rest = slot.rpartition(".")
+    name = rest.split(":", 1)[-1]
+    return f"{owner}.{name}" if owner else name
+
+
 def _outside_entries(task: Any, lenient: bool) -> Iterator[tuple[str, bytes]]:
     """``(label, digest)`` of each value ``task``'s code reads from outside its arguments,
     in ``outside_digest``'s order (see there)."""
@@ -400,6 +415,7 @@ __all__ = [
     "call_inputs",
     "code_fingerprint",
     "named_inputs",
+    "outside_changes",
     "outside_digest",
     "outside_parts",
     "task_identity",

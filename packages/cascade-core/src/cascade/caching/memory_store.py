@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.caching.store import CacheStats, TaskCacheStats, _Counters
+from cascade.caching.store import KEY_PARTS_PREFIX, CacheStats, TaskCacheStats, _Counters
 
 
 @dataclass
@@ -33,10 +33,11 @@ class MemoryStore:
     def get(self, key: str) -> tuple[bool, Any]:
         with self._lock:
             entry = self._entries.get(key)
+        counters = self._counters if not key.startswith(KEY_PARTS_PREFIX) else _Counters()
         if entry is None or (entry.expires is not None and entry.expires <= self.clock()):
-            self._counters.misses += 1
+            counters.misses += 1
             return False, None
-        self._counters.hits += 1
+        counters.hits += 1
         return True, pickle.loads(entry.payload)
 
     def set(
@@ -46,7 +47,8 @@ class MemoryStore:
         expires = None if ttl is None else self.clock() + ttl
         with self._lock:
             self._entries[key] = _MemoryEntry(payload, task, expires)
-        self._counters.writes += 1
+        if not key.startswith(KEY_PARTS_PREFIX):
+            self._counters.writes += 1
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -57,12 +59,12 @@ class MemoryStore:
             doomed = [k for k, e in self._entries.items() if task is None or e.task == task]
             for key in doomed:
                 del self._entries[key]
-        return len(doomed)
+        return sum(not key.startswith(KEY_PARTS_PREFIX) for key in doomed)
 
     def stats(self) -> CacheStats:
         now = self.clock()
         with self._lock:
-            entries = list(self._entries.values())
+            entries = [e for k, e in self._entries.items() if not k.startswith(KEY_PARTS_PREFIX)]
         tasks: dict[str, list[int]] = {}
         for entry in entries:
             per_task = tasks.setdefault(entry.task or "<unknown>", [0, 0])

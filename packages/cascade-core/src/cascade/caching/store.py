@@ -35,8 +35,14 @@ logger = logging.getLogger("cascade.caching")
 ENV_CACHE_DIR = "CASCADE_CACHE_DIR"
 """Environment variable naming the default cache directory."""
 
+KEY_PARTS_PREFIX = "cascade-key-parts/"
+"""Keys under which ``InputHashCache`` keeps, per task, the parts of the key of its latest
+result (to say why a later call missed). The built-in stores count none of them as entries
+or in their hits and misses; ``clear`` removes them with their task's entries."""
+
 _MAGIC = b"CASCADE-CACHE 1\n"
 _SUFFIX = ".entry"
+_PARTS_SUFFIX = ".parts"
 _HEX_KEY = re.compile(r"[0-9a-f]{32,128}")
 #: Entries are data, never executable: readable by others (a shared cache), written only by
 #: their owner (the umask may take more away).
@@ -238,9 +244,10 @@ class DirectoryStore:
     def _file(self, key: str) -> str:
         # Plain strings rather than Path objects: this runs for every lookup.
         name = key if _HEX_KEY.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
-        return os.path.join(self._root, name[:2], name + _SUFFIX)
+        suffix = _PARTS_SUFFIX if key.startswith(KEY_PARTS_PREFIX) else _SUFFIX
+        return os.path.join(self._root, name[:2], name + suffix)
 
-    def _entries(self) -> Iterator[Path]:
+    def _entries(self, suffix: str = _SUFFIX) -> Iterator[Path]:
         try:
             shards = list(os.scandir(self.path))
         except FileNotFoundError:
@@ -254,7 +261,7 @@ class DirectoryStore:
                 continue
             for item in files:
                 if (
-                    item.name.endswith(_SUFFIX)
+                    item.name.endswith(suffix)
                     and not item.name.startswith(".")
                     and item.is_file(follow_symlinks=False)
                 ):
@@ -296,7 +303,7 @@ class DirectoryStore:
         if not self._checked:
             self._check_directory()
         file = self._file(key)
-        counters = self._counters
+        counters = self._counters if file.endswith(_SUFFIX) else _Counters()
         try:
             data = _read_all(file)
         except FileNotFoundError:
@@ -373,7 +380,8 @@ class DirectoryStore:
         except BaseException:
             self._counters.errors += 1
             raise
-        self._counters.writes += 1
+        if file.endswith(_SUFFIX):
+            self._counters.writes += 1
 
     def _write(self, file: str, parts: tuple[bytes, ...]) -> None:
         directory, name = os.path.split(file)
@@ -431,7 +439,7 @@ class DirectoryStore:
 
     def clear(self, task: str | None = None) -> int:
         removed = 0
-        for file in self._entries():
+        for file in itertools.chain(self._entries(), self._entries(_PARTS_SUFFIX)):
             if task is not None:
                 header, _ = self._read_header(file)
                 if header is None or header.task != task:
@@ -440,7 +448,8 @@ class DirectoryStore:
                 file.unlink()
             except FileNotFoundError:
                 continue
-            removed += 1
+            if file.suffix == _SUFFIX:  # key parts go with their task's entries, uncounted
+                removed += 1
         if task is None:
             self._remove_stale_temporaries()
         return removed
@@ -535,6 +544,7 @@ def check_store(store: Any, owner: str) -> CacheStore:
 
 __all__ = [
     "ENV_CACHE_DIR",
+    "KEY_PARTS_PREFIX",
     "CacheStats",
     "CacheStore",
     "DirectoryStore",

@@ -11,8 +11,9 @@ docs/history.md.
 The parts, each in its own module: ``model`` (records, statuses, the ``RunStore`` protocol),
 ``sqlite`` (the built-in store), ``recorder`` (the bus subscriber and its writer thread),
 ``checkpoint`` (the checkpoint policy that also resumes), ``session`` (what ``Engine.run``
-opens), ``history`` (reading, deleting and pruning) and ``report`` (the HTML report). Names
-load on first use, so ``import cascade`` loads none of them.
+opens), ``history`` (reading, deleting and pruning), ``table`` (a wide run's attempts as
+stored) and ``report`` (the HTML report). Names load on first use, so ``import cascade``
+loads none of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from cascade.records.checkpoint import CheckpointPolicy
     from cascade.records.history import (
         Pruned,
-        TaskGroup,
         TaskSummary,
         delete_runs,
         get_run,
@@ -77,6 +77,7 @@ if TYPE_CHECKING:
         default_database,
         default_home,
     )
+    from cascade.records.table import AttemptTable, TaskGroup
     from cascade.records.tracebacks import format_traceback
     from cascade.spec.policies import format_size
 
@@ -123,7 +124,6 @@ _LAZY = {
     **dict.fromkeys(
         [
             "Pruned",
-            "TaskGroup",
             "TaskSummary",
             "delete_runs",
             "get_run",
@@ -134,6 +134,8 @@ _LAZY = {
         ],
         "cascade.records.history",
     ),
+    "AttemptTable": "cascade.records.table",
+    "TaskGroup": "cascade.records.table",
     "CheckpointPolicy": "cascade.records.checkpoint",
     "CHECKPOINT_TASK": "cascade.records.recorder",
     "format_traceback": "cascade.records.tracebacks",
@@ -154,6 +156,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AttemptTable",
     "allow_capture_below_root_level",
     "CHECKPOINT_TASK",
     "LOG_MESSAGE_LIMIT",

@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.caching.inputs import named_inputs, outside_parts, task_identity
+from cascade.caching.inputs import named_inputs, outside_changes, outside_parts, task_identity
+from cascade.caching.miss import global_changed, input_sources, param_name
 from cascade.graph.build import KIND_PARAM, Graph, Node
 from cascade.records.model import (
     CANCELLED,
@@ -63,11 +64,14 @@ def key_parts(task: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Explanation:
     """Why a task of a resume will run again, said before it runs (``reason``), or ``None``:
-    it takes its checkpoint unless one of its inputs turns out to differ."""
+    it takes its checkpoint unless one of its inputs turns out to differ. ``cached``: the
+    task has its own cache (``cache=``), which a resume consults instead of a checkpoint
+    (``reason`` is then ``None``: its cache decides when the call comes)."""
 
     task_id: str
     task_name: str
     reason: str | None
+    cached: bool = False
 
 
 @dataclass
@@ -164,11 +168,8 @@ class PreviousRun:
         now = key_parts(task)
         if before.get("code") != now["code"]:
             return "its code changed"
-        old, new = before.get("outside", {}), now["outside"]
-        changed = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
-        if changed:
-            return f"a global it reads changed: {', '.join(repr(_plain(n)) for n in changed)}"
-        return None
+        changed = outside_changes(before.get("outside", {}), now["outside"])
+        return global_changed(changed) if changed else None
 
     def preview(self, params: Mapping[str, Any]) -> list[Explanation]:
         """Before a resume runs: for each task of its graph, why it will run again as far as
@@ -183,6 +184,9 @@ class PreviousRun:
             task = node.lazy.task
             if node.kind == KIND_PARAM or task is None:
                 continue
+            if node.lazy.cache is not None:
+                found.append(Explanation(node.lazy.id, task.name, None, cached=True))
+                continue
             reason = self._before(self._same_task(node.lazy.id, task.name))
             if reason is None and getattr(node.lazy, "checkpoint", True) is False:
                 reason = "checkpoints are turned off for it (checkpoint=False)"
@@ -192,7 +196,7 @@ class PreviousRun:
                     upstream = graph.nodes[dep]
                     if upstream.kind != KIND_PARAM:
                         continue
-                    param = getattr(upstream.lazy, "param_name", upstream.lazy.name)
+                    param = param_name(upstream)
                     default = getattr(upstream.lazy, "default", None)
                     now = param_record(params.get(param, default))
                     before = self.params.get(param)
@@ -233,19 +237,14 @@ class PreviousRun:
         node = self._node(context.task_id)
         if node is None or self.graph is None:
             return "one of its inputs changed"
-        given = named_inputs(
-            CacheContext(context.task, context.task_id, node.lazy.args, node.lazy.kwargs)
-        )
         values = named_inputs(context)
         literal: list[str] = []
-        for name, source in given.items():
-            index = self.graph.index_of.get(id(source))
-            if index is None:
+        for name, upstream in input_sources(self.graph, node).items():
+            if upstream is None:
                 literal.append(name)
                 continue
-            upstream = self.graph.nodes[index]
             if upstream.kind == KIND_PARAM:
-                param = getattr(upstream.lazy, "param_name", upstream.lazy.name)
+                param = param_name(upstream)
                 before = self.params.get(param)
                 now = param_record(values.get(name))
                 if before is not None and before != now:
@@ -288,13 +287,6 @@ def _places(now: list[str], before: list[str]) -> dict[str, str]:
 
     old = keyed(before)
     return {task_id: old[key] for key, task_id in keyed(now).items() if key in old}
-
-
-def _plain(slot: str) -> str:
-    """``g:RATE`` → ``RATE``; ``helper.g:X`` → ``helper.X``."""
-    owner, _, rest = slot.rpartition(".")
-    name = rest.split(":", 1)[-1]
-    return f"{owner}.{name}" if owner else name
 
 
 def _shown(record: Mapping[str, Any]) -> str:

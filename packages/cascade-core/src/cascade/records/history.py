@@ -20,6 +20,7 @@ from cascade.records.model import (
     RecordError,
     RunStore,
 )
+from cascade.records.table import AttemptTable, TaskGroup
 
 logger = logging.getLogger("cascade.records")
 
@@ -145,53 +146,13 @@ def summarize_tasks(attempts: Sequence[RecordedAttempt]) -> list[TaskSummary]:
     return summaries
 
 
-@dataclass(slots=True)
-class TaskGroup:
-    """The calls of one task in a run, merged: how many ended in each status (by each call's
-    last attempt), the attempts that ran and their summed duration, the ids of the calls that
-    failed, the last error, and the last skip reason."""
-
-    task_name: str
-    calls: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    attempts: int = 0
-    duration: float = 0.0
-    failed_ids: list[str] = field(default_factory=list)
-    error: str | None = None
-    #: Why the last skipped call did not run (``UpstreamFailed``, ``Checkpoint``, ...).
-    reason: str | None = None
-
-
 def group_tasks(
     attempts: Sequence[RecordedAttempt], task_ids: Collection[str] | None = None
 ) -> list[TaskGroup]:
     """The attempts merged per task name (in the order names first appear), counting only the
     calls in ``task_ids`` when given: what a very wide run's summary shows instead of a row
-    per call, computed without a ``TaskSummary`` per call."""
-    last = {a.task_id: a for a in attempts}
-    groups: dict[str, TaskGroup] = {}
-    for task_id, attempt in last.items():
-        if task_ids is not None and task_id not in task_ids:
-            continue
-        group = groups.get(attempt.task_name)
-        if group is None:
-            group = groups[attempt.task_name] = TaskGroup(attempt.task_name)
-        group.calls += 1
-        status = attempt.status
-        group.statuses[status] = group.statuses.get(status, 0) + 1
-        if status == FAILED:
-            group.failed_ids.append(task_id)
-            group.error = attempt.error
-        elif status == SKIPPED:
-            group.reason = attempt.reason
-    for attempt in attempts:
-        if attempt.status == SKIPPED:
-            continue
-        group = groups.get(attempt.task_name)
-        if group is not None and (task_ids is None or attempt.task_id in task_ids):
-            group.attempts += 1
-            group.duration += attempt.duration
-    return list(groups.values())
+    per call, computed without a ``TaskSummary`` per call (``AttemptTable.groups``)."""
+    return AttemptTable("", [(attempts, ())]).groups(task_ids)
 
 
 def get_run(store: RunStore, run_id: str) -> RecordedRun:

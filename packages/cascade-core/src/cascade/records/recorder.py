@@ -32,6 +32,7 @@ from cascade.caching.store import CacheStore
 from cascade.events import (
     RunFinished,
     RunStarted,
+    TaskCacheMissed,
     TaskExecutionFinished,
     TaskNamed,
     TaskRetrying,
@@ -45,6 +46,7 @@ from cascade.records.model import (
     CHECKPOINT,
     HEARTBEAT_SECONDS,
     NOTE_NAME,
+    NOTE_RAN,
     NOTE_WAITED,
     RUNNING,
     SKIPPED,
@@ -206,6 +208,7 @@ class Recorder:
             (TaskSkipped, self._events.append, None),
             (TaskRetrying, self._events.append, None),
             (TaskNamed, self._on_named, None),
+            (TaskCacheMissed, self._on_cache_missed, None),
             (TaskWaiting, self._on_waiting, None),
             (RunFinished, self._on_run_finished, None),
         ]
@@ -243,6 +246,11 @@ class Recorder:
     def _on_named(self, event: TaskNamed) -> None:
         if event.run_id == self.run_id:
             self._notes.append((event.task_id, NOTE_NAME, event.call_name))
+
+    def _on_cache_missed(self, event: TaskCacheMissed) -> None:
+        # Why a task with its own cache ran although the cache held an earlier result of it.
+        if event.run_id == self.run_id:
+            self._notes.append((event.task_id, NOTE_RAN, event.reason))
 
     def _on_waiting(self, event: TaskWaiting) -> None:
         # Published only for calls that wait at a gate: the report draws the wait.

@@ -586,6 +586,21 @@ class SQLiteRunStore:
         return self._run_from(rows[0], time.time()) if rows else None
 
     def attempts(self, run_id: str) -> list[RecordedAttempt]:
+        found: list[RecordedAttempt] = []
+        for rows, successes in self.attempt_batches(run_id):
+            found.extend(rows)
+            for columns in successes:
+                found.extend(columns.rows())
+        return self.with_details(run_id, found)
+
+    def attempt_batches(
+        self, run_id: str
+    ) -> list[tuple[list[RecordedAttempt], list[SucceededColumns]]]:
+        """A run's attempts as they were written, batch by batch: each batch's failures,
+        skips and cancellations as ``RecordedAttempt`` rows (with their retry delays, without
+        tracebacks, logs or notes: ``with_details`` adds those), then its successes as
+        columns. Reading a very wide run so makes no object per succeeded call
+        (``cascade.records.table``)."""
         batches = self._read(
             "SELECT attempts FROM attempt_batches WHERE run_id = ? ORDER BY seq", (run_id,)
         )
@@ -596,7 +611,7 @@ class SQLiteRunStore:
             )
         }
         make = RecordedAttempt._make
-        found: list[RecordedAttempt] = []
+        found: list[tuple[list[RecordedAttempt], list[SucceededColumns]]] = []
         for (data,) in batches:
             try:
                 stored = _plain_loads(data)
@@ -608,16 +623,32 @@ class SQLiteRunStore:
                     f"the attempts of run {run_id} in {self.location} are damaged: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            for row in rows:
-                delay = delays.get((row[0], row[3])) if delays else None
-                found.append(make((*row[:_STORED_COUNT], delay, None, (), None, None, None, None)))
-            for columns in successes:
-                found.extend(SucceededColumns(*columns).rows())
-        return self._with_details(run_id, found)
+            found.append(
+                (
+                    [
+                        make(
+                            (
+                                *row[:_STORED_COUNT],
+                                delays.get((row[0], row[3])) if delays else None,
+                                None,
+                                (),
+                                None,
+                                None,
+                                None,
+                                None,
+                            )
+                        )
+                        for row in rows
+                    ],
+                    [SucceededColumns(*columns) for columns in successes],
+                )
+            )
+        return found
 
-    def _with_details(self, run_id: str, found: list[RecordedAttempt]) -> list[RecordedAttempt]:
-        """The attempts with their tracebacks, logs and why their task ran (tables a store
-        of schema 3 on has; few rows in a run, so attempts without any cost nothing)."""
+    def with_details(self, run_id: str, found: list[RecordedAttempt]) -> list[RecordedAttempt]:
+        """``found`` (attempts of run ``run_id``, in order) with their tracebacks, logs, why
+        their task ran, run names and waits (tables a store of schema 3 on has; few rows in
+        a run, so attempts without any cost nothing)."""
         if self.schema_version() < 3:
             return found
         tracebacks = {

@@ -154,8 +154,8 @@ def lookup(
 ) -> tuple[bool, Any, CacheContext]:
     """Look a call up under ``policy``, keyed on its own arguments (before resources are
     injected). A hit is reported as skipped: a cache hit, or a checkpoint restored from the
-    run this one resumes."""
-    context = CacheContext(task, task_id, args, kwargs)
+    run this one resumes; a miss the policy explained, as a ``TaskCacheMissed``."""
+    context = CacheContext(task, task_id, args, kwargs, run_id=state.plan.run_id)
     try:
         hit, value = policy.lookup(context)
     except Exception as exc:
@@ -164,6 +164,8 @@ def lookup(
         raise
     if hit:
         state.report.skipped(node, task_id, "CacheHit" if node.lazy.cache else "Checkpoint")
+    elif context.miss is not None:  # the policy said why it missed
+        state.report.cache_missed(node, task_id, context.miss)
     return hit, value, context
 
 

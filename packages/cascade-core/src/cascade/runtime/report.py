@@ -22,6 +22,7 @@ from typing import Any
 
 from cascade.events import (
     SucceededAttempt,
+    TaskCacheMissed,
     TaskEvent,
     TaskExecutionFinished,
     TaskExecutionStarted,
@@ -36,6 +37,7 @@ from cascade.graph.build import Node
 from cascade.graph.extend import returns_graph
 from cascade.runtime.limits import Gate
 from cascade.runtime.plan import RunPlan
+from cascade.spec.cache_policy import CacheMiss
 
 #: What ``publish_succeeded`` reads of each node, task and executor entry, in C.
 _LAZY = attrgetter("lazy")
@@ -328,6 +330,18 @@ class Reporter:
     def skipped(self, node: Node, task_id: str, reason: str, upstream: str | None = None) -> None:
         if self.plan.want_skipped:
             self.task_event(TaskSkipped, node, task_id, reason=reason, upstream=upstream)
+
+    def cache_missed(self, node: Node, task_id: str, miss: CacheMiss) -> None:
+        """A call's cache missed and said why (``TaskCacheMissed``), a changed input named by
+        where it comes from in the run's graph."""
+        if not self.bus.wants(TaskCacheMissed):
+            return
+        # Loaded here, not with the engine: only a policy that explained a miss gets here,
+        # and it loaded the caching modules already (``import cascade`` loads none of them).
+        from cascade.caching.miss import describe_miss
+
+        reason = describe_miss(miss, self.plan.graph, node)
+        self.task_event(TaskCacheMissed, node, task_id, reason=reason)
 
     def waiting(self, node: Node, task_id: str, gate: Gate) -> None:
         """A call waits at ``gate``: say so to whoever listens, and remember it for the

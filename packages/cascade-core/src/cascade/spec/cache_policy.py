@@ -6,16 +6,39 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
+@dataclass(frozen=True)
+class CacheMiss:
+    """Why a policy missed although it held an earlier result of the same task: which part
+    of the key differs from that result's.
+
+    ``kind`` is ``"code"`` (the task's code), ``"version"`` (its ``version=``), ``"global"``
+    (a value its code reads from outside its arguments; ``names`` says which), ``"input"``
+    (``names``: the inputs by parameter name, ``before`` and ``now`` their values as short
+    JSON text when there is one input and it has such a form), ``"key"`` (what ``key_fn``
+    returned) or ``"expired"`` (the same key: the entry expired or was removed). The engine
+    words it as a resume words why a task ran again (``cascade.events.TaskCacheMissed``)."""
+
+    kind: str
+    names: tuple[str, ...] = ()
+    before: str | None = None
+    now: str | None = None
+
+
 @dataclass
 class CacheContext:
     """What a policy may look at: the task and its resolved inputs (injected resources are not
-    inputs). ``state`` carries whatever ``lookup`` computed (a key, a path) over to ``save``."""
+    inputs). ``state`` carries whatever ``lookup`` computed (a key, a path) over to ``save``.
+    ``run_id`` is the run making the call (``""`` outside one), for policies that remember
+    what they saw once per run. A policy that misses may set ``miss`` to say why
+    (``CacheMiss``)."""
 
     task: Any
     task_id: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     state: Any = field(default=None)
+    run_id: str = ""
+    miss: CacheMiss | None = None
 
     @property
     def task_name(self) -> str:
