@@ -4,7 +4,8 @@
 
 One process, one graph shape, the performance issue's fan-out: ``total([noop(i) for i in
 range(N)])``, a sum over N no-op ``async def`` calls passed as one list, the graph built fresh
-for every repetition and run on a fresh ``cs.Engine(log_level=None)``, as ``cs.run`` would. Modes, interleaved so machine noise hits them alike:
+for every repetition and run on a fresh ``cs.Engine(log_level=None)``, as ``cs.run`` would.
+Modes, interleaved so machine noise hits them alike:
 
 - ``baseline``: the otel plugin not loaded at all.
 - ``api-only``: the plugin loaded, the API without an SDK (the global ``ProxyTracerProvider``),
