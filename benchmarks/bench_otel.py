@@ -18,7 +18,8 @@ Modes, interleaved so machine noise hits them alike:
 - ``sdk-floor``: what the SDK itself costs for the same spans, with no engine at all: on the
   same provider, the run's span and the N+1 task spans started by hand with
   ``tracer.start_span`` (children of the run span, with the attributes cascade-otel gives
-  them), all N+1 alive at once, then all ended, then ``force_flush``.
+  them, the argument's type included), all N+1 alive at once, then all ended, then
+  ``force_flush``.
 
 Target for the SDK: its overhead over the baseline (``sdk`` minus ``baseline``) at most 1.3x
 the floor (both for the same N+2 spans), i.e. tracing adds at most 30% on top of what the SDK
@@ -114,6 +115,11 @@ def sdk_floor(tracer: trace.Tracer, tasks: int) -> Callable[[], None]:
     run_id = uuid.uuid4().hex
     names = ["noop"] * tasks + ["total"]
     calls = [(name, f"{name}-{i}") for i, name in enumerate(names, 1)]
+    # The argument's type, as cascade-otel records it (``noop(i)``, ``total(values)``).
+    arguments = {
+        "noop": {"cascade.task.arg.i.type": "int"},
+        "total": {"cascade.task.arg.values.type": "list"},
+    }
 
     def run() -> None:
         run_span = tracer.start_span(
@@ -128,7 +134,13 @@ def sdk_floor(tracer: trace.Tracer, tasks: int) -> Callable[[], None]:
                 name,
                 context=run_context,
                 kind=SpanKind.INTERNAL,
-                attributes={RUN_ID: run_id, TASK_ID: task_id, TASK_NAME: name, TASK_ATTEMPT: 1},
+                attributes={
+                    RUN_ID: run_id,
+                    TASK_ID: task_id,
+                    TASK_NAME: name,
+                    TASK_ATTEMPT: 1,
+                    **arguments[name],
+                },
             )
             for name, task_id in calls
         ]
