@@ -95,7 +95,7 @@ def _scalar_encoding(arguments: dict[str, Any]) -> bytes | None:
     One fast path with one owner: a recorded run keys the checkpoint of every call it makes,
     and calls such as ``noop(i)`` have only such inputs (``benchmarks/bench_records.py``). The
     bytes are those ``_feed`` writes, so the hash is the same either way
-    (``tests/core/test_key_fast_path.py`` compares the two routes)."""
+    (``tests/core/policies/test_cache_key_encoding.py`` compares the two routes)."""
     parts = [_SCHEME, b"arguments\0%d{" % len(arguments)]
     for name in sorted(arguments):
         value = arguments[name]

@@ -246,7 +246,7 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
     and wide fan-outs (``benchmarks/run.py``: the graph-build row, and the fan-outs and the
     chain, which time building as users pay it), so the shapes almost every call has are made
     inline here; every other shape goes through ``_make_node``, as ``extend_graph`` makes all
-    of them (``tests/core/test_graph.py`` checks the two agree):
+    of them (``tests/core/graph/test_graph_build_paths.py`` checks the two agree):
 
     - a plain call whose arguments are all plain values (a fan-out's leaves) is made at once;
     - a chain of plain one-input calls is walked down in one loop and made back up in one,
