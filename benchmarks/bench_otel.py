@@ -2,9 +2,10 @@
 
     python benchmarks/bench_otel.py [--tasks 10000] [--repeat 7]
 
-One process, one graph shape: ``total`` (a sum) over N no-op ``async def`` tasks, the graph
-built fresh for every repetition and run on a fresh ``cs.Engine(log_level=None)``, as
-``cs.run`` would. Modes, interleaved so machine noise hits them alike:
+One process, one graph shape, the performance issue's fan-out: ``total([noop(i) for i in
+range(N)])``, a sum over N no-op ``async def`` calls passed as one list, the graph built fresh
+for every repetition and run on a fresh ``cs.Engine(log_level=None)``, as ``cs.run`` would.
+Modes, interleaved so machine noise hits them alike:
 
 - ``baseline``: the otel plugin not loaded at all.
 - ``api-only``: the plugin loaded, the API without an SDK (the global ``ProxyTracerProvider``),
@@ -17,7 +18,8 @@ built fresh for every repetition and run on a fresh ``cs.Engine(log_level=None)`
 - ``sdk-floor``: what the SDK itself costs for the same spans, with no engine at all: on the
   same provider, the run's span and the N+1 task spans started by hand with
   ``tracer.start_span`` (children of the run span, with the attributes cascade-otel gives
-  them), all N+1 alive at once, then all ended, then ``force_flush``.
+  them, the argument's type included), all N+1 alive at once, then all ended, then
+  ``force_flush``.
 
 Target for the SDK: its overhead over the baseline (``sdk`` minus ``baseline``) at most 1.3x
 the floor (both for the same N+2 spans), i.e. tracing adds at most 30% on top of what the SDK
@@ -66,7 +68,7 @@ SDK_FLOOR_TARGET = 1.3
 
 
 @cs.task
-async def noop() -> int:
+async def noop(i: int) -> int:
     return 1
 
 
@@ -103,7 +105,7 @@ class NonRecordingProvider(trace.TracerProvider):
 
 
 def build(tasks: int) -> Any:
-    return total([noop() for _ in range(tasks)])
+    return total([noop(i) for i in range(tasks)])
 
 
 def sdk_floor(tracer: trace.Tracer, tasks: int) -> Callable[[], None]:
@@ -113,6 +115,11 @@ def sdk_floor(tracer: trace.Tracer, tasks: int) -> Callable[[], None]:
     run_id = uuid.uuid4().hex
     names = ["noop"] * tasks + ["total"]
     calls = [(name, f"{name}-{i}") for i, name in enumerate(names, 1)]
+    # The argument's type, as cascade-otel records it (``noop(i)``, ``total(values)``).
+    arguments = {
+        "noop": {"cascade.task.arg.i.type": "int"},
+        "total": {"cascade.task.arg.values.type": "list"},
+    }
 
     def run() -> None:
         run_span = tracer.start_span(
@@ -127,7 +134,13 @@ def sdk_floor(tracer: trace.Tracer, tasks: int) -> Callable[[], None]:
                 name,
                 context=run_context,
                 kind=SpanKind.INTERNAL,
-                attributes={RUN_ID: run_id, TASK_ID: task_id, TASK_NAME: name, TASK_ATTEMPT: 1},
+                attributes={
+                    RUN_ID: run_id,
+                    TASK_ID: task_id,
+                    TASK_NAME: name,
+                    TASK_ATTEMPT: 1,
+                    **arguments[name],
+                },
             )
             for name, task_id in calls
         ]

@@ -150,6 +150,10 @@ class EngineTracing:
         self.record_values = record_values
         self._runs: dict[str, _RunState] = {}
         self._signatures: dict[Callable[..., Any], tuple[tuple[str, ...], str | None]] = {}
+        #: The argument attributes of calls whose values are not recorded, by function and
+        #: argument types (the attributes hold nothing else): a wide fan-out of calls with
+        #: the same types builds them once (``benchmarks/bench_otel.py``, the sdk row).
+        self._typed: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._subscriptions: list[tuple[type[Any], Callable[[Any], None]]] = [
             (RunStarted, self._on_run_started),
             (RunFinished, self._on_run_finished),
@@ -260,6 +264,10 @@ class EngineTracing:
         if call.waited_for:  # it waited for pool slots or rate tokens before it started
             attributes[TASK_WAITED] = call.waited
             attributes[TASK_WAITED_FOR] = list(call.waited_for)
+        if call.args or call.kwargs:
+            # Given with the others as the span starts: one attribute check in the SDK, not
+            # a second one for ``set_attributes``.
+            attributes.update(self._argument_attributes(call))
         span = self.tracer.start_span(
             call.task_name,
             context=parent_context,
@@ -267,8 +275,6 @@ class EngineTracing:
             attributes=attributes,
             links=links,
         )
-        if span.is_recording() and (call.args or call.kwargs):
-            span.set_attributes(self._argument_attributes(call))
         task_context = trace.set_span_in_context(span, parent_context)
         context.attach(task_context)  # never detached: the context is this attempt's own
         if call.leaves_process:  # only another process needs the W3C headers
@@ -356,6 +362,17 @@ class EngineTracing:
                 into[f"{prefix}{name}.value"] = _attribute_value(value)
 
     def _argument_attributes(self, call: TaskCall) -> dict[str, Any]:
+        if self.record_values:
+            return self._named_attributes(call)
+        key = (call.fn, *map(type, call.args))
+        if call.kwargs:
+            key += (None, *call.kwargs, *map(type, call.kwargs.values()))
+        found = self._typed.get(key)
+        if found is None:
+            found = self._typed[key] = self._named_attributes(call)
+        return found
+
+    def _named_attributes(self, call: TaskCall) -> dict[str, Any]:
         names, var_positional = self._parameter_names(call.fn)
         named: dict[str, Any] = {}
         for position, value in enumerate(call.args):

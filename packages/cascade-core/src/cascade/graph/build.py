@@ -31,7 +31,14 @@ def _scan(value: Any) -> tuple[list[LazyResult[Any]], list[tuple[Any, ...]]]:
     way (other than named tuples), which ``resolve_nested`` has to rebuild with their class.
     Each container is visited once (by identity), so a literal that contains itself ends the
     search and sub-lists shared many times cost one visit."""
-    found: list[LazyResult[Any]] = []
+    kind = type(value)
+    if kind is list or kind is tuple:
+        # A list of calls (``total([noop(i) for i in range(n)])``, the fan-in rows of
+        # ``benchmarks/run.py``): one pass, when every item is a LazyResult.
+        found = [x for x in value if isinstance(x, LazyResult)]
+        if len(found) == len(value):
+            return found, []
+    found = []
     odd_tuples: list[tuple[Any, ...]] = []
     seen: set[int] = set()
     stack = [value]
@@ -156,7 +163,7 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
             arg_inputs.append(index_of[id(value)])
         elif isinstance(value, _CONTAINERS) and (inner := _nested(lazy, pos, value)):
             nested_args.append(pos)
-            value_deps.extend(index_of[id(x)] for x in inner)
+            value_deps += [index_of[id(x)] for x in inner]
     kwarg_slots: list[tuple[str, int]] = []
     nested_kwargs: list[str] = []
     for key, value in lazy.kwargs.items():
@@ -164,41 +171,71 @@ def _make_node(lazy: LazyResult[Any], index: int, index_of: dict[int, int]) -> N
             kwarg_slots.append((key, index_of[id(value)]))
         elif isinstance(value, _CONTAINERS) and (inner := _nested(lazy, key, value)):
             nested_kwargs.append(key)
-            value_deps.extend(index_of[id(x)] for x in inner)
+            value_deps += [index_of[id(x)] for x in inner]
     value_deps.extend(arg_inputs)
     value_deps.extend(d for _, d in kwarg_slots)
     condition = -1
     if isinstance(lazy.condition, LazyResult):
         condition = index_of[id(lazy.condition)]
         value_deps.append(condition)
-    deps = set(value_deps)
-    deps.update(index_of[id(x)] for x in lazy.after_deps)
+    values = tuple(set(value_deps))
+    if lazy.after_deps:
+        deps = set(value_deps)
+        deps.update(index_of[id(x)] for x in lazy.after_deps)
+        all_deps = tuple(deps)
+    else:  # the same set, so the same order: one tuple serves as both
+        all_deps = values
     kind = KIND_MAP if isinstance(lazy, MappedLazyResult) else KIND_TASK
     return Node(
         index,
         lazy,
         kind,
-        tuple(deps),
+        all_deps,
         tuple(arg_positions),
         tuple(arg_inputs),
         tuple(kwarg_slots),
         tuple(nested_args),
         tuple(nested_kwargs),
         condition,
-        tuple(set(value_deps)),
+        values,
     )
 
 
-# Stack entries of ``build_graph``: a LazyResult not visited yet, or one whose inputs are
-# pushed, to be made into a node once they are (by the fast path or by ``_make_node``).
+# Stack entries of ``build_graph``: a LazyResult not visited yet, one whose inputs are pushed,
+# to be made into a node once they are (by the fast path or by ``_make_node``), or a run of
+# one-input calls (a chain's steps, last first), made once the call they start from is.
 _VISIT = 0
 _MAKE_PLAIN = 1
 _MAKE_GENERAL = 2
+_MAKE_RUN = 3
 # ``index_of`` holds this for a node whose inputs are still being visited: meeting it again
 # before it is made means the graph has a cycle.
 _OPEN = -1
+#: Inputs from which a call counts as a fan-in, whose leading leaves ``build_graph`` makes
+#: at once (fewer, and the test would cost more than the stack entries it saves).
+_FAN_IN = 8
 #: ``arg_positions`` of calls whose arguments are all LazyResults, shared by every such node.
 _POSITIONS = [tuple(range(count)) for count in range(17)]
+
+
+def _plain_inputs(lazy: Any) -> int:
+    """How many LazyResults a plain call (a ``LazyResult`` with positional arguments only, no
+    condition, no ``after``) takes as top-level arguments; -1 when an argument is a container
+    (which may hold some) or the call is not plain."""
+    if (
+        type(lazy) is not LazyResult
+        or lazy.kwargs
+        or lazy.after_deps
+        or lazy.condition is not MISSING
+    ):
+        return -1
+    inputs = 0
+    for value in lazy.args:
+        if isinstance(value, LazyResult):
+            inputs += 1
+        elif isinstance(value, _CONTAINERS):
+            return -1
+    return inputs
 
 
 def build_graph(targets: list[LazyResult[Any]]) -> Graph:
@@ -206,126 +243,191 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
     order, with each node's dependents filled in.
 
     Graph building is the largest cost Cascade adds on top of the event loop on long chains
-    (``benchmarks/run.py``, the graph-build row), so the shape almost every call has (a plain
-    task call whose inputs, if any, are LazyResults or plain values passed positionally) is
-    made inline here; every other shape goes through ``_make_node``.
+    and wide fan-outs (``benchmarks/run.py``: the graph-build row, and the fan-outs and the
+    chain, which time building as users pay it), so the shapes almost every call has are made
+    inline here; every other shape goes through ``_make_node``, as ``extend_graph`` makes all
+    of them (``tests/core/graph/test_graph_build_paths.py`` checks the two agree):
+
+    - a plain call whose arguments are all plain values (a fan-out's leaves) is made at once;
+    - a chain of plain one-input calls is walked down in one loop and made back up in one,
+      with no stack entry per step;
+    - a plain call whose inputs are LazyResults passed positionally (the mixed DAG's nodes)
+      is made without building a list of its inputs.
     """
     index_of: dict[int, int] = {}
     nodes: list[Node] = []
     # Per node: None, the one node that takes it as an input (a chain's case, without a list
     # per node), or a list of them.
     dependents: list[int | list[int] | None] = []
-    # Pairs of entries (LazyResult, step), pushed flat so the walk allocates no tuple per visit.
+    # Pairs of entries (LazyResult or run, step), pushed flat: no tuple per visit.
     stack: list[Any] = []
     for target in reversed(targets):
         stack += (target, _VISIT)
     pop, push = stack.pop, stack.append
+    steps = _POSITIONS[1]
     while stack:
         step = pop()
         lazy = pop()
-        key = id(lazy)
         if step == _VISIT:
+            key = id(lazy)
             state = index_of.get(key)
             if state is not None:
                 if state == _OPEN:
                     raise ValueError(f"the graph has a cycle through {lazy!r}")
                 continue
+            # ``_plain_inputs(lazy)``, inline: this runs once per node.
+            inputs = -1
+            if (
+                type(lazy) is LazyResult
+                and not lazy.kwargs
+                and not lazy.after_deps
+                and lazy.condition is MISSING
+            ):
+                inputs = 0
+                for value in lazy.args:
+                    if isinstance(value, LazyResult):
+                        inputs += 1
+                    elif isinstance(value, _CONTAINERS):
+                        inputs = -1
+                        break
+            if inputs == 0:
+                # Plain values only (a fan-out's leaves): made at once.
+                index = len(nodes)
+                index_of[key] = index
+                nodes.append(Node(index, lazy, KIND_TASK, ()))
+                dependents.append(None)
+                continue
             args = lazy.args
-            if type(lazy) is LazyResult and not lazy.kwargs and not lazy.after_deps:
-                if not args and lazy.condition is MISSING:
-                    # A call without inputs (the leaves of a wide fan-out): the cheapest case.
-                    index_of[key] = len(nodes)
-                    nodes.append(Node(len(nodes), lazy, KIND_TASK, ()))
-                    dependents.append(None)
-                    continue
-                if len(args) == 1 and lazy.condition is MISSING and isinstance(args[0], LazyResult):
-                    # One input (a chain's step): pushed without building a list of inputs.
-                    upstream = args[0]
+            if inputs == 1 and len(args) == 1:
+                # A chain: walk down its unvisited steps, then make them in one loop once
+                # the call the run starts from is made.
+                index_of[key] = _OPEN
+                run = [lazy]
+                upstream = args[0]
+                state = index_of.get(id(upstream))
+                # While the call met is a chain's step (as ``_plain_inputs`` would say, inline:
+                # this runs once per step).
+                while (
+                    state is None
+                    and type(upstream) is LazyResult
+                    and len(step_args := upstream.args) == 1
+                    and isinstance(step_args[0], LazyResult)
+                    and not upstream.kwargs
+                    and not upstream.after_deps
+                    and upstream.condition is MISSING
+                ):
+                    index_of[id(upstream)] = _OPEN
+                    run.append(upstream)
+                    upstream = step_args[0]
                     state = index_of.get(id(upstream))
-                    if state is None:
-                        index_of[key] = _OPEN
-                        push(lazy)
-                        push(_MAKE_PLAIN)
-                        push(upstream)
-                        push(_VISIT)
-                        continue
-                    if state == _OPEN:
-                        raise ValueError(f"the graph has a cycle through {upstream!r}")
-                    deps: list[LazyResult[Any]] = []
-                    step = _MAKE_PLAIN
-                else:
-                    deps = []
-                    step = _MAKE_PLAIN if lazy.condition is MISSING else _MAKE_GENERAL
-                    for value in args:
-                        if isinstance(value, LazyResult):
-                            deps.append(value)
-                        elif isinstance(value, _CONTAINERS):
-                            step = _MAKE_GENERAL
-                            break
-                    if step == _MAKE_GENERAL:
-                        deps = direct_dependencies(lazy)
+                if state == _OPEN:
+                    raise ValueError(f"the graph has a cycle through {upstream!r}")
+                push(run)
+                push(_MAKE_RUN)
+                if state is None:
+                    push(upstream)
+                    push(_VISIT)
+                continue
+            if inputs > 0:
+                step = _MAKE_PLAIN
+                deps: list[Any] = [value for value in args if isinstance(value, LazyResult)]
             else:
-                deps = direct_dependencies(lazy)
                 step = _MAKE_GENERAL
-            waiting = False
-            for dep in reversed(deps):
+                deps = direct_dependencies(lazy)
+            # Inputs not made yet are made first, in the order they are passed. For a fan-in
+            # (many inputs), leading ones with plain values only are made here, without a
+            # stack entry each; from the first other one on, they are pushed, and the call is
+            # made once they are.
+            fan_in = len(deps) >= _FAN_IN
+            waiting: list[Any] | None = None
+            for dep in deps:
                 state = index_of.get(id(dep))
                 if state is None:
-                    if not waiting:
-                        # Made when its inputs are: below them on the stack.
-                        index_of[key] = _OPEN
-                        push(lazy)
-                        push(step)
-                        waiting = True
-                    push(dep)
-                    push(_VISIT)
+                    if waiting is None:
+                        if fan_in and _plain_inputs(dep) == 0:
+                            index = len(nodes)
+                            index_of[id(dep)] = index
+                            nodes.append(Node(index, dep, KIND_TASK, ()))
+                            dependents.append(None)
+                            continue
+                        waiting = []
+                    waiting.append(dep)
                 elif state == _OPEN:
                     raise ValueError(f"the graph has a cycle through {dep!r}")
-            if waiting:
+            if waiting is not None:
+                # Made when its inputs are: below them on the stack.
+                index_of[key] = _OPEN
+                push(lazy)
+                push(step)
+                for dep in reversed(waiting):
+                    push(dep)
+                    push(_VISIT)
                 continue
-            # Every input is made already (or there is none): made at once.
-        index = len(nodes)
-        if step == _MAKE_PLAIN:
-            args = lazy.args
-            if len(args) == 1 and isinstance(args[0], LazyResult):
-                inputs: tuple[int, ...] = (index_of[id(args[0])],)
-                node = Node(
-                    index, lazy, KIND_TASK, inputs, _POSITIONS[1], inputs, (), (), (), -1, inputs
-                )
-            else:
-                positions: list[int] = []
-                found: list[int] = []
-                for pos, value in enumerate(args):
-                    if isinstance(value, LazyResult):
-                        positions.append(pos)
-                        found.append(index_of[id(value)])
-                count = len(found)
-                if count:
-                    arg_inputs = tuple(found)
-                    unique = dict.fromkeys(found)
-                    inputs = arg_inputs if len(unique) == count else tuple(unique)
-                    if count == len(args) and count < len(_POSITIONS):
-                        arg_positions = _POSITIONS[count]
-                    else:
-                        arg_positions = tuple(positions)
-                    node = Node(
+            # Every input is made already: made at once.
+        if step == _MAKE_RUN:
+            # ``lazy`` is the run, last step first: each step's input is the step before.
+            index = len(nodes)
+            upstream_index = index_of[id(lazy[-1].args[0])]
+            for call in reversed(lazy):
+                inputs_tuple: tuple[int, ...] = (upstream_index,)
+                index_of[id(call)] = index
+                nodes.append(
+                    Node(
                         index,
-                        lazy,
+                        call,
                         KIND_TASK,
-                        inputs,
-                        arg_positions,
-                        arg_inputs,
+                        inputs_tuple,
+                        steps,
+                        inputs_tuple,
                         (),
                         (),
                         (),
                         -1,
-                        inputs,
+                        inputs_tuple,
                     )
+                )
+                dependents.append(None)
+                known = dependents[upstream_index]
+                if known is None:
+                    dependents[upstream_index] = index
+                elif type(known) is int:
+                    dependents[upstream_index] = [known, index]
                 else:
-                    node = Node(index, lazy, KIND_TASK, ())
+                    known.append(index)  # type: ignore[union-attr]
+                upstream_index = index
+                index += 1
+            continue
+        index = len(nodes)
+        if step == _MAKE_PLAIN:
+            args = lazy.args
+            arg_inputs = tuple([index_of[id(v)] for v in args if isinstance(v, LazyResult)])
+            count = len(arg_inputs)
+            if len(set(arg_inputs)) == count:
+                inputs_tuple = arg_inputs
+            else:  # an input passed twice is waited for once
+                inputs_tuple = tuple(dict.fromkeys(arg_inputs))
+            if count == len(args) and count < len(_POSITIONS):
+                arg_positions = _POSITIONS[count]
+            else:
+                arg_positions = tuple(
+                    [pos for pos, v in enumerate(args) if isinstance(v, LazyResult)]
+                )
+            node = Node(
+                index,
+                lazy,
+                KIND_TASK,
+                inputs_tuple,
+                arg_positions,
+                arg_inputs,
+                (),
+                (),
+                (),
+                -1,
+                inputs_tuple,
+            )
         else:
             node = _make_node(lazy, index, index_of)
-        index_of[key] = index
+        index_of[id(lazy)] = index
         nodes.append(node)
         dependents.append(None)
         for upstream_index in node.deps:
@@ -336,9 +438,19 @@ def build_graph(targets: list[LazyResult[Any]]) -> Graph:
                 dependents[upstream_index] = [known, index]
             else:
                 known.append(index)  # type: ignore[union-attr]
+    # A node's dependents as a tuple. The nodes that feed one node (a fan-out's leaves, made
+    # one after another) share one tuple, so a wide fan-in allocates one instead of one each.
+    last: Any = None
+    shared: tuple[int, ...] = ()
     for node, known in zip(nodes, dependents, strict=True):
-        if known is not None:
-            node.dependents = (known,) if type(known) is int else tuple(known)  # type: ignore[arg-type]
+        if known is None:
+            continue
+        if type(known) is int:
+            if known != last:
+                last, shared = known, (known,)  # type: ignore[assignment]
+            node.dependents = shared
+        else:
+            node.dependents = tuple(known)  # type: ignore[arg-type]
     return Graph(nodes, index_of, [index_of[id(t)] for t in targets])
 
 

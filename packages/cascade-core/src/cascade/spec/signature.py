@@ -20,6 +20,7 @@ class SignatureCheck:
         "names",
         "open_args",
         "open_kwargs",
+        "plain_counts",
         "required",
     )
 
@@ -49,6 +50,13 @@ class SignatureCheck:
             sys.maxsize
             if any(index < 0 for index, _ in self.required)
             else max((index + 1 for index, _ in self.required), default=0)
+        )
+        #: The numbers of positional arguments that a call without keywords may pass and that
+        #: need no check at all: ``Task.__call__`` tests ``len(args) in plain_counts`` (one
+        #: test in C) before calling the check, as most calls pass (the calls row of
+        #: ``benchmarks/run.py``).
+        self.plain_counts = range(
+            self.enough_positional, sys.maxsize if self.open_args else self.max_positional + 1
         )
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -516,6 +516,7 @@ class Task(Generic[P, R]):
         self.run_name = check_run_name(run_name, fn, owner)
         self.injections = find_injections(fn)
         self._signature_check = SignatureCheck(fn, self.name)
+        self._plain_counts = self._signature_check.plain_counts
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -535,7 +536,8 @@ class Task(Generic[P, R]):
         return object.__reduce__(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> LazyResult[R]:
-        self._signature_check(args, kwargs)
+        if kwargs or len(args) not in self._plain_counts:
+            self._signature_check(args, kwargs)
         return LazyResult(self, args, kwargs)
 
     def map(self, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
