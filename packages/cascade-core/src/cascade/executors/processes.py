@@ -46,6 +46,7 @@ from cascade.executors.process_worker import (
 )
 from cascade.executors.protocol import (
     ExecutorRun,
+    PlainSubmit,
     PortableFunction,
     RunInfo,
     TaskCall,
@@ -167,7 +168,7 @@ class _ProcessRun:
     resources up in the workers (torn down when the run ends)."""
 
     reports_start = True
-    submit_plain = None
+    submit_plain: PlainSubmit | None = None
 
     def __init__(self, executor: ProcessExecutor, info: RunInfo) -> None:
         self.executor = executor

@@ -91,6 +91,8 @@ class CallSpec:
     resources: dict[str, str] = field(default_factory=dict)
     providers: dict[str, Provider] = field(default_factory=dict)
     logs: tuple[int, int, int] | None = None
+    #: Whether the executor wants the times measured here (cascade-dask's ``worker_times``).
+    report_times: bool = True
 
 
 def order_providers(
@@ -102,7 +104,9 @@ def order_providers(
     """On the driver: the providers a call's ``resources`` (parameter → resource name) need,
     dependencies first, ready to travel. ``available`` is ``RunInfo.resource_providers``,
     which the engine already checked; this only orders them."""
-    order = plan_resources(available, [(name, f"task '{task_name}'") for name in resources.values()])
+    order = plan_resources(
+        available, [(name, f"task '{task_name}'") for name in resources.values()]
+    )
     return {name: Provider.of(available[name], portable) for name in order}
 
 
@@ -156,7 +160,10 @@ class WorkerResources:
         with self._lock:
             entry = self.runs.get(spec.run_id)
             if entry is None:
-                entry = self.runs[spec.run_id] = (ResourceStack(None, spec.run_id), threading.Lock())
+                entry = self.runs[spec.run_id] = (
+                    ResourceStack(None, spec.run_id),
+                    threading.Lock(),
+                )
         run, lock = entry
         with lock:
             for name, definition in providers.items():
@@ -165,7 +172,7 @@ class WorkerResources:
             available = dict(run.instances)
         scoped: ResourceStack | None = None
         try:
-            for name, definition in providers.items():
+            for definition in providers.values():
                 if definition.scope == "task":
                     if scoped is None:
                         scoped = ResourceStack(None, spec.run_id)
@@ -205,9 +212,7 @@ class WorkerResources:
         try:
             stack.close_blocking(error, self._loop)
         except Exception as exc:
-            return [
-                f"teardown of a resource failed {self.where()}: {type(exc).__name__}: {exc}"
-            ]
+            return [f"teardown of a resource failed {self.where()}: {type(exc).__name__}: {exc}"]
         return []
 
     def teardown(self, run_ids: list[str]) -> list[str]:
@@ -323,7 +328,7 @@ def run_spec(
 
 
 class _Collector:
-    __slots__ = ("level", "limit", "lines", "message_limit", "emitted", "token")
+    __slots__ = ("emitted", "level", "limit", "lines", "message_limit", "token")
 
     def __init__(self, level: int, limit: int, message_limit: int) -> None:
         self.level = level
@@ -417,13 +422,12 @@ class _Installed:
                 root.addHandler(self.handler)
             self.levels[level] += 1
             lowest = min(self.levels)
-            if root.level > lowest or root.level == logging.NOTSET and lowest < logging.WARNING:
+            if root.level > lowest:  # NOTSET (0) on the root lets everything through already
                 if self.saved_level is None:
                     self.saved_level = root.level
-                    shown = root.level or logging.WARNING
                     for handler in root.handlers:
                         if handler is not self.handler:
-                            threshold = _Threshold(shown)
+                            threshold = _Threshold(root.level)
                             handler.addFilter(threshold)
                             self.filtered.append((handler, threshold))
                 root.setLevel(lowest)

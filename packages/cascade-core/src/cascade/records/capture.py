@@ -193,7 +193,6 @@ class LogCapture(logging.Handler):
                     self._filtered.append((handler, threshold))
         root.setLevel(level)
 
-
     def shipping(self, sink: LogSink) -> LogShipping:
         """How executors that run calls elsewhere send back what the run's tasks log there:
         at the sink's level, or the root logger's when that is higher and may not be lowered
