@@ -84,7 +84,8 @@ def test_logs_of_tasks_on_dask_workers_are_stored_with_their_attempts(
     )
     assert result["pid"] != os.getpid() and result["collecting"] and doubled == 2
     _, attempts = _latest()
-    assert [(line.level, line.logger, line.message) for line in attempts["chatty_on_dask"].logs] == [
+    lines = attempts["chatty_on_dask"].logs
+    assert [(line.level, line.logger, line.message) for line in lines] == [
         ("INFO", "tests.dask_logs", f"dask worker {result['pid']} got 1")
     ]
     assert [line.message for line in attempts["async_chatty_on_dask"].logs] == ["async 2"]
