@@ -325,3 +325,13 @@ async def test_two_runs_at_once_on_one_processes_executor_keep_their_own_resourc
     assert await long_run == (long_session, True)
     assert _names(tmp_path, "setup") == _names(tmp_path, "teardown") == {short[0], long_session}
     assert not executor._open_runs and executor._pool is None
+
+
+def test_a_subclass_overriding_start_of_a_run_scoped_executor_is_told_to_use_open_run() -> None:
+    with pytest.warns(DeprecationWarning, match=r"Tuned overrides start of ProcessExecutor"):
+
+        class Tuned(ProcessExecutor):
+            async def start(self) -> None:
+                await super().start()
+
+    assert Tuned.start is not ProcessExecutor.start

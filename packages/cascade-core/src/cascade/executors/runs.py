@@ -80,6 +80,21 @@ class RunScopedExecutor(BaseExecutor):
     ``shutdown`` use it, so tests and scripts that drive the executor by hand keep working;
     the engine never uses them. Subclasses implement ``open_run``."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overrides = [n for n in ("start", "shutdown") if n in vars(cls)]
+        if overrides and "open_run" not in vars(cls):
+            # The engine opens such an executor with open_run: start/shutdown overridden
+            # here would be called only by code that drives the executor by hand.
+            warnings.warn(
+                f"{cls.__module__}.{cls.__qualname__} overrides {' and '.join(overrides)} of "
+                f"{cls.__mro__[1].__qualname__}, which the engine no longer calls: it opens "
+                "the executor once per run with open_run(run). Override open_run instead "
+                "(async with super().open_run(run) as handle: ... yield handle).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+
     def open_run(self, run: RunInfo) -> contextlib.AbstractAsyncContextManager[ExecutorRun]:
         raise NotImplementedError  # pragma: no cover - abstract
 
