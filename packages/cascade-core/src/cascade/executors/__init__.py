@@ -37,14 +37,11 @@ from cascade.executors.worker_kit import (
     CallSpec,
     Failure,
     Provider,
-    ShippedLine,
     WorkerResources,
-    cap_text,
-    is_cascade_logger,
-    log_line,
     order_providers,
     run_spec,
 )
+from cascade.executors.worker_logs import ShippedLine, cap_text, is_cascade_logger, log_line
 from cascade.resources import ResourceError, ResourceStack, plan_resources
 
 __all__ = [

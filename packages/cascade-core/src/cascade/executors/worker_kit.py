@@ -14,7 +14,7 @@ every such worker does, in this order:
   worker loop when it uses resources (where async resources live), else with ``asyncio.run``
   unless the executor says how;
 - its running time is measured here, and, in a run that captures logs, what it logs through
-  ``logging`` is collected (``CallReport``), for the driver to report with the attempt;
+  ``logging`` is collected (``CallReport``; ``cascade.executors.worker_logs``), for the driver to report with the attempt;
 - an exception becomes a ``Failure`` value where the executor needs one (a process pool must
   never receive an exception it cannot unpickle): rebuilt as itself on the driver, with the
   worker-side traceback as its cause.
@@ -26,7 +26,6 @@ in worker processes.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextvars
 import logging
@@ -40,14 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascade.executors.protocol import PortableFunction, WorkerSetup, worker_context
+from cascade.executors.worker_logs import ShippedLine, begin_collecting, end_collecting
 from cascade.resources import ResourceError, ResourceStack, plan_resources
 from cascade.spec.resource import ResourceDefinition
 
 logger = logging.getLogger("cascade.executors")
-
-#: A shipped log line: (time, level name, logger name, message).
-ShippedLine = tuple[float, str, str, str]
-
 
 # -- what travels to the worker ---------------------------------------------------------------
 
@@ -286,7 +282,7 @@ def run_spec(
         fn = fn.fn
     scoped: ResourceStack | None = None
     failure: BaseException | None = None
-    collector = _begin_logs(spec.logs)
+    collector = begin_collecting(spec.logs)
     try:
         if spec.resources:
             if resources is None:
@@ -321,152 +317,7 @@ def run_spec(
                     logger.error("teardown after a failed call failed too: %r", exc)
         finally:
             if collector is not None:
-                _end_logs(collector, report)
-
-
-# -- logs, collected where the call runs ------------------------------------------------------
-
-
-class _Collector:
-    __slots__ = ("emitted", "level", "limit", "lines", "message_limit", "token")
-
-    def __init__(self, level: int, limit: int, message_limit: int) -> None:
-        self.level = level
-        self.limit = limit
-        self.message_limit = message_limit
-        self.lines: list[ShippedLine] = []
-        self.emitted = 0
-        self.token: contextvars.Token[_Collector | None] | None = None
-
-
-_COLLECTING: contextvars.ContextVar[_Collector | None] = contextvars.ContextVar(
-    "cascade_worker_logs", default=None
-)
-
-
-def log_line(record: logging.LogRecord, message_limit: int) -> ShippedLine:
-    """A log record as a stored line: its time, level, logger and message (formatted, cut to
-    ``message_limit`` characters, with the exception's traceback if it has one). The same for
-    records captured in the driver (``cascade.records.capture``) and in workers."""
-    try:
-        message = record.getMessage()
-    except Exception as exc:  # a bad format string is the caller's bug, not ours
-        message = f"{record.msg!r} (unformattable: {type(exc).__name__}: {exc})"
-    if len(message) > message_limit:
-        message = message[: message_limit - 3] + "..."
-    if record.exc_info and record.exc_info[1] is not None:
-        text = logging.Formatter().formatException(record.exc_info)
-        message += "\n" + cap_text(text, message_limit * 4)
-    return (record.created, record.levelname, record.name, message)
-
-
-def cap_text(text: str, limit: int) -> str:
-    """``text`` cut to about ``limit`` characters: its first third and its last two thirds
-    (a traceback's error is at the end), with a line saying how much was left out between."""
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head
-    cut = len(text) - head - tail
-    note = f"... ({cut} characters cut: the traceback is longer than {limit}) ..."
-    return f"{text[:head]}\n{note}\n{text[-tail:]}"
-
-
-def is_cascade_logger(name: str) -> bool:
-    """Records of Cascade's own loggers are not a task's."""
-    return name == "cascade" or name.startswith("cascade.")
-
-
-class _WorkerLogHandler(logging.Handler):
-    """On the root logger of a worker process while calls there collect logs: a record goes
-    to the collector of the call whose context emits it, if any."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        collector = _COLLECTING.get()
-        if collector is None or record.levelno < collector.level:
-            return
-        if is_cascade_logger(record.name):
-            return
-        collector.emitted += 1
-        if len(collector.lines) < collector.limit:
-            collector.lines.append(log_line(record, collector.message_limit))
-
-
-class _Threshold(logging.Filter):
-    """Keeps what a handler of the worker showed before the root's level was lowered."""
-
-    def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
-
-
-class _Installed:
-    """The handler's place on the worker's root logger, shared by the calls collecting now:
-    the first installs it (lowering the root's level to what they collect, with filters that
-    keep the worker's own handlers showing what they showed), the last removes it."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.handler = _WorkerLogHandler()
-        self.levels: collections.Counter[int] = collections.Counter()
-        self.saved_level: int | None = None
-        self.filtered: list[tuple[logging.Handler, _Threshold]] = []
-
-    def add(self, level: int) -> None:
-        with self.lock:
-            root = logging.getLogger()
-            if not self.levels:
-                root.addHandler(self.handler)
-            self.levels[level] += 1
-            lowest = min(self.levels)
-            if root.level > lowest:  # NOTSET (0) on the root lets everything through already
-                if self.saved_level is None:
-                    self.saved_level = root.level
-                    for handler in root.handlers:
-                        if handler is not self.handler:
-                            threshold = _Threshold(root.level)
-                            handler.addFilter(threshold)
-                            self.filtered.append((handler, threshold))
-                root.setLevel(lowest)
-
-    def remove(self, level: int) -> None:
-        with self.lock:
-            self.levels[level] -= 1
-            if self.levels[level] <= 0:
-                del self.levels[level]
-            if self.levels:
-                return
-            root = logging.getLogger()
-            root.removeHandler(self.handler)
-            for handler, threshold in self.filtered:
-                handler.removeFilter(threshold)
-            self.filtered = []
-            if self.saved_level is not None:
-                root.setLevel(self.saved_level)
-                self.saved_level = None
-
-
-_INSTALLED = _Installed()
-
-
-def _begin_logs(logs: tuple[int, int, int] | None) -> _Collector | None:
-    if logs is None:
-        return None
-    collector = _Collector(*logs)
-    _INSTALLED.add(collector.level)
-    collector.token = _COLLECTING.set(collector)
-    return collector
-
-
-def _end_logs(collector: _Collector, report: CallReport) -> None:
-    if collector.token is not None:
-        _COLLECTING.reset(collector.token)
-    _INSTALLED.remove(collector.level)
-    report.lines = collector.lines
-    report.emitted = collector.emitted
+                report.lines, report.emitted = end_collecting(collector)
 
 
 # -- exceptions on their way back -------------------------------------------------------------
@@ -576,11 +427,7 @@ __all__ = [
     "CallSpec",
     "Failure",
     "Provider",
-    "ShippedLine",
     "WorkerResources",
-    "cap_text",
-    "is_cascade_logger",
-    "log_line",
     "order_providers",
     "run_spec",
     "worker_pid",
