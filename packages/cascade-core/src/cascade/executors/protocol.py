@@ -140,10 +140,10 @@ class RunInfo:
     """What an executor is told about a run when it opens its handle (``open_run``).
 
     ``resource_providers`` are the definitions of every resource a ``remote_resources`` task
-    of the run injects (dependencies included), by name; the mapping may grow while the run
-    runs (tasks added by returned graphs). The engine checked them once (order, cycles,
-    scopes: ``plan_resources``): an executor sets them up where calls run without checking
-    them again.
+    of the run injects (dependencies included), by name, in setup order (dependencies first);
+    the mapping may grow while the run runs (tasks added by returned graphs). The engine
+    checked them once (unknown names, cycles, scopes: ``plan_resources``): an executor sets
+    them up where calls run without checking them again.
     """
 
     run_id: str

@@ -7,14 +7,16 @@ every such worker does, in this order:
 
 - the resources the call injects are set up here (``WorkerResources``): run-scoped ones once
   per run in this process, kept until the driver's ``teardown``; task-scoped ones around the
-  call. They come in the setup order the driver computed (``order_providers``): the engine
-  checked them once, the worker does not check them again;
+  call. They come in the setup order the engine gave (``order_providers``): the engine
+  checked them once (``plan_resources``), neither the driver side of an executor nor the
+  worker checks them again;
 - the function runs inside ``worker_context`` (what call hooks put in ``carrier`` and
   ``worker_setup``, such as the trace context); an ``async def`` one runs on this process's
   worker loop when it uses resources (where async resources live), else with ``asyncio.run``
   unless the executor says how;
 - its running time is measured here, and, in a run that captures logs, what it logs through
-  ``logging`` is collected (``CallReport``; ``cascade.executors.worker_logs``), for the driver to report with the attempt;
+  ``logging`` is collected (``cascade.executors.worker_logs``), both kept in a ``CallReport``
+  for the driver to report with the attempt;
 - an exception becomes a ``Failure`` value where the executor needs one (a process pool must
   never receive an exception it cannot unpickle): rebuilt as itself on the driver, with the
   worker-side traceback as its cause.
@@ -40,7 +42,7 @@ from typing import Any
 
 from cascade.executors.protocol import PortableFunction, WorkerSetup, worker_context
 from cascade.executors.worker_logs import ShippedLine, begin_collecting, end_collecting
-from cascade.resources import ResourceError, ResourceStack, plan_resources
+from cascade.resources import ResourceError, ResourceStack
 from cascade.spec.resource import ResourceDefinition
 
 logger = logging.getLogger("cascade.executors")
@@ -98,12 +100,28 @@ def order_providers(
     portable: type[PortableFunction] = PortableFunction,
 ) -> dict[str, Provider]:
     """On the driver: the providers a call's ``resources`` (parameter → resource name) need,
-    dependencies first, ready to travel. ``available`` is ``RunInfo.resource_providers``,
-    which the engine already checked; this only orders them."""
-    order = plan_resources(
-        available, [(name, f"task '{task_name}'") for name in resources.values()]
-    )
-    return {name: Provider.of(available[name], portable) for name in order}
+    dependencies first, ready to travel. ``available`` is ``RunInfo.resource_providers``: the
+    engine checked those definitions once (unknown names, cycles, scopes) and gives them in
+    setup order, so this only picks the ones the call needs, keeping that order."""
+    needed: set[str] = set()
+    pending = list(resources.values())
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        definition = available.get(name)
+        if definition is None:
+            raise ResourceError(
+                f"task '{task_name}' needs resource '{name}', which the run did not give its "
+                f"executor (given: {', '.join(sorted(available)) or 'none'})"
+            )
+        needed.add(name)
+        pending.extend(dep for _, dep in definition.injections)
+    return {
+        name: Provider.of(definition, portable)
+        for name, definition in available.items()
+        if name in needed
+    }
 
 
 @dataclass
