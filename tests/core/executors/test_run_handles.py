@@ -110,7 +110,7 @@ def test_a_legacy_executor_runs_a_graph_and_warns_once_naming_its_class() -> Non
         assert cs.run(double(add(1, 2)).with_timeout(30), executor=executor, log_level=None) == 6
     messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
     assert len(messages) == 1
-    assert "test_executor_runs.LegacyExecutor" in messages[0]
+    assert "test_run_handles.LegacyExecutor" in messages[0]
     assert "open_run" in messages[0] and "BaseExecutor" in messages[0]
     assert executor.events == ["start", "submit add", "submit double", "shutdown"]
 
