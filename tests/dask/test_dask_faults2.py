@@ -24,7 +24,7 @@ from dask_helpers import set_env
 
 import cascade as cs
 from cascade_dask import DaskExecutor
-from cascade_dask.worker import CallSpec, open_resources, run_call
+from cascade_dask.worker import open_resources
 
 distributed = pytest.importorskip("distributed")
 
@@ -212,7 +212,7 @@ async def test_cancelling_a_temporary_cluster_while_it_starts_leaves_no_worker()
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting
-    assert executor.client is None and executor._cluster is None and executor._runs == 0
+    assert executor.client is None and executor._cluster is None and not executor._open_runs
     deadline = time.monotonic() + 30
     while _new_workers(before) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -262,14 +262,22 @@ def needs_second(second: str = cs.inject("faults2_second")) -> str:
     return second
 
 
-def test_a_cycle_of_resources_is_refused_on_the_worker_naming_it() -> None:
-    providers = {"faults2_a": faults2_a, "faults2_b": faults2_b}
-    spec = CallSpec(
-        "k", "needs_a", "run-x", False, resources={"a": "faults2_a"}, providers=providers
-    )
+@cs.task
+def needs_a(a: Any = cs.inject("faults2_a")) -> Any:
+    return a
+
+
+def test_a_cycle_of_resources_is_refused_by_the_engine_before_a_call_reaches_a_worker(
+    client: Any,
+) -> None:
+    # The engine checks resource definitions once (plan_resources); workers set up what they
+    # are sent in the order the driver gives, without checking again.
+    engine = cs.Engine(executor=DaskExecutor(client=client), log_level=None)
+    engine.register(faults2_a)
+    engine.register(faults2_b)
     with pytest.raises(cs.ResourceError, match="cycle: faults2_a -> faults2_b -> faults2_a"):
-        run_call(spec, lambda a: a, (), {})
-    assert open_resources().get("run-x", []) == []
+        asyncio.run(engine.run(needs_a()))
+    assert all(not runs for runs in client.run(open_resources).values())
 
 
 def test_task_resources_set_up_before_one_that_fails_are_torn_down_on_the_worker(

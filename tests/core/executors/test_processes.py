@@ -187,7 +187,7 @@ async def test_a_run_sharing_the_executor_survives_another_runs_timeout(tmp_path
         bystander.run(nap.map(cs.unmapped(0.4), list(range(10)))),
     )
     assert results == [2, list(range(10))]
-    assert executor._runs == 0 and executor._pool is None
+    assert not executor._open_runs and executor._pool is None
 
 
 class _SlowProcess(multiprocessing.context.SpawnProcess):
@@ -260,11 +260,11 @@ async def test_cancelling_while_the_pool_starts_leaks_no_worker_and_no_run() -> 
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting
-    assert ex._runs == 0 and ex._pool is None
+    assert not ex._open_runs and ex._pool is None
     await until(lambda: not any(alive(pid) for pid in pids), timeout=30)
     # The instance is as good as new.
     assert await cs.run_async(double(5), executor=ex, log_level=None) == 10
-    assert ex._runs == 0 and ex._pool is None
+    assert not ex._open_runs and ex._pool is None
 
 
 async def test_cancelling_a_run_while_its_pool_starts() -> None:
@@ -275,7 +275,7 @@ async def test_cancelling_a_run_while_its_pool_starts() -> None:
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert ex._runs == 0 and ex._pool is None
+    assert not ex._open_runs and ex._pool is None
     await until(lambda: not any(alive(pid) for pid in pids), timeout=30)
 
 

@@ -666,7 +666,7 @@ def _python_blocks(section: str) -> list[str]:
 
 
 def test_the_tutorials_in_docs_plugins_work(tmp_path: Path) -> None:
-    executor, register, use, executor_test = _python_blocks("Tutorial: an executor plugin")
+    executor, try_it, register, use, executor_test = _python_blocks("Tutorial: an executor plugin")
     subscriber, attach, subscriber_test = _python_blocks("Tutorial: a subscriber plugin")
     for package, source in [
         ("cascade_inline", executor + "\n\n" + register),
@@ -688,6 +688,14 @@ def test_the_tutorials_in_docs_plugins_work(tmp_path: Path) -> None:
         "print(json.dumps({'result': cs.run(tiny(add(1, 2)), log_level=None)}))\n"
     )
     assert run_python((tmp_path / "use.py").read_text(), path=tmp_path) == {"result": 6}
+    # The executor tried before packaging: a run opens it once and submits through its handle.
+    tried = (
+        "from cascade_inline.plugin import InlineExecutor\n"
+        f"{try_it}\n"
+        "import json\n"
+        "print(json.dumps({'finished': list(inline.finished.values())}))\n"
+    )
+    assert run_python(tried, path=tmp_path) == {"finished": [2]}
 
     env = {k: v for k, v in os.environ.items() if k not in CONTROL_VARS}
     env["PYTHONPATH"] = str(tmp_path)

@@ -19,13 +19,15 @@ functions that need it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from cascade.executors import ExecutorRun, RunInfo
 from cascade_dask.executor import DaskExecutor
 
 #: The Dask event topic on which the workers of a command-line cluster send their log lines.
@@ -107,25 +109,20 @@ class CommandLineDaskExecutor(DaskExecutor):
         self._saved_handlers: tuple[list[logging.Handler], bool] | None = None
         self._announced = False
 
-    async def start(self) -> None:
+    @contextlib.asynccontextmanager
+    async def open_run(self, run: RunInfo) -> AsyncIterator[ExecutorRun]:
         local = self.address is None
         if local:
             self._route_cluster_logs()
         try:
-            await super().start()
-        except BaseException:
-            self._restore_cluster_logs()
-            raise
-        client = self.client
-        if local and client is not None:
-            client.subscribe_topic(LOG_TOPIC, _on_worker_log)
-        if self.dashboard and not self._announced and client is not None:
-            self._announced = True
-            _announce_dashboard(str(client.dashboard_link))
-
-    async def shutdown(self) -> None:
-        try:
-            await super().shutdown()
+            async with super().open_run(run) as handle:
+                client = self.client
+                if local and client is not None:
+                    client.subscribe_topic(LOG_TOPIC, _on_worker_log)
+                if self.dashboard and not self._announced and client is not None:
+                    self._announced = True
+                    _announce_dashboard(str(client.dashboard_link))
+                yield handle
         finally:
             if self.client is None:
                 self._restore_cluster_logs()

@@ -5,23 +5,38 @@ task (``cascade_dask.worker.run_call``) and completes with a ``DaskResult``, a r
 Dask future, not the value. The engine passes references back as top-level arguments of
 downstream calls, which are submitted with the upstream futures as arguments, so Dask moves data
 worker to worker; ``materialize`` fetches values only when the engine needs them.
+
+Each run has its handle (``open_run``, ``_DaskRun``): the futures the run submitted and whether
+its calls set resources up on the workers, so its end releases and tears down exactly that,
+while other runs on the same cluster go on. The client (and a temporary cluster) lives while at
+least one run is open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, ClassVar
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from cascade import ResourceDefinition, ResourceError
-from cascade.executors import BaseExecutor, TaskCall, check_picklable, plan_resources
+from cascade import ResourceError
+from cascade.executors import (
+    CallSpec,
+    ExecutorRun,
+    PlainSubmit,
+    Provider,
+    RunInfo,
+    RunScopedExecutor,
+    ShippedLine,
+    TaskCall,
+    check_picklable,
+    order_providers,
+)
 from cascade_dask.worker import (
     TIMES_TOPIC,
-    CallSpec,
     Literal,
     ReturnedGraph,
     TaskFunction,
@@ -35,26 +50,30 @@ logger = logging.getLogger("cascade.dask")
 # Values of these types always pickle; the pre-submission check skips them.
 _PLAIN_TYPES = (int, float, complex, str, bytes, bool, type(None))
 
-# The runs (by executor) started in the current context: ``start`` and ``shutdown`` are called
-# from the run's own task, and so are the calls, so this tells ``shutdown`` which run ended.
-_run_slots: contextvars.ContextVar[dict[int, _RunRecord] | None] = contextvars.ContextVar(
-    "cascade_dask_runs", default=None
-)
-
 #: Schemes ``distributed`` connects with; an address with another one is refused at once.
 _SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
-class _RunRecord:
-    """What one run left on the cluster: the runs whose resources the workers hold, and every
-    future it submitted, released when the run ends (not when the garbage collector finds
-    them: an exception's traceback, or a cycle, would keep them and their data alive)."""
+class _DaskRun:
+    """cascade-dask's handle for one run: every future the run submitted, released when it
+    ends (not when the garbage collector finds them: an exception's traceback, or a cycle,
+    would keep them and their data alive), and whether its calls set resources up on the
+    workers."""
 
-    __slots__ = ("futures", "run_ids")
+    reports_start = False
+    submit_plain: PlainSubmit | None = None
 
-    def __init__(self) -> None:
-        self.run_ids: set[str] = set()
+    def __init__(self, executor: DaskExecutor, info: RunInfo) -> None:
+        self.executor = executor
+        self.info = info
         self.futures: list[Any] = []
+        self.uses_resources = False
+
+    def submit(self, call: TaskCall) -> Awaitable[Any]:
+        return self.executor._submit(call, self)
+
+    def __repr__(self) -> str:
+        return f"<run {self.info.run_id[:8]} of {self.executor!r}>"
 
 
 class DaskTaskCancelled(RuntimeError):
@@ -92,7 +111,7 @@ def _noop_function() -> None:
     """Stands in for a task function already known to pickle, in the pre-submission check."""
 
 
-class DaskExecutor(BaseExecutor):
+class DaskExecutor(RunScopedExecutor):
     """Run tasks on a Dask distributed cluster.
 
     - ``DaskExecutor()`` (what ``executor="dask"`` makes) starts a temporary ``LocalCluster`` of
@@ -145,15 +164,14 @@ class DaskExecutor(BaseExecutor):
         self.client: Any = None
         self._cluster: Any = None
         self._owns_client = False
-        self._runs = 0
+        self._open_runs: set[_DaskRun] = set()
         self._start_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
-        self._times: dict[str, tuple[float, float]] = {}
+        self._reports: dict[str, tuple[float, float, list[ShippedLine], int]] = {}
         self._waiting: set[str] = set()
         self._picklable: dict[int, Any] = {}
         self._to_cancel: list[Any] = []
         self._cancelling: asyncio.Task[None] | None = None
-        self._orphans = _RunRecord()  # calls made outside a run's context
         self._dask_log_level: int | None = None
 
     def __repr__(self) -> str:
@@ -162,17 +180,23 @@ class DaskExecutor(BaseExecutor):
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    @contextlib.asynccontextmanager
+    async def open_run(self, run: RunInfo) -> AsyncIterator[ExecutorRun]:
+        """The client (connected, or a temporary cluster started, by the first open run) and
+        a handle for ``run``; leaving it releases the run's futures, tears down what it set
+        up on the workers, and disconnects after the last open run."""
         loop = asyncio.get_running_loop()
         if self._start_lock is None or self._lock_loop is not loop:
             self._start_lock, self._lock_loop = asyncio.Lock(), loop
+        handle = _DaskRun(self, run)
         async with self._start_lock:
             if self.client is None:
                 await self._connect()
-            self._runs += 1
-        slots = dict(_run_slots.get() or {})
-        slots[id(self)] = _RunRecord()
-        _run_slots.set(slots)
+            self._open_runs.add(handle)
+        try:
+            yield handle
+        finally:
+            await self._close_run(handle)
 
     async def _connect(self) -> None:
         given = self.given_client
@@ -200,8 +224,7 @@ class DaskExecutor(BaseExecutor):
                 "Start one (`dask scheduler` and `dask worker ...`), or use DaskExecutor() "
                 "without an address for a temporary local cluster."
             ) from exc
-        if self.worker_times:
-            self.client.subscribe_topic(TIMES_TOPIC, self._on_times)
+        self.client.subscribe_topic(TIMES_TOPIC, self._on_report)
 
     async def _open_client(self, address: str, **options: Any) -> Any:
         """An asynchronous client connected to ``address``; closed again if connecting fails
@@ -281,22 +304,15 @@ class DaskExecutor(BaseExecutor):
             logging.getLogger("distributed").setLevel(level)
             self._dask_log_level = None
 
-    async def shutdown(self) -> None:
-        slots = dict(_run_slots.get() or {})
-        record = slots.pop(id(self), None) or _RunRecord()
-        _run_slots.set(slots)
-        self._runs -= 1
-        last = self._runs <= 0
-        if last:
-            orphans, self._orphans = self._orphans, _RunRecord()
-            record.run_ids |= orphans.run_ids
-            record.futures += orphans.futures
+    async def _close_run(self, handle: _DaskRun) -> None:
+        self._open_runs.discard(handle)
+        last = not self._open_runs
         try:
             await self._flush_cancellations()
-            if record.run_ids:
-                await self._teardown(sorted(record.run_ids))
+            if handle.uses_resources:
+                await self._teardown([handle.info.run_id])
         finally:
-            _release(record.futures)
+            _release(handle.futures)
             if last:
                 await self._disconnect()
 
@@ -317,16 +333,15 @@ class DaskExecutor(BaseExecutor):
     async def _disconnect(self) -> None:
         client, cluster = self.client, self._cluster
         self.client = self._cluster = None
-        self._times.clear()
+        self._reports.clear()
         self._waiting.clear()
         self._picklable.clear()
         if client is None:
             return
-        if self.worker_times:
-            try:
-                client.unsubscribe_topic(TIMES_TOPIC)
-            except Exception:
-                pass
+        try:
+            client.unsubscribe_topic(TIMES_TOPIC)
+        except Exception:
+            pass
         try:
             if self._owns_client:
                 await client.close()
@@ -339,30 +354,34 @@ class DaskExecutor(BaseExecutor):
 
     # -- calls --------------------------------------------------------------------------------
 
-    def submit(self, call: TaskCall) -> Awaitable[Any]:
+    def _submit(self, call: TaskCall, handle: _DaskRun) -> Awaitable[Any]:
         client = self.client
         if client is None:
             raise RuntimeError(f"executor '{self.name}' was not started")
         args = tuple(_to_futures(value) for value in call.args)
         kwargs = {key: _to_futures(value) for key, value in call.kwargs.items()}
         self._check_picklable(call, args, kwargs)
-        providers: dict[str, ResourceDefinition] = {}
-        record = (_run_slots.get() or {}).get(id(self)) or self._orphans
+        info = handle.info
+        providers: dict[str, Provider] = {}
         if call.resources:
-            providers = self._providers_for(call)
-            record.run_ids.add(call.run_id)
+            providers = self._providers_for(call, info)
+            handle.uses_resources = True
+        logs = info.logs
         spec = CallSpec(
-            key=f"{call.task_id}#{call.attempt}-{call.run_id[:8]}",
+            key=f"{call.task_id}#{call.attempt}-{info.run_id[:8]}",
             task_name=call.task_name,
-            run_id=call.run_id,
+            run_id=info.run_id,
             is_async=call.is_async,
+            task_id=call.task_id,
+            attempt=call.attempt,
             carrier=call.carrier,
             worker_setup=call.worker_setup,
             resources=call.resources,
             providers=providers,
+            logs=None if logs is None else (logs.level, logs.limit, logs.message_limit),
             report_times=self.worker_times,
         )
-        return self._run(client, call, spec, args, kwargs, record)
+        return self._run(client, call, spec, args, kwargs, handle)
 
     async def _run(
         self,
@@ -371,27 +390,33 @@ class DaskExecutor(BaseExecutor):
         spec: CallSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        record: _RunRecord,
+        handle: _DaskRun,
     ) -> Any:  # a DaskResult, or the LazyResults a task returned
-        key = spec.key
-        if self.worker_times:
+        key = str(spec.key)
+        logs = handle.info.logs
+        reported = self.worker_times or logs is not None
+        if reported:
             self._waiting.add(key)
         try:
             future = client.submit(
                 run_call, spec, TaskFunction(call.fn), args, kwargs, key=key, pure=False
             )
-            record.futures.append(future)
+            handle.futures.append(future)
             try:
                 await future.exception()  # waits for the end without fetching the result
             except asyncio.CancelledError:
                 self._cancel_later(future)
                 raise
         finally:
-            if self.worker_times:
+            if reported:
                 self._waiting.discard(key)
-                times = self._times.pop(key, None)
-                if times is not None:
-                    call.start_time, call.end_time = times
+                report = self._reports.pop(key, None)
+                if report is not None:
+                    start, end, lines, emitted = report
+                    if start:
+                        call.start_time, call.end_time = start, end
+                    if logs is not None and emitted:
+                        logs.deliver(call.task_id, call.attempt, lines, emitted)
         status = future.status
         if status == "error":
             await future  # raises the task's own exception, with its traceback
@@ -407,11 +432,12 @@ class DaskExecutor(BaseExecutor):
             return returned.value
         return DaskResult(future, call.task_name)
 
-    def _on_times(self, event: tuple[float, Any]) -> None:
-        """Dask event handler: worker-measured times, delivered before the task's result."""
-        key, start, end = event[1]
+    def _on_report(self, event: tuple[float, Any]) -> None:
+        """Dask event handler: worker-measured times and collected log lines, delivered
+        before the task's result."""
+        key, start, end, lines, emitted = event[1]
         if key in self._waiting:
-            self._times[key] = (start, end)
+            self._reports[key] = (start, end, [tuple(line) for line in lines], emitted)
 
     def _cancel_later(self, future: Any) -> None:
         """Batch cancellations: one ``cancel`` and one interrupt broadcast for all calls
@@ -466,18 +492,17 @@ class DaskExecutor(BaseExecutor):
         check_picklable(probe, dumps=cloudpickle.dumps, portable=TaskFunction)
         self._picklable[id(call.fn)] = call.fn
 
-    def _providers_for(self, call: TaskCall) -> dict[str, ResourceDefinition]:
-        """The definitions a call's resources need, checked to be sendable to the workers."""
-        available: Mapping[str, ResourceDefinition] = call.resource_providers
-        order = plan_resources(
-            available, [(name, f"task '{call.task_name}'") for name in call.resources.values()]
-        )
-        needed = {name: available[name] for name in order}
-        for name, definition in needed.items():
+    def _providers_for(self, call: TaskCall, info: RunInfo) -> dict[str, Provider]:
+        """The definitions a call's resources need, in setup order, checked to be sendable
+        to the workers (the engine checked the definitions themselves)."""
+        available = call.resource_providers or info.resource_providers
+        needed = order_providers(call.task_name, call.resources, available, TaskFunction)
+        for name, provider in needed.items():
+            definition = available[name]
             if id(definition) in self._picklable:
                 continue
             try:
-                cloudpickle.dumps(definition)
+                cloudpickle.dumps(provider)
             except Exception as exc:
                 raise ResourceError(
                     f"task '{call.task_name}' needs resource '{name}', which cannot be sent to "

@@ -4,13 +4,14 @@ Every Cascade call is submitted to Dask as ``run_call(spec, fn, args, kwargs)``.
 results arrive as values (Dask resolved the futures in ``args``/``kwargs`` on the worker), so
 data moves worker to worker. The wrapper
 
-- sets up the resources the call injects, once per run and worker (``scope="task"`` ones around
-  the call), and keeps them until the driver calls ``teardown_runs`` at the end of the run,
-  with the core's resource lifecycle (``plan_resources``, ``ResourceStack``);
-- runs the function inside ``worker_context`` so tracing context travels with the call; async
-  functions run on one event loop per worker process (where async resources live too);
-- publishes the start and end times it measured on the Dask event topic ``TIMES_TOPIC``, which
-  reaches the driver before the task's completion does;
+- runs the call with the core's shared worker-side steps (``cascade.executors.run_spec``):
+  the resources the call injects set up once per run and worker (``scope="task"`` ones around
+  the call) and kept until the driver calls ``teardown_runs`` at the end of the run; the
+  function inside ``worker_context`` so tracing context travels with the call; async functions
+  on one event loop per worker process (where async resources live too); its times measured,
+  and, in a run that captures logs, what it logs collected;
+- publishes the times and log lines on the Dask event topic ``TIMES_TOPIC``, which reaches the
+  driver before the task's completion does (a failed call's lines too);
 - registers itself so ``interrupt_calls`` can stop it when the driver cancels the call: an
   async call is cancelled on its loop, a sync call gets ``TaskInterrupted`` raised in its thread
   at the next Python instruction (code blocked inside C, such as ``time.sleep(10)``, stops when
@@ -24,29 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
-import contextvars
 import ctypes
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cascade import ResourceDefinition, ResourceError
-from cascade.executors import (
-    PortableFunction,
-    ResourceStack,
-    WorkerSetup,
-    plan_resources,
-    worker_context,
-)
+from cascade.executors import CallReport, CallSpec, PortableFunction, WorkerResources, run_spec
 from cascade.graph import returns_graph
 
 logger = logging.getLogger("cascade.dask")
 
-#: The Dask event topic that carries ``[key, start, end]`` of every finished call.
+#: The Dask event topic that carries ``[key, start, end, lines, emitted]`` of finished calls.
 TIMES_TOPIC = "cascade.task-times"
 
 
@@ -54,21 +45,6 @@ class TaskInterrupted(BaseException):
     """Raised inside a call that the driver cancelled (a timeout, a failed or cancelled run).
 
     A ``BaseException`` so that ``except Exception`` in task code does not swallow it."""
-
-
-@dataclass(frozen=True)
-class CallSpec:
-    """Everything about one call that is not the function and its arguments."""
-
-    key: str
-    task_name: str
-    run_id: str
-    is_async: bool
-    carrier: dict[str, str] = field(default_factory=dict)
-    worker_setup: list[WorkerSetup] = field(default_factory=list)
-    resources: dict[str, str] = field(default_factory=dict)
-    providers: dict[str, ResourceDefinition] = field(default_factory=dict)
-    report_times: bool = True
 
 
 # -- task functions and arguments ------------------------------------------------------------
@@ -110,8 +86,6 @@ class TaskFunction(PortableFunction):
 # -- per worker process state ---------------------------------------------------------------
 
 _lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_runs: dict[str, _RunResources] = {}
 _running: dict[str, _Running] = {}
 # Keys the driver cancelled, remembered so that a call which starts on this worker after the
 # interrupt (its cancellation may arrive later by another route) stops at once. Bounded.
@@ -131,138 +105,34 @@ class _Running:
         self.interrupted = False
 
 
-def worker_loop() -> asyncio.AbstractEventLoop:
-    """The event loop (in a daemon thread) that runs this worker's async tasks and async
-    resources, started on first use. One loop per process, like the local executor's."""
-    global _loop
-    with _lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="cascade-dask-async", daemon=True
-            )
-            thread.start()
-            _loop = loop
-        return _loop
-
-
-def _on_loop(coro: Any) -> Any:
-    """Run a coroutine on the worker loop from a worker thread and wait for it."""
-    return asyncio.run_coroutine_threadsafe(coro, worker_loop()).result()
-
-
-# -- resources ---------------------------------------------------------------------------------
-#
-# The core's resource lifecycle (``plan_resources`` orders and checks, ``ResourceStack`` sets up
-# and tears down in reverse, rolling back on failure), used from this worker's threads: sync
-# providers run in the thread of the call that first needs them, async ones on the worker loop.
-
-
 def _worker_address() -> str:
     try:
         from distributed import get_worker
 
-        return str(get_worker().address)
+        return f"on {get_worker().address}"
     except Exception:
-        return "this Dask worker"
+        return "on this Dask worker"
 
 
-class _RunResources:
-    """The run-scoped resources of one run on this worker."""
-
-    def __init__(self, run_id: str) -> None:
-        self.stack = ResourceStack(None, run_id)
-        self.lock = threading.Lock()
+#: This worker process's resources and event loop (``cascade.executors.WorkerResources``).
+RESOURCES = WorkerResources("dask", _worker_address, "cascade-dask-async")
 
 
-def _loop_for(definitions: Iterable[ResourceDefinition]) -> asyncio.AbstractEventLoop | None:
-    return worker_loop() if any(d.is_async for d in definitions) else None
-
-
-def _enter(
-    stack: ResourceStack,
-    definition: ResourceDefinition,
-    available: Mapping[str, Any],
-    loop: asyncio.AbstractEventLoop | None,
-) -> None:
-    try:
-        stack.enter_blocking(definition, available, loop)
-    except ResourceError:
-        raise
-    except Exception as exc:
-        raise ResourceError(
-            f"resource '{definition.name}' failed to set up on {_worker_address()}: "
-            f"{type(exc).__name__}: {exc}. Resources of tasks on the 'dask' executor are "
-            "set up on the worker that runs the task; make sure the provider can run there."
-        ) from exc
-
-
-def _resources_for(spec: CallSpec) -> tuple[dict[str, Any], ResourceStack | None]:
-    """The injected values for a call, setting up what is missing; plus the call's own stack of
-    task-scoped resources (``None`` when it has none). Task-scoped resources set up before one
-    that fails are torn down again before the error is raised."""
-    providers = spec.providers
-    order = plan_resources(
-        providers, [(name, f"task '{spec.task_name}'") for name in spec.resources.values()]
-    )
-    loop = _loop_for(providers[name] for name in order)
-    with _lock:
-        run = _runs.get(spec.run_id)
-        if run is None:
-            run = _runs[spec.run_id] = _RunResources(spec.run_id)
-    with run.lock:
-        instances = run.stack.instances
-        for name in order:
-            definition = providers[name]
-            if definition.scope != "task" and name not in instances:
-                _enter(run.stack, definition, instances, loop)
-        available = dict(instances)
-    scoped: ResourceStack | None = None
-    try:
-        for name in order:
-            if providers[name].scope == "task":
-                if scoped is None:
-                    scoped = ResourceStack(None, spec.run_id)
-                _enter(scoped, providers[name], {**available, **scoped.instances}, loop)
-    except BaseException as exc:
-        if scoped is not None:
-            _close(scoped, exc, loop)
-        raise
-    if scoped is not None:
-        available.update(scoped.instances)
-    return {param: available[name] for param, name in spec.resources.items()}, scoped
-
-
-def _close(
-    stack: ResourceStack, error: BaseException | None, loop: asyncio.AbstractEventLoop | None
-) -> list[str]:
-    """Tear a stack down; one message per teardown that failed (more are logged)."""
-    try:
-        stack.close_blocking(error, loop if loop is not None else _loop)
-    except Exception as exc:
-        return [
-            f"teardown of a resource failed on {_worker_address()}: {type(exc).__name__}: {exc}"
-        ]
-    return []
+def worker_loop() -> asyncio.AbstractEventLoop:
+    """The event loop (in a daemon thread) that runs this worker's async tasks and async
+    resources, started on first use. One loop per process, like the local executor's."""
+    return RESOURCES.loop()
 
 
 def teardown_runs(run_ids: list[str]) -> list[str]:
     """Tear down the resources ``run_ids`` set up on this worker (the driver calls it on every
     worker with ``Client.run`` at the end of a run). Returns the teardown failures."""
-    errors: list[str] = []
-    for run_id in run_ids:
-        with _lock:
-            run = _runs.pop(run_id, None)
-        if run is not None:
-            with run.lock:
-                errors.extend(_close(run.stack, None, None))
-    return errors
+    return RESOURCES.teardown(run_ids)
 
 
 def open_resources() -> dict[str, list[str]]:
     """Resources currently set up on this worker, by run (for tests and diagnostics)."""
-    with _lock:
-        return {run_id: run.stack.names for run_id, run in _runs.items()}
+    return RESOURCES.open_resources()
 
 
 # -- running a call ------------------------------------------------------------------------
@@ -271,29 +141,15 @@ def open_resources() -> dict[str, list[str]]:
 def _call_async(
     entry: _Running, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    loop = worker_loop()
-    context = contextvars.copy_context()  # carries what worker_setup entered (trace context)
-    done: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-    def finish(task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            done.set_exception(TaskInterrupted("the call was cancelled by the Cascade driver"))
-        elif task.exception() is not None:
-            done.set_exception(task.exception())  # type: ignore[arg-type]
-        else:
-            done.set_result(task.result())
-
-    def start() -> None:
+    def register(task: asyncio.Task[Any]) -> bool:
         with _lock:
-            if entry.interrupted:
-                done.set_exception(TaskInterrupted("the call was cancelled before it started"))
-                return
-            task = context.run(lambda: loop.create_task(fn(*args, **kwargs)))
             entry.task = task
-        task.add_done_callback(finish)
+            return not entry.interrupted
 
-    loop.call_soon_threadsafe(start)
-    return done.result()
+    try:
+        return RESOURCES.run_on_loop(fn, args, kwargs, on_task=register)
+    except asyncio.CancelledError:
+        raise TaskInterrupted("the call was cancelled by the Cascade driver") from None
 
 
 def _absorb_interrupt() -> None:
@@ -323,53 +179,42 @@ def run_call(
     spec: CallSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Run one Cascade call on this worker (see the module docstring)."""
-    if isinstance(fn, PortableFunction):
-        fn = fn.fn
     args, kwargs = _unwrap(args, kwargs)
+    key = str(spec.key)
     entry = _Running(threading.get_ident(), spec.is_async)
     with _lock:
-        if spec.key in _cancelled:
+        if key in _cancelled:
             raise TaskInterrupted("the call was cancelled before it started")
-        _running[spec.key] = entry
-    scoped: ResourceStack | None = None
-    failure: BaseException | None = None
-    start = end = 0.0
+        _running[key] = entry
+    report = CallReport()
     try:
-        if spec.resources:
-            injected, scoped = _resources_for(spec)
-            kwargs = {**kwargs, **injected}
-        start = time.time()
-        try:
-            with worker_context(spec.carrier, spec.worker_setup):
-                if spec.is_async:
-                    value = _call_async(entry, fn, args, kwargs)
-                else:
-                    value = fn(*args, **kwargs)
-            # A returned graph goes back to the driver, which runs it; any other value stays.
-            return ReturnedGraph(value) if returns_graph(value) else value
-        finally:
-            end = time.time()
-    except BaseException as exc:
-        failure = exc
-        raise
+        value = run_spec(
+            spec,
+            fn,
+            args,
+            kwargs,
+            RESOURCES,
+            report,
+            lambda f, a, k: _call_async(entry, f, a, k),
+        )
+        # A returned graph goes back to the driver, which runs it; any other value stays.
+        return ReturnedGraph(value) if returns_graph(value) else value
     finally:
         with _lock:
-            _running.pop(spec.key, None)
+            _running.pop(key, None)
             interrupted = entry.interrupted
         if interrupted:
             _absorb_interrupt()
-        if scoped is not None:
-            for message in _close(scoped, failure, _loop):
-                logger.error("%s", message)
-        if spec.report_times and start:
-            _report_times(spec.key, start, end)
+        if report.start and (spec.report_times or report.emitted):
+            _report(key, report, spec.report_times)
 
 
-def _report_times(key: str, start: float, end: float) -> None:
+def _report(key: str, report: CallReport, times: bool) -> None:
     try:
         from distributed import get_worker
 
-        get_worker().log_event(TIMES_TOPIC, [key, start, end])
+        start, end = (report.start, report.end) if times else (0.0, 0.0)
+        get_worker().log_event(TIMES_TOPIC, [key, start, end, report.lines, report.emitted])
     except Exception:  # not on a Dask worker (a unit test calling run_call directly)
         pass
 
@@ -401,8 +246,8 @@ def interrupt_calls(keys: list[str]) -> int:
 
 
 __all__ = [
+    "RESOURCES",
     "TIMES_TOPIC",
-    "CallSpec",
     "Literal",
     "TaskFunction",
     "TaskInterrupted",

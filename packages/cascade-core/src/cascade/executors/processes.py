@@ -16,51 +16,51 @@ that cannot be sent back (one that can, custom ``__init__`` or not, arrives as i
 Injected resources are set up in the workers, once per worker per run; when the run ends each
 worker gets one teardown job (a barrier keeps any worker from taking two). Resources of workers
 killed to stop a call are lost with them, without teardown.
+
+Each run has its handle (``open_run``, ``_ProcessRun``): the run's calls are submitted to it,
+so the executor knows which run set resources up in the workers and tears down only that
+run's when it ends, while other runs on the same pool go on. The pool lives while at least
+one run is open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import itertools
 import logging
 import os
 import pickle
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cascade.executors.main_guard import check_main_guard
 from cascade.executors.process_worker import (
-    CallSpec,
-    Failure,
-    Provider,
+    Shipped,
     init_worker,
     meet,
     run_in_process,
     teardown_in_worker,
 )
 from cascade.executors.protocol import (
-    BaseExecutor,
+    ExecutorRun,
+    PlainSubmit,
     PortableFunction,
+    RunInfo,
     TaskCall,
     UnpicklableTaskError,
     check_picklable,
 )
-from cascade.resources import ResourceError, plan_resources
-from cascade.spec.resource import ResourceDefinition
+from cascade.executors.runs import RunScopedExecutor
+from cascade.executors.worker_kit import CallReport, CallSpec, Failure, Provider, order_providers
+from cascade.resources import ResourceError
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
 logger = logging.getLogger("cascade.executors")
-
-# The runs (by executor) started in the current context: ``start``, ``shutdown`` and the calls
-# all run in the run's context, so this tells ``shutdown`` which run ended.
-_run_slots: contextvars.ContextVar[dict[int, set[str]] | None] = contextvars.ContextVar(
-    "cascade_process_runs", default=None
-)
 
 
 class _Once:
@@ -163,7 +163,26 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class ProcessExecutor(BaseExecutor):
+class _ProcessRun:
+    """The ``processes`` executor's handle for one run: its calls, and whether they set
+    resources up in the workers (torn down when the run ends)."""
+
+    reports_start = True
+    submit_plain: PlainSubmit | None = None
+
+    def __init__(self, executor: ProcessExecutor, info: RunInfo) -> None:
+        self.executor = executor
+        self.info = info
+        self.uses_resources = False
+
+    def submit(self, call: TaskCall) -> Awaitable[Any]:
+        return self.executor._submit(call, self)
+
+    def __repr__(self) -> str:
+        return f"<run {self.info.run_id[:8]} of executor 'processes'>"
+
+
+class ProcessExecutor(RunScopedExecutor):
     """CPU-bound sync tasks in a pool of worker processes (``async def`` tasks run there with
     ``asyncio.run``). Functions and arguments must be picklable. Cancelling a running call
     (a timeout, a failed or cancelled run) stops the worker process running it; other calls in
@@ -181,9 +200,8 @@ class ProcessExecutor(BaseExecutor):
         self._mp_context = mp_context
         self._pool: _Pool | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._runs = 0
+        self._open_runs: set[_ProcessRun] = set()
         self._tokens = itertools.count(1)
-        self._orphan_runs: set[str] = set()
         self._sendable: dict[int, Any] = {}
 
     # -- pools ------------------------------------------------------------------------------
@@ -229,7 +247,7 @@ class ProcessExecutor(BaseExecutor):
         pool.close_writer()
 
     def _replace(self, pool: _Pool) -> None:
-        if self._pool is pool and self._runs > 0:
+        if self._pool is pool and self._open_runs:
             self._pool = self._new_pool()
 
     async def _examine(self, pool: _Pool) -> None:
@@ -261,8 +279,13 @@ class ProcessExecutor(BaseExecutor):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self._runs += 1
+    @contextlib.asynccontextmanager
+    async def open_run(self, run: RunInfo) -> AsyncIterator[ExecutorRun]:
+        """The pool (started by the first open run, its workers all up), and a handle for
+        ``run``; leaving it tears down what the run set up in the workers, and shuts the pool
+        down after the last open run."""
+        handle = _ProcessRun(self, run)
+        self._open_runs.add(handle)
         try:
             if self._pool is None:
                 self._slots = asyncio.Semaphore(self.max_workers)
@@ -272,32 +295,31 @@ class ProcessExecutor(BaseExecutor):
                 await asyncio.shield(ready)
         except BaseException:
             # Cancelled (or failed) while the workers start: leave nothing behind.
-            self._runs -= 1
-            if self._runs <= 0 and self._pool is not None:
+            self._open_runs.discard(handle)
+            if not self._open_runs and self._pool is not None:
                 pool, self._pool = self._pool, None
                 pool.kill()
             raise
-        slots = dict(_run_slots.get() or {})
-        slots[id(self)] = set()
-        _run_slots.set(slots)
+        try:
+            yield handle
+        finally:
+            await self._close_run(handle)
 
-    async def shutdown(self) -> None:
-        slots = dict(_run_slots.get() or {})
-        run_ids = slots.pop(id(self), None)
-        _run_slots.set(slots)
-        self._runs -= 1
-        last = self._runs <= 0
-        finished = set(run_ids or ())
-        if last:
-            finished |= self._orphan_runs
-            self._orphan_runs.clear()
+    async def _close_run(self, handle: _ProcessRun) -> None:
+        self._open_runs.discard(handle)
+        last = not self._open_runs
+        run_id = handle.info.run_id
         try:
             pool = self._pool
-            if pool is not None and not pool.killed and pool.examined is None:
-                ended = sorted(finished & pool.resource_runs)
-                if ended:
-                    pool.resource_runs.difference_update(ended)
-                    await self._teardown(pool, ended)
+            if (
+                handle.uses_resources
+                and pool is not None
+                and not pool.killed
+                and pool.examined is None
+                and run_id in pool.resource_runs
+            ):
+                pool.resource_runs.discard(run_id)
+                await self._teardown(pool, [run_id])
         finally:
             if last and self._pool is not None:
                 pool, self._pool = self._pool, None
@@ -332,36 +354,36 @@ class ProcessExecutor(BaseExecutor):
 
     # -- calls ------------------------------------------------------------------------------
 
-    def submit(self, call: TaskCall) -> Awaitable[Any]:
+    def _submit(self, call: TaskCall, handle: _ProcessRun) -> Awaitable[Any]:
         check_picklable(call)
+        info = handle.info
         providers: dict[str, Provider] = {}
         if call.resources:
-            providers = self._providers_for(call)
-            slot = (_run_slots.get() or {}).get(id(self))
-            (slot if slot is not None else self._orphan_runs).add(call.run_id)
+            providers = self._providers_for(call, info)
+            handle.uses_resources = True
+        logs = info.logs
         spec = CallSpec(
-            token=next(self._tokens),
+            key=next(self._tokens),
             task_name=call.task_name,
-            run_id=call.run_id,
+            run_id=info.run_id,
             is_async=call.is_async,
+            task_id=call.task_id,
+            attempt=call.attempt,
             carrier=call.carrier,
             worker_setup=call.worker_setup,
             resources=call.resources,
             providers=providers,
+            logs=None if logs is None else (logs.level, logs.limit, logs.message_limit),
         )
-        return self._run(call, spec)
+        return self._run(call, spec, handle)
 
-    def _providers_for(self, call: TaskCall) -> dict[str, Provider]:
-        """The definitions a call's resources need, checked to be sendable to the workers."""
-        available: Mapping[str, ResourceDefinition] = call.resource_providers
-        order = plan_resources(
-            available, [(name, f"task '{call.task_name}'") for name in call.resources.values()]
-        )
-        needed: dict[str, Provider] = {}
-        for name in order:
+    def _providers_for(self, call: TaskCall, info: RunInfo) -> dict[str, Provider]:
+        """The definitions a call's resources need, in setup order, checked to be sendable
+        to the workers (the engine checked the definitions themselves)."""
+        available = call.resource_providers or info.resource_providers
+        needed = order_providers(call.task_name, call.resources, available)
+        for name, provider in needed.items():
             definition = available[name]
-            function = PortableFunction(definition.func)
-            provider = Provider(definition.name, definition.scope, function)
             if id(definition) not in self._sendable:
                 try:
                     pickle.dumps(provider)
@@ -374,10 +396,9 @@ class ProcessExecutor(BaseExecutor):
                         "task on a local executor."
                     ) from exc
                 self._sendable[id(definition)] = definition
-            needed[name] = provider
         return needed
 
-    async def _run(self, call: TaskCall, spec: CallSpec) -> Any:
+    async def _run(self, call: TaskCall, spec: CallSpec, handle: _ProcessRun) -> Any:
         from concurrent.futures.process import BrokenProcessPool
 
         slots = self._slots
@@ -385,7 +406,7 @@ class ProcessExecutor(BaseExecutor):
             raise RuntimeError(f"executor '{self.name}' was not started")
         fn = PortableFunction(call.fn)
         on_start = _Once(call.on_start) if call.on_start is not None else None
-        token = spec.token
+        token: int = spec.key
         await slots.acquire()
         pool: _Pool | None = None
         try:
@@ -434,7 +455,9 @@ class ProcessExecutor(BaseExecutor):
                         # It ran: if its start report has not reached the loop yet, the start
                         # is reported now, so on_start is called once, before the result.
                         on_start()
-                    outcome = waiting.result()
+                    shipped: Shipped = waiting.result()
+                    _take_report(call, handle, shipped.report)
+                    outcome = shipped.outcome
                     if type(outcome) is Failure:
                         raise outcome.rebuild(call.task_name)
                     return outcome
@@ -466,6 +489,15 @@ class ProcessExecutor(BaseExecutor):
             if pool is not None:
                 pool.on_start.pop(token, None)
                 pool.token_pids.pop(token, None)
+
+
+def _take_report(call: TaskCall, handle: ExecutorRun, report: CallReport) -> None:
+    """The times a worker measured, on the call; the lines it logged, to the run."""
+    if report.start:
+        call.start_time, call.end_time = report.start, report.end
+    logs = handle.info.logs
+    if logs is not None and report.emitted:
+        logs.deliver(call.task_id, call.attempt, report.lines, report.emitted)
 
 
 def _cause_of(error: BaseException) -> str:

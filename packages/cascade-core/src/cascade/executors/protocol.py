@@ -33,15 +33,30 @@ the engine then sets ``call.on_start`` for calls with a timeout, and the executo
 from a worker thread), when the call really begins running. The engine starts the timeout's
 clock there, so time spent queued does not count. ``on_start`` is ``None`` for calls nobody
 times; an executor with ``reports_start = False`` never sees it set.
+
+**One handle per run.** The engine does not call ``start``/``submit``/``shutdown`` itself: for
+each run that uses an executor it enters ``executor.open_run(RunInfo(...))``, an async context
+manager yielding an ``ExecutorRun``, submits that run's calls to the handle
+(``handle.submit(call)``, ``handle.submit_plain``), and leaves the context manager when the
+run's last call has ended. The handle is where per-run state lives (the resources a run set up
+in workers, the futures it submitted), so an executor serving two runs at once never has to
+guess which run a call or a shutdown belongs to. ``RunInfo`` says what executors need to know
+about the run: its id, its event loop, the resource providers of ``remote_resources`` tasks,
+and whether (and at which level) the run captures what tasks log (``LogShipping``).
+``BaseExecutor.open_run`` brackets ``start``/``shutdown`` with a handle that forwards to
+``submit``, so subclasses that only write those keep working; an executor that does not
+subclass ``BaseExecutor`` and has no ``open_run`` is adapted by ``cascade.executors.open_run``
+with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import pickle
 import types
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -97,21 +112,88 @@ class TaskCall:
     waited_for: tuple[str, ...] = ()
 
 
+#: ``deliver(task_id, attempt, lines, emitted)``: see ``LogShipping``.
+DeliverLogs = Callable[[str, int, list[tuple[float, str, str, str]], int], None]
+
+
+@dataclass(frozen=True)
+class LogShipping:
+    """A run that captures what tasks log, as executors that run calls elsewhere see it.
+
+    Where a call runs, records of ``level`` and above that the task (or a library it calls)
+    emits through ``logging`` are collected, at most ``limit`` of them (records of Cascade's
+    own ``cascade.*`` loggers excepted), and shipped back with the result or the failure;
+    the driver hands them to ``deliver(task_id, attempt, lines, emitted)``, ``lines`` being
+    ``(time, level name, logger name, message)`` tuples and ``emitted`` how many records were
+    emitted in all (more than ``len(lines)`` when some were cut); a message is cut to
+    ``message_limit`` characters. ``RunInfo.logs`` is ``None`` when the run captures nothing:
+    then nothing is collected anywhere."""
+
+    level: int
+    limit: int
+    deliver: DeliverLogs
+    message_limit: int = 2_000
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What an executor is told about a run when it opens its handle (``open_run``).
+
+    ``resource_providers`` are the definitions of every resource a ``remote_resources`` task
+    of the run injects (dependencies included), by name, in setup order (dependencies first);
+    the mapping may grow while the run runs (tasks added by returned graphs). The engine
+    checked them once (unknown names, cycles, scopes: ``plan_resources``): an executor sets
+    them up where calls run without checking them again.
+    """
+
+    run_id: str
+    loop: asyncio.AbstractEventLoop
+    resource_providers: Mapping[str, ResourceDefinition] = field(default_factory=dict)
+    logs: LogShipping | None = None
+
+
+@runtime_checkable
+class ExecutorRun(Protocol):
+    """One executor's handle for one run (see the module docstring): the engine submits the
+    run's calls here."""
+
+    #: The run this handle serves.
+    info: RunInfo
+    #: Whether the executor calls ``call.on_start()`` when a queued call begins running.
+    reports_start: bool
+    #: Optional fast route (see ``BaseExecutor.submit_plain``); ``None``: always ``submit``.
+    submit_plain: PlainSubmit | None
+
+    def submit(self, call: TaskCall) -> Awaitable[Any]:
+        """Begin running ``call`` (a call of this run) and return an awaitable of its result."""
+
+
 @runtime_checkable
 class Executor(Protocol):
-    """What the engine needs from an executor. See the module docstring for the contract."""
+    """What the engine needs from an executor. See the module docstring for the contract.
+
+    Everything the engine reads is declared here. ``BaseExecutor.open_run`` builds a run's
+    handle on ``start``/``submit``/``shutdown``; an executor may implement ``open_run``
+    itself and keep its per-run state in the handle.
+    """
 
     name: ClassVar[str]
     requires_pickle: ClassVar[bool]
     stops_on_cancel: ClassVar[bool]
     returns_references: ClassVar[bool]
     remote_resources: ClassVar[bool]
+    reports_start: ClassVar[bool]
+    submit_plain: PlainSubmit | None
+
+    def open_run(self, run: RunInfo) -> contextlib.AbstractAsyncContextManager[ExecutorRun]:
+        """An async context manager that prepares for ``run`` and yields its handle; leaving
+        it releases what the run held. Entered once per run that uses the executor."""
 
     async def start(self) -> None:
-        """Prepare for a run (start pools, connect to a cluster). Called once per run."""
+        """Prepare for a run (start pools, connect to a cluster)."""
 
     async def shutdown(self) -> None:
-        """Release what ``start`` acquired. Called once per run, after its last call ended."""
+        """Release what ``start`` acquired."""
 
     def submit(self, call: TaskCall) -> Awaitable[Any]:
         """Begin running ``call`` and return an awaitable of its result."""
@@ -279,6 +361,23 @@ def call_in_worker(
         return fn(*args, **kwargs)
 
 
+class SubmitRun:
+    """The handle ``BaseExecutor.open_run`` yields: the executor's own ``submit`` and
+    ``submit_plain``, for executors that keep no state per run."""
+
+    __slots__ = ("executor", "info", "reports_start", "submit", "submit_plain")
+
+    def __init__(self, executor: Any, info: RunInfo) -> None:
+        self.executor = executor
+        self.info = info
+        self.submit: Callable[[TaskCall], Awaitable[Any]] = executor.submit
+        self.submit_plain: PlainSubmit | None = getattr(executor, "submit_plain", None)
+        self.reports_start: bool = bool(getattr(executor, "reports_start", False))
+
+    def __repr__(self) -> str:
+        return f"<run {self.info.run_id[:8]} of {self.executor!r}>"
+
+
 class BaseExecutor:
     """Defaults for the optional parts of the protocol; subclass it or implement them yourself."""
 
@@ -289,6 +388,11 @@ class BaseExecutor:
     remote_resources: ClassVar[bool] = False
     #: Whether this executor calls ``call.on_start()`` when a queued call begins running.
     reports_start: ClassVar[bool] = False
+
+    def open_run(self, run: RunInfo) -> contextlib.AbstractAsyncContextManager[ExecutorRun]:
+        """``start()``, a handle that forwards to ``submit``/``submit_plain``, and
+        ``shutdown()`` when the run is over. Override it to keep state per run."""
+        return bracket_run(self, run)
 
     async def start(self) -> None:
         return None
@@ -304,22 +408,38 @@ class BaseExecutor:
 
     #: Optional fast route, ``submit_plain(fn, args, kwargs, is_async) -> asyncio.Future``:
     #: an executor that can start a call without a ``TaskCall`` implements it, and the engine
-    #: uses it for calls with no policies, no call hooks and no one listening to task events.
-    #: The result must behave exactly as ``submit``'s would, except that it may already be
-    #: done when returned (the engine then completes the call without waiting for a loop
-    #: pass). ``None``: always use ``submit``.
-    submit_plain: (
-        Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], bool], Any] | None
-    ) = None
+    #: uses it for calls with no policies and no call hooks. The result must behave exactly
+    #: as ``submit``'s would, except that it may already be done when returned (the engine
+    #: then completes the call without waiting for a loop pass). ``None``: always use
+    #: ``submit``.
+    submit_plain: PlainSubmit | None = None
+
+
+@contextlib.asynccontextmanager
+async def bracket_run(executor: Any, run: RunInfo) -> AsyncIterator[ExecutorRun]:
+    """A run's handle on an executor's ``start``/``submit``/``shutdown``: ``start()``, a
+    ``SubmitRun``, and ``shutdown()`` when the run is over (``BaseExecutor.open_run``, and
+    what ``cascade.executors.open_run`` adapts an executor without ``open_run`` with)."""
+    await executor.start()
+    try:
+        yield SubmitRun(executor, run)
+    finally:
+        await executor.shutdown()
 
 
 __all__ = [
     "BaseExecutor",
+    "DeliverLogs",
     "Executor",
+    "ExecutorRun",
+    "LogShipping",
     "PortableFunction",
+    "RunInfo",
+    "SubmitRun",
     "TaskCall",
     "UnpicklableTaskError",
     "WorkerSetup",
+    "bracket_run",
     "call_in_worker",
     "check_picklable",
     "worker_context",

@@ -13,6 +13,12 @@ captures, and is removed when the last one ends: outside a task (or in a run tha
 capture) it returns at once. Records of Cascade's own loggers (``cascade.*``) are not a
 task's.
 
+Calls that run in other processes (``processes``, cascade-dask) collect what they log where
+they run (``cascade.executors.run_spec``), at the level the run would have captured here, and
+the executor hands the lines back with the result: ``LogSink.receive``, through the
+``LogShipping`` the run gives its executors (``log_shipping``). A run that does not capture
+gives none, and workers collect nothing.
+
 The level that reaches a handler is the logging configuration's: Python's default lets only
 warnings through, and a library never changes that configuration on its own. So from Python a
 run captures what the application's levels let through (``logging.basicConfig(level=
@@ -33,9 +39,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade.executors import LogShipping, ShippedLine, is_cascade_logger, log_line
 from cascade.records.mark import ATTEMPT
 from cascade.records.model import LOG_MESSAGE_LIMIT, LogLine
-from cascade.records.tracebacks import cap
 
 #: Log records captured per attempt by default; the rest are counted, and a last line says so.
 DEFAULT_LOG_LIMIT = 200
@@ -52,6 +58,15 @@ class LogSink:
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
     #: The engine's run (``inflight``: future → graph node; ``submitting``: a graph node).
     run: Any = None
+
+    def receive(self, task_id: str, attempt: int, lines: list[ShippedLine], emitted: int) -> None:
+        """Lines an attempt logged in a worker, shipped back by its executor: kept as the
+        lines captured here are (``emitted`` counts what the worker left out, too)."""
+        key = (task_id, attempt)
+        before = self.counts.get(key, 0)
+        self.counts[key] = before + emitted
+        for line in lines[: max(0, self.limit - before)]:
+            self.lines.append((task_id, attempt, LogLine(*line)))
 
     def cut_notes(self) -> list[tuple[str, int, LogLine]]:
         """One line per attempt that logged more than ``limit`` records, saying how many were
@@ -107,25 +122,14 @@ class LogCapture(logging.Handler):
         sink = self.sinks.get(current[0])
         if sink is None or record.levelno < sink.level:
             return
-        name = record.name
-        if name == "cascade" or name.startswith("cascade."):
+        if is_cascade_logger(record.name):
             return
         key = (current[1], current[2])
         count = sink.counts.get(key, 0) + 1
         sink.counts[key] = count
         if count > sink.limit:
             return
-        try:
-            message = record.getMessage()
-        except Exception as exc:  # a bad format string is the caller's bug, not ours
-            message = f"{record.msg!r} (unformattable: {type(exc).__name__}: {exc})"
-        if len(message) > LOG_MESSAGE_LIMIT:
-            message = message[: LOG_MESSAGE_LIMIT - 3] + "..."
-        if record.exc_info and record.exc_info[1] is not None:
-            message += "\n" + cap(self.formatException(record.exc_info), LOG_MESSAGE_LIMIT * 4)
-        sink.lines.append(
-            (key[0], key[1], LogLine(record.created, record.levelname, name, message))
-        )
+        sink.lines.append((key[0], key[1], LogLine(*log_line(record, LOG_MESSAGE_LIMIT))))
 
     def _fast_path_call(self) -> tuple[str, str, int] | None:
         """The unmarked ``async def`` call emitting now, if it is one of a capturing run's:
@@ -145,9 +149,6 @@ class LogCapture(logging.Handler):
             if node is not None:
                 return run_id, node.lazy.id, 1
         return None
-
-    def formatException(self, exc_info: object) -> str:
-        return logging.Formatter().formatException(exc_info)  # type: ignore[arg-type]
 
     # -- runs come and go ------------------------------------------------------------------------
 
@@ -191,6 +192,15 @@ class LogCapture(logging.Handler):
                     handler.addFilter(threshold)
                     self._filtered.append((handler, threshold))
         root.setLevel(level)
+
+    def shipping(self, sink: LogSink) -> LogShipping:
+        """How executors that run calls elsewhere send back what the run's tasks log there:
+        at the sink's level, or the root logger's when that is higher and may not be lowered
+        (what would have reached this handler had the call run here)."""
+        level = sink.level
+        if not self.lowers_root:
+            level = max(level, logging.getLogger().getEffectiveLevel())
+        return LogShipping(level, sink.limit, sink.receive, LOG_MESSAGE_LIMIT)
 
 
 #: The process's one capture handler.

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cascade.bus import MessageBus
+from cascade.executors import LogShipping
 from cascade.graph.build import Graph, build_graph
 from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginError, PluginManager, get_plugin_manager
@@ -173,6 +174,12 @@ class RecordingSession:
     def captures_logs(self) -> bool:
         """Whether the engine should mark attempts for log capture."""
         return self.options.logs is not None
+
+    def log_shipping(self) -> LogShipping | None:
+        """What the run's executors need to send back what tasks log in their workers
+        (``RunInfo.logs``); ``None`` when the run captures nothing. Call after ``bind``."""
+        sink = self.recorder.log_sink
+        return None if sink is None else CAPTURE.shipping(sink)
 
     def bind(self, run_id: str) -> None:
         """The engine made the run's plan: this is run ``run_id``; start recording (and

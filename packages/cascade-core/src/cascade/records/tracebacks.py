@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from cascade.executors import cap_text
 from cascade.records.model import TRACEBACK_LIMIT
 
 #: Packages whose frames are the machinery around a task, not the task.
@@ -91,14 +92,9 @@ def format_traceback(exc: BaseException) -> str:
 
 def cap(text: str, limit: int = TRACEBACK_LIMIT) -> str:
     """``text`` cut to about ``limit`` characters: its first third and its last two thirds
-    (the error is at the end), with a line saying how much was left out between."""
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head
-    cut = len(text) - head - tail
-    note = f"... ({cut} characters cut: the traceback is longer than {limit}) ..."
-    return f"{text[:head]}\n{note}\n{text[-tail:]}"
+    (the error is at the end), with a line saying how much was left out between (the same
+    cut as log lines collected in workers get, ``cascade.executors.cap_text``)."""
+    return cap_text(text, limit)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -192,7 +192,7 @@ async def _submit_and_wait(
     started; cancelled, it stops the work where it can and otherwise leaves it to the run's
     scope."""
     started: asyncio.Future[None] | None = None
-    if call.timeout is not None and getattr(executor, "reports_start", False):
+    if call.timeout is not None and state.handles[id(executor)].reports_start:
         started = state.loop.create_future()
         call.on_start = functools.partial(_mark_started, started)
     awaitable = submit_call(state, call, executor_name, executor)

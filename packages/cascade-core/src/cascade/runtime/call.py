@@ -228,7 +228,7 @@ def submit_call(
 ) -> Awaitable[Any]:
     """Announce an attempt (call hooks, its start event) and hand it to its executor."""
     state.report.announce(call, executor_name)
-    return executor.submit(call)
+    return state.handles[id(executor)].submit(call)
 
 
 def mark_attempt(state: RunState, task_id: str, attempt: int) -> contextvars.Token[Any] | None:
@@ -312,7 +312,7 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
                 return
     if task.injections:
         kwargs = inject(state, task, kwargs)
-    submit_plain = plan.plain_submit[id(task)]
+    submit_plain = state.plain_submit.get(id(task))
     try:
         if submit_plain is not None and state.plain_quiet:
             # Nothing to note about the call: hand it straight over (the fan-out and chain

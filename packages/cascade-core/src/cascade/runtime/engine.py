@@ -22,7 +22,7 @@ from typing import Any
 
 import cascade.records as records
 from cascade.bus import MessageBus
-from cascade.executors import Executor, TaskCall
+from cascade.executors import Executor, TaskCall, is_executor
 from cascade.graph.build import build_graph
 from cascade.graph.targets import normalize_target
 from cascade.plugins import PluginManager, get_plugin_manager
@@ -66,7 +66,7 @@ class Engine:
         freeze_gc: bool = False,
     ) -> None:
         self.bus = bus if bus is not None else MessageBus()
-        if executor is not None and not isinstance(executor, (str, Executor)):
+        if executor is not None and not (isinstance(executor, str) or is_executor(executor)):
             raise TypeError(f"executor= takes an executor name or instance, got {executor!r}")
         self.executor = executor
         self.max_concurrency = check_concurrency(max_concurrency, "max_concurrency")
@@ -159,6 +159,7 @@ class Engine:
             if session is not None:
                 plan.tag_attempts = session.captures_logs
                 session.bind(plan.run_id)
+                plan.ship_logs = session.log_shipping()
             with frozen_collector(self.freeze_gc):
                 run = Run(plan, shape)
                 if session is not None:

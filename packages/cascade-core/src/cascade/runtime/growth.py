@@ -106,6 +106,8 @@ def _schedule_new(state: RunState, node: Node) -> None:
     new_executor, run_scoped = plan.learn_task(task)
     if new_executor is not None:
         state.unprepared_executors.append(new_executor)
+    else:
+        state.learned(task)
     instances = state.resources.instances
     if new_executor is not None or any(name not in instances for name in run_scoped):
         state.unprepared.add(id(task))  # its first calls take the policy route, which prepares

@@ -31,7 +31,7 @@ from cascade.events import (
     TasksSucceeded,
     TaskWaiting,
 )
-from cascade.executors import Executor, PlainSubmit, TaskCall
+from cascade.executors import Executor, LogShipping, TaskCall
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node
 from cascade.resources import plan_resources
 from cascade.runtime.limits import Gate, Limiter, TokenBucket, Weighted
@@ -113,6 +113,9 @@ class RunPlan:
         #: Whether each attempt is marked in its context (``cascade.records.capture``): set
         #: for a recorded run that captures what tasks log.
         self.tag_attempts = False
+        #: How executors that run calls elsewhere send back what tasks log there (set with
+        #: ``tag_attempts`` for a recorded run that captures logs): ``RunInfo.logs``.
+        self.ship_logs: LogShipping | None = None
         self.limiter = Limiter(engine.max_concurrency) if engine.max_concurrency else None
         #: The shared limiter of each task with ``concurrency=``, by ``id(task)``.
         self.task_limiters: dict[int, Limiter] = {}
@@ -146,11 +149,6 @@ class RunPlan:
         #: when a success's times are wanted (a failure's end is when the run hears of it).
         #: The wrapper changes nothing a task can see; it only fills the events' times.
         self.time_plain = self.report_plain and (self.want_succeeded or self.want_bulk_successes)
-        #: Per task, the executor's ``submit_plain`` when direct-route calls may use it.
-        self.plain_submit: dict[int, PlainSubmit | None] = {
-            key: None if self.builds_calls else getattr(executor, "submit_plain", None)
-            for key, (_, executor) in self.executor_of_task.items()
-        }
 
     # -- executors -------------------------------------------------------------------------
 
@@ -227,9 +225,6 @@ class RunPlan:
             self.executors.append(new_executor)
             self.has_references = self.has_references or new_executor.returns_references
         self.executor_of_task[id(task)] = known
-        self.plain_submit[id(task)] = (
-            None if self.builds_calls else getattr(known[1], "submit_plain", None)
-        )
         if task.concurrency is not None:
             self.task_limiters[id(task)] = Limiter(
                 task.concurrency, f"concurrency of task '{task.name}'"

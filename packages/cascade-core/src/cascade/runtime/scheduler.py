@@ -79,8 +79,7 @@ class Run:
         resources = state.resources
         try:
             for executor in plan.executors:
-                await executor.start()
-                started_executors.append(executor)
+                await state.open_executor(executor)
             for name in plan.run_resources:
                 try:
                     await resources.enter(plan.providers[name], resources.instances)
@@ -128,7 +127,7 @@ class Run:
             finally:
                 for executor in reversed(started_executors):
                     try:
-                        await run_to_end(executor.shutdown())
+                        await run_to_end(state.close_executor(executor))
                     except asyncio.CancelledError:
                         cancelled = True
                 if cancelled and status != "Cancelled":

@@ -12,6 +12,7 @@ change a run's state one way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import weakref
 from collections import deque
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.executors import Executor, TaskCall
+from cascade.executors import Executor, ExecutorRun, PlainSubmit, RunInfo, TaskCall, open_run
 from cascade.graph.build import Node
 from cascade.resources import ResourceStack
 from cascade.runtime.markers import FAILED, SKIPPED
@@ -85,8 +86,15 @@ class RunState:
         self.report = Reporter(plan, self.parent_of, count)
         #: Run-scoped resources set up for this run, and their teardown.
         self.resources = ResourceStack(plan.bus, plan.run_id)
-        #: Executors started for this run, in order; the run shuts them down in reverse.
+        #: Executors opened for this run, in order; the run closes them in reverse.
         self.started_executors: list[Executor] = []
+        #: Each opened executor's handle for this run (``cascade.executors.open_run``), by
+        #: ``id(executor)``, and what closes it; every submission of the run goes to it.
+        self.handles: dict[int, ExecutorRun] = {}
+        self._closers: dict[int, contextlib.AbstractAsyncContextManager[ExecutorRun]] = {}
+        #: Per task, its executor's handle's ``submit_plain`` when direct-route calls may use
+        #: it (no call hooks), filled as handles open and tasks are met.
+        self.plain_submit: dict[int, PlainSubmit | None] = {}
         #: Held while a task met at run time is prepared (see ``prepare_task``).
         self.preparing = asyncio.Lock()
         #: Executors and tasks met at run time that are not started or set up yet.
@@ -178,6 +186,34 @@ class RunState:
         self.report.skipped(node, node.lazy.id, "UpstreamFailed", culprit)
         self.complete(node.index, FAILED)
 
+    # -- executors ---------------------------------------------------------------------------
+
+    async def open_executor(self, executor: Executor) -> None:
+        """Open ``executor`` for this run (``cascade.executors.open_run``): its handle takes
+        the run's calls from now on."""
+        plan = self.plan
+        info = RunInfo(plan.run_id, self.loop, plan.remote_providers, plan.ship_logs)
+        opening = open_run(executor, info)
+        handle = await opening.__aenter__()
+        self.handles[id(executor)] = handle
+        self._closers[id(executor)] = opening
+        self.started_executors.append(executor)
+        for key, (_, known) in plan.executor_of_task.items():
+            if known is executor:
+                self.plain_submit[key] = None if plan.builds_calls else handle.submit_plain
+
+    async def close_executor(self, executor: Executor) -> None:
+        """Close what ``open_executor`` opened: the executor ends its part of the run."""
+        opening = self._closers.pop(id(executor), None)
+        if opening is not None:
+            await opening.__aexit__(None, None, None)
+
+    def learned(self, task: Task[..., Any]) -> None:
+        """A task met at run time whose executor is open already takes its fast path too."""
+        handle = self.handles.get(id(self.plan.executor_for(task)[1]))
+        if handle is not None and not self.plan.builds_calls:
+            self.plain_submit[id(task)] = handle.submit_plain
+
     # -- tasks met at run time -------------------------------------------------------------
 
     async def prepare_task(self, task: Task[..., Any]) -> None:
@@ -192,9 +228,8 @@ class RunState:
                 return
             while self.unprepared_executors:
                 executor = self.unprepared_executors[-1]
-                await executor.start()
+                await self.open_executor(executor)
                 self.unprepared_executors.pop()
-                self.started_executors.append(executor)
             if not plan.executor_for(task)[1].remote_resources:
                 for name in plan.run_resources_of(task):
                     if name not in self.resources.instances:
