@@ -1,0 +1,537 @@
+"""Streams: which nodes pass items on one by one, and the drivers of the stages that read them.
+
+A *producer* is a generator task's call or a ``.map``; a *consumer* is a ``.map`` with a
+producer as an iterated argument (``b.map(a.map(xs))``, ``parse.map(pages())``), or a
+``cs.fold`` over one. ``plan_streams`` finds these edges before the run starts and takes them
+out of the scheduler's dependency counts: a consumer is launched as soon as its other inputs
+are complete, and reads its producer's ``Stream`` (``cascade.runtime.channel``) item by item.
+Item ``i`` of a consumer map starts once item ``i`` of each of its streamed inputs is in,
+whatever the other items do, through the same policy chain as any map item
+(``cascade.runtime.policies``): its own events (``<map id>[i]``), retries, cache and
+checkpoint, fallback, pools, rates, limits and priority. A consumer map is itself a producer
+for the stages mapped over it, so chains of any length pipeline.
+
+Failure: in a stop-mode run the first failing item stops the run (its stage raises, the
+scheduler cancels the rest). With ``on_failure="continue"`` an item whose input item failed is
+skipped as upstream-failed (``TaskSkipped``, naming that item), the others go on, and the
+stage ends failed once all are settled; a fold over a failed item does not run.
+
+Memory: a producer keeps the list of its items only when something needs it (a task that is
+not a stream consumer takes it, or it is a target); a consumer stage reads its inputs only
+while it has fewer than its task's ``buffer`` items in flight or waiting in its own output,
+so a paused consumer pauses its producers up to the generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from cascade.executors import TaskCall
+from cascade.graph.build import KIND_MAP, Node, direct_dependencies
+from cascade.runtime.attempt import announce, report_finished
+from cascade.runtime.channel import (
+    ABORTED,
+    ITEM,
+    ITEM_FAILED,
+    ITEM_STARTED,
+    SKIPPED_INPUT,
+    STREAMED,
+    Inbox,
+    Stream,
+    StreamTable,
+    Subscription,
+)
+from cascade.runtime.inputs import arguments
+from cascade.runtime.markers import SKIPPED
+from cascade.runtime.outcome import MapItemsFailed
+from cascade.runtime.plan import RunPlan
+from cascade.runtime.policies import _as_list, _limited, publish_skip
+from cascade.spec.fold import FOLD
+from cascade.spec.task import MappedLazyResult, passed_whole
+
+#: The executor name a fold's attempt reports: it runs on the driver's event loop.
+ON_LOOP = "local"
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> StreamTable | None:
+    """Find the stream edges of a run's graph and take them out of the dependency counts
+    (``pending``, and the nodes' ``deps``/``dependents``), so consumers start before their
+    producers end. ``None`` when nothing in the graph streams (the common case: one pass)."""
+    if not any(node.kind == KIND_MAP or _streams(node) for node in nodes):
+        return None
+    table = StreamTable()
+    loop = plan.loop
+    targets = set(plan.graph.targets)
+    edges: dict[int, list[tuple[int, int | str]]] = {}  # consumer → (producer, slot key)
+    for node in nodes:
+        found = _stream_inputs(node, nodes)
+        if found:
+            edges[node.index] = found
+    producers = {p for found in edges.values() for p, _ in found}
+    producers.update(n.index for n in nodes if _is_generator(n))
+    if not producers:
+        return None
+    for consumer, found in edges.items():
+        node = nodes[consumer]
+        drop = {p for p, _ in found}
+        node.deps = tuple(d for d in node.deps if d not in drop)
+        node.value_deps = tuple(d for d in node.value_deps if d not in drop)
+        pending[consumer] -= len(drop)
+        for producer in drop:
+            upstream = nodes[producer]
+            upstream.dependents = tuple(d for d in upstream.dependents if d != consumer)
+        table.driven.add(consumer)
+    for index in producers:
+        node = nodes[index]
+        task = node.lazy.task
+        assert task is not None
+        keep = index in targets or bool(node.dependents)
+        stream = Stream(node.lazy.id, task.buffer, keep, loop)
+        table.by_node[index] = stream
+        table.by_id[node.lazy.id] = stream
+        if node.kind == KIND_MAP:
+            table.driven.add(index)
+    for consumer, found in edges.items():
+        inbox = Inbox(loop)
+        table.inboxes[consumer] = inbox
+        table.subscriptions[consumer] = [
+            table.by_node[producer].subscribe(inbox, slot)
+            for slot, (producer, _) in enumerate(found)
+        ]
+        table.inputs[consumer] = tuple((key, producer) for producer, key in found)
+        own = table.by_node.get(consumer)
+        if own is not None:
+            own.producer_inbox = inbox
+    for index in table.by_node:
+        if index not in table.inboxes and index in table.driven:
+            # A map over plain lists whose items stream on: woken when its output has room.
+            table.inboxes[index] = Inbox(loop)
+            table.by_node[index].producer_inbox = table.inboxes[index]
+    return table
+
+
+def _streams(node: Node) -> bool:
+    task = node.lazy.task
+    return task is not None and task.streams
+
+
+def _is_generator(node: Node) -> bool:
+    task = node.lazy.task
+    return task is not None and task.is_generator
+
+
+def _can_stream(node: Node) -> bool:
+    return node.kind == KIND_MAP or _is_generator(node)
+
+
+def _stream_inputs(node: Node, nodes: list[Node]) -> list[tuple[int, int | str]]:
+    """The producers ``node`` reads item by item: top-level iterated arguments of a map (or
+    the items of a fold) that are producers used nowhere else in the call (a producer also
+    passed whole, nested, as a condition or in ``after`` is awaited whole, as before)."""
+    lazy = node.lazy
+    slots: list[tuple[int, int | str]] = []
+    if node.kind == KIND_MAP:
+        assert isinstance(lazy, MappedLazyResult)
+        iterated_args = set(lazy.iterated_args)
+        iterated_kwargs = set(lazy.iterated_kwargs)
+        for pos, dep in zip(node.arg_positions, node.arg_inputs, strict=True):
+            if pos in iterated_args and _can_stream(nodes[dep]):
+                slots.append((dep, pos))
+        for key, dep in node.kwarg_slots:
+            if key in iterated_kwargs and _can_stream(nodes[dep]):
+                slots.append((dep, key))
+    elif lazy.task is FOLD:
+        for pos, dep in zip(node.arg_positions, node.arg_inputs, strict=True):
+            if pos == 1 and _can_stream(nodes[dep]):
+                slots.append((dep, pos))
+        for key, dep in node.kwarg_slots:
+            if key == "items" and _can_stream(nodes[dep]):
+                slots.append((dep, key))
+    if not slots:
+        return slots
+    uses: dict[int, int] = {}
+    for upstream in direct_dependencies(lazy):
+        uses[id(upstream)] = uses.get(id(upstream), 0) + 1
+    streamed: dict[int, int] = {}
+    for dep, _ in slots:
+        streamed[dep] = streamed.get(dep, 0) + 1
+    return [(dep, key) for dep, key in slots if uses[id(nodes[dep].lazy)] == streamed[dep]]
+
+
+# -- running a driven node -------------------------------------------------------------------
+
+
+async def run_streamed(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
+    """Run a consumer, or a map whose items stream on (its condition already passed)."""
+    table = plan.streams
+    assert table is not None
+    inputs = dict(table.inputs.get(node.index, ()))
+    # The streamed inputs are not in ``results`` (their producers are still running): a
+    # placeholder stands in, replaced item by item.
+    placeholders = _Placeholders(results, set(inputs.values()))
+    args, kwargs = arguments(node, placeholders, plan.graph.index_of)
+    subscriptions = table.subscriptions.get(node.index, [])
+    try:
+        if node.lazy.task is FOLD:
+            return await _fold(plan, node, args, kwargs, table, subscriptions)
+        return await _map(plan, node, args, kwargs, table, inputs, subscriptions)
+    finally:
+        for subscription in subscriptions:
+            subscription.close()
+
+
+class _Placeholders(Sequence[Any]):
+    __slots__ = ("base", "streamed")
+
+    def __init__(self, base: Sequence[Any], streamed: set[int]) -> None:
+        self.base = base
+        self.streamed = streamed
+
+    def __getitem__(self, index: Any) -> Any:
+        if index in self.streamed:
+            return STREAMED
+        return self.base[index]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+class _Item:
+    """What a consumer knows of item ``i`` before it can start: its streamed inputs so far."""
+
+    __slots__ = ("missing", "values")
+
+    def __init__(self, slots: int) -> None:
+        self.values: list[Any] = [None] * slots
+        self.missing = slots
+
+
+async def _map(
+    plan: RunPlan,
+    node: Node,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    table: StreamTable,
+    inputs: dict[int | str, int],
+    subscriptions: list[Subscription],
+) -> Any:
+    lazy = node.lazy
+    assert isinstance(lazy, MappedLazyResult)
+    task = lazy.task
+    assert task is not None
+    loop = plan.loop
+    out = table.by_node.get(node.index)
+    inbox = table.inboxes[node.index]
+    keep = out is None or out.keep
+    slot_of = {key: slot for slot, key in enumerate(inputs)}
+    stream_count = len(inputs)
+    # The columns known now: lists, decided as ``.map`` decides them today.
+    columns: dict[int | str, list[Any]] = {}
+    keys: list[int | str] = [*lazy.iterated_args, *lazy.iterated_kwargs]
+    for key in keys:
+        if key in slot_of:
+            continue
+        label = f"argument {key}" if isinstance(key, int) else f"argument '{key}'"
+        value = args[key] if isinstance(key, int) else kwargs[key]
+        if passed_whole(value):
+            continue  # passed whole to every item, as a plain map does
+        columns[key] = _as_list(value, node.name, label)
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) > 1:
+        detail = ", ".join(f"argument {k!r} has {len(c)}" for k, c in columns.items())
+        raise ValueError(f"{node.name}.map(): iterated arguments differ in length: {detail}")
+    known = next(iter(lengths)) if lengths else None
+    if known is None and not slot_of:
+        raise TypeError(
+            f"{node.name}.map(): nothing to fan out over: its iterated arguments produced "
+            "text, bytes or a mapping, which is passed whole to every item; map over a list"
+        )
+    ends: list[int | None] = [None] * stream_count
+    aborted: str | None = None
+    waiting: dict[int, _Item] = {}
+    ready: list[tuple[int, list[Any]]] = []  # a heap: complete items not started yet
+    head = [0]  # the lowest item index not started (or skipped) yet
+    ahead: set[int] = set()  # started items above the head
+    dead: set[int] = set()
+    running: dict[int, asyncio.Task[Any]] = {}
+    finished: deque[tuple[int, asyncio.Task[Any]]] = deque()  # in the order they ended
+    values: dict[int, Any] = {}
+    failures: dict[str, Exception] = {}
+    settled = 0
+
+    def release(index: int) -> None:
+        for subscription in subscriptions:
+            subscription.release(index)
+
+    def start(index: int, streamed: list[Any]) -> None:
+        passed(index)
+        item_args = list(args)
+        item_kwargs = dict(kwargs)
+        for key, column in columns.items():
+            if isinstance(key, int):
+                item_args[key] = column[index]
+            else:
+                item_kwargs[key] = column[index]
+        for key, slot in slot_of.items():
+            if isinstance(key, int):
+                item_args[key] = streamed[slot]
+            else:
+                item_kwargs[key] = streamed[slot]
+        item = loop.create_task(_item(plan, node, index, tuple(item_args), item_kwargs, release))
+        running[index] = item
+        item.add_done_callback(functools.partial(ended, index))
+
+    def ended(index: int, done: asyncio.Task[Any]) -> None:
+        finished.append((index, done))
+        inbox.wake()
+
+    def passed(index: int) -> None:
+        """Item ``index`` started or was skipped: move the head past what has."""
+        ahead.add(index)
+        while head[0] in ahead:
+            ahead.discard(head[0])
+            head[0] += 1
+
+    def skip(index: int, culprit: str) -> None:
+        nonlocal settled
+        passed(index)
+        dead.add(index)
+        waiting.pop(index, None)
+        release(index)
+        item_id = f"{lazy.id}[{index}]"
+        publish_skip(plan, node, item_id, "UpstreamFailed", culprit)
+        failed_items.add(index)
+        settled += 1
+        if out is not None:
+            out.push(index, item_id, ITEM_FAILED)
+
+    failed_items: set[int] = set()
+
+    def total() -> int | None:
+        if any(end is None for end in ends):
+            return None
+        counts = {end for end in ends if end is not None}
+        if known is not None:
+            counts.add(known)
+        if len(counts) > 1 and aborted is None:
+            detail = ", ".join(
+                f"argument {key!r} has {ends[slot]}" for key, slot in slot_of.items()
+            )
+            if known is not None:
+                detail += f", the lists have {known}"
+            raise ValueError(f"{node.name}.map(): iterated arguments differ in length: {detail}")
+        return min(counts) if counts else 0
+
+    try:
+        if stream_count == 0:
+            assert known is not None
+            for index in range(known):
+                start(index, [])
+        while True:
+            while finished:
+                index, done = finished.popleft()
+                running.pop(index, None)
+                release(index)
+                settled += 1
+                if done.cancelled():
+                    if plan.halted:
+                        continue  # the run is stopping: the failure that stops it follows
+                    raise asyncio.CancelledError
+                exc = done.exception()
+                if exc is None:
+                    value = done.result()
+                    if keep:
+                        values[index] = value
+                    if out is not None:
+                        out.push(index, value)
+                    continue
+                if not plan.keep_going or not isinstance(exc, Exception):
+                    raise exc
+                if isinstance(exc, MapItemsFailed):
+                    failures.update(exc.failures)
+                else:
+                    failures[f"{lazy.id}[{index}]"] = exc
+                failed_items.add(index)
+                if out is not None:
+                    out.push(index, f"{lazy.id}[{index}]", ITEM_FAILED)
+            count = total()
+            if count is not None and settled >= count and not running:
+                break
+            while inbox.entries:
+                slot, kind, index, value = inbox.entries.popleft()
+                if kind == ITEM:
+                    if index in dead:
+                        subscriptions[slot].release(index)
+                        continue
+                    if known is not None and index >= known:
+                        raise ValueError(
+                            f"{node.name}.map(): iterated arguments differ in length: the "
+                            f"stream of argument {list(inputs)[slot]!r} has more items than "
+                            f"the lists, which have {known}"
+                        )
+                    item = waiting.get(index)
+                    if item is None:
+                        item = waiting[index] = _Item(stream_count)
+                    item.values[slot] = value
+                    item.missing -= 1
+                    if item.missing == 0:
+                        del waiting[index]
+                        heapq.heappush(ready, (index, item.values))
+                elif kind == ITEM_FAILED:
+                    if index not in dead:
+                        skip(index, value)
+                elif kind == SKIPPED_INPUT:
+                    publish_skip(plan, node, lazy.id, "UpstreamSkipped")
+                    if out is not None:
+                        out.end(SKIPPED_INPUT)
+                    return SKIPPED
+                else:  # END or ABORTED: no more items from this input
+                    ends[slot] = index
+                    if kind == ABORTED:
+                        aborted = value
+                        if not running and not settled and not index:
+                            # Nothing came: the stage did not run, like any task whose input
+                            # failed (``on_failure="continue"``).
+                            publish_skip(plan, node, lazy.id, "UpstreamFailed", value)
+                            if out is not None:
+                                out.end(ABORTED, lazy.id)
+                            raise MapItemsFailed({})
+            # Start what is ready, lowest index first, while fewer than ``buffer`` items are
+            # in flight or waiting in this stage's output; the lowest item not started yet
+            # starts regardless, since an in-order consumer (a fold) may be waiting for it.
+            backlog = len(running) + (out.held if out is not None else 0)
+            while ready and (out is None or backlog < task.buffer or ready[0][0] <= head[0]):
+                index, streamed = heapq.heappop(ready)
+                start(index, streamed)
+                backlog += 1
+            count = total()
+            if count is not None:
+                for index in [i for i in waiting if i >= count]:
+                    waiting.pop(index)
+                if settled >= count and not running:
+                    break
+            await inbox.sleep()
+    except BaseException:
+        if out is not None:
+            out.end(ABORTED, lazy.id)
+        await _cancel_all(running)
+        raise
+    count = total() or 0
+    if failures or failed_items or aborted is not None:
+        if out is not None:
+            out.end(ABORTED, lazy.id)
+        raise MapItemsFailed(failures)
+    if out is not None:
+        out.end()
+    if not keep:
+        return STREAMED
+    return [values[index] for index in range(count)]
+
+
+async def _item(
+    plan: RunPlan,
+    node: Node,
+    index: int,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    release: Any,
+) -> Any:
+    """One item of a driven map: the policy chain of any map item, releasing its streamed
+    inputs when its attempt starts (``ITEM_STARTED``) or, at the latest, when it settles."""
+    ITEM_STARTED.set(lambda: release(index))
+    return await _limited(plan, node, f"{node.lazy.id}[{index}]", args, kwargs)
+
+
+async def _cancel_all(running: dict[int, asyncio.Task[Any]]) -> None:
+    """Cancel the items still running and wait until they have stopped (a second
+    cancellation meanwhile is raised once they have)."""
+    for item in running.values():
+        item.cancel()
+    cancelled = False
+    pending = [item for item in running.values() if not item.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+        pending = [item for item in pending if not item.done()]
+    for item in running.values():
+        if not item.cancelled():
+            item.exception()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _fold(
+    plan: RunPlan,
+    node: Node,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    table: StreamTable,
+    subscriptions: list[Subscription],
+) -> Any:
+    """A fold over a stream: ``fn`` applied in item order as items come in, each let go once
+    folded; one attempt, reported like any task's."""
+    inbox = table.inboxes[node.index]
+    (subscription,) = subscriptions
+    bound = dict(zip(("fn", "items", "initial"), args, strict=False))
+    bound.update(kwargs)
+    fn, value = bound["fn"], bound["initial"]
+    call = TaskCall(node.lazy.id, FOLD.name, fn, (), {}, False, plan.run_id)
+    call.parent_task_id = plan.parent_of.get(node.index)
+    early: dict[int, Any] = {}
+    folded = 0
+    end: int | None = None
+    first: float | None = None  # when the first item came: the attempt's start
+    try:
+        while True:
+            while inbox.entries:
+                _, kind, index, item = inbox.entries.popleft()
+                if kind == ITEM:
+                    early[index] = item
+                elif kind in (ITEM_FAILED, ABORTED):
+                    # An item it needs did not complete (``on_failure="continue"``).
+                    publish_skip(plan, node, node.lazy.id, "UpstreamFailed", item)
+                    raise MapItemsFailed({})
+                elif kind == SKIPPED_INPUT:
+                    publish_skip(plan, node, node.lazy.id, "UpstreamSkipped")
+                    return SKIPPED
+                else:
+                    end = index
+            if first is None and early:
+                first = time.time()
+            while folded in early:
+                value = fn(value, early.pop(folded))
+                subscription.release(folded)
+                folded += 1
+            if end is not None and folded >= end:
+                break
+            await inbox.sleep()
+    except MapItemsFailed:
+        raise
+    except Exception as exc:
+        _report(plan, call, first, None, exc)
+        raise
+    _report(plan, call, first, value, None)
+    return value
+
+
+def _report(
+    plan: RunPlan, call: TaskCall, first: float | None, value: Any, exc: BaseException | None
+) -> None:
+    """A fold's one attempt, announced once it is over (an input that fails before then
+    leaves it not run, with no attempt): it started when its first item came."""
+    announce(plan, call, ON_LOOP)
+    if first is not None:
+        call.start_time = first
+    call.end_time = time.time()
+    report_finished(plan, call, ON_LOOP, value, exc)

@@ -1,0 +1,441 @@
+"""Streams (docs/streams.md): pipelined maps, generator tasks, backpressure and ``cs.fold``.
+
+Order and overlap are shown by events and markers, never by time: a task that would wait
+forever without pipelining waits on an event the pipelined stage sets, with a generous
+timeout that turns a missing overlap into a failure instead of a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+import cascade as cs
+from cascade.events import (
+    Event,
+    TaskExecutionFinished,
+    TaskExecutionStarted,
+    TaskSkipped,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Long enough never to fire on a loaded machine; only a missing overlap reaches it.
+NEVER = 60.0
+
+
+def _run(target: Any, **kwargs: Any) -> tuple[Any, list[Event]]:
+    events: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(Event, events.append)
+    kwargs.setdefault("log_level", None)
+    result = cs.run(target, bus=bus, **kwargs)
+    return result, events
+
+
+def _position(events: list[Event], kind: type[Event], task_id: str, **fields: Any) -> int:
+    for k, event in enumerate(events):
+        if (
+            isinstance(event, kind)
+            and getattr(event, "task_id", None) == task_id
+            and all(getattr(event, name) == value for name, value in fields.items())
+        ):
+            return k
+    raise AssertionError(f"no {kind.__name__} for {task_id} {fields}")
+
+
+# -- 1. pipelined maps -------------------------------------------------------------------------
+
+gates: dict[str, asyncio.Event] = {}
+
+
+@cs.task
+async def slow_first(x: int) -> int:
+    if x == 0:
+        # Item 0 of this stage finishes only once item 1 of the next one has started.
+        await asyncio.wait_for(gates["b1"].wait(), NEVER)
+    return x + 1
+
+
+@cs.task
+async def times_ten(x: int) -> int:
+    if x == 2:  # the value item 1 of ``slow_first`` produced
+        gates["b1"].set()
+    return x * 10
+
+
+def test_item_1_of_the_next_stage_starts_before_item_0_of_this_one_finishes() -> None:
+    gates["b1"] = asyncio.Event()
+    first = slow_first.map([0, 1, 2])
+    second = times_ten.map(first)
+    result, events = _run(second)
+    assert result == [10, 20, 30]
+    started_b1 = _position(events, TaskExecutionStarted, f"{second.id}[1]")
+    finished_a0 = _position(events, TaskExecutionFinished, f"{first.id}[0]")
+    assert started_b1 < finished_a0
+
+
+@cs.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@cs.task
+def scale(x: int, factor: int) -> int:
+    return x * factor
+
+
+def test_a_chain_of_maps_with_unmapped_and_extra_mapped_arguments_keeps_input_order() -> None:
+    xs = list(range(20))
+    ys = list(range(100, 120))
+    chain = add.map(scale.map(add.map(xs, ys), cs.unmapped(3)), y=xs)
+    result, events = _run(chain)
+    assert result == [(x + y) * 3 + x for x, y in zip(xs, ys, strict=True)]
+    # Every item of every stage is its own attempt, under ``<map id>[i]``.
+    finished = {e.task_id for e in events if isinstance(e, TaskExecutionFinished)}
+    assert {f"{chain.id}[{i}]" for i in range(20)} <= finished
+
+
+@cs.task
+async def maybe_fail(x: int) -> int:
+    if x == 1:
+        raise ValueError("item 1 is bad")
+    return x
+
+
+seen: list[int] = []
+
+
+@cs.task
+async def note(x: int) -> int:
+    seen.append(x)
+    return x
+
+
+def test_stop_mode_a_failing_item_stops_the_run_and_its_next_stage_item_never_starts() -> None:
+    seen.clear()
+    first = maybe_fail.map([0, 1, 2, 3])
+    second = note.map(first)
+    events: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(Event, events.append)
+    with pytest.raises(ValueError, match="item 1 is bad"):
+        cs.run(second, bus=bus, log_level=None)
+    started = {e.task_id for e in events if isinstance(e, TaskExecutionStarted)}
+    assert f"{second.id}[1]" not in started
+    assert 1 not in seen
+
+
+def test_continue_mode_an_item_whose_input_failed_is_skipped_and_the_others_go_on() -> None:
+    seen.clear()
+    first = maybe_fail.map([0, 1, 2, 3])
+    second = note.map(first)
+    events: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(Event, events.append)
+    with pytest.raises(cs.RunFailed) as caught:
+        cs.run(second, bus=bus, log_level=None, on_failure="continue")
+    assert sorted(seen) == [0, 2, 3]
+    assert list(caught.value.failures) == [f"{first.id}[1]"]
+    skipped = [e for e in events if isinstance(e, TaskSkipped)]
+    assert [(e.task_id, e.reason, e.upstream) for e in skipped] == [
+        (f"{second.id}[1]", "UpstreamFailed", f"{first.id}[1]")
+    ]
+    assert caught.value.results is None  # the stage as a whole did not complete
+
+
+def test_a_fallback_applies_per_item_and_the_next_stage_takes_it() -> None:
+    seen.clear()
+    result, _ = _run(note.map(maybe_fail.map([0, 1, 2]).with_fallback(-1)))
+    assert result == [0, -1, 2]
+    assert sorted(seen) == [-1, 0, 2]
+
+
+@cs.task
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+def test_a_pipelined_stage_also_read_whole_keeps_its_list() -> None:
+    first = scale.map(list(range(10)), cs.unmapped(2))
+    result, _ = _run([total(first), add.map(first, cs.unmapped(1)), first])
+    assert result == [90, [2 * x + 1 for x in range(10)], [2 * x for x in range(10)]]
+
+
+@cs.task
+def flag(value: bool) -> bool:
+    return value
+
+
+def test_a_skipped_producer_skips_the_stage_mapped_over_it() -> None:
+    first = scale.map([1, 2], cs.unmapped(2)).run_if(flag(False))
+    second = add.map(first, cs.unmapped(1))
+    result, events = _run([second, cs.fold(lambda a, x: a + x, second, 0)])
+    assert result == [None, None]
+    reasons = {e.task_id: e.reason for e in events if isinstance(e, TaskSkipped)}
+    assert reasons[second.id] == "UpstreamSkipped"
+
+
+def test_streams_of_different_lengths_are_an_error_naming_the_stage() -> None:
+    with pytest.raises(ValueError, match=r"add\.map\(\): iterated arguments differ in length"):
+        _run(add.map(scale.map([1, 2, 3], cs.unmapped(1)), [1, 2]))
+
+
+# -- 2. generator tasks ------------------------------------------------------------------------
+
+
+@cs.task
+def count_up(n: int) -> Any:
+    yield from range(n)
+
+
+@cs.task
+async def count_up_async(n: int) -> Any:
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+@pytest.mark.parametrize("producer", [count_up, count_up_async])
+def test_a_stream_passed_to_an_ordinary_task_arrives_as_its_list(producer: Any) -> None:
+    result, _ = _run([total(producer(5)), producer(3)])
+    assert result == [10, [0, 1, 2]]
+
+
+@pytest.mark.parametrize("producer", [count_up, count_up_async])
+def test_map_over_a_stream_is_a_stream_and_stages_chain_into_a_fold(producer: Any) -> None:
+    stream = producer(100)
+    stage = scale.map(add.map(stream, cs.unmapped(1)), cs.unmapped(2))
+    folded = cs.fold(lambda acc, x: acc + x, stage, 0)
+    result, events = _run(folded)
+    assert result == sum((i + 1) * 2 for i in range(100))
+    fold_runs = [
+        e for e in events if isinstance(e, TaskExecutionFinished) and e.task_name == "fold"
+    ]
+    assert [(e.task_id, e.status) for e in fold_runs] == [(folded.id, "Succeeded")]
+
+
+yield_log: list[str] = []
+parsed: dict[int, threading.Event] = {}
+
+
+@cs.task
+def five_pages() -> Any:
+    for i in range(5):
+        yield_log.append(f"yield {i}")
+        yield i
+        # The barrier: the next page is produced only once this one was parsed.
+        assert parsed[i].wait(NEVER), f"page {i} was never parsed while the generator ran"
+
+
+@cs.task
+def parse(page: int) -> int:
+    yield_log.append(f"parsed {page}")
+    parsed[page].set()
+    return page * 2
+
+
+@cs.task
+async def apages() -> Any:
+    for i in range(5):
+        yield_log.append(f"yield {i}")
+        yield i
+        await asyncio.wait_for(asyncio.to_thread(parsed[i].wait), NEVER)
+
+
+@pytest.mark.parametrize("producer", [five_pages, apages])
+def test_parse_of_item_0_finishes_before_the_generator_yields_item_1(producer: Any) -> None:
+    yield_log.clear()
+    parsed.clear()
+    parsed.update({i: threading.Event() for i in range(5)})
+    stream = producer()
+    result, events = _run(parse.map(stream))
+    assert result == [0, 2, 4, 6, 8]
+    assert yield_log.index("parsed 0") < yield_log.index("yield 1")
+    assert yield_log == [f"{step} {i}" for i in range(5) for step in ("yield", "parsed")]
+    # The generator is one attempt, which ran alongside its consumers.
+    gen = [e for e in events if getattr(e, "task_id", None) == stream.id]
+    assert [type(e).__name__ for e in gen] == ["TaskExecutionStarted", "TaskExecutionFinished"]
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.yielded = 0
+        self.started = 0
+        self.most_unconsumed = 0
+
+
+counter = Counter()
+
+
+@cs.task
+def many(n: int) -> Any:
+    for i in range(n):
+        with counter.lock:
+            counter.most_unconsumed = max(
+                counter.most_unconsumed, counter.yielded - counter.started
+            )
+            counter.yielded += 1
+        yield i
+
+
+@cs.task(concurrency=1)
+def one_at_a_time(x: int) -> int:
+    with counter.lock:
+        counter.started += 1
+    return x
+
+
+@pytest.mark.parametrize("buffer", [cs.DEFAULT_BUFFER, 7])
+def test_a_generator_never_holds_more_than_buffer_unconsumed_items(buffer: int) -> None:
+    global counter
+    counter = Counter()
+    producer = many if buffer == cs.DEFAULT_BUFFER else cs.task(many.fn, name="many", buffer=buffer)
+    folded = cs.fold(lambda acc, x: acc + 1, one_at_a_time.map(producer(10_000)), 0)
+    result, _ = _run(folded)
+    assert result == 10_000
+    assert counter.started == 10_000
+    assert 0 < counter.most_unconsumed <= buffer
+
+
+def test_the_default_buffer_is_documented_and_taken_by_tasks() -> None:
+    assert cs.DEFAULT_BUFFER == 100
+    assert count_up.buffer == 100
+    assert cs.task(buffer=5)(count_up.fn).buffer == 5
+
+
+@cs.task
+def breaks_after_three() -> Any:
+    yield 0
+    yield 1
+    yield 2
+    raise ConnectionError("the API went away")
+
+
+def test_a_raising_generator_fails_like_a_task_stop_mode() -> None:
+    with pytest.raises(ConnectionError, match="went away"):
+        _run(parse.map(breaks_after_three()))
+
+
+@cs.task
+async def record(x: int) -> int:
+    seen.append(x)
+    return x
+
+
+def test_a_raising_generator_in_continue_mode_still_processes_what_it_yielded() -> None:
+    seen.clear()
+    stream = breaks_after_three()
+    events: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(Event, events.append)
+    with pytest.raises(cs.RunFailed) as caught:
+        cs.run(record.map(stream), bus=bus, log_level=None, on_failure="continue")
+    assert sorted(seen) == [0, 1, 2]
+    assert list(caught.value.failures) == [stream.id]
+    assert isinstance(caught.value.failures[stream.id], ConnectionError)
+
+
+closed: list[str] = []
+
+
+@cs.resource(scope="task")
+def session() -> Any:
+    closed.append("session up")
+    yield "session"
+    closed.append("session down")
+
+
+@cs.task
+def endless(s: Any = cs.inject("session")) -> Any:
+    try:
+        i = 0
+        while True:
+            yield i
+            i += 1
+    finally:
+        closed.append("generator closed")
+
+
+@cs.task
+async def endless_async() -> Any:
+    try:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            await asyncio.sleep(0)
+    finally:
+        closed.append("generator closed")
+
+
+@cs.task
+async def fail_at_five(x: int) -> int:
+    if x == 5:
+        raise RuntimeError("stop here")
+    return x
+
+
+@pytest.mark.parametrize("producer", [endless, endless_async])
+def test_cancellation_closes_the_generator_and_tears_its_resources_down(producer: Any) -> None:
+    closed.clear()
+    with pytest.raises(RuntimeError, match="stop here"):
+        _run(fail_at_five.map(producer()))
+    assert "generator closed" in closed
+    if producer is endless:
+        assert closed == ["session up", "generator closed", "session down"]
+
+
+def test_generator_tasks_refuse_what_cannot_apply_to_them() -> None:
+    with pytest.raises(TypeError, match="generator task .* retries="):
+        cs.task(retries=2)(count_up.fn)
+    with pytest.raises(TypeError, match=r"count_up\.map\(\): .* is a generator task"):
+        count_up.map([1, 2])
+    with pytest.raises(ValueError, match="buffer= .* got 0"):
+        cs.task(buffer=0)(count_up.fn)
+    with pytest.raises(TypeError, match="cs.fold.. takes a plain function, got task 'add'"):
+        cs.fold(add, [1, 2], 0)
+
+
+def test_fold_over_a_plain_list_reduces_it() -> None:
+    result, _ = _run(cs.fold(lambda acc, x: acc * x, [1, 2, 3, 4], 1))
+    assert result == 24
+
+
+# -- observation never chooses semantics -------------------------------------------------------
+
+OBSERVER_SETS = ["none", "INFO", "record", "hook"]
+
+
+def _observed_run(target: Any, observers: str, tmp_path: Any) -> tuple[Any, list[Event]]:
+    if observers == "none":
+        return _run(target)
+    if observers == "INFO":
+        return _run(target, log_level="INFO")
+    if observers == "record":
+        return _run(target, record=str(tmp_path / "runs.db"))
+    engine = cs.Engine(log_level=None)
+    engine.add_call_hook(lambda call: None)
+    events: list[Event] = []
+    engine.bus.subscribe(Event, events.append)
+    return asyncio.run(engine.run(target)), events
+
+
+@pytest.mark.parametrize("observers", OBSERVER_SETS)
+def test_a_stream_behaves_the_same_under_every_observer_set(observers: str, tmp_path: Any) -> None:
+    yield_log.clear()
+    parsed.clear()
+    parsed.update({i: threading.Event() for i in range(5)})
+    gates["b1"] = asyncio.Event()
+    first = slow_first.map([0, 1, 2])
+    second = times_ten.map(first)
+    stream = five_pages()
+    result, _ = _observed_run(
+        [second, cs.fold(lambda acc, x: acc + x, parse.map(stream), 0)], observers, tmp_path
+    )
+    assert result == [[10, 20, 30], 20]
+    assert yield_log == [f"{step} {i}" for i in range(5) for step in ("yield", "parsed")]
