@@ -439,3 +439,26 @@ def test_a_stream_behaves_the_same_under_every_observer_set(observers: str, tmp_
     )
     assert result == [[10, 20, 30], 20]
     assert yield_log == [f"{step} {i}" for i in range(5) for step in ("yield", "parsed")]
+
+
+# -- 3. executors ------------------------------------------------------------------------------
+
+
+@cs.task
+def square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+def test_stages_of_a_stream_run_on_every_executor(executor: str) -> None:
+    stream = count_up(12)
+    stage = add.map(square.map(stream), cs.unmapped(1))
+    result, events = _run(
+        [stage, cs.fold(lambda acc, x: acc + x, square.map(add.map([1, 2, 3], [1, 1, 1])), 0)],
+        executor=executor,
+    )
+    assert result == [[i * i + 1 for i in range(12)], 4 + 9 + 16]
+    by_id = {e.task_id: e for e in events if isinstance(e, TaskExecutionStarted)}
+    # The mapped items ran on the executor; the generator itself on the driver's loop.
+    assert by_id[f"{stage.id}[0]"].executor == executor
+    assert by_id[stream.id].executor == "local"

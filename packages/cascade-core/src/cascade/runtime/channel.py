@@ -54,12 +54,14 @@ class Inbox:
     future its driver sleeps on (woken by arrivals, by items of its own that ended, and by
     room in its own output stream)."""
 
-    __slots__ = ("entries", "loop", "waiter")
+    __slots__ = ("entries", "loop", "waiter", "woken")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.entries: deque[Entry] = deque()
         self.loop = loop
         self.waiter: asyncio.Future[None] | None = None
+        #: Woken while its driver was busy elsewhere (not asleep): its next sleep returns.
+        self.woken = False
 
     def put(self, entry: Entry) -> None:
         self.entries.append(entry)
@@ -67,11 +69,16 @@ class Inbox:
 
     def wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None:
+            self.woken = True
+        elif not waiter.done():
             waiter.set_result(None)
 
     async def sleep(self) -> None:
         """Wait until ``wake`` is called (at once if it was since the last sleep ended)."""
+        if self.woken:
+            self.woken = False
+            return
         self.waiter = self.loop.create_future()
         try:
             await self.waiter

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from cascade.executors import TaskCall
+from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_MAP, Node, direct_dependencies
 from cascade.runtime.attempt import announce, report_finished
 from cascade.runtime.channel import (
@@ -233,6 +233,11 @@ async def _map(
     inbox = table.inboxes[node.index]
     keep = out is None or out.keep
     slot_of = {key: slot for slot, key in enumerate(inputs)}
+    fetch = [
+        (key, source)
+        for key, producer in inputs.items()
+        if (source := _references(plan, node, producer)) is not None
+    ]
     stream_count = len(inputs)
     # The columns known now: lists, decided as ``.map`` decides them today.
     columns: dict[int | str, list[Any]] = {}
@@ -286,7 +291,9 @@ async def _map(
                 item_args[key] = streamed[slot]
             else:
                 item_kwargs[key] = streamed[slot]
-        item = loop.create_task(_item(plan, node, index, tuple(item_args), item_kwargs, release))
+        item = loop.create_task(
+            _item(plan, node, index, tuple(item_args), item_kwargs, release, fetch)
+        )
         running[index] = item
         item.add_done_callback(functools.partial(ended, index))
 
@@ -444,11 +451,37 @@ async def _item(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     release: Any,
+    fetch: list[tuple[int | str, Executor]],
 ) -> Any:
     """One item of a driven map: the policy chain of any map item, releasing its streamed
-    inputs when its attempt starts (``ITEM_STARTED``) or, at the latest, when it settles."""
+    inputs when its attempt starts (``ITEM_STARTED``) or, at the latest, when it settles.
+    Streamed inputs that are references on another executor are fetched first, as
+    ``fetch_inputs`` fetches a plain map's."""
     ITEM_STARTED.set(lambda: release(index))
+    if fetch:
+        arg_list, kwargs = list(args), dict(kwargs)
+        for key, producer in fetch:
+            if isinstance(key, int):
+                arg_list[key] = (await producer.materialize([arg_list[key]]))[0]
+            else:
+                kwargs[key] = (await producer.materialize([kwargs[key]]))[0]
+        args = tuple(arg_list)
     return await _limited(plan, node, f"{node.lazy.id}[{index}]", args, kwargs)
+
+
+def _references(plan: RunPlan, node: Node, producer: int) -> Executor | None:
+    """The executor to fetch a streamed input's items from, when they are references that
+    ``node``'s own executor cannot take as they are (``returns_references``)."""
+    if not plan.has_references:
+        return None
+    upstream = plan.graph.nodes[producer].lazy.task
+    assert upstream is not None and node.lazy.task is not None
+    source = plan.executor_for(upstream)[1]
+    if not source.returns_references:
+        return None
+    if node.lazy.task is not FOLD and source is plan.executor_for(node.lazy.task)[1]:
+        return None
+    return source
 
 
 async def _cancel_all(running: dict[int, asyncio.Task[Any]]) -> None:
@@ -486,6 +519,8 @@ async def _fold(
     bound = dict(zip(("fn", "items", "initial"), args, strict=False))
     bound.update(kwargs)
     fn, value = bound["fn"], bound["initial"]
+    ((_, producer),) = table.inputs[node.index]
+    source = _references(plan, node, producer)
     call = TaskCall(node.lazy.id, FOLD.name, fn, (), {}, False, plan.run_id)
     call.parent_task_id = plan.parent_of.get(node.index)
     early: dict[int, Any] = {}
@@ -510,7 +545,10 @@ async def _fold(
             if first is None and early:
                 first = time.time()
             while folded in early:
-                value = fn(value, early.pop(folded))
+                item = early.pop(folded)
+                if source is not None:
+                    item = (await source.materialize([item]))[0]
+                value = fn(value, item)
                 subscription.release(folded)
                 folded += 1
             if end is not None and folded >= end:
