@@ -110,6 +110,7 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
+        self.stream.live.remove(self)
         for index in self.held:
             self.stream.released(index)
         self.held.clear()
@@ -130,6 +131,13 @@ class Stream:
         self.keep = keep
         self.loop = loop
         self.subscriptions: list[Subscription] = []
+        #: The subscriptions not closed yet.
+        self.live: list[Subscription] = []
+        #: Whether a sync generator's thread reads the counters (they are locked only then).
+        self.threaded = False
+        #: Set by a producing stage that holds ready items back for want of room: it is
+        #: woken when an item is released.
+        self.paused = False
         self.count = 0
         self.ended = False
         #: Item index → how many live consumers have not released it.
@@ -149,6 +157,7 @@ class Stream:
     def subscribe(self, inbox: Inbox, slot: int) -> Subscription:
         subscription = Subscription(self, inbox, slot)
         self.subscriptions.append(subscription)
+        self.live.append(subscription)
         return subscription
 
     # -- the producer's side, on the loop ---------------------------------------------------
@@ -158,15 +167,19 @@ class Stream:
         ``counted``: it is in ``held`` already (handed over by a generator's thread)."""
         if self.ended:
             return
-        self.count = max(self.count, index + 1)
-        live = [s for s in self.subscriptions if not s.closed]
+        if index >= self.count:
+            self.count = index + 1
+        live = self.live
         if not live:
             if counted:
                 self.released_all(1)
             return
         self.unreleased[index] = len(live)
         if not counted:
-            with self.lock:
+            if self.threaded:
+                with self.lock:
+                    self.held += 1
+            else:
                 self.held += 1
         for subscription in live:
             subscription.held.add(index)
@@ -215,11 +228,14 @@ class Stream:
         self.released_all(1)
 
     def released_all(self, count: int) -> None:
-        with self.lock:
+        if self.threaded:
+            with self.lock:
+                self.held -= count
+                if self.held < self.buffer:
+                    self.lock.notify_all()
+        else:
             self.held -= count
-            if self.held < self.buffer:
-                self.lock.notify_all()
-        if self.held < self.buffer:
+        if self.held < self.buffer and (self.room is not None or self.paused):
             self.wake_producer()
 
     def wake_producer(self) -> None:
@@ -228,7 +244,7 @@ class Stream:
             room.set_result(None)
         if self.producer_inbox is not None:
             self.producer_inbox.wake()
-        if self.subscriptions and all(s.closed for s in self.subscriptions):
+        if self.threaded and not self.live:
             with self.lock:  # nobody left to wait for: a paused thread goes on
                 self.lock.notify_all()
 
@@ -254,7 +270,7 @@ class Stream:
 
     def _counted(self) -> bool:
         """Whether any consumer still reads (so the buffer applies)."""
-        return any(not s.closed for s in self.subscriptions)
+        return bool(self.live)
 
     def drain(self) -> None:
         """On the loop: deliver what the generator's thread handed over."""
@@ -415,6 +431,7 @@ async def _drive_sync(stream: Stream, gen: Iterator[Any], name: str) -> list[Any
             return
         loop.call_soon_threadsafe(settle, kept, None)
 
+    stream.threaded = True
     context = contextvars.copy_context()
     thread = threading.Thread(
         target=context.run, args=(work,), name=f"cascade-stream-{name}", daemon=True

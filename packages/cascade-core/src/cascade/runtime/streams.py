@@ -25,6 +25,7 @@ so a paused consumer pauses its producers up to the generator.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import time
@@ -33,8 +34,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from cascade.executors import Executor, TaskCall
-from cascade.graph.build import KIND_MAP, Node, direct_dependencies
-from cascade.runtime.attempt import announce, report_finished
+from cascade.graph.build import KIND_MAP, KIND_TASK, Node, direct_dependencies
+from cascade.records.mark import ATTEMPT
+from cascade.runtime.attempt import (
+    announce,
+    publish_finished,
+    publish_started,
+    report_finished,
+    stoppable,
+)
 from cascade.runtime.channel import (
     ABORTED,
     ITEM,
@@ -47,13 +55,13 @@ from cascade.runtime.channel import (
     StreamTable,
     Subscription,
 )
-from cascade.runtime.inputs import arguments
+from cascade.runtime.inputs import arguments, with_run_resources
 from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.runtime.policies import _as_list, _limited, publish_skip
 from cascade.spec.fold import FOLD
-from cascade.spec.task import MappedLazyResult, passed_whole
+from cascade.spec.task import MappedLazyResult, Task, passed_whole
 
 #: The executor name a fold's attempt reports: it runs on the driver's event loop.
 ON_LOOP = "local"
@@ -267,8 +275,9 @@ async def _map(
     head = [0]  # the lowest item index not started (or skipped) yet
     ahead: set[int] = set()  # started items above the head
     dead: set[int] = set()
-    running: dict[int, asyncio.Task[Any]] = {}
-    finished: deque[tuple[int, asyncio.Task[Any]]] = deque()  # in the order they ended
+    running: dict[int, asyncio.Future[Any]] = {}
+    finished: deque[tuple[int, asyncio.Future[Any]]] = deque()  # in the order they ended
+    plain = _PlainItems.of(plan, node) if not fetch else None
     values: dict[int, Any] = {}
     failures: dict[str, Exception] = {}
     settled = 0
@@ -291,13 +300,18 @@ async def _map(
                 item_args[key] = streamed[slot]
             else:
                 item_kwargs[key] = streamed[slot]
-        item = loop.create_task(
-            _item(plan, node, index, tuple(item_args), item_kwargs, release, fetch)
-        )
+        item: asyncio.Future[Any]
+        if plain is not None:
+            item = plain.start(index, tuple(item_args), item_kwargs)
+            release(index)
+        else:
+            item = loop.create_task(
+                _item(plan, node, index, tuple(item_args), item_kwargs, release, fetch)
+            )
         running[index] = item
         item.add_done_callback(functools.partial(ended, index))
 
-    def ended(index: int, done: asyncio.Task[Any]) -> None:
+    def ended(index: int, done: asyncio.Future[Any]) -> None:
         finished.append((index, done))
         inbox.wake()
 
@@ -349,6 +363,8 @@ async def _map(
                 running.pop(index, None)
                 release(index)
                 settled += 1
+                if plain is not None:
+                    plain.settle(index, done)
                 if done.cancelled():
                     if plan.halted:
                         continue  # the run is stopping: the failure that stops it follows
@@ -420,6 +436,8 @@ async def _map(
                 index, streamed = heapq.heappop(ready)
                 start(index, streamed)
                 backlog += 1
+            if out is not None:
+                out.paused = bool(ready)  # woken when its output has room again
             count = total()
             if count is not None:
                 for index in [i for i in waiting if i >= count]:
@@ -430,7 +448,7 @@ async def _map(
     except BaseException:
         if out is not None:
             out.end(ABORTED, lazy.id)
-        await _cancel_all(running)
+        await _cancel_all(plan, node, running)
         raise
     count = total() or 0
     if failures or failed_items or aborted is not None:
@@ -469,6 +487,84 @@ async def _item(
     return await _limited(plan, node, f"{node.lazy.id}[{index}]", args, kwargs)
 
 
+class _PlainItems:
+    """Items of a stage that has no policy and no gate, started as the scheduler starts such a
+    call (``Executor.submit_plain``, no ``TaskCall``, no coroutine of their own), their start
+    and end published from what is kept here. Which observers listen changes only what is
+    published, never this route: it is chosen from the stage's policies and the call hooks
+    (which see each attempt, so they get the policy route's ``TaskCall``), as the
+    scheduler's direct route is (``RunPlan.builds_calls``)."""
+
+    __slots__ = ("executor_name", "id", "parent", "plan", "started", "submit", "task")
+
+    def __init__(self, plan: RunPlan, node: Node, submit: Any, executor_name: str) -> None:
+        self.plan = plan
+        self.task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
+        self.id = node.lazy.id
+        self.parent = plan.parent_of.get(node.index)
+        self.submit = submit
+        self.executor_name = executor_name
+        self.started: dict[int, float] = {}
+
+    @classmethod
+    def of(cls, plan: RunPlan, node: Node) -> _PlainItems | None:
+        task = node.lazy.task
+        assert task is not None
+        submit = plan.plain_submit.get(id(task))
+        alone = dataclasses.replace(node, kind=KIND_TASK)  # the call as if it were not mapped
+        if (
+            submit is None
+            or plan.checkpoint is not None
+            or plan.needs_policies(alone)
+            or plan.limiter is not None
+            or plan.attempt_gates(node)
+        ):
+            return None
+        return cls(plan, node, submit, plan.executor_for(task)[0])
+
+    def start(self, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        plan, task = self.plan, self.task
+        task_id = f"{self.id}[{index}]"
+        if plan.want_started:
+            publish_started(plan, task_id, task.name, self.parent, 1, self.executor_name)
+        self.started[index] = time.time()
+        if task.injections:
+            kwargs = with_run_resources(plan, task, kwargs)
+        mark = ATTEMPT.set((plan.run_id, task_id, 1)) if plan.tag_attempts else None
+        try:
+            return self.submit(task.fn, args, kwargs, task.is_async)
+        except Exception as exc:
+            failed: asyncio.Future[Any] = plan.loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        finally:
+            if mark is not None:
+                ATTEMPT.reset(mark)
+
+    def settle(self, index: int, done: asyncio.Future[Any]) -> None:
+        plan = self.plan
+        cancelled = done.cancelled()
+        exc = None if cancelled else done.exception()
+        if exc is not None and not plan.keep_going:
+            plan.halted = True  # before anything else starts: the run stops
+        if plan.report_plain:
+            publish_finished(
+                plan,
+                f"{self.id}[{index}]",
+                self.task.name,
+                self.parent,
+                1,
+                self.started.pop(index, None),
+                None,
+                self.executor_name,
+                None if exc is not None or cancelled else done.result(),
+                exc,
+                cancelled=cancelled,
+            )
+        else:
+            self.started.pop(index, None)
+
+
 def _references(plan: RunPlan, node: Node, producer: int) -> Executor | None:
     """The executor to fetch a streamed input's items from, when they are references that
     ``node``'s own executor cannot take as they are (``returns_references``)."""
@@ -484,11 +580,15 @@ def _references(plan: RunPlan, node: Node, producer: int) -> Executor | None:
     return source
 
 
-async def _cancel_all(running: dict[int, asyncio.Task[Any]]) -> None:
-    """Cancel the items still running and wait until they have stopped (a second
-    cancellation meanwhile is raised once they have)."""
+async def _cancel_all(plan: RunPlan, node: Node, running: dict[int, asyncio.Future[Any]]) -> None:
+    """Cancel the items still running that can be stopped, and wait until all have (a second
+    cancellation meanwhile is raised once they have): a thread runs to its end."""
+    task = node.lazy.task
+    assert task is not None
+    executor = plan.executor_for(task)[1]
     for item in running.values():
-        item.cancel()
+        if stoppable(item, executor):
+            item.cancel()
     cancelled = False
     pending = [item for item in running.values() if not item.done()]
     while pending:
