@@ -8,6 +8,7 @@ timeout that turns a missing overlap into a failure instead of a hang.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from typing import Any
 
@@ -20,6 +21,7 @@ from cascade.events import (
     TaskExecutionStarted,
     TaskSkipped,
 )
+from cascade.records import SQLiteRunStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -462,3 +464,82 @@ def test_stages_of_a_stream_run_on_every_executor(executor: str) -> None:
     # The mapped items ran on the executor; the generator itself on the driver's loop.
     assert by_id[f"{stage.id}[0]"].executor == executor
     assert by_id[stream.id].executor == "local"
+
+
+# -- records and resume ------------------------------------------------------------------------
+
+BROKEN = {"item": 3}
+enriched: list[int] = []
+
+
+@cs.task
+def enrich(x: int) -> int:
+    if x == BROKEN["item"]:
+        raise RuntimeError("enrich broke")
+    enriched.append(x)
+    return x * 2
+
+
+@pytest.fixture
+def home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CASCADE_CACHE_DIR", raising=False)
+    return tmp_path / "home"
+
+
+def test_each_item_is_an_attempt_and_a_resume_reruns_the_generator_only(home: Any) -> None:
+    BROKEN["item"] = 3
+    enriched.clear()
+    with pytest.raises(RuntimeError, match="enrich broke"):
+        cs.run(enrich.map(count_up(6)), record=True, log_level=None)
+    runs = SQLiteRunStore()
+    first = runs.runs()[0]
+    attempts = {a.task_id: a for a in runs.attempts(first.run_id)}
+    generator = [a for a in attempts.values() if a.task_name == "count_up"]
+    assert len(generator) == 1
+    items = {tid: a.status for tid, a in attempts.items() if a.task_name == "enrich"}
+    failed = [tid for tid, status in items.items() if status == "Failed"]
+    assert len(failed) == 1 and failed[0].endswith("[3]")
+    done_first = sorted(set(enriched))
+
+    BROKEN["item"] = -1
+    enriched.clear()
+    assert cs.run(enrich.map(count_up(6)), resume="last", log_level=None) == [
+        0,
+        2,
+        4,
+        6,
+        8,
+        10,
+    ]
+    second = runs.runs()[0]
+    again = runs.attempts(second.run_id)
+    # The generator ran again; the items that succeeded before took their checkpoints.
+    assert [a.status for a in again if a.task_name == "count_up"] == ["Succeeded"]
+    restored = sorted(
+        int(a.task_id.rsplit("[", 1)[1].rstrip("]"))
+        for a in again
+        if a.task_name == "enrich" and a.status == "Skipped" and a.reason == "Checkpoint"
+    )
+    assert restored == done_first
+    assert sorted(enriched) == sorted(set(range(6)) - set(done_first))
+
+
+# -- how graphs, the dry-run and the CLI show streams ------------------------------------------
+
+
+def test_graphs_and_the_dry_run_show_streams_and_item_by_item_edges() -> None:
+    stream = count_up(3)
+    stage = add.map(stream, cs.unmapped(1))
+    folded = cs.fold(lambda acc, x: acc + x, stage, 0)
+    dot = cs.visualize(folded)
+    assert f'label="count_up [stream, buffer {cs.DEFAULT_BUFFER}]"' in dot
+    assert dot.count('[style=bold, label="items"]') == 2
+    assert cs.visualize(folded, format="mermaid").count("==>|items|") == 2
+    steps = cs.dry_run(folded, stream=io.StringIO())
+    by_id = {step["task_id"]: step for step in steps}
+    assert by_id[stream.id]["stream"] is True
+    assert by_id[stage.id]["streams_from"] == [stream.id]
+    assert f"item by item from <{stage.id}>" in by_id[folded.id]["notes"]
+    # A stream read whole (by an ordinary task) is not item by item.
+    assert "items" not in cs.visualize(total(count_up(3)))

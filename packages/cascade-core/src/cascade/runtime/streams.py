@@ -34,7 +34,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cascade.executors import Executor, TaskCall
-from cascade.graph.build import KIND_MAP, KIND_TASK, Node, direct_dependencies
+from cascade.graph.build import KIND_MAP, KIND_TASK, Node
+from cascade.graph.streams import is_generator, stream_inputs
 from cascade.records.mark import ATTEMPT
 from cascade.runtime.attempt import (
     announce,
@@ -81,11 +82,11 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
     targets = set(plan.graph.targets)
     edges: dict[int, list[tuple[int, int | str]]] = {}  # consumer → (producer, slot key)
     for node in nodes:
-        found = _stream_inputs(node, nodes)
+        found = stream_inputs(node, nodes)
         if found:
             edges[node.index] = found
     producers = {p for found in edges.values() for p, _ in found}
-    producers.update(n.index for n in nodes if _is_generator(n))
+    producers.update(n.index for n in nodes if is_generator(n))
     if not producers:
         return None
     for consumer, found in edges.items():
@@ -130,49 +131,6 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
 def _streams(node: Node) -> bool:
     task = node.lazy.task
     return task is not None and task.streams
-
-
-def _is_generator(node: Node) -> bool:
-    task = node.lazy.task
-    return task is not None and task.is_generator
-
-
-def _can_stream(node: Node) -> bool:
-    return node.kind == KIND_MAP or _is_generator(node)
-
-
-def _stream_inputs(node: Node, nodes: list[Node]) -> list[tuple[int, int | str]]:
-    """The producers ``node`` reads item by item: top-level iterated arguments of a map (or
-    the items of a fold) that are producers used nowhere else in the call (a producer also
-    passed whole, nested, as a condition or in ``after`` is awaited whole, as before)."""
-    lazy = node.lazy
-    slots: list[tuple[int, int | str]] = []
-    if node.kind == KIND_MAP:
-        assert isinstance(lazy, MappedLazyResult)
-        iterated_args = set(lazy.iterated_args)
-        iterated_kwargs = set(lazy.iterated_kwargs)
-        for pos, dep in zip(node.arg_positions, node.arg_inputs, strict=True):
-            if pos in iterated_args and _can_stream(nodes[dep]):
-                slots.append((dep, pos))
-        for key, dep in node.kwarg_slots:
-            if key in iterated_kwargs and _can_stream(nodes[dep]):
-                slots.append((dep, key))
-    elif lazy.task is FOLD:
-        for pos, dep in zip(node.arg_positions, node.arg_inputs, strict=True):
-            if pos == 1 and _can_stream(nodes[dep]):
-                slots.append((dep, pos))
-        for key, dep in node.kwarg_slots:
-            if key == "items" and _can_stream(nodes[dep]):
-                slots.append((dep, key))
-    if not slots:
-        return slots
-    uses: dict[int, int] = {}
-    for upstream in direct_dependencies(lazy):
-        uses[id(upstream)] = uses.get(id(upstream), 0) + 1
-    streamed: dict[int, int] = {}
-    for dep, _ in slots:
-        streamed[dep] = streamed.get(dep, 0) + 1
-    return [(dep, key) for dep, key in slots if uses[id(nodes[dep].lazy)] == streamed[dep]]
 
 
 # -- running a driven node -------------------------------------------------------------------
