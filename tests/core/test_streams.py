@@ -21,7 +21,7 @@ from cascade.events import (
     TaskExecutionStarted,
     TaskSkipped,
 )
-from cascade.records import SQLiteRunStore
+from cascade.records import SQLiteRunStore, render_report
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -543,3 +543,18 @@ def test_graphs_and_the_dry_run_show_streams_and_item_by_item_edges() -> None:
     assert f"item by item from <{stage.id}>" in by_id[folded.id]["notes"]
     # A stream read whole (by an ordinary task) is not item by item.
     assert "items" not in cs.visualize(total(count_up(3)))
+
+
+def test_the_record_and_the_report_show_a_stream_and_keep_its_edges(home: Any) -> None:
+    stream = count_up(4)
+    stage = add.map(stream, cs.unmapped(1))
+    cs.run(stage, record=True, log_level=None)
+    runs = SQLiteRunStore()
+    run_id = runs.runs()[0].run_id
+    nodes = {node.task_id: node for node in runs.graph(run_id)}
+    assert nodes[stream.id].kind == "stream"
+    assert nodes[stage.id].kind == "map"
+    assert nodes[stage.id].deps == (stream.id,)  # the edge is kept, though it streams
+    report = render_report(runs, run_id)
+    assert "count_up [stream]" in report
+    assert "add [map]" in report

@@ -73,7 +73,7 @@ ON_LOOP = "local"
 
 def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> StreamTable | None:
     """Find the stream edges of a run's graph and take them out of the dependency counts
-    (``pending``, and the nodes' ``deps``/``dependents``), so consumers start before their
+    (``pending``, and the producers' ``dependents``), so consumers start before their
     producers end. ``None`` when nothing in the graph streams (the common case: one pass)."""
     if not any(node.kind == KIND_MAP or _streams(node) for node in nodes):
         return None
@@ -92,7 +92,9 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
     for consumer, found in edges.items():
         node = nodes[consumer]
         drop = {p for p, _ in found}
-        node.deps = tuple(d for d in node.deps if d not in drop)
+        # ``deps`` stay as they are (records, graphs and the not-run check read them): only
+        # the count the scheduler waits on, the producer's completion fan-out, and the
+        # values fetched before the call (``fetch_inputs``) leave the producer out.
         node.value_deps = tuple(d for d in node.value_deps if d not in drop)
         pending[consumer] -= len(drop)
         for producer in drop:
