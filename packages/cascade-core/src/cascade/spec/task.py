@@ -10,7 +10,7 @@ import functools
 import importlib
 import inspect
 import itertools
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
@@ -625,14 +625,26 @@ class TaskDecorator(Protocol):
 
     @overload
     def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, AsyncIterator[T]], /
+    ) -> Task[P, list[T]]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
         self, fn: Callable[P, Coroutine[Any, Any, R]], /
     ) -> Task[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Iterator[T]], /
+    ) -> Task[P, list[T]]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 @overload
+def task(fn: Callable[P, AsyncIterator[T]], /) -> Task[P, list[T]]: ...  # type: ignore[overload-overlap]
+@overload
 def task(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...  # type: ignore[overload-overlap]
+@overload
+def task(fn: Callable[P, Iterator[T]], /) -> Task[P, list[T]]: ...  # type: ignore[overload-overlap]
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
