@@ -403,6 +403,26 @@ def test_generator_tasks_refuse_what_cannot_apply_to_them() -> None:
         cs.fold(add, [1, 2], 0)
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        lambda call: call.with_retry(2),
+        lambda call: call.with_cache(cs.InputHashCache()),
+        lambda call: call.with_fallback([]),
+    ],
+    ids=["retry", "cache", "fallback"],
+)
+def test_a_generator_call_refuses_retries_caches_and_fallbacks_before_anything_runs(
+    policy: Any,
+) -> None:
+    started: list[Event] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TaskExecutionStarted, started.append)
+    with pytest.raises(TypeError, match=r"the call count_up-\d+ of task 'count_up' is a generator"):
+        cs.run(add.map(policy(count_up(3)), cs.unmapped(1)), bus=bus, log_level=None)
+    assert started == []
+
+
 def test_fold_over_a_plain_list_reduces_it() -> None:
     result, _ = _run(cs.fold(lambda acc, x: acc * x, [1, 2, 3, 4], 1))
     assert result == 24

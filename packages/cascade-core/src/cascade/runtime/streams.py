@@ -62,7 +62,8 @@ from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.runtime.policies import _as_list, _limited, publish_skip
 from cascade.spec.fold import FOLD
-from cascade.spec.task import MappedLazyResult, Task, passed_whole
+from cascade.spec.streams import check_generator_options
+from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
 
 #: The executor name a fold's attempt reports: it runs on the driver's event loop.
 ON_LOOP = "local"
@@ -86,7 +87,16 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
         if found:
             edges[node.index] = found
     producers = {p for found in edges.values() for p, _ in found}
-    producers.update(n.index for n in nodes if is_generator(n))
+    for node in nodes:
+        if is_generator(node):
+            lazy = node.lazy
+            check_generator_options(
+                f"the call {lazy.id} of task '{node.name}'",
+                retries=lazy.retry,
+                cache=lazy.cache,
+                fallback=None if lazy.fallback is MISSING else lazy.fallback,
+            )
+            producers.add(node.index)
     if not producers:
         return None
     for consumer, found in edges.items():
