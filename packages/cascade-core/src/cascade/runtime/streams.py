@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import functools
 import heapq
+import operator
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -62,8 +63,10 @@ from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.runtime.policies import _as_list, _limited, publish_skip
 from cascade.spec.fold import FOLD
-from cascade.spec.streams import check_generator_options
+from cascade.spec.streams import GENERATOR_TASKS, check_generator_options
 from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
+
+_KIND = operator.attrgetter("kind")
 
 #: The executor name a fold's attempt reports: it runs on the driver's event loop.
 ON_LOOP = "local"
@@ -76,8 +79,10 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
     """Find the stream edges of a run's graph and take them out of the dependency counts
     (``pending``, and the producers' ``dependents``), so consumers start before their
     producers end. ``None`` when nothing in the graph streams (the common case: one pass)."""
-    if not any(node.kind == KIND_MAP or _streams(node) for node in nodes):
-        return None
+    if KIND_MAP not in map(_KIND, nodes) and (
+        not GENERATOR_TASKS[0] or not any(map(_streams, nodes))
+    ):
+        return None  # the common case, found by passes in C
     table = StreamTable()
     loop = plan.loop
     targets = set(plan.graph.targets)

@@ -19,6 +19,10 @@ from typing import Any, TypeVar
 #: the generator's thread hand-off; small enough that memory stays flat whatever the count.
 DEFAULT_BUFFER = 100
 
+#: How many generator tasks this process has declared: while none has, a graph without a map
+#: has no stream, and a run need not look at its nodes one by one to find out.
+GENERATOR_TASKS = [0]
+
 A = TypeVar("A")
 T = TypeVar("T")
 

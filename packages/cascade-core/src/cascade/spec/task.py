@@ -27,6 +27,7 @@ from cascade.spec.run_name import check_run_name
 from cascade.spec.signature import SignatureCheck
 from cascade.spec.streams import (
     DEFAULT_BUFFER,
+    GENERATOR_TASKS,
     check_buffer,
     check_generator_options,
     is_generator_function,
@@ -491,6 +492,7 @@ class Task(Generic[P, R]):
         self.is_generator = is_generator_function(fn)
         if self.is_generator:
             check_generator_options(f"task '{self.name}'", retries=retries, cache=cache)
+            GENERATOR_TASKS[0] += 1
         #: How many items a stream of this task holds that no consumer has taken yet (its
         #: generator's, or its ``.map``'s when a stage is mapped over it) before it pauses.
         self.buffer = check_buffer(buffer, f"task '{self.name}'")
