@@ -38,13 +38,7 @@ from cascade.executors import Executor, TaskCall
 from cascade.graph.build import KIND_MAP, KIND_TASK, Node
 from cascade.graph.streams import is_generator, stream_inputs
 from cascade.records.mark import ATTEMPT
-from cascade.runtime.attempt import (
-    announce,
-    publish_finished,
-    publish_started,
-    report_finished,
-    stoppable,
-)
+from cascade.runtime.call import inject, mark_attempt, stoppable
 from cascade.runtime.channel import (
     ABORTED,
     ITEM,
@@ -57,11 +51,12 @@ from cascade.runtime.channel import (
     StreamTable,
     Subscription,
 )
-from cascade.runtime.inputs import arguments, with_run_resources
+from cascade.runtime.inputs import arguments
 from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
-from cascade.runtime.policies import _as_list, _limited, publish_skip
+from cascade.runtime.policies import _as_list, _limited
+from cascade.runtime.state import RunState
 from cascade.spec.fold import FOLD
 from cascade.spec.streams import GENERATOR_TASKS, check_generator_options
 from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
@@ -153,9 +148,10 @@ def _streams(node: Node) -> bool:
 # -- running a driven node -------------------------------------------------------------------
 
 
-async def run_streamed(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any:
+async def run_streamed(state: RunState, node: Node, results: Sequence[Any]) -> Any:
     """Run a consumer, or a map whose items stream on (its condition already passed)."""
-    table = plan.streams
+    plan = state.plan
+    table = state.streams
     assert table is not None
     inputs = dict(table.inputs.get(node.index, ()))
     # The streamed inputs are not in ``results`` (their producers are still running): a
@@ -165,8 +161,8 @@ async def run_streamed(plan: RunPlan, node: Node, results: Sequence[Any]) -> Any
     subscriptions = table.subscriptions.get(node.index, [])
     try:
         if node.lazy.task is FOLD:
-            return await _fold(plan, node, args, kwargs, table, subscriptions)
-        return await _map(plan, node, args, kwargs, table, inputs, subscriptions)
+            return await _fold(state, node, args, kwargs, table, subscriptions)
+        return await _map(state, node, args, kwargs, table, inputs, subscriptions)
     finally:
         for subscription in subscriptions:
             subscription.close()
@@ -199,7 +195,7 @@ class _Item:
 
 
 async def _map(
-    plan: RunPlan,
+    state: RunState,
     node: Node,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -211,7 +207,8 @@ async def _map(
     assert isinstance(lazy, MappedLazyResult)
     task = lazy.task
     assert task is not None
-    loop = plan.loop
+    plan = state.plan
+    loop = state.loop
     out = table.by_node.get(node.index)
     inbox = table.inboxes[node.index]
     keep = out is None or out.keep
@@ -252,7 +249,7 @@ async def _map(
     dead: set[int] = set()
     running: dict[int, asyncio.Future[Any]] = {}
     finished: deque[tuple[int, asyncio.Future[Any]]] = deque()  # in the order they ended
-    plain = _PlainItems.of(plan, node) if not fetch else None
+    plain = _PlainItems.of(state, node) if not fetch else None
     values: dict[int, Any] = {}
     failures: dict[str, Exception] = {}
     settled = 0
@@ -281,7 +278,7 @@ async def _map(
             release(index)
         else:
             item = loop.create_task(
-                _item(plan, node, index, tuple(item_args), item_kwargs, release, fetch)
+                _item(state, node, index, tuple(item_args), item_kwargs, release, fetch)
             )
         running[index] = item
         item.add_done_callback(functools.partial(ended, index))
@@ -304,7 +301,7 @@ async def _map(
         waiting.pop(index, None)
         release(index)
         item_id = f"{lazy.id}[{index}]"
-        publish_skip(plan, node, item_id, "UpstreamFailed", culprit)
+        state.report.skipped(node, item_id, "UpstreamFailed", culprit)
         failed_items.add(index)
         settled += 1
         if out is not None:
@@ -341,7 +338,7 @@ async def _map(
                 if plain is not None:
                     plain.settle(index, done)
                 if done.cancelled():
-                    if plan.halted:
+                    if state.halted:
                         continue  # the run is stopping: the failure that stops it follows
                     raise asyncio.CancelledError
                 exc = done.exception()
@@ -388,7 +385,7 @@ async def _map(
                     if index not in dead:
                         skip(index, value)
                 elif kind == SKIPPED_INPUT:
-                    publish_skip(plan, node, lazy.id, "UpstreamSkipped")
+                    state.report.skipped(node, lazy.id, "UpstreamSkipped")
                     if out is not None:
                         out.end(SKIPPED_INPUT)
                     return SKIPPED
@@ -399,7 +396,7 @@ async def _map(
                         if not running and not settled and not index:
                             # Nothing came: the stage did not run, like any task whose input
                             # failed (``on_failure="continue"``).
-                            publish_skip(plan, node, lazy.id, "UpstreamFailed", value)
+                            state.report.skipped(node, lazy.id, "UpstreamFailed", value)
                             if out is not None:
                                 out.end(ABORTED, lazy.id)
                             raise MapItemsFailed({})
@@ -423,7 +420,7 @@ async def _map(
     except BaseException:
         if out is not None:
             out.end(ABORTED, lazy.id)
-        await _cancel_all(plan, node, running)
+        await _cancel_all(state, node, running)
         raise
     count = total() or 0
     if failures or failed_items or aborted is not None:
@@ -438,7 +435,7 @@ async def _map(
 
 
 async def _item(
-    plan: RunPlan,
+    state: RunState,
     node: Node,
     index: int,
     args: tuple[Any, ...],
@@ -459,7 +456,7 @@ async def _item(
             else:
                 kwargs[key] = (await producer.materialize([kwargs[key]]))[0]
         args = tuple(arg_list)
-    return await _limited(plan, node, f"{node.lazy.id}[{index}]", args, kwargs)
+    return await _limited(state, node, f"{node.lazy.id}[{index}]", args, kwargs)
 
 
 class _PlainItems:
@@ -470,19 +467,21 @@ class _PlainItems:
     (which see each attempt, so they get the policy route's ``TaskCall``), as the
     scheduler's direct route is (``RunPlan.builds_calls``)."""
 
-    __slots__ = ("executor_name", "id", "parent", "plan", "started", "submit", "task")
+    __slots__ = ("executor_name", "id", "parent", "plan", "started", "state", "submit", "task")
 
-    def __init__(self, plan: RunPlan, node: Node, submit: Any, executor_name: str) -> None:
-        self.plan = plan
+    def __init__(self, state: RunState, node: Node, submit: Any, executor_name: str) -> None:
+        self.state = state
+        self.plan = state.plan
         self.task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
         self.id = node.lazy.id
-        self.parent = plan.parent_of.get(node.index)
+        self.parent = state.parent_of.get(node.index)
         self.submit = submit
         self.executor_name = executor_name
         self.started: dict[int, float] = {}
 
     @classmethod
-    def of(cls, plan: RunPlan, node: Node) -> _PlainItems | None:
+    def of(cls, state: RunState, node: Node) -> _PlainItems | None:
+        plan = state.plan
         task = node.lazy.task
         assert task is not None
         submit = plan.plain_submit.get(id(task))
@@ -495,21 +494,21 @@ class _PlainItems:
             or plan.attempt_gates(node)
         ):
             return None
-        return cls(plan, node, submit, plan.executor_for(task)[0])
+        return cls(state, node, submit, plan.executor_for(task)[0])
 
     def start(self, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        plan, task = self.plan, self.task
+        state, plan, task = self.state, self.plan, self.task
         task_id = f"{self.id}[{index}]"
         if plan.want_started:
-            publish_started(plan, task_id, task.name, self.parent, 1, self.executor_name)
+            state.report.started(task_id, task.name, self.parent, 1, self.executor_name)
         self.started[index] = time.time()
         if task.injections:
-            kwargs = with_run_resources(plan, task, kwargs)
-        mark = ATTEMPT.set((plan.run_id, task_id, 1)) if plan.tag_attempts else None
+            kwargs = inject(state, task, kwargs)
+        mark = mark_attempt(state, task_id, 1)
         try:
             return self.submit(task.fn, args, kwargs, task.is_async)
         except Exception as exc:
-            failed: asyncio.Future[Any] = plan.loop.create_future()
+            failed: asyncio.Future[Any] = state.loop.create_future()
             failed.set_exception(exc)
             return failed
         finally:
@@ -517,14 +516,13 @@ class _PlainItems:
                 ATTEMPT.reset(mark)
 
     def settle(self, index: int, done: asyncio.Future[Any]) -> None:
-        plan = self.plan
+        state, plan = self.state, self.plan
         cancelled = done.cancelled()
         exc = None if cancelled else done.exception()
         if exc is not None and not plan.keep_going:
-            plan.halted = True  # before anything else starts: the run stops
+            state.halted = True  # before anything else starts: the run stops
         if plan.report_plain:
-            publish_finished(
-                plan,
+            state.report.ended(
                 f"{self.id}[{index}]",
                 self.task.name,
                 self.parent,
@@ -555,12 +553,12 @@ def _references(plan: RunPlan, node: Node, producer: int) -> Executor | None:
     return source
 
 
-async def _cancel_all(plan: RunPlan, node: Node, running: dict[int, asyncio.Future[Any]]) -> None:
+async def _cancel_all(state: RunState, node: Node, running: dict[int, asyncio.Future[Any]]) -> None:
     """Cancel the items still running that can be stopped, and wait until all have (a second
     cancellation meanwhile is raised once they have): a thread runs to its end."""
     task = node.lazy.task
     assert task is not None
-    executor = plan.executor_for(task)[1]
+    executor = state.plan.executor_for(task)[1]
     for item in running.values():
         if stoppable(item, executor):
             item.cancel()
@@ -580,7 +578,7 @@ async def _cancel_all(plan: RunPlan, node: Node, running: dict[int, asyncio.Futu
 
 
 async def _fold(
-    plan: RunPlan,
+    state: RunState,
     node: Node,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -595,9 +593,10 @@ async def _fold(
     bound.update(kwargs)
     fn, value = bound["fn"], bound["initial"]
     ((_, producer),) = table.inputs[node.index]
+    plan = state.plan
     source = _references(plan, node, producer)
     call = TaskCall(node.lazy.id, FOLD.name, fn, (), {}, False, plan.run_id)
-    call.parent_task_id = plan.parent_of.get(node.index)
+    call.parent_task_id = state.parent_of.get(node.index)
     early: dict[int, Any] = {}
     folded = 0
     end: int | None = None
@@ -610,10 +609,10 @@ async def _fold(
                     early[index] = item
                 elif kind in (ITEM_FAILED, ABORTED):
                     # An item it needs did not complete (``on_failure="continue"``).
-                    publish_skip(plan, node, node.lazy.id, "UpstreamFailed", item)
+                    state.report.skipped(node, node.lazy.id, "UpstreamFailed", item)
                     raise MapItemsFailed({})
                 elif kind == SKIPPED_INPUT:
-                    publish_skip(plan, node, node.lazy.id, "UpstreamSkipped")
+                    state.report.skipped(node, node.lazy.id, "UpstreamSkipped")
                     return SKIPPED
                 else:
                     end = index
@@ -632,19 +631,19 @@ async def _fold(
     except MapItemsFailed:
         raise
     except Exception as exc:
-        _report(plan, call, first, None, exc)
+        _report(state, call, first, None, exc)
         raise
-    _report(plan, call, first, value, None)
+    _report(state, call, first, value, None)
     return value
 
 
 def _report(
-    plan: RunPlan, call: TaskCall, first: float | None, value: Any, exc: BaseException | None
+    state: RunState, call: TaskCall, first: float | None, value: Any, exc: BaseException | None
 ) -> None:
     """A fold's one attempt, announced once it is over (an input that fails before then
     leaves it not run, with no attempt): it started when its first item came."""
-    announce(plan, call, ON_LOOP)
+    state.report.announce(call, ON_LOOP)
     if first is not None:
         call.start_time = first
     call.end_time = time.time()
-    report_finished(plan, call, ON_LOOP, value, exc)
+    state.report.call_ended(call, ON_LOOP, value, exc)
