@@ -578,3 +578,21 @@ def test_the_record_and_the_report_show_a_stream_and_keep_its_edges(home: Any) -
     report = render_report(runs, run_id)
     assert "count_up [stream]" in report
     assert "add [map]" in report
+
+
+@cs.task
+async def stalls_after_one() -> Any:
+    try:
+        yield 1
+        await asyncio.sleep(3600)  # a page that never comes
+        yield 2
+    finally:
+        closed.append("generator closed")
+
+
+def test_a_generator_that_times_out_fails_like_a_task_and_is_closed() -> None:
+    closed.clear()
+    # The timeout is the behaviour here: a generous bound, far below the test's own.
+    with pytest.raises(cs.TaskTimeoutError):
+        _run(record.map(stalls_after_one().with_timeout(1.0)))
+    assert closed == ["generator closed"]

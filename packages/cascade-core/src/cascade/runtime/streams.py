@@ -392,6 +392,8 @@ async def _map(
                 else:  # END or ABORTED: no more items from this input
                     ends[slot] = index
                     if kind == ABORTED:
+                        if not plan.keep_going:
+                            await _stopped(state)
                         aborted = value
                         if not running and not settled and not index:
                             # Nothing came: the stage did not run, like any task whose input
@@ -553,6 +555,13 @@ def _references(plan: RunPlan, node: Node, producer: int) -> Executor | None:
     return source
 
 
+async def _stopped(state: RunState) -> None:
+    """An input's producer failed in a stop-mode run: its failure stops the run, which
+    cancels this stage; it waits for that, so the run fails with the producer's error, not
+    with a consequence of it."""
+    await state.loop.create_future()
+
+
 async def _cancel_all(state: RunState, node: Node, running: dict[int, asyncio.Future[Any]]) -> None:
     """Cancel the items still running that can be stopped, and wait until all have (a second
     cancellation meanwhile is raised once they have): a thread runs to its end."""
@@ -608,6 +617,8 @@ async def _fold(
                 if kind == ITEM:
                     early[index] = item
                 elif kind in (ITEM_FAILED, ABORTED):
+                    if not plan.keep_going:
+                        await _stopped(state)
                     # An item it needs did not complete (``on_failure="continue"``).
                     state.report.skipped(node, node.lazy.id, "UpstreamFailed", item)
                     raise MapItemsFailed({})
