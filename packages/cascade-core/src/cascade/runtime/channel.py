@@ -299,6 +299,8 @@ class StreamTable:
         self.subscriptions: dict[int, list[Subscription]] = {}
         #: Consumer node index → its stream inputs: (argument position or keyword, producer).
         self.inputs: dict[int, tuple[tuple[int | str, int], ...]] = {}
+        #: Consumers with nothing to wait for but their streams: ready as the run starts.
+        self.start_now: list[int] = []
         #: Nodes whose call ``cascade.runtime.streams`` runs (consumers, and maps whose items
         #: stream on), rather than the usual map fan-out.
         self.driven: set[int] = set()

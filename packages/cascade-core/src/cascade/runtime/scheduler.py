@@ -163,8 +163,10 @@ class Run:
         for node in state.nodes:
             if node.kind == KIND_PARAM:
                 state.complete(node.index, params[node.lazy.param_name])  # type: ignore[attr-defined]
-            elif not state.pending[node.index]:  # no inputs, or only streams (streams hook)
+            elif not node.deps:
                 state.ready.append(node.index)
+        if state.streams is not None:  # streams hook: stages whose only inputs are streams
+            state.ready.extend(state.streams.start_now)
         self._pump()
         await state.done
         if state.error is not None:

@@ -107,6 +107,8 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
         # values fetched before the call (``fetch_inputs``) leave the producer out.
         node.value_deps = tuple(d for d in node.value_deps if d not in drop)
         pending[consumer] -= len(drop)
+        if not pending[consumer]:
+            table.start_now.append(consumer)
         for producer in drop:
             upstream = nodes[producer]
             upstream.dependents = tuple(d for d in upstream.dependents if d != consumer)
