@@ -346,14 +346,14 @@ closed: list[str] = []
 
 
 @cs.resource(scope="task")
-def session() -> Any:
+def stream_session() -> Any:
     closed.append("session up")
     yield "session"
     closed.append("session down")
 
 
 @cs.task
-def endless(s: Any = cs.inject("session")) -> Any:
+def endless(s: Any = cs.inject("stream_session")) -> Any:
     try:
         i = 0
         while True:
