@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import pytest
+from core_helpers import collect_events
 
 import cascade as cs
 from cascade.events import (
@@ -30,12 +31,10 @@ NEVER = 60.0
 
 
 def _run(target: Any, **kwargs: Any) -> tuple[Any, list[Event]]:
-    events: list[Event] = []
-    bus = cs.MessageBus()
-    bus.subscribe(Event, events.append)
+    """Run ``target`` (quietly unless a ``log_level`` is given): its result and its events."""
+    bus, events = collect_events()
     kwargs.setdefault("log_level", None)
-    result = cs.run(target, bus=bus, **kwargs)
-    return result, events
+    return cs.run(target, bus=bus, **kwargs), events
 
 
 def _position(events: list[Event], kind: type[Event], task_id: str, **fields: Any) -> int:
