@@ -595,3 +595,13 @@ def test_a_generator_that_times_out_fails_like_a_task_and_is_closed() -> None:
     with pytest.raises(cs.TaskTimeoutError):
         _run(record.map(stalls_after_one().with_timeout(1.0)))
     assert closed == ["generator closed"]
+
+
+@cs.task(executor="processes")
+def remote_pages(s: Any = cs.inject("stream_session")) -> Any:
+    yield 1
+
+
+def test_a_generator_whose_executor_sets_resources_up_remotely_is_refused_naming_it() -> None:
+    with pytest.raises(TypeError, match="task 'remote_pages' is a generator task, which runs in"):
+        _run(add.map(remote_pages(), cs.unmapped(1)))

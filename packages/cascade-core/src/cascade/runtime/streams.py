@@ -96,6 +96,16 @@ def plan_streams(plan: RunPlan, nodes: list[Node], pending: list[int]) -> Stream
                 cache=lazy.cache,
                 fallback=None if lazy.fallback is MISSING else lazy.fallback,
             )
+            task = lazy.task
+            assert task is not None
+            name, executor = plan.executor_for(task)
+            if task.injections and executor.remote_resources:
+                raise TypeError(
+                    f"task '{task.name}' is a generator task, which runs in the driver "
+                    f"process, but its executor '{name}' sets the resources it injects up in "
+                    "its workers; give the generator executor='local' (the stages mapped "
+                    f"over it can stay on '{name}')"
+                )
             producers.add(node.index)
     if not producers:
         return None
