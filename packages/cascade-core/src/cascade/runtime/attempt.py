@@ -29,7 +29,7 @@ from cascade.runtime.call import (
     stoppable,
     submit_call,
 )
-from cascade.runtime.channel import LOOP_EXECUTOR, generator_call
+from cascade.runtime.channel import generator_call, loop_executor
 from cascade.runtime.limits import Gate
 from cascade.runtime.scope import finish, retrieve
 from cascade.runtime.state import RunState
@@ -69,7 +69,7 @@ async def run_attempt(
     plan = state.plan
     executor_name, executor = plan.executor_for(task)
     if task.is_generator:  # streams hook: its driver runs on the event loop (docs/streams.md)
-        executor_name, executor = LOOP_EXECUTOR
+        executor_name, executor = loop_executor(state.handles)
     scoped: ResourceStack | None = None
     remote = executor.remote_resources
     submitted: list[asyncio.Future[Any]] = []

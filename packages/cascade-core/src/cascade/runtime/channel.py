@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
+from cascade.executors import Executor, TaskCall
 from cascade.executors.local import LocalExecutor
 from cascade.runtime.markers import FAILED, SKIPPED, _Marker
 from cascade.spec.task import Task
@@ -344,7 +346,36 @@ def item_started() -> None:
 #: (which starts a thread of its own for a sync generator), whatever the task's executor, so
 #: its items reach the consumers' executors as they come. Only its async path is used, which
 #: needs no start.
-LOOP_EXECUTOR: tuple[str, LocalExecutor] = ("local", LocalExecutor(max_workers=1))
+LOOP_EXECUTOR: tuple[str, Executor] = ("local", cast(Executor, LocalExecutor(max_workers=1)))
+
+
+class LoopHandle:
+    """``LOOP_EXECUTOR``'s handle for a run (``cascade.executors.ExecutorRun``): it runs a
+    generator's driver on the run's event loop (``run_on_loop``)."""
+
+    reports_start = True
+    submit_plain = None
+
+    def submit(self, call: TaskCall) -> Any:
+        return run_on_loop(call)
+
+
+def loop_executor(handles: dict[int, Any]) -> tuple[str, Executor]:
+    """``LOOP_EXECUTOR``, its handle registered among a run's ``handles`` (by executor id)."""
+    handles.setdefault(id(LOOP_EXECUTOR[1]), LoopHandle())
+    return LOOP_EXECUTOR
+
+
+async def run_on_loop(call: TaskCall) -> Any:
+    """Run a generator's driver (``call.fn``, an ``async def``) on the event loop, as
+    ``LOOP_EXECUTOR`` would: its start reported first, its times noted."""
+    if call.on_start is not None:
+        call.on_start()
+    call.start_time = time.time()
+    try:
+        return await call.fn(*call.args, **call.kwargs)
+    finally:
+        call.end_time = time.time()
 
 
 # -- the generator task's driver -------------------------------------------------------------

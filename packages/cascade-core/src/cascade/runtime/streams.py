@@ -498,7 +498,7 @@ class _PlainItems:
         plan = state.plan
         task = node.lazy.task
         assert task is not None
-        submit = plan.plain_submit.get(id(task))
+        submit = state.plain_submit.get(id(task))
         alone = dataclasses.replace(node, kind=KIND_TASK)  # the call as if it were not mapped
         if (
             submit is None
