@@ -193,3 +193,40 @@ def test_tracebacks_logs_and_run_names_are_shown_when_the_store_keeps_them() -> 
     assert row["call_name"] == "fetch-3" and row["why_ran"] == "its input 'page' changed"
     plain = build_view(run("Failed"), [], [attempt("fetch-1", "fetch", "Failed", error="x")])
     assert "traceback" not in plain.document()["failures"][0]
+
+
+STREAM_GRAPH = [
+    GraphNode("pages-1", "pages", "stream"),
+    GraphNode("parse-2", "parse", "map", ("pages-1",)),
+    GraphNode("store-3", "store", "map", ("parse-2",)),
+    GraphNode("fold-4", "fold", "task", ("store-3",)),
+]
+
+
+def test_a_running_stream_shows_every_stage_running_until_the_fold_has_all_items() -> None:
+    live = run(RUNNING)
+    # Items flow through the stages while the generator still runs (docs/streams.md): a
+    # stage with items done is still running until the stage after it has all of them.
+    view = build_view(
+        live,
+        STREAM_GRAPH,
+        [attempt("parse-2[0]", "parse"), attempt("store-3[0]", "store", at=0.1)],
+    )
+    assert [g.kind for g in view.groups] == ["stream", "map", "map", "task"]
+    assert states(view) == {
+        "pages": "Running",
+        "parse": "Running",
+        "store": "Running",
+        "fold": "Pending",
+    }
+    done = build_view(
+        live,
+        STREAM_GRAPH,
+        [
+            attempt("parse-2[0]", "parse"),
+            attempt("store-3[0]", "store", at=0.1),
+            attempt("pages-1", "pages", at=0.2),
+            attempt("fold-4", "fold", at=0.3),
+        ],
+    )
+    assert set(states(done).values()) == {"Succeeded"}

@@ -42,6 +42,10 @@ async def stream(n: int) -> AsyncIterator[int]:
         yield i
 
 
+def plus(total: int, x: int) -> int:
+    return total + x
+
+
 @cs.task
 def query(sql: str, conn: Connection = cs.inject("warehouse")) -> list[int]:
     assert_type(conn, Connection)  # an injected resource is its declared type
@@ -49,13 +53,16 @@ def query(sql: str, conn: Connection = cs.inject("warehouse")) -> list[int]:
 
 
 # Sync, async and generator tasks: a call is a LazyResult of what the function gives back
-# (for an async def, what it awaits to; for a generator, the generator).
+# (for an async def, what it awaits to; for a generator, the list of what it yields: its
+# stream, as a task that is not mapped over it takes it, docs/streams.md).
 typed_add: cs.Task[[int, int], int] = add
 assert_type(add(1, 2), cs.LazyResult[int])
 typed_fetch: cs.Task[[str], bytes] = fetch
 assert_type(fetch("https://example.org"), cs.LazyResult[bytes])
-assert_type(numbers(3), cs.LazyResult[Iterator[int]])
-assert_type(stream(3), cs.LazyResult[AsyncIterator[int]])
+assert_type(numbers(3), cs.LazyResult[list[int]])
+assert_type(stream(3), cs.LazyResult[list[int]])
+assert_type(add.map(numbers(3), 1), cs.LazyResult[list[int]])
+assert_type(cs.fold(plus, add.map(stream(3), 1), 0), cs.LazyResult[int])
 assert_type(query("select 1"), cs.LazyResult[list[int]])
 add.fn(1, 2)  # the plain function, for unit tests
 

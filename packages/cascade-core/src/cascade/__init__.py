@@ -29,10 +29,12 @@ from cascade.resources import ResourceError
 from cascade.runtime.engine import Engine
 from cascade.runtime.outcome import RunFailed
 from cascade.runtime.private_loop import in_running_loop, run_in_worker_thread
+from cascade.spec.fold import fold
 from cascade.spec.params import ParamError
 from cascade.spec.policies import RetryPolicy, TaskTimeoutError
 from cascade.spec.pools import Pool
 from cascade.spec.resource import ResourceDefinition, inject, resource
+from cascade.spec.streams import DEFAULT_BUFFER
 from cascade.spec.task import LazyResult, Param, Task, task, unmapped
 from cascade.testing import override_resource
 
@@ -251,6 +253,7 @@ def run(
 
 
 __all__ = [
+    "DEFAULT_BUFFER",
     "CacheContext",
     "CachePolicy",
     "Engine",
@@ -277,6 +280,7 @@ __all__ = [
     "cache_stats",
     "clear_cache",
     "dry_run",
+    "fold",
     "hookimpl",
     "inject",
     "list_plugins",

@@ -135,7 +135,7 @@ class Group:
 
     group_id: str
     name: str
-    kind: str  # "task", "map", "param" or "dynamic"
+    kind: str  # "task", "map", "stream" (a generator task's call), "param" or "dynamic"
     deps: tuple[str, ...]
     dashed: bool = False  # added while the run ran (the edge from its parent is dashed)
     units: int = 0
@@ -534,16 +534,23 @@ def _settle(run: RecordedRun, groups: list[Group]) -> None:
     for group in groups:
         for dep in group.deps:
             dependents.setdefault(dep, []).append(group)
+    # A map may get more items until something downstream of it has all of them: a task that
+    # takes its list (or folds it), or a map over it that is itself complete (maps over maps
+    # run item by item, docs/streams.md). Found from the last group back.
+    done_maps: set[str] = set()
+    for group in reversed(groups):
+        if group.kind == "map" and any(
+            d.units and (d.kind != "map" or d.group_id in done_maps)
+            for d in dependents.get(group.group_id, [])
+        ):
+            done_maps.add(group.group_id)
     for group in groups:  # recorded in topological order; added groups follow their parents
         if group.kind == "param":
             group.status = "Param"
             continue
         status = _worst(group.states)
         if live and status not in (FAILED, "Cancelled"):
-            # A map may get more items until something downstream of it has run.
-            complete = group.units > 0 and (
-                group.kind != "map" or any(d.units for d in dependents.get(group.group_id, []))
-            )
+            complete = group.units > 0 and (group.kind != "map" or group.group_id in done_maps)
             if not complete:
                 ready = all(
                     groups[index[d]].status not in (RUNNING, PENDING)

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 from cascade.graph.build import KIND_MAP, KIND_PARAM, Graph, Node, build_graph
 from cascade.graph.display import MAX_DRAWN_NODES, DryRunPlan, GraphText, mermaid_markdown, svg
+from cascade.graph.streams import is_generator, stream_inputs
 from cascade.graph.targets import normalize_target
 from cascade.spec.task import MISSING, LazyResult, Param
 from cascade.spec.views import register_graph_display
@@ -19,13 +20,16 @@ def _graph_of(target: Any) -> Graph:
 
 
 def _label(node: Node) -> str:
-    """A node's name, marked ``[map]`` for a map and ``[dynamic]`` for a task declared with
-    ``dynamic=True`` (any task may return a graph; only declared ones are marked)."""
+    """A node's name, marked ``[map]`` for a map, ``[stream]`` for a generator task's call, and
+    ``[dynamic]`` for a task declared with ``dynamic=True``
+    (any task may return a graph; only declared ones are marked)."""
     if node.kind == KIND_PARAM:
         return node.lazy.name
     marks = []
     if node.kind == KIND_MAP:
         marks.append("map")
+    if is_generator(node):
+        marks.append(f"stream, buffer {node.lazy.task.buffer}")  # type: ignore[union-attr]
     if _is_dynamic(node):
         marks.append("dynamic")
     marks.extend(_scheduling(node))
@@ -48,19 +52,27 @@ def _is_dynamic(node: Node) -> bool:
     return bool(getattr(node.lazy.task, "dynamic", False))
 
 
-def _edges(graph: Graph) -> list[tuple[int, int, bool]]:
-    """``(upstream, downstream, carries_data)`` for every edge."""
+#: What an edge carries: only the order (``.after``), a value, or items one by one (a stream).
+ORDER, VALUE, ITEMS = 0, 1, 2
+
+
+def _edges(graph: Graph) -> list[tuple[int, int, int]]:
+    """``(upstream, downstream, what it carries)`` for every edge."""
     edges = []
     for node in graph.nodes:
         data = set(node.value_deps)
+        items = {dep for dep, _ in stream_inputs(node, graph.nodes)}
         for dep in sorted(node.deps):
-            edges.append((dep, node.index, dep in data))
+            edges.append(
+                (dep, node.index, ITEMS if dep in items else VALUE if dep in data else ORDER)
+            )
     return edges
 
 
 def visualize(target: Any, format: str = "dot") -> GraphText:
     """The graph behind ``target`` as Graphviz DOT (``format="dot"``) or Mermaid
-    (``format="mermaid"``) text. Ordering-only edges (``.after``) are dashed.
+    (``format="mermaid"``) text. Ordering-only edges (``.after``) are dashed; edges that carry
+    a stream's items one by one (docs/streams.md) are bold and labelled ``items``.
 
     The text is a ``str``; a notebook displays it drawn (DOT as SVG when Graphviz is installed,
     Mermaid by front ends that draw it)."""
@@ -74,9 +86,9 @@ def _text(graph: Graph, format: str) -> str:
             shape = ", shape=ellipse" if node.kind == KIND_PARAM else ""
             label = _label(node).replace('"', '\\"')
             lines.append(f'  n{node.index} [label="{label}"{shape}];')
-        for up, down, data in _edges(graph):
-            style = "" if data else " [style=dashed]"
-            lines.append(f"  n{up} -> n{down}{style};")
+        styles = {ORDER: " [style=dashed]", VALUE: "", ITEMS: ' [style=bold, label="items"]'}
+        for up, down, carries in _edges(graph):
+            lines.append(f"  n{up} -> n{down}{styles[carries]};")
         lines.append("}")
         return "\n".join(lines) + "\n"
     if format == "mermaid":
@@ -87,9 +99,9 @@ def _text(graph: Graph, format: str) -> str:
                 lines.append(f'  n{node.index}(["{label}"])')
             else:
                 lines.append(f'  n{node.index}["{label}"]')
-        for up, down, data in _edges(graph):
-            arrow = "-->" if data else "-.->"
-            lines.append(f"  n{up} {arrow} n{down}")
+        arrows = {ORDER: "-.->", VALUE: "-->", ITEMS: "==>|items|"}
+        for up, down, carries in _edges(graph):
+            lines.append(f"  n{up} {arrows[carries]} n{down}")
         return "\n".join(lines) + "\n"
     raise ValueError(f"unknown graph format {format!r}; use 'dot' or 'mermaid'")
 
@@ -126,6 +138,11 @@ def plan(target: Any) -> list[dict[str, Any]]:
         if lazy.after_deps:
             extras.append("after " + ", ".join(_show(d) for d in lazy.after_deps))
         extras.extend(_scheduling(node))
+        streams_from = [graph.nodes[d].lazy.id for d, _ in stream_inputs(node, graph.nodes)]
+        if streams_from:
+            extras.append("item by item from " + ", ".join(f"<{d}>" for d in streams_from))
+        if is_generator(node):
+            extras.append(f"stream, buffer {lazy.task.buffer}")  # type: ignore[union-attr]
         callee = f"{node.name}.map" if node.kind == KIND_MAP else node.name
         steps.append(
             {
@@ -133,6 +150,8 @@ def plan(target: Any) -> list[dict[str, Any]]:
                 "task": node.name,
                 "map": node.kind == KIND_MAP,
                 "dynamic": _is_dynamic(node),
+                "stream": is_generator(node),
+                "streams_from": streams_from,
                 "call": f"{callee}({', '.join(inputs)})",
                 "notes": extras,
                 "depends_on": [graph.nodes[d].lazy.id for d in sorted(node.deps)],

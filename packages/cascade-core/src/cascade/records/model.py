@@ -192,8 +192,8 @@ NOTE_WAITED = "waited"
 
 class GraphNode(NamedTuple):
     """A node of the graph a run started with: its task id (a param's is ``param:name``), its
-    name, its ``kind`` (``"task"``, ``"map"`` or ``"param"``) and the ids of the nodes it waits
-    for."""
+    name, its ``kind`` (``"task"``, ``"map"``, ``"stream"`` for a generator task's call, or
+    ``"param"``) and the ids of the nodes it waits for."""
 
     task_id: str
     task_name: str
@@ -204,8 +204,8 @@ class GraphNode(NamedTuple):
 @dataclass(frozen=True)
 class GraphSnapshot:
     """The graph a run started with, column by column (a recorder takes it without a Python
-    step per node): task ids, names, kinds (``"task"``, ``"map"``, ``"param"``) and, per node,
-    the positions of the nodes it waits for."""
+    step per node): task ids, names, kinds (``"task"``, ``"map"``, ``"stream"``, ``"param"``)
+    and, per node, the positions of the nodes it waits for."""
 
     ids: Sequence[str]
     names: Sequence[str]

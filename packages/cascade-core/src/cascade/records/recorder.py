@@ -109,6 +109,7 @@ _TASK_ID = attrgetter("task_id")
 _LAZY_ID = attrgetter("lazy.id")
 _LAZY_NAME = attrgetter("lazy.name")
 _TASK_NAME = attrgetter("lazy.task.name")
+_LAZY_TASK = attrgetter("lazy.task")
 _KIND = attrgetter("kind")
 _DEPS = attrgetter("deps")
 _KIND_NAMES = {KIND_MAP: "map", KIND_PARAM: "param"}
@@ -389,6 +390,14 @@ class Recorder:
             kinds = list(map(_KIND_NAMES.get, codes, repeat("task")))
         else:
             kinds = ["task"] * len(codes)
+        # A generator task's call is a stream (docs/streams.md): one look per distinct task.
+        generators = {
+            id(task) for task in set(map(_LAZY_TASK, nodes)) if getattr(task, "is_generator", False)
+        }
+        if generators:
+            for position, node in enumerate(nodes):
+                if id(node.lazy.task) in generators:
+                    kinds[position] = "stream"
         return GraphSnapshot(
             ids=list(map(_LAZY_ID, nodes)), names=names, kinds=kinds, deps=list(map(_DEPS, nodes))
         )

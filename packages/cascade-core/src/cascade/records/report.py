@@ -85,6 +85,9 @@ details.error pre { margin: 6px 0; padding: 6px; background: #f6f8fa; }
 svg text { font: 12px system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; }
 """
 
+#: How a node's kind shows in its label: a map, a generator task's stream (docs/streams.md).
+_MARKS = {"map": " [map]", "stream": " [stream]"}
+
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
@@ -217,7 +220,7 @@ def _graph_svg(nodes: list[GraphNode], summaries: list[TaskSummary]) -> tuple[st
         fill = COLOURS.get(status, "#cfd4da")
         light = status in (NOT_RUN, "Param", SKIPPED)
         text_colour = "#1d2430" if light else "#ffffff"
-        label = node.task_name + (" [map]" if node.kind == "map" else "")
+        label = node.task_name + _MARKS.get(node.kind, "")
         if node.kind == "calls" and len(units_of) > 1:
             label += f" ×{len(units_of)}"
         shown = label if len(label) <= 26 else label[:25] + "…"

@@ -29,6 +29,7 @@ from cascade.runtime.call import (
     stoppable,
     submit_call,
 )
+from cascade.runtime.channel import generator_call, loop_executor
 from cascade.runtime.limits import Gate
 from cascade.runtime.scope import finish, retrieve
 from cascade.runtime.state import RunState
@@ -67,6 +68,8 @@ async def run_attempt(
     caller holds for the attempt is given back when it really ends (``give_back``)."""
     plan = state.plan
     executor_name, executor = plan.executor_for(task)
+    if task.is_generator:  # streams hook: its driver runs on the event loop (docs/streams.md)
+        executor_name, executor = loop_executor(state.handles)
     scoped: ResourceStack | None = None
     remote = executor.remote_resources
     submitted: list[asyncio.Future[Any]] = []
@@ -82,6 +85,11 @@ async def run_attempt(
                     kwargs[param] = await _enter_task_resource(state, scoped, name)
             kwargs = inject(state, task, kwargs)
         call = new_call(state, node, task, task_id, args, kwargs, attempt, timeout)
+        if task.is_generator:
+            # Streams hook: the attempt runs a driver that feeds what the generator yields
+            # into the node's stream (cascade.runtime.channel).
+            call.fn = generator_call(state.streams, task, task_id, state.loop)
+            call.is_async, call.leaves_process = True, False
         if task.injections and remote:
             call.resources = {p: n for p, n in task.injections if p not in kwargs}
             call.resource_providers = plan.remote_providers

@@ -31,6 +31,7 @@ from cascade.graph.build import Node
 from cascade.graph.extend import PLAIN_TYPES, returns_graph
 from cascade.records.mark import ATTEMPT
 from cascade.runtime import growth
+from cascade.runtime.channel import item_started
 from cascade.runtime.clock import timed_async, timed_sync
 from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Waiter, Weighted
@@ -133,6 +134,8 @@ def cache_of(
     """The cache policy a call is looked up and saved under: the node's own, else the run's
     checkpoint policy, which skips calls without inputs of tasks it has settled (see
     ``CachePolicy``: their key cannot change within a run)."""
+    if task.is_generator:  # streams hook: a generator's stream is never kept (docs/streams.md)
+        return None
     cache = node.lazy.cache
     if cache is not None:
         return cache
@@ -227,6 +230,9 @@ def submit_call(
     state: RunState, call: TaskCall, executor_name: str, executor: Executor
 ) -> Awaitable[Any]:
     """Announce an attempt (call hooks, its start event) and hand it to its executor."""
+    # Streams hook: an item of a stage mapped over a stream lets its input go as it starts
+    # (cascade.runtime.channel: the buffer counts only items no call has taken yet).
+    item_started()
     state.report.announce(call, executor_name)
     return state.handles[id(executor)].submit(call)
 

@@ -295,6 +295,7 @@ class RunPlan:
             or self.has_references
             or bool(task.injections and (self.task_resources or self.remote_providers))
             or task.run_name is not None
+            or task.streams  # streams hook: generators and folds (cascade.runtime.streams)
         )
 
     # -- pools, rates and the gates a call passes --------------------------------------------

@@ -33,15 +33,24 @@ from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
 async def run_node(state: RunState, node: Node, results: Sequence[Any]) -> Any:
     """Run one node with its policies, its inputs taken from ``results``."""
     lazy = node.lazy
-    if lazy.condition is not MISSING:
-        condition = results[node.condition] if node.condition >= 0 else lazy.condition
-        if not condition:
-            state.report.skipped(node, lazy.id, "ConditionFalse")
-            return SKIPPED
+    if not condition_holds(state, node, results):
+        return SKIPPED
     args, kwargs = arguments(node, results, state.graph.index_of)
     if node.kind == KIND_MAP:
         return await _run_map(state, node, args, kwargs)
     return await _limited(state, node, lazy.id, args, kwargs)
+
+
+def condition_holds(state: RunState, node: Node, results: Sequence[Any]) -> bool:
+    """Whether a node's ``run_if`` condition (if any) holds; a node whose condition is
+    false is reported skipped here."""
+    lazy = node.lazy
+    if lazy.condition is not MISSING:
+        condition = results[node.condition] if node.condition >= 0 else lazy.condition
+        if not condition:
+            state.report.skipped(node, lazy.id, "ConditionFalse")
+            return False
+    return True
 
 
 async def _run_map(

@@ -30,9 +30,10 @@ from cascade.runtime.inputs import fetch_inputs, fetch_value
 from cascade.runtime.markers import FAILED, SKIPPED, add_note
 from cascade.runtime.outcome import RunFailed
 from cascade.runtime.plan import RunPlan, unknown_params_error
-from cascade.runtime.policies import run_node
+from cascade.runtime.policies import condition_holds, run_node
 from cascade.runtime.scope import retrieve
 from cascade.runtime.state import RunState
+from cascade.runtime.streams import plan_streams, run_streamed
 
 #: How many nodes one pump launches before it lets the event loop run. Enough that the loop's
 #: own cost per pass vanishes; few enough that a wide fan-out keeps only a few batches of
@@ -49,6 +50,9 @@ class Run:
         self.plan = plan
         self.shape = shape
         self.state = RunState(plan)
+        # Streams hook: consumers of a stream wait for its items, not for its producer's end
+        # (cascade.runtime.streams takes those edges out of ``pending``).
+        self.state.streams = plan_streams(plan, self.state.nodes, self.state.pending)
         self.loop = plan.loop
         self.pumping = False
         #: Launches left before the pump lets the event loop run (see LAUNCH_BUDGET).
@@ -161,6 +165,8 @@ class Run:
                 state.complete(node.index, params[node.lazy.param_name])  # type: ignore[attr-defined]
             elif not node.deps:
                 state.ready.append(node.index)
+        if state.streams is not None:  # streams hook: stages whose only inputs are streams
+            state.ready.extend(state.streams.start_now)
         self._pump()
         await state.done
         if state.error is not None:
@@ -173,6 +179,8 @@ class Run:
         meanwhile: it finishes first."""
         plan, state = self.plan, self.state
         state.stop_launching()
+        if state.streams is not None:  # streams hook: paused generators wake up and close
+            state.streams.stop_all()
         for gate in plan.all_gates():
             gate.close(state)
         holds, state.gate_holds = state.gate_holds, {}
@@ -274,6 +282,11 @@ class Run:
         results: Any = state.results
         if self.plan.has_references:
             results = await fetch_inputs(self.plan, node, state.results, SKIPPED)
+        if state.streams is not None and node.index in state.streams.driven:
+            # Streams hook: a stage reading a stream, or a map whose items stream on.
+            if not condition_holds(state, node, results):
+                return SKIPPED
+            return await run_streamed(state, node, results)
         return await run_node(state, node, results)
 
     # -- completion, the one path every node finishes through ------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 from cascade.executors import Executor, ExecutorRun, PlainSubmit, RunInfo, TaskCall, open_run
 from cascade.graph.build import Node
 from cascade.resources import ResourceStack
+from cascade.runtime.channel import StreamTable
 from cascade.runtime.markers import FAILED, SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
@@ -116,6 +117,9 @@ class RunState:
         #: The context completion callbacks run in: the run's as it is once run-scoped
         #: resources are set up, so every task sees context variables those set.
         self.context = contextvars.copy_context()
+        #: Streams hook: the run's streams, planned by the scheduler when the graph has any
+        #: (``cascade.runtime.streams.plan_streams``); ``None`` otherwise.
+        self.streams: StreamTable | None = None
 
     @property
     def inflight(self) -> dict[asyncio.Future[Any], Node]:
@@ -128,6 +132,8 @@ class RunState:
         """Record a node's result and queue the dependents whose inputs are now complete."""
         self.results[index] = value
         self.completed[index] = 1
+        if self.streams is not None:  # streams hook: end its stream, close its readings
+            self.streams.settle(index, value, self.nodes[index].lazy.id)
         pending, ready = self.pending, self.ready
         for dependent in self.nodes[index].dependents:
             pending[dependent] -= 1

@@ -10,7 +10,7 @@ import functools
 import importlib
 import inspect
 import itertools
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from cascade.spec.cache_policy import CachePolicy, check_cache_policy
@@ -25,6 +25,13 @@ from cascade.spec.pools import check_pool_needs, check_priority, parse_rate
 from cascade.spec.resource import find_injections
 from cascade.spec.run_name import check_run_name
 from cascade.spec.signature import SignatureCheck
+from cascade.spec.streams import (
+    DEFAULT_BUFFER,
+    GENERATOR_TASKS,
+    check_buffer,
+    check_generator_options,
+    is_generator_function,
+)
 from cascade.spec.views import graph_display
 
 R = TypeVar("R")
@@ -471,6 +478,7 @@ class Task(Generic[P, R]):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         checkpoint: bool | int | str = True,
         run_name: str | Callable[..., str] | None = None,
+        buffer: int = DEFAULT_BUFFER,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -479,6 +487,18 @@ class Task(Generic[P, R]):
         self.name = name or getattr(fn, "__name__", None) or repr(fn)
         _refuse_methods(fn, self.name)
         self.is_async = inspect.iscoroutinefunction(fn)
+        #: Written as a generator (``def`` or ``async def`` with ``yield``): its calls produce
+        #: a stream, item by item (docs/streams.md).
+        self.is_generator = is_generator_function(fn)
+        if self.is_generator:
+            check_generator_options(f"task '{self.name}'", retries=retries, cache=cache)
+            GENERATOR_TASKS[0] += 1
+        #: How many items a stream of this task holds that no consumer has taken yet (its
+        #: generator's, or its ``.map``'s when a stage is mapped over it) before it pauses.
+        self.buffer = check_buffer(buffer, f"task '{self.name}'")
+        #: Whether its calls take part in streams whatever their policies (a generator, or
+        #: ``cs.fold``): they always take the policy route (``RunPlan.needs_policies``).
+        self.streams = self.is_generator
         if executor is not None and not (
             isinstance(executor, str) or callable(getattr(executor, "submit", None))
         ):
@@ -545,6 +565,12 @@ class Task(Generic[P, R]):
         LazyResults producing one). Strings, bytes, mappings and ``cs.unmapped(value)`` are
         passed whole to every item, also when a ``Param`` or a task produces them at run
         time. Iterated arguments must have equal lengths."""
+        if self.is_generator:
+            raise TypeError(
+                f"{self.name}.map(): task '{self.name}' is a generator task, whose call is a "
+                "stream already; map the tasks that consume it over its stream instead "
+                f"(other.map({self.name}(...)))"
+            )
         iterated_args = tuple(i for i, a in enumerate(args) if _is_iterated(a))
         iterated_kwargs = tuple(k for k, v in kwargs.items() if _is_iterated(v))
         if not iterated_args and not iterated_kwargs:
@@ -601,14 +627,26 @@ class TaskDecorator(Protocol):
 
     @overload
     def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, AsyncIterator[T]], /
+    ) -> Task[P, list[T]]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
         self, fn: Callable[P, Coroutine[Any, Any, R]], /
     ) -> Task[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Iterator[T]], /
+    ) -> Task[P, list[T]]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 @overload
+def task(fn: Callable[P, AsyncIterator[T]], /) -> Task[P, list[T]]: ...  # type: ignore[overload-overlap]
+@overload
 def task(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...  # type: ignore[overload-overlap]
+@overload
+def task(fn: Callable[P, Iterator[T]], /) -> Task[P, list[T]]: ...  # type: ignore[overload-overlap]
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
@@ -631,6 +669,7 @@ def task(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     checkpoint: bool | int | str = True,
     run_name: str | Callable[..., str] | None = None,
+    buffer: int = DEFAULT_BUFFER,
 ) -> TaskDecorator: ...
 def task(
     fn: Callable[..., Any] | None = None,
@@ -653,6 +692,7 @@ def task(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     checkpoint: bool | int | str = True,
     run_name: str | Callable[..., str] | None = None,
+    buffer: int = DEFAULT_BUFFER,
 ) -> Any:
     """Declare a task. Sync functions run off the event loop (in threads by default); async
     functions run on it. The keyword options are defaults for every call of the task; the
@@ -669,7 +709,12 @@ def task(
     such as ``"2GB"`` is its own limit instead of the run's); see docs/history.md.
     ``run_name="fetch-{page}"`` (a format string over the call's arguments, or a callable
     taking them) names each call in logs, the live display, run records, the report and
-    traces."""
+    traces.
+
+    A function written as a generator (``def`` or ``async def`` with ``yield``) makes a
+    *stream*: tasks mapped over its call start on each item as it is yielded, and
+    ``buffer=`` (default 100) is how many items it may hold that no consumer has taken yet
+    before the generator is paused; see docs/streams.md."""
     options = dict(
         name=name,
         executor=executor,
@@ -688,6 +733,7 @@ def task(
         retry_on=retry_on,
         checkpoint=checkpoint,
         run_name=run_name,
+        buffer=buffer,
     )
     if fn is None:
         return lambda f: Task(f, **options)  # type: ignore[arg-type]

@@ -86,7 +86,7 @@
   function nodeCounts(group) {
     const done = Object.values(group.states).reduce((a, b) => a + b, 0);
     if (group.kind === "param") return "";
-    if (group.kind === "task" && done <= 1) {
+    if ((group.kind === "task" || group.kind === "stream") && done <= 1) {
       return group.attempts > 1 ? `${group.attempts} attempts` : "";
     }
     const parts = [`${done}`];
@@ -137,7 +137,8 @@
       const light = LIGHT.has(status);
       const ink = light ? "#1d2430" : "#ffffff";
       const name = g.kind === "param" ? g.name.replace(/^param:/, "") : g.name;
-      const label = name + (g.kind === "map" ? " [map]" : g.kind === "dynamic" ? ` ×${g.units}` : "");
+      const label = name + (g.kind === "map" ? " [map]" : g.kind === "stream" ? " [stream]"
+        : g.kind === "dynamic" ? ` ×${g.units}` : "");
       const shortLabel = label.length > 24 ? `${label.slice(0, 23)}…` : label;
       const counts = nodeCounts(g);
       const node = svg("g", { class: "node", "data-group-id": g.id, "data-status": status,
