@@ -235,7 +235,8 @@ async def _retried(
         try:
             # Pool slots are held while an attempt runs, not between retries; every attempt
             # takes a token of each rate.
-            await enter_gates(state, node, task_id, gates, place)
+            if gates:  # most calls have none: no coroutine to make (benchmarks/run.py, map row)
+                await enter_gates(state, node, task_id, gates, place)
             try:
                 if state.halted:  # the run decided to stop while this call waited
                     raise asyncio.CancelledError
