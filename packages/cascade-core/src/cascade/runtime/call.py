@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import sys
 import time
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cascade.executors import Executor, TaskCall
-from cascade.graph.build import Node
+from cascade.graph.build import KIND_TASK, Node
 from cascade.graph.extend import PLAIN_TYPES, returns_graph
 from cascade.records.mark import ATTEMPT
 from cascade.runtime import growth
@@ -453,6 +454,85 @@ def _report(
         state.report.node_ended(node, value, exc, cancelled)
 
 
+class PlainItems:
+    """The plain route for the items of a mapped stage (``cascade.runtime.streams``) that has
+    no policy and no gate: each item is submitted as ``start`` submits a call (the executor's
+    ``submit_plain``: no ``TaskCall``, no coroutine of its own), its start and end published
+    from what is kept here. Which observers listen changes only what is published, never this
+    route: it is chosen from the stage's policies and the call hooks (which see each attempt,
+    so they get the policy route's ``TaskCall``), as the direct route is."""
+
+    __slots__ = ("executor_name", "id", "parent", "plan", "started", "state", "submit", "task")
+
+    def __init__(self, state: RunState, node: Node, submit: Any, executor_name: str) -> None:
+        self.state = state
+        self.plan = state.plan
+        self.task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
+        self.id = node.lazy.id
+        self.parent = state.parent_of.get(node.index)
+        self.submit = submit
+        self.executor_name = executor_name
+        self.started: dict[int, float] = {}
+
+    @classmethod
+    def of(cls, state: RunState, node: Node) -> PlainItems | None:
+        plan = state.plan
+        task = node.lazy.task
+        assert task is not None
+        submit = state.plain_submit.get(id(task))
+        alone = dataclasses.replace(node, kind=KIND_TASK)  # the call as if it were not mapped
+        if (
+            submit is None
+            or plan.checkpoint is not None
+            or plan.needs_policies(alone)
+            or plan.limiter is not None
+            or plan.attempt_gates(node)
+        ):
+            return None
+        return cls(state, node, submit, plan.executor_for(task)[0])
+
+    def start(self, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        state, plan, task = self.state, self.plan, self.task
+        task_id = f"{self.id}[{index}]"
+        if plan.want_started:
+            state.report.started(task_id, task.name, self.parent, 1, self.executor_name)
+        self.started[index] = time.time()
+        if task.injections:
+            kwargs = inject(state, task, kwargs)
+        mark = mark_attempt(state, task_id, 1)
+        try:
+            return self.submit(task.fn, args, kwargs, task.is_async)
+        except Exception as exc:
+            failed: asyncio.Future[Any] = state.loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        finally:
+            if mark is not None:
+                ATTEMPT.reset(mark)
+
+    def settle(self, index: int, done: asyncio.Future[Any]) -> None:
+        state, plan = self.state, self.plan
+        cancelled = done.cancelled()
+        exc = None if cancelled else done.exception()
+        if exc is not None and not plan.keep_going:
+            state.halted = True  # before anything else starts: the run stops
+        if plan.report_plain:
+            state.report.ended(
+                f"{self.id}[{index}]",
+                self.task.name,
+                self.parent,
+                1,
+                self.started.pop(index, None),
+                None,
+                self.executor_name,
+                None if exc is not None or cancelled else done.result(),
+                exc,
+                cancelled=cancelled,
+            )
+        else:
+            self.started.pop(index, None)
+
+
 def is_graph(value: Any) -> bool:
     """Whether a task's value holds LazyResults (the run grows by them)."""
     return type(value) not in PLAIN_TYPES and returns_graph(value)
@@ -460,6 +540,7 @@ def is_graph(value: Any) -> bool:
 
 __all__ = [
     "Finish",
+    "PlainItems",
     "as_future",
     "cache_of",
     "enter_gates",

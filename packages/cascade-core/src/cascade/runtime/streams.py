@@ -25,7 +25,6 @@ so a paused consumer pauses its producers up to the generator.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import heapq
 import operator
@@ -35,10 +34,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from cascade.executors import Executor, TaskCall
-from cascade.graph.build import KIND_MAP, KIND_TASK, Node
+from cascade.graph.build import KIND_MAP, Node
 from cascade.graph.streams import is_generator, stream_inputs
-from cascade.records.mark import ATTEMPT
-from cascade.runtime.call import inject, mark_attempt, stoppable
+from cascade.runtime.call import PlainItems, stoppable
 from cascade.runtime.channel import (
     ABORTED,
     ITEM,
@@ -56,10 +54,11 @@ from cascade.runtime.markers import SKIPPED
 from cascade.runtime.outcome import MapItemsFailed
 from cascade.runtime.plan import RunPlan
 from cascade.runtime.policies import _as_list, _limited
+from cascade.runtime.scope import finish
 from cascade.runtime.state import RunState
 from cascade.spec.fold import FOLD
 from cascade.spec.streams import GENERATOR_TASKS, check_generator_options
-from cascade.spec.task import MISSING, MappedLazyResult, Task, passed_whole
+from cascade.spec.task import MISSING, MappedLazyResult, passed_whole
 
 _KIND = operator.attrgetter("kind")
 
@@ -261,7 +260,7 @@ async def _map(
     dead: set[int] = set()
     running: dict[int, asyncio.Future[Any]] = {}
     finished: deque[tuple[int, asyncio.Future[Any]]] = deque()  # in the order they ended
-    plain = _PlainItems.of(state, node) if not fetch else None
+    plain = PlainItems.of(state, node) if not fetch else None
     values: dict[int, Any] = {}
     failures: dict[str, Exception] = {}
     settled = 0
@@ -473,85 +472,6 @@ async def _item(
     return await _limited(state, node, f"{node.lazy.id}[{index}]", args, kwargs)
 
 
-class _PlainItems:
-    """Items of a stage that has no policy and no gate, started as the scheduler starts such a
-    call (``Executor.submit_plain``, no ``TaskCall``, no coroutine of their own), their start
-    and end published from what is kept here. Which observers listen changes only what is
-    published, never this route: it is chosen from the stage's policies and the call hooks
-    (which see each attempt, so they get the policy route's ``TaskCall``), as the
-    scheduler's direct route is (``RunPlan.builds_calls``)."""
-
-    __slots__ = ("executor_name", "id", "parent", "plan", "started", "state", "submit", "task")
-
-    def __init__(self, state: RunState, node: Node, submit: Any, executor_name: str) -> None:
-        self.state = state
-        self.plan = state.plan
-        self.task: Task[..., Any] = node.lazy.task  # type: ignore[assignment]
-        self.id = node.lazy.id
-        self.parent = state.parent_of.get(node.index)
-        self.submit = submit
-        self.executor_name = executor_name
-        self.started: dict[int, float] = {}
-
-    @classmethod
-    def of(cls, state: RunState, node: Node) -> _PlainItems | None:
-        plan = state.plan
-        task = node.lazy.task
-        assert task is not None
-        submit = state.plain_submit.get(id(task))
-        alone = dataclasses.replace(node, kind=KIND_TASK)  # the call as if it were not mapped
-        if (
-            submit is None
-            or plan.checkpoint is not None
-            or plan.needs_policies(alone)
-            or plan.limiter is not None
-            or plan.attempt_gates(node)
-        ):
-            return None
-        return cls(state, node, submit, plan.executor_for(task)[0])
-
-    def start(self, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        state, plan, task = self.state, self.plan, self.task
-        task_id = f"{self.id}[{index}]"
-        if plan.want_started:
-            state.report.started(task_id, task.name, self.parent, 1, self.executor_name)
-        self.started[index] = time.time()
-        if task.injections:
-            kwargs = inject(state, task, kwargs)
-        mark = mark_attempt(state, task_id, 1)
-        try:
-            return self.submit(task.fn, args, kwargs, task.is_async)
-        except Exception as exc:
-            failed: asyncio.Future[Any] = state.loop.create_future()
-            failed.set_exception(exc)
-            return failed
-        finally:
-            if mark is not None:
-                ATTEMPT.reset(mark)
-
-    def settle(self, index: int, done: asyncio.Future[Any]) -> None:
-        state, plan = self.state, self.plan
-        cancelled = done.cancelled()
-        exc = None if cancelled else done.exception()
-        if exc is not None and not plan.keep_going:
-            state.halted = True  # before anything else starts: the run stops
-        if plan.report_plain:
-            state.report.ended(
-                f"{self.id}[{index}]",
-                self.task.name,
-                self.parent,
-                1,
-                self.started.pop(index, None),
-                None,
-                self.executor_name,
-                None if exc is not None or cancelled else done.result(),
-                exc,
-                cancelled=cancelled,
-            )
-        else:
-            self.started.pop(index, None)
-
-
 def _references(plan: RunPlan, node: Node, producer: int) -> Executor | None:
     """The executor to fetch a streamed input's items from, when they are references that
     ``node``'s own executor cannot take as they are (``returns_references``)."""
@@ -583,14 +503,7 @@ async def _cancel_all(state: RunState, node: Node, running: dict[int, asyncio.Fu
     for item in running.values():
         if stoppable(item, executor):
             item.cancel()
-    cancelled = False
-    pending = [item for item in running.values() if not item.done()]
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True
-        pending = [item for item in pending if not item.done()]
+    cancelled = await finish(list(running.values()), cancel=False)
     for item in running.values():
         if not item.cancelled():
             item.exception()
