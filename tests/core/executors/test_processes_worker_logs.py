@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import cascade as cs
+from cascade import records
 from cascade.records import SQLiteRunStore
 
 log = logging.getLogger("tests.worker_logs")
@@ -134,8 +135,15 @@ def test_worker_logs_follow_the_runs_level_and_cap() -> None:
 
 
 def test_the_applications_level_bounds_what_workers_ship() -> None:
-    logging.getLogger().setLevel(logging.WARNING)  # Python's default: INFO is not let through
-    cs.run(chatty_in_worker(4), record=True, log_level=None)
+    root = logging.getLogger()
+    level = root.level
+    # The library's default, whatever a `cascade` command run earlier in this process allowed.
+    records.allow_capture_below_root_level(False)
+    root.setLevel(logging.WARNING)  # Python's default: INFO is not let through
+    try:
+        cs.run(chatty_in_worker(4), record=True, log_level=None)
+    finally:
+        root.setLevel(level)
     _, attempts = _latest()
     assert [line.level for line in attempts["chatty_in_worker"].logs] == ["WARNING"]
 
