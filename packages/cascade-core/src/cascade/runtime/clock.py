@@ -5,6 +5,8 @@ it ended (for the loop to hear of it); with a wide fan-out those waits dwarf the
 So the start and end of a direct-route call are written by the call itself, in its thread or
 on its first step, into the plan's per-node arrays (``RunPlan.started_at``/``ended_at``); the
 executors do the same for calls with a ``TaskCall`` (``TaskCall.start_time``/``end_time``).
+The wrappers' own parameters are positional-only, so a task's keyword arguments pass through
+whatever they are called.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def timed_sync(
     index: int,
     started: list[float],
     ended: list[float],
+    /,
     *args: Any,
     **kwargs: Any,
 ) -> Any:
@@ -35,6 +38,7 @@ async def timed_async(
     index: int,
     started: list[float],
     ended: list[float],
+    /,
     *args: Any,
     **kwargs: Any,
 ) -> Any:

@@ -57,7 +57,7 @@ class ResourceDefinition:
         """``(parameter, resource name)`` of the other resources the provider injects."""
         return find_injections(self.func)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
 

@@ -555,12 +555,12 @@ class Task(Generic[P, R]):
                 pass
         return object.__reduce__(self)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> LazyResult[R]:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> LazyResult[R]:
         if kwargs or len(args) not in self._plain_counts:
             self._signature_check(args, kwargs)
         return LazyResult(self, args, kwargs)
 
-    def map(self, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
+    def map(self, /, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
         """Call the task once per item of the iterated arguments (lists, tuples, ranges, or
         LazyResults producing one). Strings, bytes, mappings and ``cs.unmapped(value)`` are
         passed whole to every item, also when a ``Param`` or a task produces them at run
