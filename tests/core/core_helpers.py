@@ -32,6 +32,27 @@ def run(target: Any, **options: Any) -> Any:
     return cs.run(target, **options)
 
 
+async def run_counting_loop_passes(target: Any) -> tuple[Any, int]:
+    """Run ``target`` while a ticker counts the event loop's passes."""
+    passes = 0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal passes
+        while running:
+            passes += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    try:
+        result = await cs.Engine().run(target)
+    finally:
+        running = False
+        await ticking
+    return result, passes
+
+
 class EventLog:
     """A bus and every event published on it, in order, for one run (or several)."""
 

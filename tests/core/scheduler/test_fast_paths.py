@@ -7,6 +7,7 @@ import gc
 import sys
 
 import pytest
+from core_helpers import run_counting_loop_passes
 
 import cascade as cs
 from cascade.runtime.scheduler import LAUNCH_BUDGET
@@ -24,31 +25,10 @@ def _chain(length: int):
     return node
 
 
-async def _run_counting_loop_passes(target):
-    """Run ``target`` while a ticker counts the event loop's passes."""
-    passes = 0
-    running = True
-
-    async def ticker() -> None:
-        nonlocal passes
-        while running:
-            passes += 1
-            await asyncio.sleep(0)
-
-    ticking = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0)
-    try:
-        result = await cs.Engine().run(target)
-    finally:
-        running = False
-        await ticking
-    return result, passes
-
-
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="tasks start eagerly from Python 3.12")
 def test_a_chain_of_steps_that_never_suspend_needs_no_loop_pass_per_step():
     length = 4 * LAUNCH_BUDGET
-    result, passes = asyncio.run(_run_counting_loop_passes(_chain(length)))
+    result, passes = asyncio.run(run_counting_loop_passes(_chain(length)))
     assert result == length
     # Started the next pass each, a step costs two loop passes (8 * LAUNCH_BUDGET in all);
     # completed at once, the chain lets the loop in once per LAUNCH_BUDGET steps.
@@ -57,7 +37,7 @@ def test_a_chain_of_steps_that_never_suspend_needs_no_loop_pass_per_step():
 
 def test_a_long_chain_of_steps_lets_the_event_loop_run_between_them():
     length = 4 * LAUNCH_BUDGET
-    result, passes = asyncio.run(_run_counting_loop_passes(_chain(length)))
+    result, passes = asyncio.run(run_counting_loop_passes(_chain(length)))
     assert result == length
     assert passes >= length // LAUNCH_BUDGET
 

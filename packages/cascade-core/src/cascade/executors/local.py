@@ -254,6 +254,7 @@ class LocalExecutor(BaseExecutor):
 
     name: ClassVar[str] = "local"
     reports_start: ClassVar[bool] = True
+    async_on_loop: ClassVar[bool] = True
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers or default_thread_count()
@@ -331,6 +332,7 @@ class ThreadExecutor(LocalExecutor):
 
     # Every call goes through ``submit``: async calls need their own loop in a thread.
     submit_plain = None  # type: ignore[assignment]
+    async_on_loop: ClassVar[bool] = False
 
 
 __all__ = [

@@ -43,6 +43,11 @@ in workers, the futures it submitted), so an executor serving two runs at once n
 guess which run a call or a shutdown belongs to. ``RunInfo`` says what executors need to know
 about the run: its id, its event loop, the resource providers of ``remote_resources`` tasks,
 and whether (and at which level) the run captures what tasks log (``LogShipping``).
+An executor whose ``submit_plain`` runs an ``async def`` call as an ``asyncio.Task`` on the
+run's own loop, in the engine's thread (the local executor), may say so with
+``async_on_loop = True`` (optional; read from the handle, then the executor): the engine then
+hands ``submit_plain`` a coroutine function of its own wrapping the task's, which settles the
+call in its last step instead of a done callback one loop pass later.
 ``BaseExecutor.open_run`` brackets ``start``/``shutdown`` with a handle that forwards to
 ``submit``, so subclasses that only write those keep working; an executor that does not
 subclass ``BaseExecutor`` and has no ``open_run`` is adapted by ``cascade.executors.open_run``
@@ -365,7 +370,7 @@ class SubmitRun:
     """The handle ``BaseExecutor.open_run`` yields: the executor's own ``submit`` and
     ``submit_plain``, for executors that keep no state per run."""
 
-    __slots__ = ("executor", "info", "reports_start", "submit", "submit_plain")
+    __slots__ = ("async_on_loop", "executor", "info", "reports_start", "submit", "submit_plain")
 
     def __init__(self, executor: Any, info: RunInfo) -> None:
         self.executor = executor
@@ -373,6 +378,7 @@ class SubmitRun:
         self.submit: Callable[[TaskCall], Awaitable[Any]] = executor.submit
         self.submit_plain: PlainSubmit | None = getattr(executor, "submit_plain", None)
         self.reports_start: bool = bool(getattr(executor, "reports_start", False))
+        self.async_on_loop: bool = bool(getattr(executor, "async_on_loop", False))
 
     def __repr__(self) -> str:
         return f"<run {self.info.run_id[:8]} of {self.executor!r}>"
@@ -388,6 +394,9 @@ class BaseExecutor:
     remote_resources: ClassVar[bool] = False
     #: Whether this executor calls ``call.on_start()`` when a queued call begins running.
     reports_start: ClassVar[bool] = False
+    #: Whether ``submit_plain`` runs an ``async def`` call as a task on the run's own loop
+    #: (see the module docstring).
+    async_on_loop: ClassVar[bool] = False
 
     def open_run(self, run: RunInfo) -> contextlib.AbstractAsyncContextManager[ExecutorRun]:
         """``start()``, a handle that forwards to ``submit``/``submit_plain``, and

@@ -37,7 +37,8 @@ from cascade.runtime.clock import timed_async, timed_sync
 from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Waiter, Weighted
 from cascade.runtime.markers import add_note
-from cascade.runtime.scope import retrieve
+from cascade.runtime.outcome import MapItemsFailed
+from cascade.runtime.scope import finish, retrieve
 from cascade.runtime.state import RunState
 from cascade.spec.cache_policy import CacheContext, CachePolicy
 from cascade.spec.task import Task
@@ -320,13 +321,11 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
     if task.injections:
         kwargs = inject(state, task, kwargs)
     submit_plain = state.plain_submit.get(id(task))
+    in_place = False
     try:
-        if submit_plain is not None and state.plain_quiet:
-            # Nothing to note about the call: hand it straight over (the fan-out and chain
-            # rows of benchmarks/run.py).
-            future = submit_plain(task.fn, args, kwargs, task.is_async)
-        elif submit_plain is not None:
-            future = _submit_plain(state, node, task, submit_plain, args, kwargs)
+        if submit_plain is not None:
+            in_place = task.is_async and id(task) in state.on_loop
+            future = _submit_plain(state, node, task, submit_plain, args, kwargs, in_place)
         else:
             executor_name, executor = plan.executor_for(task)
             call = new_call(state, node, task, node.lazy.id, args, kwargs)
@@ -352,7 +351,7 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
         # Finished as it started (see ``LocalExecutor.submit_plain``): completed now, and
         # its dependents join the queue the pump is draining.
         on_done(future)
-    else:
+    elif not in_place:
         future.add_done_callback(on_done, context=state.context)
 
 
@@ -363,13 +362,44 @@ def _submit_plain(
     submit_plain: Callable[..., asyncio.Future[Any]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    in_place: bool,
 ) -> asyncio.Future[Any]:
     """Submit a call without a ``TaskCall`` (the executor's fast path: no per-call object,
-    ``benchmarks/run.py``, the fan-out rows). Its start is reported from the node, and, when
-    a success's times are wanted, the call notes when its own code ran."""
+    ``benchmarks/run.py``, the fan-out rows); ``in_place``: wrapped so it settles itself
+    (``settles_itself``). Its start is reported from the node, and, when a success's times
+    are wanted, the call notes when its own code ran."""
+    fn = task.fn
+    if in_place:
+        args = (node.index, fn, *args)
+        fn = state.settling
+    # While it is submitted, the call's eager first step (Python 3.12+) is the node's: a
+    # capturing run's log records are its (cascade.records.capture), and it leaves its end
+    # to ``start``, which is on the stack (``settles_itself``).
+    state.submitting = node
+    try:
+        if state.plain_quiet:
+            # Nothing to note about the call: hand it straight over (the fan-out and chain
+            # rows of benchmarks/run.py).
+            return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
+        return _noted(state, node, task, submit_plain, fn, args, kwargs, in_place)
+    finally:
+        state.submitting = None
+
+
+def _noted(
+    state: RunState,
+    node: Node,
+    task: Task[..., Any],
+    submit_plain: Callable[..., asyncio.Future[Any]],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    in_place: bool,
+) -> asyncio.Future[Any]:
+    """``_submit_plain`` for a call with something to note: its start, its times, the
+    attempt mark of its logs."""
     plan = state.plan
     report = state.report
-    fn = task.fn
     started_at = report.started_at
     if started_at is not None:  # before the call: it may finish as it starts
         index = node.index
@@ -383,7 +413,8 @@ def _submit_plain(
             )
         started_at[index] = time.time()
         ended_at = report.ended_at
-        if ended_at is not None and not plan.executor_for(task)[1].requires_pickle:
+        # A call that settles itself notes its own times (``settles_itself``).
+        if ended_at is not None and not in_place and not plan.executor_for(task)[1].requires_pickle:
             ended_at[index] = 0.0
             args = (fn, index, started_at, ended_at, *args)
             fn = timed_async if task.is_async else timed_sync
@@ -391,42 +422,54 @@ def _submit_plain(
     # runs in (cascade.records.capture); the executor copies it at submit. An async call
     # needs none: its asyncio task is found among the run's calls in flight.
     mark = None
-    if plan.tag_attempts:
-        if task.is_async:
-            state.submitting = node  # an eager first step logs before the call is in flight
-        else:
-            mark = mark_attempt(state, node.lazy.id, 1)
+    if plan.tag_attempts and not task.is_async:
+        mark = mark_attempt(state, node.lazy.id, 1)
     try:
         return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
     finally:
         if mark is not None:
             ATTEMPT.reset(mark)
-        state.submitting = None
 
 
 def settle(state: RunState, finish: Finish, future: asyncio.Future[Any]) -> None:
     """A direct-route call ended: report it, give its gates back, save its checkpoint, and
     hand its outcome to ``finish``. (The scheduler makes ``partial(settle, state, finish)``
-    once per run: the done callback of every direct-route call.)"""
+    once per run: the done callback of every direct-route call that does not settle itself,
+    see ``settles_itself``.)"""
     node = state.scope.calls.pop(future, None)
     if node is None:  # the run ended without it (defensive: its scope waited for it)
         retrieve(future)
         return
+    try:
+        value = future.result()
+    except asyncio.CancelledError as exc:
+        _settled(state, finish, future, node, None, exc, True)
+        return
+    except BaseException as exc:
+        _settled(state, finish, future, node, None, exc)
+        return
+    _settled(state, finish, future, node, value, None)
+
+
+def _settled(
+    state: RunState,
+    finish: Finish,
+    future: asyncio.Future[Any],
+    node: Node,
+    value: Any,
+    exc: BaseException | None,
+    cancelled: bool = False,
+) -> None:
+    """``settle``'s steps once the outcome is known, however it was heard."""
     plan = state.plan
     if plan.gated:
-        if not plan.keep_going and not future.cancelled() and future.exception():
+        if exc is not None and not cancelled and not plan.keep_going:
             state.halted = True  # before its slots wake a waiter: it must not start
         leave_gates(state, node)
     reported = state.reported.pop(future, None) if state.reported else None
     context = state.checkpointing.pop(future, None) if state.checkpointing else None
-    try:
-        value = future.result()
-    except asyncio.CancelledError as exc:
-        _report(state, node, reported, None, None, cancelled=True)
-        finish(node, None, exc)
-        return
-    except BaseException as exc:
-        _report(state, node, reported, None, exc)
+    if exc is not None:
+        _report(state, node, reported, None, None if cancelled else exc, cancelled)
         finish(node, None, exc)
         return
     if reported is not None or state.report.started_at is not None:
@@ -438,6 +481,55 @@ def settle(state: RunState, finish: Finish, future: asyncio.Future[Any]) -> None
             finish(node, None, exc)
             return
     finish(node, value, None)
+
+
+async def settles_itself(
+    state: RunState,
+    finish: Finish,
+    index: int,
+    fn: Callable[..., Awaitable[Any]],
+    /,
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """An ``async def`` call that runs as a task on the run's own loop, settled in its own
+    last step rather than by a done callback one event-loop pass later: on a chain of small
+    steps that pass is as much as the step itself (``benchmarks/run.py``, the chain and
+    fan-out rows). It settles in the run's context, as the done callback would, so nothing
+    the call set in its own context leaks into what completes or starts next. A call that
+    ends within its eager first step (Python 3.12+, while ``start`` is submitting it) is
+    settled by ``start``, which is on the stack: its outcome is returned or raised."""
+    ended_at = state.report.ended_at
+    if ended_at is not None:
+        state.report.started_at[index] = time.time()  # type: ignore[index]
+    try:
+        value = await fn(*args, **kwargs)
+    except BaseException as exc:
+        if ended_at is not None:
+            ended_at[index] = time.time()
+        if state.submitting is not None:
+            raise
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        _settle_here(state, finish, None, exc, cancelled)
+        if cancelled or not isinstance(exc, Exception):
+            raise  # the task ends as cancelled; KeyboardInterrupt and SystemExit go on up
+        return None
+    if ended_at is not None:
+        ended_at[index] = time.time()
+    if state.submitting is not None:
+        return value
+    _settle_here(state, finish, value, None, False)
+    return None
+
+
+def _settle_here(
+    state: RunState, finish: Finish, value: Any, exc: BaseException | None, cancelled: bool
+) -> None:
+    future = asyncio.current_task(state.loop)
+    node = state.scope.calls.pop(future, None)  # type: ignore[arg-type]
+    if node is not None:
+        assert future is not None
+        state.context.run(_settled, state, finish, future, node, value, exc, cancelled)
 
 
 def _report(
@@ -455,14 +547,26 @@ def _report(
 
 
 class PlainItems:
-    """The plain route for the items of a mapped stage (``cascade.runtime.streams``) that has
-    no policy and no gate: each item is submitted as ``start`` submits a call (the executor's
-    ``submit_plain``: no ``TaskCall``, no coroutine of its own), its start and end published
-    from what is kept here. Which observers listen changes only what is published, never this
-    route: it is chosen from the stage's policies and the call hooks (which see each attempt,
-    so they get the policy route's ``TaskCall``), as the direct route is."""
+    """The plain route for the items of a map (``cascade.runtime.policies``) or of a mapped
+    stream stage (``cascade.runtime.streams``) whose task has no policy and no gate: each item
+    is submitted as ``start`` submits a call (the executor's ``submit_plain``: no
+    ``TaskCall``, no policy chain of its own), its start and end published from what is kept
+    here. Which observers listen changes only what is published, never this route: it is
+    chosen from the task's policies and the call hooks (which see each attempt, so they get
+    the policy route's ``TaskCall``), as the direct route is."""
 
-    __slots__ = ("executor_name", "id", "parent", "plan", "started", "state", "submit", "task")
+    __slots__ = (
+        "context",
+        "executor_name",
+        "id",
+        "in_place",
+        "parent",
+        "plan",
+        "started",
+        "state",
+        "submit",
+        "task",
+    )
 
     def __init__(self, state: RunState, node: Node, submit: Any, executor_name: str) -> None:
         self.state = state
@@ -473,6 +577,10 @@ class PlainItems:
         self.submit = submit
         self.executor_name = executor_name
         self.started: dict[int, float] = {}
+        #: Whether an item runs as a task on the run's loop and so can settle itself.
+        self.in_place = self.task.is_async and id(self.task) in state.on_loop
+        #: The context an item's end is heard in (see ``settles_itself``).
+        self.context = contextvars.copy_context()
 
     @classmethod
     def of(cls, state: RunState, node: Node) -> PlainItems | None:
@@ -491,7 +599,15 @@ class PlainItems:
             return None
         return cls(state, node, submit, plan.executor_for(task)[0])
 
-    def start(self, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def start(
+        self,
+        index: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        fn: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Submit item ``index``: the task's function, or ``fn`` wrapping it (its first
+        positional arguments then say which item and function it wraps)."""
         state, plan, task = self.state, self.plan, self.task
         task_id = f"{self.id}[{index}]"
         if plan.want_started:
@@ -501,7 +617,9 @@ class PlainItems:
             kwargs = inject(state, task, kwargs)
         mark = mark_attempt(state, task_id, 1)
         try:
-            return self.submit(task.fn, args, kwargs, task.is_async)
+            if fn is None:
+                return self.submit(task.fn, args, kwargs, task.is_async)
+            return self.submit(fn, (index, task.fn, *args), kwargs, task.is_async)
         except Exception as exc:
             failed: asyncio.Future[Any] = state.loop.create_future()
             failed.set_exception(exc)
@@ -511,9 +629,17 @@ class PlainItems:
                 ATTEMPT.reset(mark)
 
     def settle(self, index: int, done: asyncio.Future[Any]) -> None:
-        state, plan = self.state, self.plan
+        """Item ``index`` ended: publish how, from its future."""
         cancelled = done.cancelled()
         exc = None if cancelled else done.exception()
+        value = None if exc is not None or cancelled else done.result()
+        self.ended(index, value, exc, cancelled)
+
+    def ended(self, index: int, value: Any, exc: BaseException | None, cancelled: bool) -> None:
+        """Item ``index`` ended: publish how (once: an item not heard of yet is the only one
+        reported)."""
+        state, plan = self.state, self.plan
+        started = self.started.pop(index, None)
         if exc is not None and not plan.keep_going:
             state.halted = True  # before anything else starts: the run stops
         if plan.report_plain:
@@ -522,15 +648,116 @@ class PlainItems:
                 self.task.name,
                 self.parent,
                 1,
-                self.started.pop(index, None),
+                started,
                 None,
                 self.executor_name,
-                None if exc is not None or cancelled else done.result(),
+                value,
                 exc,
                 cancelled=cancelled,
             )
-        else:
-            self.started.pop(index, None)
+
+    async def run_all(
+        self, count: int, inputs: Callable[[int], tuple[tuple[Any, ...], dict[str, Any]]]
+    ) -> list[Any]:
+        """The values of items ``0 … count-1`` of a map whose items can settle themselves
+        (``in_place``), ``inputs(k)`` giving item ``k``'s arguments.
+
+        Each item is one asyncio task of the task's coroutine and nothing else: no policy
+        chain, no done callback, no ``asyncio.wait`` over them all; it settles in its last
+        step (``benchmarks/run.py``, the map row). The failure raised is the item that failed
+        first; in a stop-mode run the other items are cancelled then, in a keep-going run
+        they finish and every failure is raised together (``MapItemsFailed``)."""
+        state = self.state
+        if not count:
+            return []
+        outcome = _MapOutcome(self, count, state.loop.create_future())
+        wrapper = functools.partial(_item_settles_itself, outcome)
+        items: list[asyncio.Future[Any]] = []
+        try:
+            for k in range(count):
+                if outcome.stop:  # an item failed as it started (Python 3.12+): no more
+                    break
+                if state.halted:  # the run decided to stop: what has not started never will
+                    raise asyncio.CancelledError
+                args, kwargs = inputs(k)
+                items.append(self.start(k, args, kwargs, wrapper))
+            if not outcome.done.done():
+                await outcome.done
+        except asyncio.CancelledError:
+            await self._stop(items, outcome)
+            raise
+        if outcome.stop and await self._stop(items, outcome):
+            raise asyncio.CancelledError
+        if outcome.first is not None:
+            if self.plan.keep_going and isinstance(outcome.first, Exception):
+                raise MapItemsFailed(outcome.failures)  # type: ignore[arg-type]
+            raise outcome.first
+        return outcome.values
+
+    async def _stop(self, items: list[asyncio.Future[Any]], outcome: _MapOutcome) -> bool:
+        """Cancel the items still running and wait for them; an item cancelled before its
+        first step (it never heard of its own end) is published as cancelled here. Returns
+        whether this was cancelled meanwhile."""
+        cancelled = await finish([item for item in items if not item.done()], cancel=True)
+        for index in list(self.started):
+            self.ended(index, None, None, True)
+        for item in items:
+            retrieve(item)
+        return cancelled
+
+
+class _MapOutcome:
+    """What a map's items settled to so far (``PlainItems.run_all``)."""
+
+    __slots__ = ("done", "failures", "first", "items", "left", "stop", "values")
+
+    def __init__(self, items: PlainItems, count: int, done: asyncio.Future[None]) -> None:
+        self.items = items
+        self.values: list[Any] = [None] * count
+        self.left = count
+        self.done = done
+        self.first: BaseException | None = None
+        self.failures: dict[str, BaseException] = {}
+        #: Set at a stop-mode run's first failure: the other items are cancelled.
+        self.stop = False
+
+    def ended(self, index: int, value: Any, exc: BaseException | None, cancelled: bool) -> None:
+        items = self.items
+        items.ended(index, value, exc, cancelled)
+        if exc is not None:
+            if self.first is None:
+                self.first = exc
+            self.failures[f"{items.id}[{index}]"] = exc
+            if not items.plan.keep_going:
+                self.stop = True
+        elif not cancelled:
+            self.values[index] = value
+        self.left -= 1
+        if (self.stop or not self.left) and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _item_settles_itself(
+    outcome: _MapOutcome,
+    index: int,
+    fn: Callable[..., Awaitable[Any]],
+    /,
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """One item of ``PlainItems.run_all``: ``settles_itself`` for a map's item."""
+    context = outcome.items.context
+    try:
+        value = await fn(*args, **kwargs)
+    except asyncio.CancelledError:
+        context.run(outcome.ended, index, None, None, True)
+        raise
+    except BaseException as exc:
+        context.run(outcome.ended, index, None, exc, False)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt and SystemExit go on up
+        return
+    context.run(outcome.ended, index, value, None, False)
 
 
 def is_graph(value: Any) -> bool:

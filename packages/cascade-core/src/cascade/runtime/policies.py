@@ -19,7 +19,7 @@ from typing import Any
 from cascade.events import TaskNamed, TaskRetrying, describe_error, preview
 from cascade.graph.build import KIND_MAP, Node
 from cascade.runtime.attempt import give_back, run_attempt, will_retry
-from cascade.runtime.call import cache_of, enter_gates, lookup, save
+from cascade.runtime.call import PlainItems, cache_of, enter_gates, lookup, save
 from cascade.runtime.inputs import arguments
 from cascade.runtime.limits import Weighted, arrival
 from cascade.runtime.markers import SKIPPED
@@ -89,14 +89,21 @@ async def _run_map(
         raise ValueError(f"{node.name}.map(): iterated arguments differ in length: {detail}")
     count = next(iter(lengths.values()))
 
-    def item_call(k: int) -> Coroutine[Any, Any, Any]:
+    def inputs(k: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
         item_args = list(args)
         for pos, column in arg_columns:
             item_args[pos] = column[k]
         item_kwargs = dict(kwargs)
         for key, column in kwarg_columns:
             item_kwargs[key] = column[k]
-        return _limited(state, node, f"{lazy.id}[{k}]", tuple(item_args), item_kwargs)
+        return tuple(item_args), item_kwargs
+
+    plain = PlainItems.of(state, node)
+    if plain is not None and plain.in_place:
+        return await plain.run_all(count, inputs)
+
+    def item_call(k: int) -> Coroutine[Any, Any, Any]:
+        return _limited(state, node, f"{lazy.id}[{k}]", *inputs(k))
 
     items = [state.loop.create_task(item_call(k)) for k in range(count)]
     if not items:

@@ -60,6 +60,7 @@ class Run:
         # Made once per run rather than per task: a bound method or a closure per task would
         # be more objects for the garbage collector to walk in a wide fan-out.
         self.on_call_done = functools.partial(call.settle, self.state, self._finish)
+        self.state.settling = functools.partial(call.settles_itself, self.state, self._finish)
         self.on_runner_done = self._runner_done
         self.on_passed = self._passed_gate
 
@@ -187,7 +188,7 @@ class Run:
         for index, held in holds.items():
             for weighted in plan.direct_gates(state.nodes[index])[:held]:
                 weighted.gate.leave(weighted.weight)
-        return await state.scope.close(self._can_stop)
+        return await state.scope.close(self._can_stop, self.on_call_done)
 
     def _can_stop(self, future: asyncio.Future[Any], node: Node) -> bool:
         return call.stoppable(future, self.plan.executor_for(node.lazy.task)[1])  # type: ignore[arg-type]

@@ -45,9 +45,15 @@ class RunScope:
     def __bool__(self) -> bool:
         return bool(self.calls or self.runners or self.unstoppable)
 
-    async def close(self, can_stop: Callable[[asyncio.Future[Any], Node], bool]) -> bool:
+    async def close(
+        self,
+        can_stop: Callable[[asyncio.Future[Any], Node], bool],
+        unheard: Callable[[asyncio.Future[Any]], None],
+    ) -> bool:
         """Cancel every runner and every call ``can_stop`` says cancelling stops, and wait
-        for all of it. Returns whether this was cancelled meanwhile: it finishes first."""
+        for all of it. A call still here once it ended was never heard of (one that settles
+        itself, cancelled before its first step): ``unheard`` settles it. Returns whether
+        this was cancelled meanwhile: it finishes first."""
         cancelled = False
         while self:  # work may be added while it waits (a thread's resources closing)
             for future in self.runners:
@@ -64,6 +70,8 @@ class RunScope:
             except asyncio.CancelledError:
                 cancelled = True
             for future in waiting:
+                if future in self.calls:
+                    unheard(future)
                 self.calls.pop(future, None)
                 self.runners.pop(future, None)
                 self.unstoppable.discard(future)

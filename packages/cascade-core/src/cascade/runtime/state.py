@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cascade.executors import Executor, ExecutorRun, PlainSubmit, RunInfo, TaskCall, open_run
+from cascade.executors import (
+    Executor,
+    ExecutorRun,
+    PlainSubmit,
+    RunInfo,
+    TaskCall,
+    open_run,
+)
 from cascade.graph.build import Node
 from cascade.resources import ResourceStack
 from cascade.runtime.channel import StreamTable
@@ -111,9 +118,15 @@ class RunState:
         #: Whether a plain call needs nothing noted about it (no start to report, no log
         #: mark): the direct route then hands it straight to its executor.
         self.plain_quiet = plan.report_plain is False and not plan.tag_attempts
-        #: The ``async def`` call the direct route is submitting, while it is (a capturing
-        #: run's log records of its eager first step are its; see cascade.records.capture).
+        #: The call the direct route is submitting, while it is: the eager first step of an
+        #: ``async def`` call is its (a capturing run's log records, cascade.records.capture;
+        #: its end, cascade.runtime.call.settles_itself).
         self.submitting: Node | None = None
+        #: Tasks whose executor runs an ``async def`` call as a task on this loop, by id:
+        #: their direct-route calls settle themselves (``cascade.runtime.call.settles_itself``,
+        #: made into ``settling`` by the scheduler).
+        self.on_loop: set[int] = set()
+        self.settling: Callable[..., Any] = _nothing
         #: The context completion callbacks run in: the run's as it is once run-scoped
         #: resources are set up, so every task sees context variables those set.
         self.context = contextvars.copy_context()
@@ -207,6 +220,8 @@ class RunState:
         for key, (_, known) in plan.executor_of_task.items():
             if known is executor:
                 self.plain_submit[key] = None if plan.builds_calls else handle.submit_plain
+                if getattr(handle, "async_on_loop", False):
+                    self.on_loop.add(key)
 
     async def close_executor(self, executor: Executor) -> None:
         """Close what ``open_executor`` opened: the executor ends its part of the run."""
@@ -219,6 +234,8 @@ class RunState:
         handle = self.handles.get(id(self.plan.executor_for(task)[1]))
         if handle is not None and not self.plan.builds_calls:
             self.plain_submit[id(task)] = handle.submit_plain
+            if getattr(handle, "async_on_loop", False):
+                self.on_loop.add(id(task))
 
     # -- tasks met at run time -------------------------------------------------------------
 
