@@ -366,38 +366,39 @@ def _submit_plain(
 ) -> asyncio.Future[Any]:
     """Submit a call without a ``TaskCall`` (the executor's fast path: no per-call object,
     ``benchmarks/run.py``, the fan-out rows); ``in_place``: wrapped so it settles itself
-    (``settles_itself``). Its start is reported from the node, and, when a success's times
-    are wanted, the call notes when its own code ran."""
-    fn = task.fn
+    (``settles_itself``). Unless nothing is to be noted about it (``plain_quiet``), its start
+    is reported from the node first, and, when a success's times are wanted, the call notes
+    when its own code ran."""
+    fn: Callable[..., Any] = task.fn
     if in_place:
         args = (node.index, fn, *args)
         fn = state.settling
+    mark = None
+    if not state.plain_quiet:
+        fn, args, mark = _note_start(state, node, task, fn, args, in_place)
     # While it is submitted, the call's eager first step (Python 3.12+) is the node's: a
     # capturing run's log records are its (cascade.records.capture), and it leaves its end
     # to ``start``, which is on the stack (``settles_itself``).
     state.submitting = node
     try:
-        if state.plain_quiet:
-            # Nothing to note about the call: hand it straight over (the fan-out and chain
-            # rows of benchmarks/run.py).
-            return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
-        return _noted(state, node, task, submit_plain, fn, args, kwargs, in_place)
+        return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
     finally:
         state.submitting = None
+        if mark is not None:
+            ATTEMPT.reset(mark)
 
 
-def _noted(
+def _note_start(
     state: RunState,
     node: Node,
     task: Task[..., Any],
-    submit_plain: Callable[..., asyncio.Future[Any]],
     fn: Callable[..., Any],
     args: tuple[Any, ...],
-    kwargs: dict[str, Any],
     in_place: bool,
-) -> asyncio.Future[Any]:
-    """``_submit_plain`` for a call with something to note: its start, its times, the
-    attempt mark of its logs."""
+) -> tuple[Callable[..., Any], tuple[Any, ...], contextvars.Token[Any] | None]:
+    """Report a plain call's start, wrap it to note its times when they are wanted (a call
+    that settles itself notes its own), and mark the context a sync call's logs are
+    captured in: the function and arguments to submit, and the mark to reset after."""
     plan = state.plan
     report = state.report
     started_at = report.started_at
@@ -413,7 +414,6 @@ def _noted(
             )
         started_at[index] = time.time()
         ended_at = report.ended_at
-        # A call that settles itself notes its own times (``settles_itself``).
         if ended_at is not None and not in_place and not plan.executor_for(task)[1].requires_pickle:
             ended_at[index] = 0.0
             args = (fn, index, started_at, ended_at, *args)
@@ -424,11 +424,7 @@ def _noted(
     mark = None
     if plan.tag_attempts and not task.is_async:
         mark = mark_attempt(state, node.lazy.id, 1)
-    try:
-        return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
-    finally:
-        if mark is not None:
-            ATTEMPT.reset(mark)
+    return fn, args, mark
 
 
 def settle(state: RunState, finish: Finish, future: asyncio.Future[Any]) -> None:
@@ -502,34 +498,31 @@ async def settles_itself(
     ended_at = state.report.ended_at
     if ended_at is not None:
         state.report.started_at[index] = time.time()  # type: ignore[index]
+    exc: BaseException | None = None
     try:
         value = await fn(*args, **kwargs)
-    except BaseException as exc:
+    except BaseException as raised:
         if ended_at is not None:
             ended_at[index] = time.time()
         if state.submitting is not None:
             raise
-        cancelled = isinstance(exc, asyncio.CancelledError)
-        _settle_here(state, finish, None, exc, cancelled)
-        if cancelled or not isinstance(exc, Exception):
-            raise  # the task ends as cancelled; KeyboardInterrupt and SystemExit go on up
+        exc, value = raised, None
+    else:
+        if ended_at is not None:
+            ended_at[index] = time.time()
+        if state.submitting is not None:
+            return value
+    future: asyncio.Future[Any] = asyncio.current_task(state.loop)  # type: ignore[assignment]
+    node = state.scope.calls.pop(future, None)
+    if node is None:  # the run ended without it (defensive: its scope waited for it)
+        if exc is not None:
+            raise exc
         return None
-    if ended_at is not None:
-        ended_at[index] = time.time()
-    if state.submitting is not None:
-        return value
-    _settle_here(state, finish, value, None, False)
+    cancelled = isinstance(exc, asyncio.CancelledError)
+    state.context.run(_settled, state, finish, future, node, value, exc, cancelled)
+    if cancelled or (exc is not None and not isinstance(exc, Exception)):
+        raise exc  # type: ignore[misc]  # cancelled; KeyboardInterrupt, SystemExit go on up
     return None
-
-
-def _settle_here(
-    state: RunState, finish: Finish, value: Any, exc: BaseException | None, cancelled: bool
-) -> None:
-    future = asyncio.current_task(state.loop)
-    node = state.scope.calls.pop(future, None)  # type: ignore[arg-type]
-    if node is not None:
-        assert future is not None
-        state.context.run(_settled, state, finish, future, node, value, exc, cancelled)
 
 
 def _report(

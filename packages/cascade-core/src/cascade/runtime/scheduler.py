@@ -24,6 +24,7 @@ from typing import Any
 
 from cascade.events import RunFinished, RunStarted, describe_error
 from cascade.graph.build import KIND_PARAM, Node
+from cascade.graph.extend import PLAIN_TYPES
 from cascade.resources import run_to_end
 from cascade.runtime import call, growth
 from cascade.runtime.inputs import fetch_inputs, fetch_value
@@ -320,7 +321,7 @@ class Run:
         if value is SKIPPED:
             state.skipped[node.index] = 1
             state.any_skipped = True
-        elif call.is_graph(value):
+        elif type(value) not in PLAIN_TYPES and call.is_graph(value):
             growth.expand(state, node, value)
             self._pump()
             return
