@@ -324,7 +324,12 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
     in_place = False
     try:
         if submit_plain is not None:
-            in_place = task.is_async and id(task) in state.on_loop
+            # Before Python 3.12 (no eager start) an async call on the run's own loop
+            # settles itself (``settles_itself``); from 3.12 it takes its first step as it
+            # starts, and one that ends there, as the benchmarks' calls do, is completed by
+            # ``start`` at once: a wrapper would only add a coroutine to each (about 10 %
+            # more instructions per task on the fan-out and chain rows, Python 3.13).
+            in_place = not _EAGER_TASKS and task.is_async and id(task) in state.on_loop
             future = _submit_plain(state, node, task, submit_plain, args, kwargs, in_place)
         else:
             executor_name, executor = plan.executor_for(task)
@@ -373,13 +378,15 @@ def _submit_plain(
     if in_place:
         args = (node.index, fn, *args)
         fn = state.settling
-    mark = None
-    if not state.plain_quiet:
-        fn, args, mark = _note_start(state, node, task, fn, args, in_place)
-    # While it is submitted, the call's eager first step (Python 3.12+) is the node's: a
-    # capturing run's log records are its (cascade.records.capture), and it leaves its end
-    # to ``start``, which is on the stack (``settles_itself``).
-    state.submitting = node
+    if state.plain_quiet:
+        # Nothing to note about the call: hand it straight over (the fan-out and chain rows
+        # of benchmarks/run.py).
+        return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
+    fn, args, mark = _note_start(state, node, task, fn, args, in_place)
+    if state.plan.tag_attempts and task.is_async:
+        # While it is submitted, the call's eager first step (Python 3.12+) is the node's:
+        # a capturing run's log records are its (cascade.records.capture).
+        state.submitting = node
     try:
         return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
     finally:
@@ -490,11 +497,11 @@ async def settles_itself(
 ) -> Any:
     """An ``async def`` call that runs as a task on the run's own loop, settled in its own
     last step rather than by a done callback one event-loop pass later: on a chain of small
-    steps that pass is as much as the step itself (``benchmarks/run.py``, the chain and
-    fan-out rows). It settles in the run's context, as the done callback would, so nothing
-    the call set in its own context leaks into what completes or starts next. A call that
-    ends within its eager first step (Python 3.12+, while ``start`` is submitting it) is
-    settled by ``start``, which is on the stack: its outcome is returned or raised."""
+    steps that pass is as much as the step itself (``benchmarks/run.py``, the chain row,
+    Python 3.10 and 3.11). It settles in the run's context, as the done callback would, so
+    nothing the call set in its own context leaks into what completes or starts next. It
+    never starts eagerly (``start`` wraps no call on Python 3.12+): ``start`` is never on
+    the stack when it settles."""
     ended_at = state.report.ended_at
     if ended_at is not None:
         state.report.started_at[index] = time.time()  # type: ignore[index]
@@ -502,16 +509,9 @@ async def settles_itself(
     try:
         value = await fn(*args, **kwargs)
     except BaseException as raised:
-        if ended_at is not None:
-            ended_at[index] = time.time()
-        if state.submitting is not None:
-            raise
         exc, value = raised, None
-    else:
-        if ended_at is not None:
-            ended_at[index] = time.time()
-        if state.submitting is not None:
-            return value
+    if ended_at is not None:
+        ended_at[index] = time.time()
     future: asyncio.Future[Any] = asyncio.current_task(state.loop)  # type: ignore[assignment]
     node = state.scope.calls.pop(future, None)
     if node is None:  # the run ended without it (defensive: its scope waited for it)

@@ -118,9 +118,9 @@ class RunState:
         #: Whether a plain call needs nothing noted about it (no start to report, no log
         #: mark): the direct route then hands it straight to its executor.
         self.plain_quiet = plan.report_plain is False and not plan.tag_attempts
-        #: The call the direct route is submitting, while it is: the eager first step of an
-        #: ``async def`` call is its (a capturing run's log records, cascade.records.capture;
-        #: its end, cascade.runtime.call.settles_itself).
+        #: The call the direct route is submitting, while it is (a capturing run's log
+        #: records of an ``async def`` call's eager first step are its; see
+        #: cascade.records.capture).
         self.submitting: Node | None = None
         #: Tasks whose executor runs an ``async def`` call as a task on this loop, by id:
         #: their direct-route calls settle themselves (``cascade.runtime.call.settles_itself``,
