@@ -1,7 +1,9 @@
 """The user's API: tasks, arguments, targets and the run facades."""
 
 import asyncio
+import inspect
 from collections import namedtuple
+from typing import Any
 
 import pytest
 from core_helpers import add
@@ -35,6 +37,28 @@ def test_undecorated_function_stays_reachable():
     assert asyncio.run(async_add.fn(2, 3)) == 5
     assert async_add.name == "custom-name"
     assert add.__name__ == "add" and add.__doc__ is None
+
+
+def test_a_task_wraps_its_function_as_update_wrapper_does() -> None:
+    def tagged(fn: Any) -> Any:
+        fn.tag = "kept"
+        return fn
+
+    @cs.task
+    @tagged
+    def documented(a: int, b: str = "x") -> int:
+        """What it does."""
+        return a
+
+    assert documented.__name__ == "documented"
+    assert documented.__qualname__.endswith("documented")
+    assert documented.__doc__ == "What it does."
+    assert documented.__module__ == __name__
+    assert documented.__annotations__ == {"a": int, "b": str, "return": int}
+    assert inspect.signature(documented) == inspect.signature(documented.__wrapped__)
+    assert documented.tag == "kept"
+    assert documented.__wrapped__ is documented.fn
+    assert cs.run(documented(3), log_level=None) == 3
 
 
 def test_sync_and_async_tasks_mix():
