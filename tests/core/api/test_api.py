@@ -1,7 +1,10 @@
 """The user's API: tasks, arguments, targets and the run facades."""
 
 import asyncio
+import inspect
 from collections import namedtuple
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from core_helpers import add
@@ -35,6 +38,28 @@ def test_undecorated_function_stays_reachable():
     assert asyncio.run(async_add.fn(2, 3)) == 5
     assert async_add.name == "custom-name"
     assert add.__name__ == "add" and add.__doc__ is None
+
+
+def test_a_task_wraps_its_function_as_update_wrapper_does() -> None:
+    def tagged(fn: Any) -> Any:
+        fn.tag = "kept"
+        return fn
+
+    @cs.task
+    @tagged
+    def documented(a: int, b: str = "x") -> int:
+        """What it does."""
+        return a
+
+    assert documented.__name__ == "documented"
+    assert documented.__qualname__.endswith("documented")
+    assert documented.__doc__ == "What it does."
+    assert documented.__module__ == __name__
+    assert documented.__annotations__ == {"a": int, "b": str, "return": int}
+    assert inspect.signature(documented) == inspect.signature(documented.__wrapped__)
+    assert documented.tag == "kept"
+    assert documented.__wrapped__ is documented.fn
+    assert cs.run(documented(3), log_level=None) == 3
 
 
 def test_sync_and_async_tasks_mix():
@@ -168,3 +193,42 @@ def test_log_subscriber_writes_to_a_given_stream():
     assert "failed" in text.splitlines()[-1]
     with pytest.raises(ValueError, match="unknown log level"):
         cs.HumanReadableLogSubscriber(bus, level="LOUD")
+
+
+def test_calls_without_keywords_keep_empty_keywords_through_runs_that_inject() -> None:
+    # Calls made without keywords share one empty keyword dict (one object fewer per call):
+    # nothing a run does to the arguments it passes (injected resources, map items,
+    # retries) may write into it.
+    @cs.resource
+    def shared_connection() -> Iterator[str]:
+        yield "run-scoped"
+
+    @cs.resource(scope="task")
+    def own_session() -> Iterator[str]:
+        yield "task-scoped"
+
+    attempts: list[int] = []
+
+    @cs.task(retries=1)
+    def uses(
+        n: int, conn: str = cs.inject("shared_connection"), s: str = cs.inject("own_session")
+    ) -> str:
+        attempts.append(n)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        return f"{n}:{conn}:{s}"
+
+    calls = [uses(1), *[uses(i) for i in range(2, 4)]]
+    mapped = uses.map([4, 5])
+    engine = cs.Engine(log_level=None)
+    engine.register(shared_connection)
+    engine.register(own_session)
+    results = asyncio.run(engine.run([*calls, mapped]))
+    assert list(results) == [
+        "1:run-scoped:task-scoped",
+        "2:run-scoped:task-scoped",
+        "3:run-scoped:task-scoped",
+        ["4:run-scoped:task-scoped", "5:run-scoped:task-scoped"],
+    ]
+    assert [call.kwargs for call in calls] == [{}, {}, {}]
+    assert uses(6).kwargs == {} and add(1, 2).kwargs == {}

@@ -165,3 +165,23 @@ def test_a_graph_with_a_cycle_is_refused_naming_a_call_on_it(shape: str) -> None
         build_graph([last])
     with pytest.raises(ValueError, match="the graph has a cycle through"):
         cs.run(last, log_level=None)
+
+
+@pytest.mark.parametrize(("tail", "loop"), [(0, 1), (0, 2), (3, 1), (5, 3), (1000, 1), (700, 5000)])
+def test_a_cycle_inside_a_chain_below_its_first_step_is_refused(tail: int, loop: int) -> None:
+    # The chain's steps below the first are not marked while it is walked down: a cycle
+    # that never comes back to the first step (``loop`` steps, below ``tail`` others) is
+    # found by the walk itself, naming a call on the cycle.
+    bottom = one(0)
+    node = bottom
+    on_cycle = []
+    for _ in range(loop):
+        node = one(node)
+        on_cycle.append(node)
+    for _ in range(tail):
+        node = one(node)
+    top = one(node)
+    on_cycle[0].args = (on_cycle[-1],)
+    with pytest.raises(ValueError, match="the graph has a cycle through") as raised:
+        build_graph([top])
+    assert any(repr(call) in str(raised.value) for call in on_cycle)

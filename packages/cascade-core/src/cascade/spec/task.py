@@ -48,6 +48,8 @@ _TASKS_CACHE = "<the task's cache>"
 #: The slots a LazyResult class pickles, by class.
 _PICKLED_SLOTS: dict[type, tuple[str, ...]] = {}
 _UNSET: Any = object()
+#: The keyword arguments of every call made without any (see ``LazyResult.__init__``).
+_NO_KEYWORDS: dict[str, Any] = {}
 
 
 class _Missing:
@@ -146,7 +148,10 @@ class LazyResult(Generic[R_co]):
     def __init__(self, task: Task[..., Any] | None, args: tuple[Any, ...], kwargs: dict[str, Any]):
         self.task = task
         self.args = args
-        self.kwargs = kwargs
+        # A call without keywords shares one empty dict: one object fewer kept per call, which
+        # the collector would count (``benchmarks/run.py``, the calls-and-build row). A
+        # call's arguments are read-only: the runtime copies them before changing any.
+        self.kwargs = kwargs or _NO_KEYWORDS
         self.id = f"{task.name if task else 'param'}-{next(_ids)}"
         if task is not None:
             self.retry = task.retry
@@ -419,6 +424,10 @@ class unmapped:
         return f"unmapped({self.value!r})"
 
 
+_new = object.__new__
+_init_lazy = LazyResult.__init__
+
+
 class MappedLazyResult(LazyResult[list[R]]):
     """``task.map(...)``: one call of the task per item, resolved to the list of results.
 
@@ -537,7 +546,7 @@ class Task(Generic[P, R]):
         self.injections = find_injections(fn)
         self._signature_check = SignatureCheck(fn, self.name)
         self._plain_counts = self._signature_check.plain_counts
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        _wrap(self, fn)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -558,7 +567,13 @@ class Task(Generic[P, R]):
     def __call__(self, /, *args: Any, **kwargs: Any) -> LazyResult[R]:
         if kwargs or len(args) not in self._plain_counts:
             self._signature_check(args, kwargs)
-        return LazyResult(self, args, kwargs)
+        # ``LazyResult(self, args, kwargs)`` without calling the class, whose
+        # ``type.__call__`` packs the arguments in a tuple and calls ``__init__`` from C:
+        # about 0.1 µs of the 1 µs a call costs (the calls-and-build row of
+        # ``benchmarks/run.py``, which every end-to-end row pays).
+        lazy: LazyResult[R] = _new(LazyResult)
+        _init_lazy(lazy, self, args, kwargs)
+        return lazy
 
     def map(self, /, *args: Any, **kwargs: Any) -> LazyResult[list[R]]:
         """Call the task once per item of the iterated arguments (lists, tuples, ranges, or
@@ -592,6 +607,29 @@ class Task(Generic[P, R]):
         mapped.iterated_args = iterated_args
         mapped.iterated_kwargs = iterated_kwargs
         return mapped
+
+
+def _wrap(task: Task[..., Any], fn: Callable[..., Any]) -> None:
+    """``functools.update_wrapper(task, fn)``, with the function's own attributes set one by
+    one rather than through ``task.__dict__``: asking for an instance's ``__dict__`` makes
+    it a real dictionary, and CPython then reads every attribute of the task the slow way
+    (about 40 ns each, eight of them per call: the calls-and-build row of
+    ``benchmarks/run.py``)."""
+    for attr in functools.WRAPPER_ASSIGNMENTS:
+        try:
+            value = getattr(fn, attr)
+        except AttributeError:
+            continue
+        setattr(task, attr, value)
+    own = getattr(fn, "__dict__", None)
+    if own and any(hasattr(type(getattr(Task, key, None)), "__set__") for key in own):
+        # A name the class defines as a property (or another data descriptor): only the
+        # dictionary holds it as ``update_wrapper`` would.
+        task.__dict__.update(own)
+    elif own:
+        for key, value in own.items():
+            setattr(task, key, value)
+    task.__wrapped__ = fn  # type: ignore[attr-defined]
 
 
 def _refuse_methods(fn: Callable[..., Any], name: str) -> None:
