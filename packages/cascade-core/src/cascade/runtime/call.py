@@ -330,7 +330,16 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
             # ``start`` at once: a wrapper would only add a coroutine to each (about 10 %
             # more instructions per task on the fan-out and chain rows, Python 3.13).
             in_place = not _EAGER_TASKS and task.is_async and id(task) in state.on_loop
-            future = _submit_plain(state, node, task, submit_plain, args, kwargs, in_place)
+            fn: Callable[..., Any] = task.fn
+            if in_place:
+                args = (node.index, fn, *args)
+                fn = state.settling
+            if state.plain_quiet:
+                # Nothing to note about the call: hand it straight over (the fan-out and
+                # chain rows of benchmarks/run.py).
+                future = submit_plain(fn, args, kwargs, task.is_async)
+            else:
+                future = _submit_noted(state, node, task, submit_plain, fn, args, kwargs, in_place)
         else:
             executor_name, executor = plan.executor_for(task)
             call = new_call(state, node, task, node.lazy.id, args, kwargs)
@@ -360,28 +369,19 @@ def start(state: RunState, node: Node, on_done: Callable[[asyncio.Future[Any]], 
         future.add_done_callback(on_done, context=state.context)
 
 
-def _submit_plain(
+def _submit_noted(
     state: RunState,
     node: Node,
     task: Task[..., Any],
     submit_plain: Callable[..., asyncio.Future[Any]],
+    fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     in_place: bool,
 ) -> asyncio.Future[Any]:
-    """Submit a call without a ``TaskCall`` (the executor's fast path: no per-call object,
-    ``benchmarks/run.py``, the fan-out rows); ``in_place``: wrapped so it settles itself
-    (``settles_itself``). Unless nothing is to be noted about it (``plain_quiet``), its start
-    is reported from the node first, and, when a success's times are wanted, the call notes
-    when its own code ran."""
-    fn: Callable[..., Any] = task.fn
-    if in_place:
-        args = (node.index, fn, *args)
-        fn = state.settling
-    if state.plain_quiet:
-        # Nothing to note about the call: hand it straight over (the fan-out and chain rows
-        # of benchmarks/run.py).
-        return submit_plain(fn, args, kwargs, task.is_async)  # type: ignore[no-any-return]
+    """Submit a call without a ``TaskCall`` (the executor's fast path: no per-call object)
+    when something is to be noted about it: its start is reported from the node first, and,
+    when a success's times are wanted, the call notes when its own code ran."""
     fn, args, mark = _note_start(state, node, task, fn, args, in_place)
     if state.plan.tag_attempts and task.is_async:
         # While it is submitted, the call's eager first step (Python 3.12+) is the node's:
