@@ -154,7 +154,11 @@ class CheckpointPolicy:
             self.recorder.note(context.task_id, NOTE_UNSAVED, why)
             self._ran(context, f"it has no checkpoint key: {why}")
             return False, None
-        found = self.resumed.get(key) if self.resumed else None
+        if not self.resumed:  # a run that resumes nothing (or nothing checkpointed) misses
+            if self.previous is not None:
+                self._ran(context)
+            return False, None
+        found = self.resumed.get(key)
         if found is None:
             self._ran(context)
             return False, None
