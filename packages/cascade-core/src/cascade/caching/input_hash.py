@@ -47,10 +47,12 @@ class TaskKeys:
     checkpoint of every call it makes (``benchmarks/bench_records.py``). The key is the one
     the general route makes (``tests/core/policies/test_cache_key_encoding.py``)."""
 
-    __slots__ = ("by_count", "identity", "reads_outside")
+    __slots__ = ("by_count", "identity", "inputs_prefix", "reads_outside")
 
     def __init__(self, task: Any, version: str | None) -> None:
         self.identity = task_identity(task, version).encode("utf-8", "surrogatepass")
+        #: What the key's sha256 reads before the digest of a call's inputs.
+        self.inputs_prefix = _KEY_SCHEME + self.identity + b"\0inputs\0"
         self.reads_outside = reads_outside(task)
         names = positional_inputs(task)
         #: By the number of positional arguments a call passes (no keywords).
@@ -118,6 +120,7 @@ class InputHashCache:
         self.key_fn = key_fn
         self._named_store: CacheStore | None = None
         self._tasks: weakref.WeakKeyDictionary[Any, TaskKeys] = weakref.WeakKeyDictionary()
+        self._last: tuple[weakref.ref[Any], TaskKeys] | None = None
         #: Per task (its key-parts key): the run that last read them, and what it found.
         self._earlier: dict[str, tuple[str, dict[str, Any] | None]] = {}
         #: Per task (its key-parts key): the run that last wrote them.
@@ -133,11 +136,13 @@ class InputHashCache:
         state["_earlier"] = {}
         state["_noted"] = {}
         del state["_tasks"]
+        state["_last"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tasks = weakref.WeakKeyDictionary()
+        self._last = None
         self.__dict__.setdefault("_earlier", {})
         self.__dict__.setdefault("_noted", {})
 
@@ -157,14 +162,20 @@ class InputHashCache:
     # -- keys ---------------------------------------------------------------------------------
 
     def task_keys(self, task: Any) -> TaskKeys:
-        """What the keys of ``task``'s calls share under this policy (kept per task)."""
+        """What the keys of ``task``'s calls share under this policy (kept per task; the
+        last task asked for is found first, as the calls of a fan-out come one task at a
+        time)."""
+        last = self._last
+        if last is not None and last[0]() is task:
+            return last[1]
         try:
-            return self._tasks[task]
+            found = self._tasks[task]
         except KeyError:
             found = self._tasks[task] = TaskKeys(task, self.version)
-            return found
         except TypeError:  # not weak-referenceable
             return TaskKeys(task, self.version)
+        self._last = (weakref.ref(task), found)
+        return found
 
     def _identity(self, task: Any) -> bytes:
         return self.task_keys(task).identity
@@ -208,6 +219,8 @@ class InputHashCache:
                         f"{exc.reason} (at {where}). Define __cascade_hash__ on its class or "
                         "pass key_fn= to InputHashCache."
                     )
+            if not keys.reads_outside:  # the common case: the inputs are all there is
+                return hashlib.sha256(keys.inputs_prefix + digest.encode()).hexdigest(), None
             inputs = b"inputs\0" + digest.encode()
         if keys.reads_outside:
             try:

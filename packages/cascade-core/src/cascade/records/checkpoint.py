@@ -142,11 +142,14 @@ class CheckpointPolicy:
             if self.previous is not None:
                 self._ran(context, "checkpoints are turned off for it (checkpoint=False)")
             return False, None
-        known = None if context.args or context.kwargs else self._no_inputs.get(id(context.task))
-        if known is not None and known[0] is context.task:
-            key, problem = known[1], known[2]  # the common case of a wide fan-out: no hashing
+        if context.args or context.kwargs:
+            key, problem = self._keys.compute_key(context, _NOT_CHECKPOINTED)
         else:
-            key, problem = self._key(context)
+            known = self._no_inputs.get(id(context.task))
+            if known is not None and known[0] is context.task:
+                key, problem = known[1], known[2]  # a wide fan-out without inputs: no hashing
+            else:
+                key, problem = self._key(context)
         context.state = key
         if key is None:
             why = problem or "it has no checkpoint key"
