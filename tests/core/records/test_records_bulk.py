@@ -1,12 +1,15 @@
 """Recording a wide run without an object per task: successes travel as columns
-(``TasksSucceeded``, ``SucceededColumns``) into the SQLite store, and calls without inputs of a
-task whose checkpoint is saved skip the checkpoint step, while a resume still restores them."""
+(``TasksSucceeded``, ``SucceededColumns``) into the SQLite store, and so do new checkpoints
+(``CheckpointColumns``); calls without inputs of a task whose checkpoint is saved skip the
+checkpoint step, while a resume still restores them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import sqlite3
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,15 +18,20 @@ import pytest
 
 import cascade as cs
 from cascade.events import TasksSucceeded
+from cascade.graph.build import build_graph
 from cascade.records import (
     CHECKPOINT,
     SUCCEEDED,
+    Checkpoint,
+    CheckpointColumns,
     RecordBatch,
     RecordedAttempt,
+    RecordedRun,
     SQLiteRunStore,
     SucceededColumns,
 )
 from cascade.records.checkpoint import CheckpointPolicy
+from cascade.records.recorder import Recorder
 from cascade.runtime.scheduler import LAUNCH_BUDGET
 
 pytestmark = pytest.mark.timeout(120)
@@ -248,3 +256,165 @@ def test_the_graph_snapshot_names_every_node_and_its_kind(home: Path, shape: str
     nodes = store.graph(run.run_id)
     assert {(node.task_name, node.kind) for node in nodes} == expected
     assert len({node.task_id for node in nodes}) == len(nodes)
+
+
+# -- checkpoints as columns ----------------------------------------------------------------------
+
+
+def test_a_batch_reads_its_checkpoint_rows_then_its_columns_as_checkpoints() -> None:
+    reused = Checkpoint("a-1", "k1", "entry/old")
+    columns = CheckpointColumns("entry/1", ("b-2", "c-3"), ("k2", "k3"))
+    batch = RecordBatch("run", checkpoints=[reused], checkpoint_columns=[columns])
+    assert RecordBatch("run", checkpoint_columns=[columns])  # columns alone are worth writing
+    assert batch.all_checkpoints() == [
+        reused,
+        Checkpoint("b-2", "k2", "entry/1"),
+        Checkpoint("c-3", "k3", "entry/1"),
+    ]
+
+
+def test_the_sqlite_store_keeps_checkpoint_rows_and_columns_alike_and_adds_to_an_entry(
+    home: Path,
+) -> None:
+    store = SQLiteRunStore()
+    run = RecordedRun(run_id="r1", target="t", status="Running", started=1.0)
+    odd = 'a "quoted"\\ name é'  # task ids are JSON text in the store: escaped as json does
+    store.write(
+        RecordBatch(
+            "r1",
+            seq=1,
+            start=run,
+            checkpoints=[Checkpoint("a-1", "k1", "e/1")],
+            checkpoint_columns=[CheckpointColumns("e/2", ("b-2", odd), ("k2", "k3"))],
+        )
+    )
+    store.write(  # a later batch adding to an entry the store holds already
+        RecordBatch("r1", seq=2, checkpoint_columns=[CheckpointColumns("e/1", ("d-4",), ("k4",))])
+    )
+    assert sorted(store.checkpoints("r1")) == sorted(
+        [
+            Checkpoint("a-1", "k1", "e/1"),
+            Checkpoint("d-4", "k4", "e/1"),
+            Checkpoint("b-2", "k2", "e/2"),
+            Checkpoint(odd, "k3", "e/2"),
+        ]
+    )
+    with sqlite3.connect(home / "runs.sqlite3") as conn:
+        texts = dict(conn.execute("SELECT entry, keys FROM checkpoint_entries"))
+    # The text json.dumps made before checkpoints came as columns: earlier stores read alike.
+    assert texts["e/1"] == json.dumps([["k1", "a-1"], ["k4", "d-4"]], separators=(",", ":"))
+    assert texts["e/2"] == json.dumps([["k2", "b-2"], ["k3", odd]], separators=(",", ":"))
+
+
+def test_checkpoints_handed_over_while_the_recorder_takes_them_are_each_written_once(
+    home: Path,
+) -> None:
+    # The event loop hands checkpoints over (``Recorder.checkpoint``) while the recorder's
+    # thread takes what has arrived: none may be lost or taken twice, and each key keeps its
+    # own result, in the order they came.
+    store = SQLiteRunStore()
+    graph = build_graph([tick()])
+    recorder = Recorder(store, graph, target="tick", checkpoints=store.checkpoint_store())
+    recorder.run_id = "r" * 32
+    count = 20_000
+    done = threading.Event()
+
+    def hand_over() -> None:
+        for i in range(count):
+            recorder.checkpoint(f"t-{i}", f"k{i}", pickle.dumps(i))
+        done.set()
+
+    producer = threading.Thread(target=hand_over)
+    batches: list[RecordBatch] = []
+    producer.start()
+    while True:
+        finished = done.is_set()
+        batch = RecordBatch(recorder.run_id)
+        recorder._write_checkpoints(batch)
+        batches.append(batch)
+        if finished:
+            break
+    producer.join()
+    rows = [c for b in batches for c in b.all_checkpoints()]
+    assert [(c.task_id, c.key) for c in rows] == [(f"t-{i}", f"k{i}") for i in range(count)]
+    assert len([b for b in batches if b.checkpoint_columns]) > 1  # taken while arriving
+    entries = store.checkpoint_store()
+    for batch in batches:
+        for columns in batch.checkpoint_columns:
+            hit, stored = entries.get(columns.entry)
+            assert hit
+            values = stored["values"]
+            assert [pickle.loads(values[key]) for key in columns.keys] == [
+                int(key[1:]) for key in columns.keys
+            ]
+            assert batch.entry_sizes[columns.entry] == sum(map(len, values.values()))
+
+
+LEFT_WAITING = threading.Event()
+RELEASED: list[bool] = [False]
+
+
+@cs.task
+async def echo_or_wait(i: int) -> int:
+    CALLS[f"echo-{i}"] += 1
+    if i % 2 and not RELEASED[0]:
+        await asyncio.Event().wait()  # until the run is cancelled
+    return i
+
+
+@cs.task
+def halves_done(values: list[int]) -> int:
+    return len(values)
+
+
+@cs.task
+async def signal(count: int) -> int:
+    LEFT_WAITING.set()  # halves_done settled (its checkpoint saved) before this started
+    if not RELEASED[0]:
+        await asyncio.Event().wait()
+    return count
+
+
+@cs.task
+def add(values: list[int], marker: int) -> int:
+    return sum(values) + marker
+
+
+def test_a_run_cancelled_mid_fan_out_keeps_a_checkpoint_for_each_success_it_recorded(
+    home: Path,
+) -> None:
+    width = 4 * LAUNCH_BUDGET
+    RELEASED[0] = False
+    LEFT_WAITING.clear()
+
+    def target() -> Any:
+        calls = [echo_or_wait(i) for i in range(width)]
+        return add(calls, signal(halves_done(calls[0::2])))
+
+    async def cancelled() -> None:
+        run = asyncio.ensure_future(cs.run_async(target(), log_level=None, record=True))
+        while not LEFT_WAITING.is_set():  # the even calls settled, and their dependent
+            await asyncio.sleep(0.01)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(cancelled())
+    store = SQLiteRunStore()
+    (first,) = store.runs()
+    assert first.status == "Cancelled"
+    succeeded = {a.task_id for a in store.attempts(first.run_id) if a.status == SUCCEEDED}
+    assert len(succeeded) == width // 2 + 1  # the even calls and halves_done
+    assert {c.task_id for c in store.checkpoints(first.run_id)} == succeeded
+
+    CALLS.clear()
+    RELEASED[0] = True
+    assert cs.run(target(), record=True, resume="last", log_level=None) == sum(range(width)) + (
+        width // 2
+    )
+    assert set(CALLS) == {f"echo-{i}" for i in range(1, width, 2)}  # only the odd ones ran
+    resumed = store.runs(limit=1)[0]
+    restored = Counter(
+        a.task_name for a in store.attempts(resumed.run_id) if a.reason == CHECKPOINT
+    )
+    assert restored == {"echo_or_wait": width // 2, "halves_done": 1}

@@ -112,6 +112,46 @@ def _scalar_encoding(arguments: dict[str, Any]) -> bytes | None:
     return b"".join(parts)
 
 
+class PositionalScalars:
+    """``hash_arguments`` for calls that pass their inputs positionally to parameters named
+    ``names`` (in that order), worked out once per parameter list: ``digest(values)`` is
+    ``hash_arguments(dict(zip(names, values)))`` when every value is an exact ``int`` or
+    ``str``, else ``None`` (the caller takes the general route).
+
+    The same fast path as ``_scalar_encoding``, one step further, with the same owner: a
+    recorded run keys the checkpoint of every call it makes, and for ``noop(i)`` the names,
+    their order and their encodings are the same for every call, so only the values are
+    encoded per call (``benchmarks/bench_records.py``; the bytes are the general route's,
+    compared in ``tests/core/policies/test_cache_key_encoding.py``)."""
+
+    __slots__ = ("_header", "_order")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        if len(set(names)) != len(names):
+            raise ValueError(f"parameter names must be distinct, got {names!r}")
+        self._header = _SCHEME + b"arguments\0%d{" % len(names)
+        encoded = [_str_bytes(name) for name in names]
+        self._order = tuple(
+            (position, b"n%d:%s" % (len(encoded[position]), encoded[position]))
+            for position in sorted(range(len(names)), key=names.__getitem__)
+        )
+
+    def digest(self, values: tuple[Any, ...]) -> str | None:
+        """The stable hash of the named ``values``, or ``None`` unless all are ints or strs."""
+        encoded = self._header
+        for position, name in self._order:
+            value = values[position]
+            kind = type(value)
+            if kind is int:
+                encoded += b"%si%x;" % (name, value)
+            elif kind is str:
+                data = value.encode("utf-8", "surrogatepass")
+                encoded += b"%ss%d:%s" % (name, len(data), data)
+            else:
+                return None
+        return hashlib.sha256(encoded).hexdigest()
+
+
 def _class_name(klass: type) -> str:
     return f"{klass.__module__}.{klass.__qualname__}"
 
@@ -491,4 +531,10 @@ def _feed_pandas_values(h: Any, dtype: Any, array: Any, depth: int, active: set[
     _feed_numpy(h, numpy, array, depth, active)
 
 
-__all__ = ["MAX_DEPTH", "UnhashableInputError", "hash_arguments", "stable_hash"]
+__all__ = [
+    "MAX_DEPTH",
+    "PositionalScalars",
+    "UnhashableInputError",
+    "hash_arguments",
+    "stable_hash",
+]

@@ -11,13 +11,20 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from cascade.caching.hashing import UnhashableInputError, hash_arguments, stable_hash
+from cascade.caching.hashing import (
+    PositionalScalars,
+    UnhashableInputError,
+    hash_arguments,
+    stable_hash,
+)
 from cascade.caching.inputs import (
     OutsideValueError,
     named_inputs,
     outside_changes,
     outside_digest,
     outside_parts,
+    positional_inputs,
+    reads_outside,
     task_identity,
 )
 from cascade.caching.store import KEY_PARTS_PREFIX, CacheStore, check_store, resolve_store
@@ -28,6 +35,36 @@ from cascade.spec.cache_policy import CacheContext, CacheMiss, CacheWarning
 logger = logging.getLogger("cascade.caching")
 
 _KEY_SCHEME = b"cascade-cache-key/1\0"
+
+
+class TaskKeys:
+    """What the keys of every call of one task share, worked out once per task (and policy
+    ``version``): its identity, whether its code reads anything from outside its arguments,
+    and how positional ``int`` and ``str`` inputs are encoded (``PositionalScalars``), so a
+    call such as ``noop(i)`` costs its values' encoding and the key's two sha256 only.
+
+    One fast path with one owner (``InputHashCache.compute_key``): a recorded run keys the
+    checkpoint of every call it makes (``benchmarks/bench_records.py``). The key is the one
+    the general route makes (``tests/core/policies/test_cache_key_encoding.py``)."""
+
+    __slots__ = ("by_count", "identity", "inputs_prefix", "reads_outside")
+
+    def __init__(self, task: Any, version: str | None) -> None:
+        self.identity = task_identity(task, version).encode("utf-8", "surrogatepass")
+        #: What the key's sha256 reads before the digest of a call's inputs.
+        self.inputs_prefix = _KEY_SCHEME + self.identity + b"\0inputs\0"
+        self.reads_outside = reads_outside(task)
+        names = positional_inputs(task)
+        #: By the number of positional arguments a call passes (no keywords).
+        self.by_count = tuple(PositionalScalars(names[:count]) for count in range(len(names) + 1))
+
+    def scalar_inputs(self, context: CacheContext) -> str | None:
+        """``hash_arguments(named_inputs(context))`` for a call passing ``int`` and ``str``
+        inputs positionally, else ``None``."""
+        args = context.args
+        if context.kwargs or len(args) >= len(self.by_count):
+            return None
+        return self.by_count[len(args)].digest(args)
 
 
 class InputHashCache:
@@ -82,7 +119,8 @@ class InputHashCache:
         self.version = None if version is None else str(version)
         self.key_fn = key_fn
         self._named_store: CacheStore | None = None
-        self._identities: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+        self._tasks: weakref.WeakKeyDictionary[Any, TaskKeys] = weakref.WeakKeyDictionary()
+        self._last: tuple[weakref.ref[Any], TaskKeys] | None = None
         #: Per task (its key-parts key): the run that last read them, and what it found.
         self._earlier: dict[str, tuple[str, dict[str, Any] | None]] = {}
         #: Per task (its key-parts key): the run that last wrote them.
@@ -97,12 +135,14 @@ class InputHashCache:
         state["_named_store"] = None
         state["_earlier"] = {}
         state["_noted"] = {}
-        del state["_identities"]
+        del state["_tasks"]
+        state["_last"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._identities = weakref.WeakKeyDictionary()
+        self._tasks = weakref.WeakKeyDictionary()
+        self._last = None
         self.__dict__.setdefault("_earlier", {})
         self.__dict__.setdefault("_noted", {})
 
@@ -121,15 +161,24 @@ class InputHashCache:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    def _identity(self, task: Any) -> bytes:
+    def task_keys(self, task: Any) -> TaskKeys:
+        """What the keys of ``task``'s calls share under this policy (kept per task; the
+        last task asked for is found first, as the calls of a fan-out come one task at a
+        time)."""
+        last = self._last
+        if last is not None and last[0]() is task:
+            return last[1]
         try:
-            return self._identities[task]
+            found = self._tasks[task]
         except KeyError:
-            identity = task_identity(task, self.version).encode("utf-8", "surrogatepass")
-            self._identities[task] = identity
-            return identity
-        except TypeError:
-            return task_identity(task, self.version).encode("utf-8", "surrogatepass")
+            found = self._tasks[task] = TaskKeys(task, self.version)
+        except TypeError:  # not weak-referenceable
+            return TaskKeys(task, self.version)
+        self._last = (weakref.ref(task), found)
+        return found
+
+    def _identity(self, task: Any) -> bytes:
+        return self.task_keys(task).identity
 
     def key_for(self, context: CacheContext) -> str | None:
         """The store key of this call, or ``None`` (with a ``CacheWarning``) when an input, or
@@ -147,6 +196,8 @@ class InputHashCache:
         """``(key, None)``, or ``(None, why)`` when the call has no key: ``why`` says which
         input has no stable hash, then ``consequence``, then what to do about it. For callers
         that key on the same rules and word the warning themselves (run checkpoints)."""
+        task = context.task
+        keys = self.task_keys(task)
         if self.key_fn is not None:
             custom = self.key_fn(context)
             if not isinstance(custom, str):
@@ -156,28 +207,34 @@ class InputHashCache:
                 )
             inputs = b"key_fn\0" + custom.encode("utf-8", "surrogatepass")
         else:
+            digest = keys.scalar_inputs(context)
+            if digest is None:
+                try:
+                    digest = hash_arguments(named_inputs(context))
+                except UnhashableInputError as exc:
+                    argument = exc.argument or "?"
+                    where = f"{argument}{exc.short_where}"
+                    return None, (
+                        f"argument '{argument}' has no stable hash, {consequence}: "
+                        f"{exc.reason} (at {where}). Define __cascade_hash__ on its class or "
+                        "pass key_fn= to InputHashCache."
+                    )
+            if not keys.reads_outside:  # the common case: the inputs are all there is
+                return hashlib.sha256(keys.inputs_prefix + digest.encode()).hexdigest(), None
+            inputs = b"inputs\0" + digest.encode()
+        if keys.reads_outside:
             try:
-                inputs = b"inputs\0" + hash_arguments(named_inputs(context)).encode()
-            except UnhashableInputError as exc:
-                argument = exc.argument or "?"
-                where = f"{argument}{exc.short_where}"
+                outside = outside_digest(task, lenient=self.key_fn is not None)
+            except OutsideValueError as exc:
                 return None, (
-                    f"argument '{argument}' has no stable hash, {consequence}: {exc.reason} "
-                    f"(at {where}). Define __cascade_hash__ on its class or pass key_fn= to "
-                    "InputHashCache."
+                    f"its code reads the {exc.label} (a {exc.value_type}), which has no "
+                    f"stable hash, {consequence}: {exc}. The result may depend on it: pass it "
+                    "as an argument, define __cascade_hash__ on its class, or give "
+                    "InputHashCache a key_fn= (which then decides the key)."
                 )
-        try:
-            outside = outside_digest(context.task, lenient=self.key_fn is not None)
-        except OutsideValueError as exc:
-            return None, (
-                f"its code reads the {exc.label} (a {exc.value_type}), which has no stable "
-                f"hash, {consequence}: {exc}. The result may depend on it: pass it as an "
-                "argument, define __cascade_hash__ on its class, or give InputHashCache a "
-                "key_fn= (which then decides the key)."
-            )
-        if outside is not None:
-            inputs += b"\0outside\0" + outside
-        key = hashlib.sha256(_KEY_SCHEME + self._identity(context.task) + b"\0" + inputs)
+            if outside is not None:
+                inputs += b"\0outside\0" + outside
+        key = hashlib.sha256(_KEY_SCHEME + keys.identity + b"\0" + inputs)
         return key.hexdigest(), None
 
     def resolve_store(self) -> CacheStore:
@@ -354,4 +411,4 @@ def _shown(value: Any) -> str | None:
     return None
 
 
-__all__ = ["InputHashCache"]
+__all__ = ["InputHashCache", "TaskKeys"]

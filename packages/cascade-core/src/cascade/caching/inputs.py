@@ -80,6 +80,19 @@ def named_inputs(context: CacheContext) -> dict[str, Any]:
     return named
 
 
+def positional_inputs(task: Any) -> tuple[str, ...]:
+    """The parameters a positional argument of ``task`` is an input of, in order, up to the
+    first that receives an injected resource: a call passing only positional arguments, no
+    more than these, has exactly them (the first ``len(args)``) as its named inputs."""
+    sig = _signature(task)
+    names: list[str] = []
+    for name in sig.positional:
+        if name in sig.injected:
+            break
+        names.append(name)
+    return tuple(names)
+
+
 def call_inputs(context: CacheContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The call's positional and keyword inputs without injected resources."""
     injected = _signature(context.task).injected
@@ -294,6 +307,13 @@ def _value_digest(value: Any, captured: bool, ignored: tuple[type, ...]) -> Any:
 _STATE_CONTAINERS = (list, dict, set, bytearray, collections.deque)
 
 
+def reads_outside(task: Any) -> bool:
+    """Whether ``task``'s function reads anything from outside its arguments (it captured
+    values, or its code looks up globals): when not, ``outside_digest`` is ``None``."""
+    fn = getattr(task, "fn", task)
+    return bool(getattr(fn, "__closure__", None)) or bool(_global_names(fn))
+
+
 def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
     """A digest of what ``task``'s function reads from outside its arguments, or ``None`` when
     it reads nothing: the values it captured from enclosing functions (so two tasks made by one
@@ -308,8 +328,7 @@ def outside_digest(task: Any, lenient: bool = False) -> bytes | None:
     A value is hashed when first seen and again whenever the name is bound to another object;
     changes made inside a mutable object in place are not seen (a list the task appends to
     keeps its key)."""
-    fn = getattr(task, "fn", task)
-    if not getattr(fn, "__closure__", None) and not _global_names(fn):
+    if not reads_outside(task):
         return None  # the common case: a module-level function reading only its arguments
     h = hashlib.sha256(b"outside\0")
     entries = 0
@@ -325,8 +344,7 @@ def outside_parts(task: Any) -> dict[str, str]:
     arguments, by its name (``"g:RATE"`` a module global, ``"c:factor"`` a captured value;
     ``"helper.g:X"`` read by a captured function ``helper``): how a run explains which of
     them changed. A value without a stable hash counts by its type."""
-    fn = getattr(task, "fn", task)
-    if not getattr(fn, "__closure__", None) and not _global_names(fn):
+    if not reads_outside(task):
         return {}
     return {
         label.rstrip("="): hashlib.sha256(digest).hexdigest()[:16]
@@ -418,5 +436,7 @@ __all__ = [
     "outside_changes",
     "outside_digest",
     "outside_parts",
+    "positional_inputs",
+    "reads_outside",
     "task_identity",
 ]

@@ -142,11 +142,14 @@ class CheckpointPolicy:
             if self.previous is not None:
                 self._ran(context, "checkpoints are turned off for it (checkpoint=False)")
             return False, None
-        known = None if context.args or context.kwargs else self._no_inputs.get(id(context.task))
-        if known is not None and known[0] is context.task:
-            key, problem = known[1], known[2]  # the common case of a wide fan-out: no hashing
+        if context.args or context.kwargs:
+            key, problem = self._keys.compute_key(context, _NOT_CHECKPOINTED)
         else:
-            key, problem = self._key(context)
+            known = self._no_inputs.get(id(context.task))
+            if known is not None and known[0] is context.task:
+                key, problem = known[1], known[2]  # a wide fan-out without inputs: no hashing
+            else:
+                key, problem = self._key(context)
         context.state = key
         if key is None:
             why = problem or "it has no checkpoint key"
@@ -154,7 +157,11 @@ class CheckpointPolicy:
             self.recorder.note(context.task_id, NOTE_UNSAVED, why)
             self._ran(context, f"it has no checkpoint key: {why}")
             return False, None
-        found = self.resumed.get(key) if self.resumed else None
+        if not self.resumed:  # a run that resumes nothing (or nothing checkpointed) misses
+            if self.previous is not None:
+                self._ran(context)
+            return False, None
+        found = self.resumed.get(key)
         if found is None:
             self._ran(context)
             return False, None

@@ -238,6 +238,23 @@ class Checkpoint(NamedTuple):
     entry: str
 
 
+class CheckpointColumns(NamedTuple):
+    """New checkpoints held by one cache store ``entry``, as columns (an item per checkpoint
+    in each): how a recorder hands a wide run's checkpoints to its store without an object
+    per checkpoint. ``rows`` gives them as ``Checkpoint``s."""
+
+    entry: str
+    task_ids: Sequence[str]
+    keys: Sequence[str]
+
+    def rows(self) -> list[Checkpoint]:
+        """One ``Checkpoint`` each, in order."""
+        return [
+            Checkpoint(task_id, key, self.entry)
+            for task_id, key in zip(self.task_ids, self.keys, strict=True)
+        ]
+
+
 @dataclass(frozen=True)
 class RunEnd:
     """How a run ended (``RunFinished``)."""
@@ -291,7 +308,10 @@ class RecordBatch:
     cancellations), and ``successes``, succeeded attempts as columns. A success is a task's
     last attempt, so reading ``attempts`` before ``successes`` keeps each task's attempts in
     order. A store that keeps rows reads both through ``all_attempts``; the SQLite store
-    keeps the columns as they are."""
+    keeps the columns as they are. Checkpoints are in two parts the same way:
+    ``checkpoints``, one ``Checkpoint`` each (those a resumed run's values refer to), and
+    ``checkpoint_columns``, the new ones, as columns per entry; ``all_checkpoints`` gives
+    both as rows."""
 
     run_id: str
     seq: int = 0
@@ -300,6 +320,7 @@ class RecordBatch:
     attempts: list[RecordedAttempt] = field(default_factory=list)
     successes: list[SucceededColumns] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    checkpoint_columns: list[CheckpointColumns] = field(default_factory=list)
     retry_delays: list[tuple[str, int, float]] = field(default_factory=list)
     details: list[AttemptDetail] = field(default_factory=list)
     #: (task id, kind, text): ``NOTE_RAN`` (why it ran), ``NOTE_UNSAVED`` (why its result was
@@ -319,6 +340,14 @@ class RecordBatch:
             found.extend(columns.rows())
         return found
 
+    def all_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of the batch as a ``Checkpoint``: ``checkpoints``, then
+        ``checkpoint_columns``."""
+        found = list(self.checkpoints)
+        for columns in self.checkpoint_columns:
+            found.extend(columns.rows())
+        return found
+
     def __bool__(self) -> bool:
         return bool(
             self.start is not None
@@ -326,6 +355,7 @@ class RecordBatch:
             or self.attempts
             or self.successes
             or self.checkpoints
+            or self.checkpoint_columns
             or self.retry_delays
             or self.details
             or self.notes
@@ -539,6 +569,7 @@ __all__ = [
     "TRACEBACK_LIMIT",
     "AttemptDetail",
     "Checkpoint",
+    "CheckpointColumns",
     "GraphNode",
     "LogLine",
     "GraphSnapshot",

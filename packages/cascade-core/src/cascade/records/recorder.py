@@ -53,6 +53,7 @@ from cascade.records.model import (
     SUCCEEDED,
     AttemptDetail,
     Checkpoint,
+    CheckpointColumns,
     GraphSnapshot,
     LogLine,
     RecordBatch,
@@ -167,7 +168,11 @@ class Recorder:
         self._graph = graph
         self._graph_size = len(graph.nodes)
         self._events: deque[Any] = deque()
-        self._new_checkpoints: deque[tuple[str, str, bytes]] = deque()
+        #: New checkpoints, flat: task id, key, pickled result, task id... The event loop
+        #: extends it by three at a time and the thread takes whole triples off the front,
+        #: each step one C call under the interpreter lock (so no tuple per checkpoint, and no
+        #: step per item on either side).
+        self._new_checkpoints: list[Any] = []
         self._reused: deque[Checkpoint] = deque()
         self._notes: deque[tuple[str, str, str]] = deque()
         #: When each call that waited at a gate began to wait, and for what.
@@ -266,7 +271,7 @@ class Recorder:
 
     def checkpoint(self, task_id: str, key: str, payload: bytes) -> None:
         """A new checkpoint: ``payload`` is the pickled result of the call keyed ``key``."""
-        self._new_checkpoints.append((task_id, key, payload))
+        self._new_checkpoints.extend((task_id, key, payload))
 
     def reuse(self, checkpoint: Checkpoint) -> None:
         """A value restored from the resumed run's checkpoint: this run refers to it too, so a
@@ -517,14 +522,14 @@ class Recorder:
     def _write_checkpoints(self, batch: RecordBatch) -> None:
         while self._reused:
             batch.checkpoints.append(self._reused.popleft())
-        if not self._new_checkpoints:
+        pending = self._new_checkpoints
+        count = len(pending)  # whole triples: the loop extends three at a time
+        if not count:
             return
-        values: dict[str, bytes] = {}
-        owners: list[tuple[str, str]] = []
-        while self._new_checkpoints:
-            task_id, key, payload = self._new_checkpoints.popleft()
-            values[key] = payload
-            owners.append((task_id, key))
+        taken = pending[:count]
+        del pending[:count]
+        task_ids, keys = taken[0::3], taken[1::3]
+        values: dict[str, bytes] = dict(zip(keys, taken[2::3], strict=True))
         store = self.checkpoint_store
         if store is None or self._broken:
             return
@@ -541,7 +546,7 @@ class Recorder:
             if problem not in self.problems:
                 self.problems.append(problem)
             return
-        batch.checkpoints.extend(Checkpoint(task_id, key, entry) for task_id, key in owners)
+        batch.checkpoint_columns.append(CheckpointColumns(entry, task_ids, keys))
         batch.entry_sizes[entry] = sum(map(len, values.values()))
 
 
@@ -552,6 +557,7 @@ def _merge(first: RecordBatch, second: RecordBatch) -> RecordBatch:
     first.attempts.extend(second.attempts)
     first.successes.extend(second.successes)
     first.checkpoints.extend(second.checkpoints)
+    first.checkpoint_columns.extend(second.checkpoint_columns)
     first.retry_delays.extend(second.retry_delays)
     first.details.extend(second.details)
     first.notes.extend(second.notes)

@@ -166,6 +166,14 @@ _RUN_COLUMNS = (
 #: lives in ``retries`` (tracebacks, logs and notes have tables of their own).
 _STORED_COUNT = RecordedAttempt._fields.index("retry_delay")
 _STORED = operator.itemgetter(*range(_STORED_COUNT))
+#: A JSON string (``json.dumps`` of a str, in C), and a ``[key,task_id]`` pair of two:
+#: how ``checkpoint_entries.keys`` holds an entry's keys.
+_JSON_TEXT = json.encoder.encode_basestring_ascii
+_KEY_JSON = "[{},{}]".format
+
+
+def _key_json(key: str, task_id: str) -> str:
+    return _KEY_JSON(_JSON_TEXT(key), _JSON_TEXT(task_id))
 
 
 # One connection per database file per process, shared by every store object of that file (a
@@ -431,23 +439,30 @@ class SQLiteRunStore:
                 "VALUES (?, ?, ?, ?)",
                 [(run_id, *retry) for retry in batch.retry_delays],
             )
-        if batch.checkpoints:
-            by_entry: dict[str, list[tuple[str, str]]] = {}
+        if batch.checkpoints or batch.checkpoint_columns:
+            by_entry: dict[str, list[str]] = {}  # entry -> its keys, JSON text each
             for checkpoint in batch.checkpoints:
                 by_entry.setdefault(checkpoint.entry, []).append(
-                    (checkpoint.key, checkpoint.task_id)
+                    _key_json(checkpoint.key, checkpoint.task_id)
+                )
+            for columns in batch.checkpoint_columns:
+                # Encoded in C, without an object per checkpoint: a batch holds as many as
+                # the run had successes since the last write.
+                by_entry.setdefault(columns.entry, []).extend(
+                    map(_KEY_JSON, map(_JSON_TEXT, columns.keys), map(_JSON_TEXT, columns.task_ids))
                 )
             for entry, keys in by_entry.items():
                 known = conn.execute(
                     "SELECT keys FROM checkpoint_entries WHERE run_id = ? AND entry = ?",
                     (run_id, entry),
                 ).fetchone()
-                if known is not None:
-                    keys = [tuple(k) for k in json.loads(known[0])] + keys
+                text = ",".join(keys)
+                if known is not None and known[0] != "[]":
+                    text = f"{known[0][1:-1]},{text}"
                 conn.execute(
                     "INSERT OR REPLACE INTO checkpoint_entries (run_id, entry, keys) "
                     "VALUES (?, ?, ?)",
-                    (run_id, entry, json.dumps(keys, separators=(",", ":"))),
+                    (run_id, entry, f"[{text}]"),
                 )
         if batch.details:
             conn.executemany(
