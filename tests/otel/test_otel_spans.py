@@ -12,7 +12,13 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import cascade as cs
-from cascade.events import RunFinished, RunStarted, TaskExecutionFinished, TaskWaiting
+from cascade.events import (
+    RunFinished,
+    RunStarted,
+    TaskExecutionFinished,
+    TasksSucceeded,
+    TaskWaiting,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -363,6 +369,61 @@ def test_a_task_added_at_run_time_is_a_child_of_the_task_that_returned_it(traced
     for span in by_name["load"] + by_name["extract"]:
         assert span.parent.span_id in pick_ids, "a child of the pick that returned it"
     assert {span.context.trace_id for span in spans.values()} == {run.context.trace_id}
+
+
+@cs.task
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+def test_a_task_added_after_its_parents_span_ended_is_still_its_child(traced: Any) -> None:
+    """Successes end their spans in bulk, once per event-loop pass: the task a graph added
+    may start before that (the test above) or, as here, only after: its input finishes once
+    the parent's success has been published and its span ended."""
+    engine = traced.engine()
+    published = asyncio.Event()
+    bulks: list[TasksSucceeded] = []
+
+    @cs.task
+    async def later() -> int:
+        await published.wait()
+        return 5
+
+    gate = later()
+
+    @cs.task
+    def spawn() -> Any:
+        return plus_one(gate)
+
+    def on_bulk(event: TasksSucceeded) -> None:
+        bulks.append(event)
+        if "spawn" in event.task_names:
+            published.set()
+
+    engine.bus.subscribe(TasksSucceeded, on_bulk)
+    parent = spawn()
+    assert asyncio.run(engine.run([parent, gate])) == [6, 5]
+    assert any(parent.id in bulk.returned_graphs for bulk in bulks)
+    spawn_span, child = traced.one("spawn"), traced.one("plus_one")
+    assert spawn_span.attributes["cascade.task.returned_graph"] is True
+    assert spawn_span.end_time <= child.start_time  # ended before the child started
+    assert child.parent.span_id == spawn_span.context.span_id
+    assert child.attributes["cascade.task.parent_id"] == parent.id
+    assert "cascade.task.returned_graph" not in child.attributes
+
+
+def test_tracing_asks_the_engine_for_no_event_per_successful_task(traced: Any) -> None:
+    """What keeps tracing cheap on wide runs (``benchmarks/bench_otel.py``): successes reach
+    it in bulk; failures and cancellations one event each."""
+    engine = traced.engine()
+    assert not engine.bus.wants(TaskExecutionFinished, status="Succeeded")
+    assert engine.bus.wants(TaskExecutionFinished, status="Failed")
+    assert engine.bus.wants(TaskExecutionFinished, status="Cancelled")
+    assert engine.bus.wants(TasksSucceeded)
+    assert asyncio.run(engine.run(load(transform(extract(3))))) == 6
+    assert [s.attributes["cascade.task.status"] for s in traced.spans if s.parent] == [
+        "Succeeded"
+    ] * 3
 
 
 def test_a_wait_for_a_pool_is_recorded_on_the_task_span(traced: Any) -> None:

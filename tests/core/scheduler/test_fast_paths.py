@@ -234,6 +234,46 @@ def test_bulk_successes_reach_only_their_own_subscribers():
     assert [type(e).__name__ for e in everything].count("TaskExecutionFinished") == 2
 
 
+@cs.task
+def grow(n: int) -> object:
+    return [step(i) for i in range(n)]
+
+
+@cs.task
+def hand_over(x: int) -> object:
+    return step(x)
+
+
+@pytest.mark.parametrize("route", ["plain", "task call"])
+def test_bulk_successes_name_the_attempts_that_returned_a_graph(route: str):
+    """``TasksSucceeded.returned_graphs`` says what ``TaskExecutionFinished.returned_graph``
+    says, on the route without a ``TaskCall`` and on the one with (a call hook), for a
+    returned list of calls and for a tail call (whose node becomes the call it returned)."""
+    from cascade.events import TaskExecutionFinished, TasksSucceeded
+
+    bulks: list[TasksSucceeded] = []
+    bus = cs.MessageBus()
+    bus.subscribe(TasksSucceeded, bulks.append)
+    engine = cs.Engine(bus=bus, log_level=None)
+    if route == "task call":
+        engine.add_call_hook(lambda call: None)
+    target = [grow(2), hand_over(5), step(7)]
+    assert asyncio.run(engine.run(target)) == [[1, 2], 6, 8]
+    returned = {task_id for bulk in bulks for task_id in bulk.returned_graphs}
+    assert returned == {target[0].id, target[1].id}
+    for bulk in bulks:
+        assert set(bulk.returned_graphs) <= set(bulk.task_ids)
+    by_id = {a[0]: a for bulk in bulks for a in bulk.attempts}
+    assert len(by_id) == 6  # grow, its two steps, hand_over, the step it returned, step(7)
+
+    # The same run seen one event per attempt agrees.
+    finished: list[TaskExecutionFinished] = []
+    engine.bus.subscribe(TaskExecutionFinished, finished.append)
+    target = [grow(2), hand_over(5), step(7)]
+    asyncio.run(engine.run(target))
+    assert {f.task_id for f in finished if f.returned_graph} == {target[0].id, target[1].id}
+
+
 def test_a_failure_on_the_direct_route_names_the_task_that_added_it():
     from cascade.events import TaskExecutionFinished
 

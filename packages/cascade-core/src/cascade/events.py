@@ -153,8 +153,9 @@ start and end (wall-clock seconds) and executor name."""
 
 @dataclass(frozen=True)
 class TasksSucceeded(Event):
-    """Attempts that succeeded, in bulk: for subscribers that keep every attempt (the run
-    recorder) and would otherwise cost a ``TaskExecutionFinished`` per task.
+    """Attempts that succeeded, in bulk: for subscribers that keep or close something per
+    attempt (the run recorder, tracing) and would otherwise cost a ``TaskExecutionFinished``
+    per task.
 
     The engine collects the succeeded attempts of one event-loop pass and publishes them
     together at its end (and the rest before ``RunFinished``). They come as columns, one
@@ -162,8 +163,10 @@ class TasksSucceeded(Event):
     builds them, and a subscriber such as the recorder stores them, without a Python object
     per attempt. ``attempts`` gives the same as one ``SucceededAttempt`` tuple each. It
     repeats what per-attempt events say, so it reaches only subscribers of this type itself,
-    never those of ``Event`` (``delivered_to_base_subscribers``). Results and returned graphs
-    are not in it: subscribe to ``TaskExecutionFinished`` for those.
+    never those of ``Event`` (``delivered_to_base_subscribers``). Results are not in it:
+    subscribe to ``TaskExecutionFinished`` for those. ``returned_graphs`` names the attempts
+    whose value holds LazyResults the run goes on to run (``TaskExecutionFinished``'s
+    ``returned_graph``), usually none: a tracer ends every span from this event alone.
     """
 
     delivered_to_base_subscribers: ClassVar[bool] = False
@@ -175,6 +178,8 @@ class TasksSucceeded(Event):
     start_times: tuple[float, ...] = ()
     end_times: tuple[float, ...] = ()
     executors: tuple[str, ...] = ()
+    #: The ids among ``task_ids`` whose attempt returned a graph.
+    returned_graphs: tuple[str, ...] = ()
 
     @property
     def attempts(self) -> tuple[SucceededAttempt, ...]:

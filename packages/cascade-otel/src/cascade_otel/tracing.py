@@ -9,7 +9,8 @@ The span model (see docs/tracing.md):
   just before the attempt is handed to its executor and makes it current in the context the
   attempt runs in; ``TaskExecutionFinished`` ends it at the end time the event reports (measured
   where the work ran). A retried attempt ends with status ERROR and a ``cascade.task.retry``
-  event; the next attempt links to it.
+  event; the next attempt links to it. Successes end together once per event-loop pass, from
+  the engine's bulk ``TasksSucceeded`` (no event per task), each at the end time it reports.
 - Skipped and cache-hit tasks get a zero-length span with ``cascade.task.skip_reason``.
 
 Every handler runs on the event loop's thread (the bus publishes there and the engine calls its
@@ -37,6 +38,7 @@ from cascade.events import (
     TaskNamed,
     TaskRetrying,
     TaskSkipped,
+    TasksSucceeded,
 )
 from cascade_otel.propagation import attach_carrier, has_baggage, inject_into
 
@@ -154,24 +156,31 @@ class EngineTracing:
         #: argument types (the attributes hold nothing else): a wide fan-out of calls with
         #: the same types builds them once (``benchmarks/bench_otel.py``, the sdk row).
         self._typed: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._subscriptions: list[tuple[type[Any], Callable[[Any], None]]] = [
-            (RunStarted, self._on_run_started),
-            (RunFinished, self._on_run_finished),
-            (TaskExecutionFinished, self._on_task_finished),
-            (TaskRetrying, self._on_task_retrying),
-            (TaskSkipped, self._on_task_skipped),
-            (TaskNamed, self._on_task_named),
+        #: The attributes a succeeded span ends with, by executor name (the SDK copies them).
+        self._succeeded: dict[str, dict[str, Any]] = {}
+        # Successes come in bulk, the rest one event each: the engine then builds no event
+        # per succeeded task (``benchmarks/bench_otel.py``, the sdk row).
+        self._subscriptions: list[
+            tuple[type[Any], Callable[[Any], None], tuple[str, ...] | None]
+        ] = [
+            (RunStarted, self._on_run_started, None),
+            (RunFinished, self._on_run_finished, None),
+            (TasksSucceeded, self._on_tasks_succeeded, None),
+            (TaskExecutionFinished, self._on_task_finished, ("Failed", "Cancelled")),
+            (TaskRetrying, self._on_task_retrying, None),
+            (TaskSkipped, self._on_task_skipped, None),
+            (TaskNamed, self._on_task_named, None),
         ]
 
     def attach(self) -> None:
         """Start tracing the engine's runs."""
-        for event_type, handler in self._subscriptions:
-            self.engine.bus.subscribe(event_type, handler)
+        for event_type, handler, statuses in self._subscriptions:
+            self.engine.bus.subscribe(event_type, handler, statuses=statuses)
         self.engine.add_call_hook(self._on_call)
 
     def detach(self) -> None:
         """Stop tracing the engine's runs (runs in flight keep the spans they have)."""
-        for event_type, handler in self._subscriptions:
+        for event_type, handler, _ in self._subscriptions:
             self.engine.bus.unsubscribe(event_type, handler)
         hooks = self.engine.call_hooks
         if self._on_call in hooks:
@@ -246,8 +255,12 @@ class EngineTracing:
                 links = [Link(previous)]
         parent_context = state.context
         if call.parent_task_id is not None:
+            # A task added at run time: a child of the span of the task that returned it,
+            # which the engine may not have reported yet (successes come once per pass).
             parent = state.parents.get(call.parent_task_id)
-            if parent is not None:  # a task added at run time: a child of the task's span
+            if parent is None:
+                parent = state.attempts.get(call.parent_task_id)
+            if parent is not None:
                 parent_context = trace.set_span_in_context(parent, state.context)
         attributes: dict[str, Any] = {
             RUN_ID: call.run_id,
@@ -287,7 +300,32 @@ class EngineTracing:
         if state is not None:
             state.names[event.task_id] = event.call_name
 
+    def _on_tasks_succeeded(self, event: TasksSucceeded) -> None:
+        state = self._runs.get(event.run_id)
+        if state is None:
+            return
+        attempts, succeeded = state.attempts, self._succeeded
+        graphs = frozenset(event.returned_graphs)
+        for task_id, end, executor in zip(
+            event.task_ids, event.end_times, event.executors, strict=True
+        ):
+            span = attempts.pop(task_id, None)
+            if span is None:
+                continue
+            attributes = succeeded.get(executor)
+            if attributes is None:
+                attributes = succeeded[executor] = {
+                    TASK_EXECUTOR: executor,
+                    TASK_STATUS: "Succeeded",
+                }
+            span.set_attributes(attributes)  # the status stays UNSET
+            if graphs and task_id in graphs:
+                span.set_attribute(TASK_RETURNED_GRAPH, True)
+                state.parents[task_id] = span
+            span.end(end_time=_ns(end))
+
     def _on_task_finished(self, event: TaskExecutionFinished) -> None:
+        """A failed or cancelled attempt (successes come in bulk)."""
         state = self._runs.get(event.run_id)
         if state is None:
             return
@@ -296,10 +334,7 @@ class EngineTracing:
             return
         end = _ns(event.timestamp)
         span.set_attributes({TASK_EXECUTOR: event.executor, TASK_STATUS: event.status})
-        if event.status != "Failed":  # success and cancellation leave the status UNSET
-            if event.returned_graph:
-                span.set_attribute(TASK_RETURNED_GRAPH, True)
-                state.parents[event.task_id] = span
+        if event.status != "Failed":  # cancellation leaves the status UNSET
             span.end(end_time=end)
             return
         kind, message = _error_of(event.exception, event.error_type, event.error)

@@ -5,11 +5,12 @@ Every route a call takes reports through here: an attempt's start (``started``, 
 (``ended``), a skip, a wait at a gate, a retry. The plan decided once which events anyone
 wants; an event nobody wants is never built, and building one never changes what runs.
 
-Successes that only ``TasksSucceeded`` wants (the recorder's path) are kept as columns and
-published once per event-loop pass (``publish_succeeded``): no event and no tuple per call
-(``benchmarks/bench_records.py``). A call that has no ``TaskCall`` is reported from what is
-kept here by node index: when it started and, where an attempt's end is wanted, when its own
-code ended (``cascade.runtime.clock``).
+Successes that only ``TasksSucceeded`` wants (the recorder's and tracing's path) are kept as
+columns and published once per event-loop pass (``publish_succeeded``): no event and no tuple
+per call (``benchmarks/bench_records.py``), and no event per call for a tracer, which ends its
+spans from the columns (``benchmarks/bench_otel.py``, the sdk row). A call that has no
+``TaskCall`` is reported from what is kept here by node index: when it started and, where an
+attempt's end is wanted, when its own code ended (``cascade.runtime.clock``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from cascade.events import (
 )
 from cascade.executors import TaskCall
 from cascade.graph.build import Node
-from cascade.graph.extend import returns_graph
+from cascade.graph.extend import PLAIN_TYPES, returns_graph
 from cascade.runtime.limits import Gate
 from cascade.runtime.plan import RunPlan
 from cascade.spec.cache_policy import CacheMiss
@@ -62,6 +63,8 @@ class Reporter:
         self.succeeded: list[SucceededAttempt] = []
         self.succeeded_nodes: list[int] = []
         self.succeeded_ends: list[float] = []
+        #: The ids of those whose value was a graph (``TasksSucceeded.returned_graphs``).
+        self.succeeded_graphs: list[str] = []
         #: When the direct route's calls without a ``TaskCall`` started and ended, by node
         #: index (a float per node: nothing for the collector to walk), for their events.
         self.started_at: list[float] | None = [0.0] * count if plan.report_plain else None
@@ -179,6 +182,8 @@ class Reporter:
                 self.succeeded_ends.append(
                     (ended_at[index] if ended_at is not None else 0.0) or time.time()
                 )
+                if type(value) not in PLAIN_TYPES and returns_graph(value):
+                    self.succeeded_graphs.append(node.lazy.id)
             return
         task = node.lazy.task
         assert task is not None
@@ -234,6 +239,8 @@ class Reporter:
                         executor_name,
                     )
                 )
+                if type(value) not in PLAIN_TYPES and returns_graph(value):
+                    self.succeeded_graphs.append(task_id)
             if not plan.want_succeeded:
                 return
             status = "Succeeded"
@@ -280,8 +287,10 @@ class Reporter:
         indices, rows = self.succeeded_nodes, self.succeeded
         if not indices and not rows:
             return
-        ends = self.succeeded_ends
+        ends, graphs = self.succeeded_ends, self.succeeded_graphs
         self.succeeded_nodes, self.succeeded_ends, self.succeeded = [], [], []
+        if graphs:
+            self.succeeded_graphs = []
         plan = self.plan
         columns: list[tuple[Any, ...]] = []
         if indices:
@@ -322,6 +331,7 @@ class Reporter:
                 start_times=starts,
                 end_times=ended,
                 executors=executors,
+                returned_graphs=tuple(graphs),
             )
         )
 
