@@ -23,7 +23,8 @@ Modes, interleaved so machine noise hits them alike:
 
 Target for the SDK: its overhead over the baseline (``sdk`` minus ``baseline``) at most 1.3x
 the floor (both for the same N+2 spans), i.e. tracing adds at most 30% on top of what the SDK
-needs anyway.
+needs anyway; judged on the CPU-time medians, which other work on the machine moves less than
+wall time.
 
 Prints a markdown table: median and best wall time per repetition, µs per task, and the
 overhead per task over the baseline (from the medians); then the SDK overhead per task, the
@@ -252,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     floor = median_of["sdk-floor"]
     ratio = sdk_overhead / floor
     best_ratio = (min(samples["sdk"]) - min(samples["baseline"])) / min(samples["sdk-floor"])
-    ratio_ok = ratio <= SDK_FLOOR_TARGET
+    cpu_median = {mode: statistics.median(times) for mode, times in cpu.items()}
+    cpu_best = {mode: min(times) for mode, times in cpu.items()}
+    cpu_overhead = cpu_median["sdk"] - cpu_median["baseline"]
+    cpu_ratio = cpu_overhead / cpu_median["sdk-floor"]
+    ratio_ok = cpu_ratio <= SDK_FLOOR_TARGET
     gc_note = ", cyclic GC off while timing" if args.gc_off else ""
     print(f"\n{args.tasks:,}-task async fan-out, {args.repeat} repetitions per mode{gc_note}\n")
     print("| mode | median ms | best ms | µs/task | overhead µs/task | target |")
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             failed |= not ok
             verdict = f"≤ {target:g} {'ok' if ok else 'MISSED'}"
         elif mode == "sdk":
-            verdict = f"≤ {SDK_FLOOR_TARGET:g}× floor {'ok' if ratio_ok else 'MISSED'}"
+            verdict = f"≤ {SDK_FLOOR_TARGET:g}× floor (CPU) {'ok' if ratio_ok else 'MISSED'}"
         elif mode == "sdk-floor":
             overhead = "-"  # no engine: not comparable with the baseline
             verdict = "floor"
@@ -284,18 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         f"SDK floor: {floor / spans * 1e6:.2f} µs/span "
         f"({spans:,} spans by hand, {count:,} alive at once, median)"
     )
+    print(f"SDK overhead / SDK floor: {ratio:.2f}× ({best_ratio:.2f}× from the best times)")
     print(
-        f"SDK overhead / SDK floor: {ratio:.2f}× (target ≤ {SDK_FLOOR_TARGET:g}×; "
-        f"{best_ratio:.2f}× from the best times)"
-    )
-    cpu_median = {mode: statistics.median(times) for mode, times in cpu.items()}
-    cpu_best = {mode: min(times) for mode, times in cpu.items()}
-    print(
-        "CPU time, every thread: overhead "
-        f"{(cpu_median['sdk'] - cpu_median['baseline']) / count * 1e6:.2f} µs/task, floor "
-        f"{cpu_median['sdk-floor'] / spans * 1e6:.2f} µs/span, ratio "
-        f"{(cpu_median['sdk'] - cpu_median['baseline']) / cpu_median['sdk-floor']:.2f}× "
-        f"({(cpu_best['sdk'] - cpu_best['baseline']) / cpu_best['sdk-floor']:.2f}× from the "
+        f"CPU time, every thread: overhead {cpu_overhead / count * 1e6:.2f} µs/task, floor "
+        f"{cpu_median['sdk-floor'] / spans * 1e6:.2f} µs/span, ratio {cpu_ratio:.2f}× "
+        f"(target ≤ {SDK_FLOOR_TARGET:g}×; "
+        f"{(cpu_best['sdk'] - cpu_best['baseline']) / cpu_best['sdk-floor']:.2f}× from the "
         "best times)"
     )
     sdk.shutdown()
