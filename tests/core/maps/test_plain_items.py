@@ -17,6 +17,7 @@ from core_helpers import EventLog
 
 import cascade as cs
 from cascade.events import TaskExecutionFinished, TaskExecutionStarted
+from cascade.executors.local import LocalExecutor
 from cascade.runtime.outcome import MapItemsFailed
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,3 +175,40 @@ def test_items_of_a_cancelled_run_are_reported_cancelled() -> None:
     else:  # each took its first step as it started: the cancel may find some done
         assert set(ends.values()) <= {"Cancelled", "Succeeded"}
     assert sorted(ran) == list(range(30))
+
+
+class _RefusesItemThree(LocalExecutor):
+    """The local executor, refusing to submit the fourth call it is handed."""
+
+    name = "refuses-item-three"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.submitted = 0
+
+    def submit_plain(
+        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], is_async: bool
+    ) -> asyncio.Future[Any]:
+        self.submitted += 1
+        if self.submitted == 4:
+            raise RuntimeError("the executor refused the call")
+        return super().submit_plain(fn, args, kwargs, is_async)
+
+
+@pytest.mark.parametrize("on_failure", ["stop", "continue"])
+def test_an_item_its_executor_refuses_fails_the_map_without_hanging(on_failure: str) -> None:
+    log = EventLog()
+    with pytest.raises((RuntimeError, cs.RunFailed)) as caught:
+        cs.run(
+            double_later.map(range(10)),
+            executor=_RefusesItemThree(),
+            bus=log.bus,
+            log_level=None,
+            on_failure=on_failure,
+        )
+    assert "the executor refused the call" in repr(caught.value) or any(
+        "refused" in str(exc) for exc in getattr(caught.value, "failures", {}).values()
+    )
+    ends = _ends(log)
+    assert sorted(_starts(log)) == sorted(ends)
+    assert ends["[3]"] == "Failed"

@@ -673,7 +673,10 @@ class PlainItems:
                 if state.halted:  # the run decided to stop: what has not started never will
                     raise asyncio.CancelledError
                 args, kwargs = inputs(k)
-                items.append(self.start(k, args, kwargs, wrapper))
+                item = self.start(k, args, kwargs, wrapper)
+                items.append(item)
+                if item.done() and k in self.started:  # the submit itself failed: no step
+                    outcome.ended(k, None, item.exception(), False)
             if not outcome.done.done():
                 await outcome.done
         except asyncio.CancelledError:
